@@ -1,0 +1,1 @@
+"""Tamga testnet."""
