@@ -1,0 +1,343 @@
+"""Documents: the signed business actions, their canonical bytes and their JSON form.
+
+A document's body is a canonical msgpack array:
+
+    [FORMAT_VERSION, chain_id, type, signer, nonce, expires_at_ms, [payload fields...]]
+
+Its id is SHA-256 of the body bytes, which is exactly what the signature covers (after
+the domain tag and chain id, see `_identity.signing_bytes`). On the wire a signed
+document is `[body_bytes, signature]`. Payload fields come in the fixed order of
+`PAYLOADS`; the JSON form names them and refuses unknown ones.
+
+Decoding checks structure only (types, sizes, counts). Whether codes exist, who owns
+them and whether the signer may act is the state machine's business, so that every
+node and every auditor reaches the same verdict from the same bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from ._encoding import pack, unpack
+from ._errors import DecodeError
+from ._identity import (
+    DOMAIN_DOCUMENT,
+    PARTICIPANT_ID_HEX,
+    SIGNATURE_BYTES,
+    KeyPair,
+    ParticipantId,
+    is_participant_id,
+)
+
+FORMAT_VERSION = 1
+
+# Real marking systems cap one document at 30,000 codes (Chestny ZNAK); so do we.
+CODES_PER_DOCUMENT_MAX = 30_000
+# A name or free text is for people; a few hundred characters is plenty and bounds storage.
+TEXT_CHARS_MAX = 500
+# A code key is "01" + 14 digits + "21" + up to 20 serial characters.
+CODE_KEY_CHARS_MAX = 40
+CHAIN_ID_CHARS_MAX = 64
+U64_MAX = (1 << 64) - 1
+ROLES = ("producer", "importer", "wholesaler", "retailer", "auditor")
+RETIRE_REASONS = ("retail_sale", "export_outside_union", "destroyed", "lost", "expired")
+
+
+class DocType(enum.StrEnum):
+    REGISTER_PARTICIPANT = "register_participant"
+    REVOKE_PARTICIPANT = "revoke_participant"
+    EMIT = "emit"
+    INTRODUCE = "introduce"
+    AGGREGATE = "aggregate"
+    DISAGGREGATE = "disaggregate"
+    SHIP = "ship"
+    CANCEL_SHIPMENT = "cancel_shipment"
+    ACCEPT = "accept"
+    REJECT = "reject"
+    RETIRE = "retire"
+    RETURN = "return"
+    SUSPEND = "suspend"
+    RELEASE = "release"
+
+
+class Field(enum.Enum):
+    """The kinds of payload field, each with its own structural check."""
+
+    PUBLIC_KEY = "public_key"  # 32 bytes
+    STATE = "state"  # two-letter member state code
+    ROLES = "roles"  # non-empty sorted list of distinct role names
+    TEXT = "text"  # up to TEXT_CHARS_MAX characters
+    PARTICIPANT = "participant"  # participant id
+    GTIN = "gtin"  # a string; validity is the state machine's verdict
+    SERIALS = "serials"  # 1..CODES_PER_DOCUMENT_MAX strings
+    CODE = "code"  # one code key
+    CODES = "codes"  # 1..CODES_PER_DOCUMENT_MAX code keys
+    CODES_OPT = "codes_opt"  # 0..CODES_PER_DOCUMENT_MAX code keys
+    HASH = "hash"  # 32 bytes (a document id)
+    REASON = "reason"  # one of RETIRE_REASONS
+
+
+PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
+    DocType.REGISTER_PARTICIPANT: (
+        ("public_key", Field.PUBLIC_KEY),
+        ("state", Field.STATE),
+        ("roles", Field.ROLES),
+        ("name", Field.TEXT),
+    ),
+    DocType.REVOKE_PARTICIPANT: (("participant", Field.PARTICIPANT),),
+    DocType.EMIT: (("owner", Field.PARTICIPANT), ("gtin", Field.GTIN), ("serials", Field.SERIALS)),
+    DocType.INTRODUCE: (("codes", Field.CODES),),
+    DocType.AGGREGATE: (("sscc", Field.CODE), ("codes", Field.CODES)),
+    DocType.DISAGGREGATE: (("sscc", Field.CODE),),
+    DocType.SHIP: (("receiver", Field.PARTICIPANT), ("codes", Field.CODES)),
+    DocType.CANCEL_SHIPMENT: (("shipment", Field.HASH),),
+    DocType.ACCEPT: (("shipment", Field.HASH), ("codes", Field.CODES_OPT)),
+    DocType.REJECT: (("shipment", Field.HASH),),
+    DocType.RETIRE: (("reason", Field.REASON), ("codes", Field.CODES)),
+    DocType.RETURN: (("codes", Field.CODES),),
+    DocType.SUSPEND: (("codes", Field.CODES), ("note", Field.TEXT)),
+    DocType.RELEASE: (("codes", Field.CODES),),
+}
+
+HEADER_FIELDS = ("chain_id", "type", "signer", "nonce", "expires_at_ms")
+
+
+def _check_str_list(value: Any, name: str, lo: int) -> list[str]:
+    if not isinstance(value, list):
+        raise DecodeError(f"{name} must be a list")
+    if not lo <= len(value) <= CODES_PER_DOCUMENT_MAX:
+        raise DecodeError(
+            f"{name} must hold {lo} to {CODES_PER_DOCUMENT_MAX} entries, not {len(value)}"
+        )
+    for item in value:
+        if not isinstance(item, str) or not 0 < len(item) <= CODE_KEY_CHARS_MAX:
+            raise DecodeError(f"every entry of {name} must be a code of 1 to 40 characters")
+    return value
+
+
+def check_field(kind: Field, name: str, value: Any) -> Any:
+    """Check one payload field's structure; return the value to store."""
+    if kind is Field.PUBLIC_KEY or kind is Field.HASH:
+        if not isinstance(value, bytes) or len(value) != 32:
+            raise DecodeError(f"{name} must be 32 bytes")
+        return value
+    if kind is Field.STATE:
+        if not isinstance(value, str) or len(value) != 2 or not value.isascii() or not value.isupper():
+            raise DecodeError(f"{name} must be a two-letter member state code such as RU")
+        return value
+    if kind is Field.ROLES:
+        if not isinstance(value, list) or not value:
+            raise DecodeError(f"{name} must be a non-empty list of roles")
+        if any(r not in ROLES for r in value):
+            raise DecodeError(f"{name} may only hold {', '.join(ROLES)}")
+        if value != sorted(set(value)):
+            raise DecodeError(f"{name} must be sorted and without repeats")
+        return value
+    if kind is Field.TEXT:
+        if not isinstance(value, str) or len(value) > TEXT_CHARS_MAX:
+            raise DecodeError(f"{name} must be text of at most {TEXT_CHARS_MAX} characters")
+        return value
+    if kind is Field.PARTICIPANT:
+        if not is_participant_id(value):
+            raise DecodeError(f"{name} must be a participant id ({PARTICIPANT_ID_HEX} hex digits)")
+        return value
+    if kind is Field.GTIN or kind is Field.CODE:
+        if not isinstance(value, str) or not 0 < len(value) <= CODE_KEY_CHARS_MAX:
+            raise DecodeError(f"{name} must be a code of 1 to {CODE_KEY_CHARS_MAX} characters")
+        return value
+    if kind is Field.SERIALS or kind is Field.CODES:
+        return _check_str_list(value, name, 1)
+    if kind is Field.CODES_OPT:
+        return _check_str_list(value, name, 0)
+    if kind is Field.REASON:
+        if value not in RETIRE_REASONS:
+            raise DecodeError(f"{name} must be one of {', '.join(RETIRE_REASONS)}")
+        return value
+    raise DecodeError(f"unknown field kind {kind}")  # pragma: no cover - exhaustive above
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """An unsigned document: what a participant asks the ledger to do."""
+
+    chain_id: str
+    type: DocType
+    signer: ParticipantId
+    nonce: int
+    expires_at_ms: int
+    payload: tuple[Any, ...]
+
+    def field(self, name: str) -> Any:
+        for (field_name, _), value in zip(PAYLOADS[self.type], self.payload):
+            if field_name == name:
+                return value
+        raise KeyError(name)
+
+    def body_bytes(self) -> bytes:
+        return pack(
+            [
+                FORMAT_VERSION,
+                self.chain_id,
+                self.type.value,
+                self.signer,
+                self.nonce,
+                self.expires_at_ms,
+                list(self.payload),
+            ]
+        )
+
+    def sign(self, key: KeyPair) -> SignedDocument:
+        if key.participant_id != self.signer:
+            raise ValueError("the key does not belong to the document's signer")
+        body = self.body_bytes()
+        signature = key.sign(DOMAIN_DOCUMENT, self.chain_id, body)
+        return SignedDocument(body, signature, self)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "chain_id": self.chain_id,
+            "type": self.type.value,
+            "signer": self.signer,
+            "nonce": self.nonce,
+            "expires_at_ms": self.expires_at_ms,
+        }
+        for (name, kind), value in zip(PAYLOADS[self.type], self.payload):
+            out[name] = value.hex() if kind in (Field.PUBLIC_KEY, Field.HASH) else value
+        return out
+
+
+def make_document(
+    chain_id: str,
+    doc_type: DocType | str,
+    signer: str,
+    nonce: int,
+    expires_at_ms: int,
+    **fields: Any,
+) -> Document:
+    """Build a document from named payload fields, with every structural check."""
+    try:
+        kind = DocType(doc_type)
+    except ValueError as exc:
+        raise DecodeError(f"unknown document type {doc_type!r}") from exc
+    spec = PAYLOADS[kind]
+    unknown = set(fields) - {name for name, _ in spec}
+    if unknown:
+        raise DecodeError(f"unknown field(s) for {kind.value}: {', '.join(sorted(unknown))}")
+    missing = [name for name, _ in spec if name not in fields]
+    if missing:
+        raise DecodeError(f"missing field(s) for {kind.value}: {', '.join(missing)}")
+    payload = tuple(check_field(f, name, fields[name]) for name, f in spec)
+    return _checked_document(chain_id, kind, signer, nonce, expires_at_ms, payload)
+
+
+def _checked_document(
+    chain_id: Any, kind: DocType, signer: Any, nonce: Any, expires: Any, payload: tuple[Any, ...]
+) -> Document:
+    if not isinstance(chain_id, str) or not 0 < len(chain_id) <= CHAIN_ID_CHARS_MAX:
+        raise DecodeError(f"chain_id must be text of 1 to {CHAIN_ID_CHARS_MAX} characters")
+    if not is_participant_id(signer):
+        raise DecodeError("signer must be a participant id")
+    for name, value in (("nonce", nonce), ("expires_at_ms", expires)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
+            raise DecodeError(f"{name} must be an unsigned 64-bit integer")
+    return Document(chain_id, kind, ParticipantId(signer), nonce, expires, payload)
+
+
+def document_from_json(obj: Any) -> Document:
+    """The JSON form (names, hex for bytes) back to a document; unknown fields refused."""
+    if not isinstance(obj, dict):
+        raise DecodeError("a document is a JSON object")
+    missing = [name for name in HEADER_FIELDS if name not in obj]
+    if missing:
+        raise DecodeError(f"missing field(s): {', '.join(missing)}")
+    try:
+        kind = DocType(obj["type"])
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(f"unknown document type {obj['type']!r}") from exc
+    fields: dict[str, Any] = {}
+    for name, value in obj.items():
+        if name in HEADER_FIELDS:
+            continue
+        fields[name] = value
+    for name, field_kind in PAYLOADS[kind]:
+        if field_kind in (Field.PUBLIC_KEY, Field.HASH) and isinstance(fields.get(name), str):
+            try:
+                fields[name] = bytes.fromhex(fields[name])
+            except ValueError as exc:
+                raise DecodeError(f"{name} must be hex") from exc
+    return make_document(
+        obj["chain_id"], kind, obj["signer"], obj["nonce"], obj["expires_at_ms"], **fields
+    )
+
+
+def decode_body(body: bytes) -> Document:
+    """Canonical body bytes to a document, with every structural check."""
+    value = unpack(body)
+    if not isinstance(value, list) or len(value) != 7:
+        raise DecodeError("a document body is an array of 7 fields")
+    version, chain_id, type_name, signer, nonce, expires, payload = value
+    if version != FORMAT_VERSION:
+        raise DecodeError(f"unsupported document format version {version!r}")
+    try:
+        kind = DocType(type_name)
+    except ValueError as exc:
+        raise DecodeError(f"unknown document type {type_name!r}") from exc
+    spec = PAYLOADS[kind]
+    if not isinstance(payload, list) or len(payload) != len(spec):
+        raise DecodeError(f"a {kind.value} payload has {len(spec)} fields")
+    checked = tuple(check_field(f, name, v) for (name, f), v in zip(spec, payload))
+    return _checked_document(chain_id, kind, signer, nonce, expires, checked)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedDocument:
+    """A document with its signature, as submitted and as stored in blocks."""
+
+    body: bytes
+    signature: bytes
+    document: Document
+
+    @property
+    def id(self) -> bytes:
+        return hashlib.sha256(self.body).digest()
+
+    def wire(self) -> bytes:
+        return pack([self.body, self.signature])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"document": self.document.to_json(), "signature": self.signature.hex()}
+
+
+def document_id(body: bytes) -> bytes:
+    return hashlib.sha256(body).digest()
+
+
+def decode_signed(wire: bytes) -> SignedDocument:
+    """Wire bytes `[body, signature]` to a signed document (signature not yet verified)."""
+    value = unpack(wire)
+    if not isinstance(value, list) or len(value) != 2:
+        raise DecodeError("a signed document is an array [body, signature]")
+    body, signature = value
+    if not isinstance(body, bytes) or not isinstance(signature, bytes):
+        raise DecodeError("body and signature must be bytes")
+    if len(signature) != SIGNATURE_BYTES:
+        raise DecodeError(f"a signature has {SIGNATURE_BYTES} bytes")
+    return SignedDocument(body, signature, decode_body(body))
+
+
+def signed_from_json(obj: Any) -> SignedDocument:
+    """`{"document": {...}, "signature": hex}` to a signed document (not yet verified)."""
+    if not isinstance(obj, dict) or set(obj) != {"document", "signature"}:
+        raise DecodeError('a signed document is {"document": {...}, "signature": "hex"}')
+    try:
+        signature = bytes.fromhex(obj["signature"])
+    except (ValueError, TypeError) as exc:
+        raise DecodeError("signature must be hex") from exc
+    if len(signature) != SIGNATURE_BYTES:
+        raise DecodeError(f"a signature has {SIGNATURE_BYTES} bytes")
+    document = document_from_json(obj["document"])
+    return SignedDocument(document.body_bytes(), signature, document)
+

@@ -1,0 +1,177 @@
+"""Genesis: the chain's root of trust, read from a JSON file.
+
+It names the chain, the member states, each state's node key, TLS certificate
+fingerprint and addresses, each state's regulator key, and the chain parameters.
+Its hash (over canonical bytes, not the JSON text) is what block 1 links to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._encoding import pack
+from ._errors import DecodeError
+from ._identity import PUBLIC_KEY_BYTES, ParticipantId, participant_id
+
+MEMBER_STATES = {
+    "AM": "Armenia",
+    "BY": "Belarus",
+    "KZ": "Kazakhstan",
+    "KG": "Kyrgyzstan",
+    "RU": "Russia",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChainParams:
+    # A block is bounded so that applying, storing and shipping it stays bounded too.
+    block_documents_max: int = 10_000
+    block_bytes_max: int = 16 << 20
+
+    def to_list(self) -> list[int]:
+        return [self.block_documents_max, self.block_bytes_max]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    code: str
+    name: str
+    node_id: int  # Raft node id, 1..n
+    node_public_key: bytes
+    regulator_public_key: bytes
+    tls_cert_sha256: str  # hex fingerprint of the node's TLS certificate (DER)
+    peer_address: str  # host:port of the mutual-TLS peer API
+    api_url: str  # base URL of the client API
+
+    @property
+    def regulator_id(self) -> ParticipantId:
+        return participant_id(self.regulator_public_key)
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.code,
+            self.name,
+            self.node_id,
+            self.node_public_key,
+            self.regulator_public_key,
+            self.tls_cert_sha256,
+            self.peer_address,
+            self.api_url,
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    chain_id: str
+    time_ms: int
+    states: tuple[MemberState, ...]
+    params: ChainParams = field(default_factory=ChainParams)
+
+    def __post_init__(self) -> None:
+        codes = [s.code for s in self.states]
+        if not codes:
+            raise DecodeError("genesis names no member state")
+        if len(set(codes)) != len(codes):
+            raise DecodeError("genesis names a member state twice")
+        ids = [s.node_id for s in self.states]
+        if len(set(ids)) != len(ids) or min(ids) < 1:
+            raise DecodeError("node ids in genesis must be distinct and positive")
+        for s in self.states:
+            if s.code not in MEMBER_STATES:
+                raise DecodeError(f"{s.code} is not a member state of the Union")
+            for key in (s.node_public_key, s.regulator_public_key):
+                if len(key) != PUBLIC_KEY_BYTES:
+                    raise DecodeError(f"{s.code}: a public key has {PUBLIC_KEY_BYTES} bytes")
+
+    @property
+    def hash(self) -> bytes:
+        return hashlib.sha256(self.canonical_bytes()).digest()
+
+    def canonical_bytes(self) -> bytes:
+        return pack(
+            [
+                b"tamga/genesis/v1",
+                self.chain_id,
+                self.time_ms,
+                [s.to_list() for s in self.states],
+                self.params.to_list(),
+            ]
+        )
+
+    @property
+    def quorum(self) -> int:
+        """How many member states make a majority (for attestations)."""
+        return len(self.states) // 2 + 1
+
+    def state(self, code: str) -> MemberState:
+        for s in self.states:
+            if s.code == code:
+                return s
+        raise KeyError(code)
+
+    def state_by_node(self, node_id: int) -> MemberState:
+        for s in self.states:
+            if s.node_id == node_id:
+                return s
+        raise KeyError(node_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "time_ms": self.time_ms,
+            "params": {
+                "block_documents_max": self.params.block_documents_max,
+                "block_bytes_max": self.params.block_bytes_max,
+            },
+            "states": [
+                {
+                    "code": s.code,
+                    "name": s.name,
+                    "node_id": s.node_id,
+                    "node_public_key": s.node_public_key.hex(),
+                    "regulator_public_key": s.regulator_public_key.hex(),
+                    "tls_cert_sha256": s.tls_cert_sha256,
+                    "peer_address": s.peer_address,
+                    "api_url": s.api_url,
+                }
+                for s in self.states
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> Genesis:
+        try:
+            params = ChainParams(**obj.get("params", {}))
+            states = tuple(
+                MemberState(
+                    code=s["code"],
+                    name=s["name"],
+                    node_id=int(s["node_id"]),
+                    node_public_key=bytes.fromhex(s["node_public_key"]),
+                    regulator_public_key=bytes.fromhex(s["regulator_public_key"]),
+                    tls_cert_sha256=s["tls_cert_sha256"],
+                    peer_address=s["peer_address"],
+                    api_url=s["api_url"],
+                )
+                for s in obj["states"]
+            )
+            return cls(str(obj["chain_id"]), int(obj["time_ms"]), states, params)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DecodeError(f"genesis is malformed: {exc!r}") from exc
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Genesis:
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise DecodeError(f"cannot read genesis file {path}: {exc.strerror}") from exc
+        except json.JSONDecodeError as exc:
+            raise DecodeError(f"genesis file {path} is not JSON: {exc}") from exc
+        return cls.from_json(obj)

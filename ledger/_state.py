@@ -1,0 +1,692 @@
+"""The state machine: a pure function of (state, ordered documents, block time).
+
+`execute_block` gives every document a `Result` and returns the writes that the block
+makes to the state, in the order they were made. It reads the state before the block
+through a `Reader` and never writes: the caller puts the writes, the block and the
+results into one atomic batch. A rejected document leaves no write behind: each
+document works on its own overlay, merged into the block's only when it applies.
+
+Nothing here reads a clock, a random source or the environment, and nothing iterates
+a set, so every node and every auditor get the same results and the same state hash.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ._codes import CodeError, Sscc, is_valid_gtin, parse_key
+from ._documents import DocType, SignedDocument, decode_signed
+from ._encoding import pack_trusted, unpack_trusted
+from ._errors import DecodeError
+from ._genesis import Genesis
+from ._identity import DOMAIN_DOCUMENT, Verifier, participant_id
+from ._records import (
+    ACCEPTED,
+    ACTIVE,
+    AGGREGATE,
+    CANCELLED,
+    DISAGGREGATED,
+    EMITTED,
+    INTRODUCED,
+    P_CHILDREN,
+    P_CODE,
+    P_DOC,
+    P_FLOW,
+    P_HISTORY,
+    P_PARTICIPANT,
+    P_SHIPMENT,
+    PARTIALLY_ACCEPTED,
+    PENDING,
+    REJECTED,
+    RETIRED,
+    REVOKED,
+    SEP,
+    UNIT,
+    CodeRecord,
+    ParticipantRecord,
+    ShipmentRecord,
+    code_key,
+    holding_key,
+    u32,
+    u64,
+)
+
+# Units in boxes, boxes on pallets, pallets in containers: four levels cover practice
+# and bound the walk from a code up to its outermost aggregate.
+AGGREGATION_LEVELS_MAX = 4
+REGULATOR = "regulator"
+BUSINESS_ROLES = ("producer", "importer", "wholesaler", "retailer")
+
+
+class Reason(enum.StrEnum):
+    APPLIED = "applied"
+    MALFORMED = "malformed"
+    WRONG_CHAIN = "wrong_chain"
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    DUPLICATE = "duplicate"
+    NOT_REGISTERED = "not_registered"
+    REVOKED = "revoked"
+    FORBIDDEN_ROLE = "forbidden_role"
+    WRONG_STATE = "wrong_state"
+    NOT_OWNER = "not_owner"
+    UNKNOWN_CODE = "unknown_code"
+    INVALID_CODE = "invalid_code"
+    ALREADY_EXISTS = "already_exists"
+    WRONG_STATUS = "wrong_status"
+    IN_TRANSIT = "in_transit"
+    IN_AGGREGATE = "in_aggregate"
+    SUSPENDED = "suspended"
+    TOO_DEEP = "too_deep"
+    UNKNOWN_SHIPMENT = "unknown_shipment"
+    NOT_IN_SHIPMENT = "not_in_shipment"
+    INVALID_RECEIVER = "invalid_receiver"
+    REPEATED_CODE = "repeated_code"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    reason: Reason
+    message: str = ""
+
+    @property
+    def applied(self) -> bool:
+        return self.reason is Reason.APPLIED
+
+    def to_list(self) -> list[str]:
+        return [self.reason.value, self.message]
+
+    @classmethod
+    def from_list(cls, value: list[str]) -> Result:
+        return cls(Reason(value[0]), value[1])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "applied" if self.applied else "rejected",
+            "reason": None if self.applied else self.reason.value,
+            "message": self.message,
+        }
+
+
+APPLIED = Result(Reason.APPLIED)
+
+
+class Rejected(Exception):
+    """Raised inside a handler to reject the whole document with a reason."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.result = Result(reason, message)
+
+
+class Reader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BlockOutcome:
+    results: list[Result]
+    writes: dict[bytes, bytes | None]
+    documents: list[SignedDocument | None]  # None where the bytes did not decode
+
+
+class _Overlay:
+    """Reads through the document's writes, then the block's, then the stored state."""
+
+    __slots__ = ("reader", "block", "doc")
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self.block: dict[bytes, bytes | None] = {}
+        self.doc: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        doc = self.doc
+        if key in doc:
+            return doc[key]
+        block = self.block
+        if key in block:
+            return block[key]
+        return self.reader.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.doc[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.doc[key] = None
+
+    def commit_doc(self) -> None:
+        self.block.update(self.doc)
+        self.doc = {}
+
+    def drop_doc(self) -> None:
+        self.doc = {}
+
+
+def state_hash_step(previous: bytes, writes: dict[bytes, bytes | None]) -> bytes:
+    """Chain the state hash over one block's writes, in the order they were made.
+
+    Each node makes the same writes in the same order, so equal hashes at every height
+    mean equal states; the first write that differs changes every hash after it. The
+    writes are hashed as one msgpack array of [key, value or nil] pairs, framed by
+    msgpack itself.
+    """
+    h = hashlib.sha256(b"tamga/state/v1")
+    h.update(previous)
+    h.update(pack_trusted(list(writes.items())))
+    return h.digest()
+
+
+def genesis_writes(genesis: Genesis) -> dict[bytes, bytes | None]:
+    """The state before block 1: each member state's regulator as a participant."""
+    writes: dict[bytes, bytes | None] = {}
+    for state in genesis.states:
+        record = ParticipantRecord(
+            state.regulator_public_key, state.code, [REGULATOR], f"Regulator of {state.name}", ACTIVE, 0
+        )
+        writes[P_PARTICIPANT + state.regulator_id.encode()] = record.pack()
+    return writes
+
+
+class StateMachine:
+    """Executes blocks of documents against a state it reads but never writes."""
+
+    def __init__(self, genesis: Genesis, verifier: Verifier | None = None) -> None:
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.member_states = {s.code for s in genesis.states}
+        self.verifier = verifier or Verifier()
+
+    def execute_block(
+        self,
+        reader: Reader,
+        documents: Sequence[bytes],
+        height: int,
+        time_ms: int,
+        verified: Callable[[bytes], bool] | None = None,
+    ) -> BlockOutcome:
+        """Results and writes of one block; `verified(doc_id)` skips signatures checked
+        at admission (each node checks each signature once)."""
+        overlay = _Overlay(reader)
+        results: list[Result] = []
+        decoded: list[SignedDocument | None] = []
+        for position, wire in enumerate(documents):
+            ctx = _Context(self, overlay, height, position, time_ms)
+            signed, result = ctx.run(wire, verified)
+            decoded.append(signed)
+            results.append(result)
+        return BlockOutcome(results, overlay.block, decoded)
+
+
+class _Context:
+    """One document's execution: the checks common to all types, then its handler."""
+
+    __slots__ = (
+        "sm", "ov", "height", "position", "time_ms", "doc", "doc_id", "signer", "_history_suffix",
+        "_history_values",
+    )
+
+    def __init__(self, sm: StateMachine, ov: _Overlay, height: int, position: int, time_ms: int):
+        self.sm = sm
+        self.ov = ov
+        self.height = height
+        self.position = position
+        self.time_ms = time_ms
+        self._history_suffix = SEP + u64(height) + u32(position)
+        self._history_values: dict[str, bytes] = {}
+
+    def run(
+        self, wire: bytes, verified: Callable[[bytes], bool] | None
+    ) -> tuple[SignedDocument | None, Result]:
+        try:
+            signed = decode_signed(wire)
+        except DecodeError as exc:
+            return None, Result(Reason.MALFORMED, str(exc))
+        self.doc = signed.document
+        self.doc_id = signed.id
+        try:
+            self._admit(signed, verified)
+        except Rejected as rej:
+            return signed, rej.result
+        try:
+            HANDLERS[self.doc.type](self)
+        except Rejected as rej:
+            self.ov.drop_doc()
+            self._record(rej.result)
+            self.ov.commit_doc()
+            return signed, rej.result
+        self._record(APPLIED)
+        self.ov.commit_doc()
+        return signed, APPLIED
+
+    def _admit(self, signed: SignedDocument, verified: Callable[[bytes], bool] | None) -> None:
+        doc = self.doc
+        if doc.chain_id != self.sm.chain_id:
+            raise Rejected(Reason.WRONG_CHAIN, f"document is for chain {doc.chain_id!r}")
+        raw = self.ov.get(P_PARTICIPANT + doc.signer.encode())
+        if raw is None:
+            raise Rejected(Reason.NOT_REGISTERED, f"signer {doc.signer} is not registered")
+        signer = ParticipantRecord.unpack(raw)
+        if not (verified is not None and verified(self.doc_id)) and not self.sm.verifier.verify(
+            signer.public_key, signed.signature, DOMAIN_DOCUMENT, doc.chain_id, signed.body
+        ):
+            raise Rejected(Reason.BAD_SIGNATURE, "the signature does not match the signer's key")
+        # Only a correctly signed document may claim its id: a forged copy must not
+        # block the genuine one.
+        if self.ov.get(P_DOC + self.doc_id) is not None:
+            raise Rejected(Reason.DUPLICATE, "this document was already recorded")
+        if doc.expires_at_ms < self.time_ms:
+            self._record(Result(Reason.EXPIRED, "document expired before it was ordered"))
+            self.ov.commit_doc()
+            raise Rejected(Reason.EXPIRED, "document expired before it was ordered")
+        if signer.status == REVOKED:
+            self._record(Result(Reason.REVOKED, "the signer's registration is revoked"))
+            self.ov.commit_doc()
+            raise Rejected(Reason.REVOKED, "the signer's registration is revoked")
+        self.signer = signer
+
+    def _record(self, result: Result) -> None:
+        self.ov.put(
+            P_DOC + self.doc_id,
+            pack_trusted([self.height, self.position, result.reason.value]),
+        )
+
+    # Helpers shared by the handlers.
+
+    def require_role(self, roles: Iterable[str], action: str) -> None:
+        if not any(r in self.signer.roles for r in roles):
+            raise Rejected(
+                Reason.FORBIDDEN_ROLE,
+                f"{action} needs the role {' or '.join(roles)}; the signer is {', '.join(self.signer.roles)}",
+            )
+
+    def participant(self, pid: str) -> ParticipantRecord:
+        raw = self.ov.get(P_PARTICIPANT + pid.encode())
+        if raw is None:
+            raise Rejected(Reason.NOT_REGISTERED, f"participant {pid} is not registered")
+        return ParticipantRecord.unpack(raw)
+
+    def code(self, key: str) -> CodeRecord:
+        raw = self.ov.get(code_key(key))
+        if raw is None:
+            try:
+                parse_key(key)
+            except CodeError as exc:
+                raise Rejected(Reason.INVALID_CODE, f"{key}: {exc.message}") from exc
+            raise Rejected(Reason.UNKNOWN_CODE, f"{key} was never emitted")
+        return CodeRecord.unpack(raw)
+
+    def put_code(self, key: str, record: CodeRecord) -> None:
+        self.ov.doc[P_CODE + key.encode()] = pack_trusted(record)
+
+    def root(self, record: CodeRecord) -> CodeRecord:
+        """The outermost aggregate around a code (the code itself when loose)."""
+        for _ in range(AGGREGATION_LEVELS_MAX + 1):
+            if not record.parent:
+                return record
+            raw = self.ov.get(code_key(record.parent))
+            if raw is None:
+                break
+            record = CodeRecord.unpack(raw)
+        raise Rejected(Reason.INVALID_CODE, "aggregation chain is broken")  # pragma: no cover
+
+    def history(self, key: str, sscc: str = "") -> None:
+        """Index this document under a code. The entry's key says where the document
+        is (height, position); its value only the type and any aggregate involved, so
+        that a 30,000-code document adds little more than its keys."""
+        value = self._history_values.get(sscc)
+        if value is None:
+            value = pack_trusted([self.doc.type.value, sscc])
+            self._history_values[sscc] = value
+        self.ov.doc[P_HISTORY + key.encode() + self._history_suffix] = value
+
+    def movable(self, key: str, seen: set[str]) -> CodeRecord:
+        """A loose code the signer owns, in circulation, free to act on."""
+        if key in seen:
+            raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
+        seen.add(key)
+        raw = self.ov.get(P_CODE + key.encode())
+        record = CodeRecord.unpack(raw) if raw is not None else self.code(key)
+        # Fields by index: this runs once per code per document.
+        _kind, status, owner, parent, shipment, suspended, inside = record[:7]
+        if parent:
+            raise Rejected(Reason.IN_AGGREGATE, f"{key} is packed in {parent}")
+        if owner != self.doc.signer:
+            raise Rejected(Reason.NOT_OWNER, f"{key} belongs to someone else")
+        if shipment:
+            raise Rejected(Reason.IN_TRANSIT, f"{key} is in transit in shipment {shipment.hex()}")
+        if suspended or inside:
+            raise Rejected(Reason.SUSPENDED, f"{key} is suspended by a regulator")
+        if status != INTRODUCED:
+            raise Rejected(Reason.WRONG_STATUS, f"{key} is {status}, not in circulation")
+        return record
+
+    def shipment(self, shipment_id: bytes) -> ShipmentRecord:
+        raw = self.ov.get(P_SHIPMENT + shipment_id)
+        if raw is None:
+            raise Rejected(Reason.UNKNOWN_SHIPMENT, f"no shipment {shipment_id.hex()}")
+        record = ShipmentRecord.unpack(raw)
+        if record.status != PENDING:
+            raise Rejected(Reason.WRONG_STATUS, f"shipment {shipment_id.hex()} is {record.status}")
+        return record
+
+    def regulator_state(self) -> str:
+        self.require_role((REGULATOR,), f"{self.doc.type.value}")
+        return self.signer.state
+
+
+# Handlers: one per document type. Each raises Rejected or makes its writes.
+
+
+def _register(ctx: _Context) -> None:
+    public_key, state, roles, name = ctx.doc.payload
+    if ctx.regulator_state() != state:
+        raise Rejected(Reason.WRONG_STATE, f"only the regulator of {state} registers its participants")
+    pid = participant_id(public_key)
+    if ctx.ov.get(P_PARTICIPANT + pid.encode()) is not None:
+        raise Rejected(Reason.ALREADY_EXISTS, f"participant {pid} is already registered")
+    record = ParticipantRecord(public_key, state, list(roles), name, ACTIVE, ctx.height)
+    ctx.ov.put(P_PARTICIPANT + pid.encode(), record.pack())
+
+
+def _revoke(ctx: _Context) -> None:
+    (pid,) = ctx.doc.payload
+    target = ctx.participant(pid)
+    if ctx.regulator_state() != target.state:
+        raise Rejected(Reason.WRONG_STATE, f"only the regulator of {target.state} revokes its participants")
+    if REGULATOR in target.roles:
+        raise Rejected(Reason.FORBIDDEN_ROLE, "a regulator is named by genesis and cannot be revoked")
+    if target.status == REVOKED:
+        raise Rejected(Reason.WRONG_STATUS, f"participant {pid} is already revoked")
+    target.status = REVOKED
+    ctx.ov.put(P_PARTICIPANT + pid.encode(), target.pack())
+
+
+def _emit(ctx: _Context) -> None:
+    owner_id, gtin, serials = ctx.doc.payload
+    state = ctx.regulator_state()
+    owner = ctx.participant(owner_id)
+    if owner.status == REVOKED:
+        raise Rejected(Reason.REVOKED, f"participant {owner_id} is revoked")
+    if owner.state != state:
+        raise Rejected(Reason.WRONG_STATE, f"{owner_id} is registered in {owner.state}, not {state}")
+    if "producer" not in owner.roles and "importer" not in owner.roles:
+        raise Rejected(Reason.FORBIDDEN_ROLE, "codes are emitted to producers and importers only")
+    if len(gtin) != 14 or not is_valid_gtin(gtin):
+        raise Rejected(Reason.INVALID_CODE, f"{gtin} is not a valid GTIN-14")
+    prefix = "01" + gtin + "21"
+    seen: set[str] = set()
+    for serial in serials:
+        key = prefix + serial
+        if key in seen:
+            raise Rejected(Reason.REPEATED_CODE, f"serial {serial} is listed twice")
+        seen.add(key)
+        try:
+            parse_key(key)
+        except CodeError as exc:
+            raise Rejected(Reason.INVALID_CODE, f"serial {serial!r}: {exc.message}") from exc
+        if ctx.ov.get(code_key(key)) is not None:
+            raise Rejected(Reason.ALREADY_EXISTS, f"{key} was already emitted")
+        ctx.put_code(key, CodeRecord.new(UNIT, EMITTED, owner_id))
+        ctx.ov.put(holding_key(owner_id, key), b"")
+        ctx.history(key)
+
+
+def _introduce(ctx: _Context) -> None:
+    ctx.require_role(("producer", "importer"), "introducing goods")
+    seen: set[str] = set()
+    for key in ctx.doc.payload[0]:
+        if key in seen:
+            raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
+        seen.add(key)
+        record = ctx.code(key)
+        if record.owner != ctx.doc.signer:
+            raise Rejected(Reason.NOT_OWNER, f"{key} was emitted to someone else")
+        if record.blocked:
+            raise Rejected(Reason.SUSPENDED, f"{key} is suspended by a regulator")
+        if record.status != EMITTED:
+            raise Rejected(Reason.WRONG_STATUS, f"{key} is {record.status}, not emitted")
+        record.status = INTRODUCED
+        ctx.put_code(key, record)
+        ctx.history(key)
+
+
+def _aggregate(ctx: _Context) -> None:
+    ctx.require_role(BUSINESS_ROLES, "aggregation")
+    sscc, children = ctx.doc.payload
+    try:
+        parsed = parse_key(sscc)
+    except CodeError as exc:
+        raise Rejected(Reason.INVALID_CODE, f"{sscc}: {exc.message}") from exc
+    if not isinstance(parsed, Sscc):
+        raise Rejected(Reason.INVALID_CODE, f"{sscc} is not an SSCC (AI 00)")
+    if ctx.ov.get(code_key(sscc)) is not None:
+        raise Rejected(Reason.ALREADY_EXISTS, f"SSCC {sscc} is already in use")
+    seen: set[str] = {sscc}
+    level = 0
+    for key in children:
+        record = ctx.movable(key, seen)
+        level = max(level, record.level)
+        record.parent = sscc
+        ctx.put_code(key, record)
+        ctx.ov.delete(holding_key(ctx.doc.signer, key))
+        ctx.history(key, sscc)
+    if level + 1 > AGGREGATION_LEVELS_MAX:
+        raise Rejected(Reason.TOO_DEEP, f"aggregates nest at most {AGGREGATION_LEVELS_MAX} levels")
+    ctx.put_code(
+        sscc,
+        CodeRecord.new(AGGREGATE, INTRODUCED, ctx.doc.signer, level=level + 1, count=len(children)),
+    )
+    ctx.ov.put(P_CHILDREN + sscc.encode(), pack_trusted(list(children)))
+    ctx.ov.put(holding_key(ctx.doc.signer, sscc), b"")
+    ctx.history(sscc)
+
+
+def _disaggregate(ctx: _Context) -> None:
+    ctx.require_role(BUSINESS_ROLES, "disaggregation")
+    (sscc,) = ctx.doc.payload
+    record = ctx.movable(sscc, set())
+    if record.kind != AGGREGATE:
+        raise Rejected(Reason.WRONG_STATUS, f"{sscc} is a unit, not an aggregate")
+    raw = ctx.ov.get(P_CHILDREN + sscc.encode())
+    children: list[str] = unpack_trusted(raw) if raw is not None else []
+    for key in children:
+        child = ctx.code(key)
+        child.parent = ""
+        child.owner = record.owner
+        ctx.put_code(key, child)
+        ctx.ov.put(holding_key(record.owner, key), b"")
+        ctx.history(key, sscc)
+    record.status = DISAGGREGATED
+    record.count = 0
+    ctx.put_code(sscc, record)
+    ctx.ov.delete(P_CHILDREN + sscc.encode())
+    ctx.ov.delete(holding_key(record.owner, sscc))
+    ctx.history(sscc)
+
+
+def _ship(ctx: _Context) -> None:
+    ctx.require_role(BUSINESS_ROLES, "shipping")
+    receiver_id, items = ctx.doc.payload
+    if receiver_id == ctx.doc.signer:
+        raise Rejected(Reason.INVALID_RECEIVER, "a shipment goes to another participant")
+    receiver = ctx.participant(receiver_id)
+    if receiver.status == REVOKED:
+        raise Rejected(Reason.REVOKED, f"receiver {receiver_id} is revoked")
+    if not any(r in receiver.roles for r in BUSINESS_ROLES):
+        raise Rejected(Reason.INVALID_RECEIVER, f"receiver {receiver_id} does not trade goods")
+    seen: set[str] = set()
+    for key in items:
+        record = ctx.movable(key, seen)
+        record.shipment = ctx.doc_id
+        ctx.put_code(key, record)
+        ctx.history(key)
+    shipment = ShipmentRecord(
+        ctx.doc.signer, receiver_id, list(items), PENDING, ctx.height,
+        ctx.signer.state, receiver.state, [],
+    )
+    ctx.ov.put(P_SHIPMENT + ctx.doc_id, shipment.pack())
+    if shipment.from_state != shipment.to_state:
+        flow = P_FLOW + shipment.from_state.encode() + shipment.to_state.encode()
+        ctx.ov.put(flow + u64(ctx.height) + u32(ctx.position), ctx.doc_id)
+
+
+def _release_items(ctx: _Context, items: Iterable[str], new_owner: str | None) -> None:
+    """End the transit of items; give them to `new_owner` when accepted."""
+    for key in items:
+        record = ctx.code(key)
+        if new_owner is not None:
+            if record.blocked:
+                raise Rejected(Reason.SUSPENDED, f"{key} is suspended by a regulator")
+            ctx.ov.delete(holding_key(record.owner, key))
+            record.owner = new_owner
+            ctx.ov.put(holding_key(new_owner, key), b"")
+        record.shipment = b""
+        ctx.put_code(key, record)
+        ctx.history(key)
+
+
+def _cancel(ctx: _Context) -> None:
+    (shipment_id,) = ctx.doc.payload
+    shipment = ctx.shipment(shipment_id)
+    if shipment.shipper != ctx.doc.signer:
+        raise Rejected(Reason.NOT_OWNER, "only the shipper cancels a shipment")
+    _release_items(ctx, shipment.items, None)
+    shipment.status = CANCELLED
+    ctx.ov.put(P_SHIPMENT + shipment_id, shipment.pack())
+
+
+def _accept(ctx: _Context) -> None:
+    shipment_id, chosen = ctx.doc.payload
+    shipment = ctx.shipment(shipment_id)
+    if shipment.receiver != ctx.doc.signer:
+        raise Rejected(Reason.NOT_OWNER, "only the receiver accepts a shipment")
+    if chosen:
+        in_shipment = set(shipment.items)
+        seen: set[str] = set()
+        for key in chosen:
+            if key not in in_shipment:
+                raise Rejected(Reason.NOT_IN_SHIPMENT, f"{key} is not in this shipment")
+            if key in seen:
+                raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
+            seen.add(key)
+        accepted = list(chosen)
+        rest = [k for k in shipment.items if k not in seen]
+    else:
+        accepted, rest = list(shipment.items), []
+    _release_items(ctx, accepted, ctx.doc.signer)
+    _release_items(ctx, rest, None)
+    shipment.status = PARTIALLY_ACCEPTED if rest else ACCEPTED
+    shipment.accepted = accepted
+    ctx.ov.put(P_SHIPMENT + shipment_id, shipment.pack())
+
+
+def _reject(ctx: _Context) -> None:
+    (shipment_id,) = ctx.doc.payload
+    shipment = ctx.shipment(shipment_id)
+    if shipment.receiver != ctx.doc.signer:
+        raise Rejected(Reason.NOT_OWNER, "only the receiver rejects a shipment")
+    _release_items(ctx, shipment.items, None)
+    shipment.status = REJECTED
+    ctx.ov.put(P_SHIPMENT + shipment_id, shipment.pack())
+
+
+def _retire(ctx: _Context) -> None:
+    reason, keys = ctx.doc.payload
+    if reason == "retail_sale":
+        ctx.require_role(("retailer",), "a retail sale")
+    else:
+        ctx.require_role(BUSINESS_ROLES, "retiring goods")
+    seen: set[str] = set()
+    for key in keys:
+        record = ctx.movable(key, seen)
+        if record.kind != UNIT:
+            raise Rejected(Reason.WRONG_STATUS, f"{key} is an aggregate: disaggregate it first")
+        record.status = RETIRED
+        record.retire_reason = reason
+        ctx.put_code(key, record)
+        ctx.ov.delete(holding_key(record.owner, key))
+        ctx.history(key)
+
+
+def _return(ctx: _Context) -> None:
+    ctx.require_role(("retailer",), "a return")
+    seen: set[str] = set()
+    for key in ctx.doc.payload[0]:
+        if key in seen:
+            raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
+        seen.add(key)
+        record = ctx.code(key)
+        if record.owner != ctx.doc.signer:
+            raise Rejected(Reason.NOT_OWNER, f"{key} was sold by someone else")
+        if record.blocked:
+            raise Rejected(Reason.SUSPENDED, f"{key} is suspended by a regulator")
+        if record.status != RETIRED or record.retire_reason != "retail_sale":
+            raise Rejected(Reason.WRONG_STATUS, f"{key} was not sold at retail")
+        record.status = INTRODUCED
+        record.retire_reason = ""
+        ctx.put_code(key, record)
+        ctx.ov.put(holding_key(record.owner, key), b"")
+        ctx.history(key)
+
+
+def _suspension(ctx: _Context, suspend: bool) -> None:
+    state = ctx.regulator_state()
+    keys = ctx.doc.payload[0]
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
+        seen.add(key)
+        record = ctx.code(key)
+        owner = ctx.participant(ctx.root(record).owner)
+        if owner.state != state:
+            raise Rejected(Reason.WRONG_STATE, f"{key} is held in {owner.state}, outside {state}")
+        if record.suspended == suspend:
+            raise Rejected(
+                Reason.WRONG_STATUS, f"{key} is {'already' if suspend else 'not'} suspended"
+            )
+        record.suspended = suspend
+        ctx.put_code(key, record)
+        ctx.history(key)
+        parent = record.parent
+        for _ in range(AGGREGATION_LEVELS_MAX):
+            if not parent:
+                break
+            outer = ctx.code(parent)
+            outer.suspended_inside += 1 if suspend else -1
+            ctx.put_code(parent, outer)
+            parent = outer.parent
+
+
+HANDLERS: dict[DocType, Callable[[_Context], None]] = {
+    DocType.REGISTER_PARTICIPANT: _register,
+    DocType.REVOKE_PARTICIPANT: _revoke,
+    DocType.EMIT: _emit,
+    DocType.INTRODUCE: _introduce,
+    DocType.AGGREGATE: _aggregate,
+    DocType.DISAGGREGATE: _disaggregate,
+    DocType.SHIP: _ship,
+    DocType.CANCEL_SHIPMENT: _cancel,
+    DocType.ACCEPT: _accept,
+    DocType.REJECT: _reject,
+    DocType.RETIRE: _retire,
+    DocType.RETURN: _return,
+    DocType.SUSPEND: lambda ctx: _suspension(ctx, True),
+    DocType.RELEASE: lambda ctx: _suspension(ctx, False),
+}
+
+__all__ = [
+    "APPLIED",
+    "BlockOutcome",
+    "Reader",
+    "Reason",
+    "Result",
+    "StateMachine",
+    "genesis_writes",
+    "state_hash_step",
+]

@@ -1,0 +1,417 @@
+"""The ledger's LevelDB store: state and chain in one keyspace, one batch per block.
+
+Applying a block writes its header, documents, results, every state change and every
+index in a single LevelDB write batch, so a crash leaves either the whole block or
+none of it. Opening a store checks that the head it records is a block it holds and
+that the chain it holds belongs to the genesis it is opened with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import plyvel
+
+from ._chain import Attestation, Block, BlockHeader, documents_root, results_root
+from ._codes import Sscc, parse_key
+from ._documents import document_id
+from ._encoding import pack, pack_trusted, unpack_trusted
+from ._errors import LedgerError, invariant
+from ._genesis import Genesis
+from ._identity import Verifier
+from ._records import (
+    AGGREGATE,
+    META_GENESIS,
+    META_HEAD,
+    P_ATTEST,
+    P_BLOCK,
+    P_BLOCK_DOC,
+    P_CHILDREN,
+    P_DOC,
+    P_FLOW,
+    P_HOLDING,
+    P_PARTICIPANT,
+    P_RESULTS,
+    P_SHIPMENT,
+    CodeRecord,
+    ParticipantRecord,
+    ShipmentRecord,
+    code_key,
+    history_prefix,
+    u32,
+    u64,
+)
+from ._state import Result, StateMachine, genesis_writes, state_hash_step
+
+PAGE_LIMIT_MAX = 1000
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The first key after every key that starts with `prefix`."""
+    trimmed = prefix.rstrip(b"\xff")
+    invariant(bool(trimmed), "a prefix of only 0xff bytes has no end")
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
+class StoreError(LedgerError):
+    """The data directory cannot be used: another chain's, or damaged."""
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    height: int
+    hash: bytes
+    state_hash: bytes
+    time_ms: int
+    raft_index: int
+
+    def to_list(self) -> list[Any]:
+        return [self.height, self.hash, self.state_hash, self.time_ms, self.raft_index]
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBlock:
+    header: BlockHeader
+    results: list[Result]
+    document_ids: list[bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    height: int
+    position: int
+    document_id: bytes
+    type: str
+    sscc: str  # the aggregate this code was packed into or unpacked from, if any
+    via: str  # the enclosing aggregate whose move this was, "" for the code's own
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "height": self.height,
+            "position": self.position,
+            "document_id": self.document_id.hex(),
+            "type": self.type,
+            "sscc": self.sscc or None,
+            "via": self.via or None,
+        }
+
+
+class LedgerStore:
+    """One member state's copy of the chain and the state it leads to."""
+
+    def __init__(self, path: Path, genesis: Genesis, sync: bool = True) -> None:
+        self.path = path
+        self.genesis = genesis
+        self.sync = sync
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = plyvel.DB(
+                str(path),
+                create_if_missing=True,
+                # A large memtable batches whole blocks; the cache keeps hot code records
+                # in memory (bounded); bloom filters make misses (new codes) cheap.
+                write_buffer_size=64 << 20,
+                lru_cache_size=256 << 20,
+                bloom_filter_bits=10,
+            )
+        except plyvel.Error as exc:
+            raise StoreError(f"cannot open ledger store {path}: {exc}") from exc
+        self.machine = StateMachine(genesis)
+        self.head = self._open()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # Opening.
+
+    def _open(self) -> Head:
+        stored = self.db.get(META_GENESIS)
+        if stored is None:
+            return self._initialise()
+        if stored != self.genesis.hash:
+            raise StoreError(f"{self.path} holds another chain (genesis {stored.hex()[:16]}...)")
+        raw = self.db.get(META_HEAD)
+        if raw is None:
+            raise StoreError(f"{self.path} has a genesis but no head: damaged")
+        head = Head(*unpack_trusted(raw))
+        if head.height > 0:
+            header_raw = self.db.get(P_BLOCK + u64(head.height))
+            if header_raw is None:
+                raise StoreError(f"{self.path}: head block {head.height} is missing")
+            header = BlockHeader.decode(header_raw)
+            if header.hash != head.hash or header.state_hash != head.state_hash:
+                raise StoreError(f"{self.path}: head block {head.height} does not match the head record")
+            if self.db.get(P_BLOCK + u64(head.height + 1)) is not None:
+                raise StoreError(f"{self.path}: a block beyond the head exists")
+        return head
+
+    def _initialise(self) -> Head:
+        writes = genesis_writes(self.genesis)
+        state_hash = state_hash_step(self.genesis.hash, writes)
+        head = Head(0, self.genesis.hash, state_hash, self.genesis.time_ms, 0)
+        with self.db.write_batch(sync=self.sync) as batch:
+            for key, value in writes.items():
+                invariant(value is not None, "genesis only creates")
+                batch.put(key, value)
+            batch.put(META_GENESIS, self.genesis.hash)
+            batch.put(META_HEAD, pack(head.to_list()))
+        return head
+
+    # Applying.
+
+    def apply_block(
+        self,
+        documents: Sequence[bytes],
+        time_ms: int,
+        proposer: str,
+        raft_term: int = 0,
+        raft_index: int = 0,
+        verified: Callable[[bytes], bool] | None = None,
+    ) -> AppliedBlock:
+        """Execute, store and make durable one block built from ordered documents."""
+        head = self.head
+        height = head.height + 1
+        # Block time never goes back, whatever the proposer's clock says.
+        time_ms = max(time_ms, head.time_ms)
+        outcome = self.machine.execute_block(self.db, documents, height, time_ms, verified)
+        state_hash = state_hash_step(head.state_hash, outcome.writes)
+        header = BlockHeader(
+            chain_id=self.genesis.chain_id,
+            height=height,
+            prev_hash=head.hash,
+            documents_root=documents_root(documents),
+            results_root=results_root(outcome.results),
+            state_hash=state_hash,
+            time_ms=time_ms,
+            proposer=proposer,
+            raft_term=raft_term,
+            raft_index=raft_index,
+            documents=len(documents),
+        )
+        new_head = Head(height, header.hash, state_hash, time_ms, raft_index)
+        with self.db.write_batch(sync=self.sync) as batch:
+            for key, value in outcome.writes.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            prefix = P_BLOCK_DOC + u64(height)
+            for position, wire in enumerate(documents):
+                batch.put(prefix + u32(position), wire)
+            batch.put(P_RESULTS + u64(height), pack_trusted([r.to_list() for r in outcome.results]))
+            batch.put(P_BLOCK + u64(height), header.encode())
+            batch.put(META_HEAD, pack(new_head.to_list()))
+        self.head = new_head
+        ids = [d.id if d is not None else None for d in outcome.documents]
+        return AppliedBlock(header, outcome.results, ids)
+
+    def add_attestation(self, attestation: Attestation, verifier: Verifier) -> bool:
+        """Store a verified attestation of a block we hold; False when it does not fit."""
+        header = self.header(attestation.height)
+        if header is None or header.hash != attestation.block_hash:
+            return False
+        if not attestation.verify(self.genesis, verifier):
+            return False
+        key = P_ATTEST + u64(attestation.height) + attestation.state.encode()
+        self.db.put(key, attestation.signature, sync=False)
+        return True
+
+    # Chain reads.
+
+    def header(self, height: int) -> BlockHeader | None:
+        raw = self.db.get(P_BLOCK + u64(height))
+        return BlockHeader.decode(raw) if raw is not None else None
+
+    def block_documents(self, height: int) -> list[bytes]:
+        prefix = P_BLOCK_DOC + u64(height)
+        return [v for _, v in self.db.iterator(prefix=prefix)]
+
+    def results(self, height: int) -> list[Result]:
+        raw = self.db.get(P_RESULTS + u64(height))
+        return [Result.from_list(r) for r in unpack_trusted(raw)] if raw is not None else []
+
+    def block(self, height: int) -> Block | None:
+        header = self.header(height)
+        if header is None:
+            return None
+        return Block(header, self.block_documents(height), self.results(height))
+
+    def attestations(self, height: int) -> list[Attestation]:
+        header = self.header(height)
+        if header is None:
+            return []
+        prefix = P_ATTEST + u64(height)
+        return [
+            Attestation(k[len(prefix):].decode(), height, header.hash, v)
+            for k, v in self.db.iterator(prefix=prefix)
+        ]
+
+    def document(self, doc_id: bytes) -> dict[str, Any] | None:
+        raw = self.db.get(P_DOC + doc_id)
+        if raw is None:
+            return None
+        height, position, _reason = unpack_trusted(raw)
+        wire = self.db.get(P_BLOCK_DOC + u64(height) + u32(position))
+        result = self.results(height)[position]
+        return {"height": height, "position": position, "wire": wire, "result": result}
+
+    # State reads.
+
+    def code_record(self, key: str) -> CodeRecord | None:
+        raw = self.db.get(code_key(key))
+        return CodeRecord.unpack(raw) if raw is not None else None
+
+    def outermost(self, record: CodeRecord) -> tuple[str, CodeRecord]:
+        key = ""
+        while record.parent:
+            key = record.parent
+            parent = self.code_record(key)
+            invariant(parent is not None, f"aggregate {key} of a code is missing")
+            assert parent is not None
+            record = parent
+        return key, record
+
+    def code(self, key: str) -> dict[str, Any] | None:
+        record = self.code_record(key)
+        if record is None:
+            return None
+        root_key, root = self.outermost(record)
+        owner = self.participant(root.owner)
+        parsed = parse_key(key)
+        view: dict[str, Any] = {
+            "code": key,
+            "kind": "aggregate" if record.kind == AGGREGATE else "unit",
+            "status": record.status,
+            "owner": root.owner,
+            "owner_state": owner["state"] if owner else None,
+            "aggregate": record.parent or None,
+            "outermost_aggregate": root_key or None,
+            "in_transit": root.shipment.hex() if root.shipment else None,
+            "suspended": record.suspended,
+            "retire_reason": record.retire_reason or None,
+        }
+        if isinstance(parsed, Sscc):
+            view["sscc"] = parsed.value
+            view["children"] = record.count
+            view["suspended_inside"] = record.suspended_inside
+        else:
+            view["gtin"] = parsed.gtin
+            view["serial"] = parsed.serial
+        return view
+
+    def children(self, sscc: str) -> list[str]:
+        raw = self.db.get(P_CHILDREN + sscc.encode())
+        return list(unpack_trusted(raw)) if raw is not None else []
+
+    def participant(self, pid: str) -> dict[str, Any] | None:
+        raw = self.db.get(P_PARTICIPANT + pid.encode())
+        if raw is None:
+            return None
+        record = ParticipantRecord.unpack(raw)
+        return {
+            "id": pid,
+            "public_key": record.public_key.hex(),
+            "state": record.state,
+            "roles": record.roles,
+            "name": record.name,
+            "status": record.status,
+            "registered_height": record.registered_height,
+        }
+
+    def shipment(self, shipment_id: bytes) -> dict[str, Any] | None:
+        raw = self.db.get(P_SHIPMENT + shipment_id)
+        if raw is None:
+            return None
+        view = ShipmentRecord.unpack(raw).to_json()
+        view["id"] = shipment_id.hex()
+        return view
+
+    def holdings(self, pid: str, after: str = "", limit: int = 100) -> list[str]:
+        """Loose codes and outermost aggregates the participant holds, in key order."""
+        limit = max(1, min(limit, PAGE_LIMIT_MAX))
+        prefix = P_HOLDING + pid.encode()
+        start = prefix + after.encode() + b"\x00" if after else prefix
+        out: list[str] = []
+        stop = prefix_end(prefix)
+        for key in self.db.iterator(start=start, stop=stop, include_value=False):
+            out.append(key[len(prefix):].decode())
+            if len(out) >= limit:
+                break
+        return out
+
+    def flows(
+        self, from_state: str, to_state: str, since: int = 0, until: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Cross-border shipments from one member state to another, in chain order."""
+        limit = max(1, min(limit, PAGE_LIMIT_MAX))
+        prefix = P_FLOW + from_state.encode() + to_state.encode()
+        stop = prefix + u64(until + 1) if until is not None else prefix_end(prefix)
+        out: list[dict[str, Any]] = []
+        for key, shipment_id in self.db.iterator(start=prefix + u64(since), stop=stop):
+            view = self.shipment(shipment_id)
+            if view is not None:
+                view["position"] = int.from_bytes(key[-4:], "big")
+                out.append(view)
+            if len(out) >= limit:
+                break
+        return out
+
+    def _own_history(
+        self, key: str, lo: tuple[int, int], hi: tuple[int, int] | None
+    ) -> Iterator[tuple[int, int, str, str]]:
+        prefix = history_prefix(key)
+        start = prefix + u64(lo[0]) + u32(lo[1])
+        stop = prefix + u64(hi[0]) + u32(hi[1]) if hi is not None else prefix_end(prefix)
+        for k, v in self.db.iterator(start=start, stop=stop):
+            doc_type, sscc = unpack_trusted(v)
+            yield int.from_bytes(k[-12:-4], "big"), int.from_bytes(k[-4:], "big"), doc_type, sscc
+
+    def _history(
+        self, key: str, lo: tuple[int, int], hi: tuple[int, int] | None, via: str, depth: int
+    ) -> list[HistoryEntry]:
+        out: list[HistoryEntry] = []
+        packed_into = ""
+        since = (0, 0)
+        for height, position, doc_type, sscc in self._own_history(key, lo, hi):
+            out.append(HistoryEntry(height, position, b"", doc_type, sscc, via))
+            if not sscc or depth >= 8:
+                continue
+            if doc_type == "aggregate":
+                packed_into, since = sscc, (height, position + 1)
+            elif doc_type == "disaggregate" and packed_into == sscc:
+                out.extend(self._history(sscc, since, (height, position), sscc, depth + 1))
+                packed_into = ""
+        if packed_into:
+            out.extend(self._history(packed_into, since, hi, packed_into, depth + 1))
+        out.sort(key=lambda e: (e.height, e.position))
+        return out
+
+    def history(
+        self, key: str, after: tuple[int, int] | None = None, limit: int = 100
+    ) -> list[HistoryEntry]:
+        """Every document that touched a code, directly or by moving an aggregate it
+        was packed in, in chain order; a page of at most `limit` after `after`."""
+        limit = max(1, min(limit, PAGE_LIMIT_MAX))
+        entries = self._history(key, (0, 0), None, "", 0)
+        if after is not None:
+            entries = [e for e in entries if (e.height, e.position) > after]
+        return [replace(e, document_id=self.document_id_at(e.height, e.position)) for e in entries[:limit]]
+
+    def document_id_at(self, height: int, position: int) -> bytes:
+        wire = self.db.get(P_BLOCK_DOC + u64(height) + u32(position))
+        invariant(wire is not None, f"history names a document at {height}/{position} that is missing")
+        assert wire is not None
+        return document_id(unpack_trusted(wire)[0])
+
+
+def open_existing(path: Path, genesis: Genesis) -> LedgerStore:
+    """Open a store that must already exist (auditors, tools)."""
+    if not (path / "CURRENT").exists():
+        raise StoreError(f"{path} is not a ledger data directory")
+    return LedgerStore(path, genesis)
+
+
