@@ -4,6 +4,7 @@ Deterministic and free of I/O other than its LevelDB store: no clock, no randomn
 no network. Everything a node, a tool or an auditor needs is exported here.
 """
 
+from ._auditor import AuditFailure, Auditor, AuditReport, RawBlock, read_data_dir
 from ._chain import (
     Attestation,
     Block,
@@ -46,6 +47,10 @@ from ._identity import (
     DOMAIN_ATTESTATION,
     DOMAIN_DOCUMENT,
     DOMAIN_REQUEST,
+    REQUEST_HEADER_PARTICIPANT,
+    REQUEST_HEADER_SIGNATURE,
+    REQUEST_HEADER_TIME,
+    REQUEST_SKEW_MS,
     KeyFileError,
     KeyPair,
     ParticipantId,
@@ -54,16 +59,58 @@ from ._identity import (
     parse_public_key,
     participant_id,
     public_key_pem,
+    request_headers,
+    request_message,
     signing_bytes,
 )
+from ._merkle import MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
+from ._proofs import (
+    InclusionProof,
+    ProvenanceBundle,
+    ProvenanceEvent,
+    inclusion_proof,
+    provenance,
+    verify_inclusion_proof,
+    verify_provenance,
+)
 from ._state import BlockOutcome, Reason, Result, StateMachine, state_hash_step
-from ._store import AppliedBlock, Head, HistoryEntry, LedgerStore, StoreError, open_existing
+from ._store import (
+    AppliedBlock,
+    Head,
+    HistoryEntry,
+    LedgerStore,
+    PreparedBlock,
+    StoreError,
+    open_existing,
+)
 
 __all__ = [
+    "AuditFailure",
+    "AuditReport",
+    "Auditor",
+    "InclusionProof",
+    "MerkleTree",
+    "PreparedBlock",
+    "ProofError",
+    "ProvenanceBundle",
+    "ProvenanceEvent",
+    "RawBlock",
+    "inclusion_proof",
+    "leaf_hash",
+    "provenance",
+    "read_data_dir",
+    "verify_consistency",
+    "verify_inclusion",
+    "verify_inclusion_proof",
+    "verify_provenance",
     "CODES_PER_DOCUMENT_MAX",
     "DOMAIN_ATTESTATION",
     "DOMAIN_DOCUMENT",
     "DOMAIN_REQUEST",
+    "REQUEST_HEADER_PARTICIPANT",
+    "REQUEST_HEADER_SIGNATURE",
+    "REQUEST_HEADER_TIME",
+    "REQUEST_SKEW_MS",
     "MEMBER_STATES",
     "PAYLOADS",
     "RETIRE_REASONS",
@@ -117,6 +164,8 @@ __all__ = [
     "parse_public_key",
     "participant_id",
     "public_key_pem",
+    "request_headers",
+    "request_message",
     "results_root",
     "signed_from_json",
     "signing_bytes",

@@ -80,6 +80,13 @@ class AppliedBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class PreparedBlock:
+    applied: AppliedBlock
+    documents: list[bytes]
+    writes: dict[bytes, bytes | None]
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     height: int
     position: int
@@ -172,6 +179,20 @@ class LedgerStore:
         verified: Callable[[bytes], bool] | None = None,
     ) -> AppliedBlock:
         """Execute, store and make durable one block built from ordered documents."""
+        prepared = self.prepare_block(documents, time_ms, proposer, raft_term, raft_index, verified)
+        self.commit_block(prepared)
+        return prepared.applied
+
+    def prepare_block(
+        self,
+        documents: Sequence[bytes],
+        time_ms: int,
+        proposer: str,
+        raft_term: int = 0,
+        raft_index: int = 0,
+        verified: Callable[[bytes], bool] | None = None,
+    ) -> PreparedBlock:
+        """Execute a block on top of the head without storing it (auditors compare first)."""
         head = self.head
         height = head.height + 1
         # Block time never goes back, whatever the proposer's clock says.
@@ -191,22 +212,29 @@ class LedgerStore:
             raft_index=raft_index,
             documents=len(documents),
         )
-        new_head = Head(height, header.hash, state_hash, time_ms, raft_index)
+        ids = [d.id if d is not None else None for d in outcome.documents]
+        return PreparedBlock(AppliedBlock(header, outcome.results, ids), list(documents), outcome.writes)
+
+    def commit_block(self, prepared: PreparedBlock) -> None:
+        """Store a prepared block and its state changes in one atomic, durable batch."""
+        header = prepared.applied.header
+        invariant(header.prev_hash == self.head.hash, "a prepared block must extend the head")
+        height = header.height
+        new_head = Head(height, header.hash, header.state_hash, header.time_ms, header.raft_index)
         with self.db.write_batch(sync=self.sync) as batch:
-            for key, value in outcome.writes.items():
+            for key, value in prepared.writes.items():
                 if value is None:
                     batch.delete(key)
                 else:
                     batch.put(key, value)
             prefix = P_BLOCK_DOC + u64(height)
-            for position, wire in enumerate(documents):
+            for position, wire in enumerate(prepared.documents):
                 batch.put(prefix + u32(position), wire)
-            batch.put(P_RESULTS + u64(height), pack_trusted([r.to_list() for r in outcome.results]))
+            results = [r.to_list() for r in prepared.applied.results]
+            batch.put(P_RESULTS + u64(height), pack_trusted(results))
             batch.put(P_BLOCK + u64(height), header.encode())
             batch.put(META_HEAD, pack(new_head.to_list()))
         self.head = new_head
-        ids = [d.id if d is not None else None for d in outcome.documents]
-        return AppliedBlock(header, outcome.results, ids)
 
     def add_attestation(self, attestation: Attestation, verifier: Verifier) -> bool:
         """Store a verified attestation of a block we hold; False when it does not fit."""
