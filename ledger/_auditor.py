@@ -278,10 +278,12 @@ class Auditor:
                 "documents",
                 f"header counts {header.documents} documents, block has {len(raw.documents)}",
             )
-        if documents_root(raw.documents) != header.documents_root:
+        root = documents_root(raw.documents)
+        if root != header.documents_root:
             raise _fail(expected, "documents", "the Merkle root of the documents does not match the header")
         prepared = self.replica.prepare_block(
-            raw.documents, header.time_ms, header.proposer, header.raft_term, header.raft_index, verified
+            raw.documents, header.time_ms, header.proposer, header.raft_term, header.raft_index, verified,
+            known_documents_root=root,
         )
         ours = prepared.applied
         self._check_results(expected, raw, ours.results)

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._encoding import pack, unpack
+from ._encoding import pack, pack_trusted, unpack
 from ._errors import DecodeError
 from ._genesis import Genesis
 from ._identity import DOMAIN_ATTESTATION, KeyPair, Verifier
 from ._merkle import leaf_hash, root_from_hashes
-from ._state import Result
+from ._state import Reason, Result
 
 HEADER_VERSION = 1
 
@@ -97,11 +97,18 @@ def documents_root(wires: Sequence[bytes]) -> bytes:
 
 
 def encode_result(result: Result) -> bytes:
-    return pack(result.to_list())
+    return pack_trusted(result.to_list())
+
+
+_APPLIED_LEAF = leaf_hash(encode_result(Result(Reason.APPLIED)))
 
 
 def results_root(results: Sequence[Result]) -> bytes:
-    return root_from_hashes([leaf_hash(encode_result(r)) for r in results])
+    # Most results are the same "applied": hash that leaf once.
+    return root_from_hashes(
+        [_APPLIED_LEAF if r.reason is Reason.APPLIED and not r.message else leaf_hash(encode_result(r))
+         for r in results]
+    )
 
 
 def attestation_message(height: int, block_hash: bytes) -> bytes:

@@ -125,7 +125,7 @@ class CodeRecord(list[Any]):
         return bool(self[5] or self[6])
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ParticipantRecord:
     public_key: bytes
     state: str

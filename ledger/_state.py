@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ._codes import CodeError, Sscc, is_valid_gtin, parse_key
@@ -200,6 +200,21 @@ class StateMachine:
         self.chain_id = genesis.chain_id
         self.member_states = {s.code for s in genesis.states}
         self.verifier = verifier or Verifier()
+        self._participants: dict[bytes, ParticipantRecord] = {}
+
+    # The same few thousand participants sign block after block; decoding their record
+    # costs more than reading it, so decoded records are kept by their stored bytes
+    # (a changed record has other bytes). Bounded; records are never mutated in place.
+    PARTICIPANT_CACHE_MAX = 65_536
+
+    def participant_record(self, raw: bytes) -> ParticipantRecord:
+        record = self._participants.get(raw)
+        if record is None:
+            if len(self._participants) >= self.PARTICIPANT_CACHE_MAX:
+                self._participants.clear()
+            record = ParticipantRecord.unpack(raw)
+            self._participants[raw] = record
+        return record
 
     def execute_block(
         self,
@@ -270,7 +285,7 @@ class _Context:
         raw = self.ov.get(P_PARTICIPANT + doc.signer.encode())
         if raw is None:
             raise Rejected(Reason.NOT_REGISTERED, f"signer {doc.signer} is not registered")
-        signer = ParticipantRecord.unpack(raw)
+        signer = self.sm.participant_record(raw)
         if not (verified is not None and verified(self.doc_id)) and not self.sm.verifier.verify(
             signer.public_key, signed.signature, DOMAIN_DOCUMENT, doc.chain_id, signed.body
         ):
@@ -308,7 +323,7 @@ class _Context:
         raw = self.ov.get(P_PARTICIPANT + pid.encode())
         if raw is None:
             raise Rejected(Reason.NOT_REGISTERED, f"participant {pid} is not registered")
-        return ParticipantRecord.unpack(raw)
+        return self.sm.participant_record(raw)
 
     def code(self, key: str) -> CodeRecord:
         raw = self.ov.get(code_key(key))
@@ -402,8 +417,8 @@ def _revoke(ctx: _Context) -> None:
         raise Rejected(Reason.FORBIDDEN_ROLE, "a regulator is named by genesis and cannot be revoked")
     if target.status == REVOKED:
         raise Rejected(Reason.WRONG_STATUS, f"participant {pid} is already revoked")
-    target.status = REVOKED
-    ctx.ov.put(P_PARTICIPANT + pid.encode(), target.pack())
+    revoked = replace(target, status=REVOKED)  # records are shared through the cache
+    ctx.ov.put(P_PARTICIPANT + pid.encode(), revoked.pack())
 
 
 def _emit(ctx: _Context) -> None:

@@ -191,8 +191,12 @@ class LedgerStore:
         raft_term: int = 0,
         raft_index: int = 0,
         verified: Callable[[bytes], bool] | None = None,
+        known_documents_root: bytes | None = None,
     ) -> PreparedBlock:
-        """Execute a block on top of the head without storing it (auditors compare first)."""
+        """Execute a block on top of the head without storing it (auditors compare first).
+
+        `known_documents_root` is the root the caller already computed from these very
+        documents, so that it is not computed twice."""
         head = self.head
         height = head.height + 1
         # Block time never goes back, whatever the proposer's clock says.
@@ -203,7 +207,7 @@ class LedgerStore:
             chain_id=self.genesis.chain_id,
             height=height,
             prev_hash=head.hash,
-            documents_root=documents_root(documents),
+            documents_root=known_documents_root or documents_root(documents),
             results_root=results_root(outcome.results),
             state_hash=state_hash,
             time_ms=time_ms,
