@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._encoding import pack, unpack
@@ -118,45 +119,71 @@ def _check_str_list(value: Any, name: str, lo: int) -> list[str]:
     return value
 
 
+def _check_bytes32(name: str, value: Any) -> Any:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise DecodeError(f"{name} must be 32 bytes")
+    return value
+
+
+def _check_state(name: str, value: Any) -> Any:
+    if not isinstance(value, str) or len(value) != 2 or not value.isascii() or not value.isupper():
+        raise DecodeError(f"{name} must be a two-letter member state code such as RU")
+    return value
+
+
+def _check_roles(name: str, value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        raise DecodeError(f"{name} must be a non-empty list of roles")
+    if any(r not in ROLES for r in value):
+        raise DecodeError(f"{name} may only hold {', '.join(ROLES)}")
+    if value != sorted(set(value)):
+        raise DecodeError(f"{name} must be sorted and without repeats")
+    return value
+
+
+def _check_text(name: str, value: Any) -> Any:
+    if not isinstance(value, str) or len(value) > TEXT_CHARS_MAX:
+        raise DecodeError(f"{name} must be text of at most {TEXT_CHARS_MAX} characters")
+    return value
+
+
+def _check_participant(name: str, value: Any) -> Any:
+    if not is_participant_id(value):
+        raise DecodeError(f"{name} must be a participant id ({PARTICIPANT_ID_HEX} hex digits)")
+    return value
+
+
+def _check_code(name: str, value: Any) -> Any:
+    if not isinstance(value, str) or not 0 < len(value) <= CODE_KEY_CHARS_MAX:
+        raise DecodeError(f"{name} must be a code of 1 to {CODE_KEY_CHARS_MAX} characters")
+    return value
+
+
+def _check_reason(name: str, value: Any) -> Any:
+    if value not in RETIRE_REASONS:
+        raise DecodeError(f"{name} must be one of {', '.join(RETIRE_REASONS)}")
+    return value
+
+
+_CHECKS: dict[Field, Callable[[str, Any], Any]] = {
+    Field.PUBLIC_KEY: _check_bytes32,
+    Field.HASH: _check_bytes32,
+    Field.STATE: _check_state,
+    Field.ROLES: _check_roles,
+    Field.TEXT: _check_text,
+    Field.PARTICIPANT: _check_participant,
+    Field.GTIN: _check_code,
+    Field.CODE: _check_code,
+    Field.SERIALS: lambda name, value: _check_str_list(value, name, 1),
+    Field.CODES: lambda name, value: _check_str_list(value, name, 1),
+    Field.CODES_OPT: lambda name, value: _check_str_list(value, name, 0),
+    Field.REASON: _check_reason,
+}
+
+
 def check_field(kind: Field, name: str, value: Any) -> Any:
     """Check one payload field's structure; return the value to store."""
-    if kind is Field.PUBLIC_KEY or kind is Field.HASH:
-        if not isinstance(value, bytes) or len(value) != 32:
-            raise DecodeError(f"{name} must be 32 bytes")
-        return value
-    if kind is Field.STATE:
-        if not isinstance(value, str) or len(value) != 2 or not value.isascii() or not value.isupper():
-            raise DecodeError(f"{name} must be a two-letter member state code such as RU")
-        return value
-    if kind is Field.ROLES:
-        if not isinstance(value, list) or not value:
-            raise DecodeError(f"{name} must be a non-empty list of roles")
-        if any(r not in ROLES for r in value):
-            raise DecodeError(f"{name} may only hold {', '.join(ROLES)}")
-        if value != sorted(set(value)):
-            raise DecodeError(f"{name} must be sorted and without repeats")
-        return value
-    if kind is Field.TEXT:
-        if not isinstance(value, str) or len(value) > TEXT_CHARS_MAX:
-            raise DecodeError(f"{name} must be text of at most {TEXT_CHARS_MAX} characters")
-        return value
-    if kind is Field.PARTICIPANT:
-        if not is_participant_id(value):
-            raise DecodeError(f"{name} must be a participant id ({PARTICIPANT_ID_HEX} hex digits)")
-        return value
-    if kind is Field.GTIN or kind is Field.CODE:
-        if not isinstance(value, str) or not 0 < len(value) <= CODE_KEY_CHARS_MAX:
-            raise DecodeError(f"{name} must be a code of 1 to {CODE_KEY_CHARS_MAX} characters")
-        return value
-    if kind is Field.SERIALS or kind is Field.CODES:
-        return _check_str_list(value, name, 1)
-    if kind is Field.CODES_OPT:
-        return _check_str_list(value, name, 0)
-    if kind is Field.REASON:
-        if value not in RETIRE_REASONS:
-            raise DecodeError(f"{name} must be one of {', '.join(RETIRE_REASONS)}")
-        return value
-    raise DecodeError(f"unknown field kind {kind}")  # pragma: no cover - exhaustive above
+    return _CHECKS[kind](name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,10 +326,10 @@ class SignedDocument:
     body: bytes
     signature: bytes
     document: Document
+    id: bytes = field(init=False, compare=False)  # SHA-256 of the body, computed once
 
-    @property
-    def id(self) -> bytes:
-        return hashlib.sha256(self.body).digest()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", hashlib.sha256(self.body).digest())
 
     def wire(self) -> bytes:
         return pack([self.body, self.signature])

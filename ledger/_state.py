@@ -60,6 +60,7 @@ from ._records import (
 AGGREGATION_LEVELS_MAX = 4
 REGULATOR = "regulator"
 BUSINESS_ROLES = ("producer", "importer", "wholesaler", "retailer")
+_BUSINESS = frozenset(BUSINESS_ROLES)
 
 
 class Reason(enum.StrEnum):
@@ -313,7 +314,7 @@ class _Context:
     # Helpers shared by the handlers.
 
     def require_role(self, roles: Iterable[str], action: str) -> None:
-        if not any(r in self.signer.roles for r in roles):
+        if frozenset(roles).isdisjoint(self.signer.roles):
             raise Rejected(
                 Reason.FORBIDDEN_ROLE,
                 f"{action} needs the role {' or '.join(roles)}; the signer is {', '.join(self.signer.roles)}",
@@ -532,7 +533,7 @@ def _ship(ctx: _Context) -> None:
     receiver = ctx.participant(receiver_id)
     if receiver.status == REVOKED:
         raise Rejected(Reason.REVOKED, f"receiver {receiver_id} is revoked")
-    if not any(r in receiver.roles for r in BUSINESS_ROLES):
+    if _BUSINESS.isdisjoint(receiver.roles):
         raise Rejected(Reason.INVALID_RECEIVER, f"receiver {receiver_id} does not trade goods")
     seen: set[str] = set()
     for key in items:
