@@ -83,8 +83,12 @@ def audit_rate(world: World, path: Path, tmp: Path, workers: int) -> dict[str, f
         report = auditor.verify_data_dir(path)
         elapsed = time.perf_counter() - start
     assert report.ok, report.failure
-    return {"workers": workers, "documents": report.documents, "seconds": round(elapsed, 2),
-            "docs_per_s": report.documents / elapsed}
+    return {
+        "workers": workers,
+        "documents": report.documents,
+        "seconds": round(elapsed, 2),
+        "docs_per_s": report.documents / elapsed,
+    }
 
 
 def main() -> None:
@@ -92,7 +96,9 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=200_000)
     parser.add_argument("--open-documents", type=int, default=0)
     args = parser.parse_args()
-    out: dict[str, object] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
+    out: dict[str, object] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    }
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         path = tmp / "chain"
@@ -116,7 +122,10 @@ def main() -> None:
             big_world.store.close()
             start = time.perf_counter()
             store = LedgerStore(big, big_world.genesis)
-            out["open_seconds"] = {"documents": args.open_documents, "seconds": round(time.perf_counter() - start, 3)}
+            out["open_seconds"] = {
+                "documents": args.open_documents,
+                "seconds": round(time.perf_counter() - start, 3),
+            }
             store.close()
     print(json.dumps(out, indent=2))
 

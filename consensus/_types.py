@@ -158,3 +158,16 @@ class Ready:
             or self.messages
             or self.read_states
         )
+
+
+class InvariantViolation(Exception):
+    """One of our own invariants does not hold: a bug in Tamga, never a peer's fault.
+
+    Raised by `invariant()`, which stays on under `python -O` (unlike `assert`), because a
+    consensus node that has lost track of its own state must stop rather than go on.
+    """
+
+
+def invariant(condition: bool, message: str) -> None:
+    if not condition:
+        raise InvariantViolation(message)

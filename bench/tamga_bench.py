@@ -1,0 +1,256 @@
+"""End-to-end benchmark of a running testnet: signed documents committed per second.
+
+    .venv/bin/python bench/tamga_bench.py --testnet DIR [--kind single|shipment]
+        [--duration 10] [--clients 64] [--batch 1] [--fresh] [--json]
+
+Clients (asyncio, in this process) submit signed documents with wait=commit to every
+node in turn and time each until its commit answer: single-code shipments, or
+shipments of 1,000 codes. Before the clock starts, the benchmark registers a producer
+and a buyer, emits and introduces the codes it will ship, and signs every document
+(signing is the client's work, and here it would take CPU from the nodes on the same
+machine). Reported: committed documents/s, codes/s, latency p50/p95/p99, and the CPU
+each node process used during the run (percent of one core).
+
+With --fresh it creates, starts and finally stops a three-state testnet of its own in
+a temporary directory instead of using --testnet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgpack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ledger import KeyPair, SignedDocument  # noqa: E402
+from testnet import Testnet, leader_agreed, load_testnet, node_pid  # noqa: E402
+from testnet._docs import GTIN, DocFactory, code_key  # noqa: E402
+
+MSGPACK = "application/msgpack"
+SHIPMENT_CODES = 1000
+# One emit or introduce document carries at most this many codes (the ledger's cap).
+SETUP_CODES_PER_DOCUMENT = 30_000
+# How many documents the benchmark prepares per second of run and client: more than
+# any run consumes, so that the clients never wait for work.
+SINGLE_RATE_CEILING = 6_000
+SHIPMENT_CODES_CEILING = 300_000
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def machine_cpu_seconds() -> float:
+    """CPU time used by the whole machine (all processes, user and system), in seconds."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    busy = sum(int(v) for i, v in enumerate(fields) if i not in (3, 4))  # not idle, not iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Submitter:
+    def __init__(self, session: aiohttp.ClientSession, urls: list[str]) -> None:
+        self.session = session
+        self.urls = urls
+
+    async def submit(self, wires: list[bytes], node: int, timeout_ms: int = 30_000) -> list[dict[str, Any]]:
+        body = wires[0] if len(wires) == 1 else msgpack.packb(wires, use_bin_type=True)
+        url = f"{self.urls[node % len(self.urls)]}/v1/documents?wait=commit&timeout_ms={timeout_ms}"
+        headers = {"Content-Type": MSGPACK, "Accept": MSGPACK}
+        async with self.session.post(url, data=body, headers=headers) as r:
+            value = msgpack.unpackb(await r.read(), raw=False)
+            if r.status >= 400:
+                raise RuntimeError(f"{r.status} {value}")
+        return [value] if len(wires) == 1 else list(value["results"])
+
+
+async def _setup(net: Testnet, sub: Submitter, kind: str, codes_needed: int) -> tuple[DocFactory, KeyPair,
+                                                                                          KeyPair, list[str]]:
+    states = list(net.nodes)
+    home, away = states[-1], states[0]
+    docs = DocFactory(net.chain_id)
+    producer, buyer = KeyPair.generate(), KeyPair.generate()
+    regs = [docs.register(net.regulator(home), producer, home, ["producer"], "Bench producer"),
+            docs.register(net.regulator(away), buyer, away, ["wholesaler"], "Bench buyer")]
+    results = await sub.submit([d.wire() for d in regs], 0)
+    if not all(r["status"] == "applied" for r in results):
+        raise RuntimeError(f"setup failed: {results}")
+    codes: list[str] = []
+    pending = []
+    while len(codes) < codes_needed:
+        serials = docs.serials(min(SETUP_CODES_PER_DOCUMENT, codes_needed - len(codes)))
+        batch = [code_key(GTIN, s) for s in serials]
+        pending.append((docs.emit(net.regulator(home), producer, serials), docs.introduce(producer, batch)))
+        codes.extend(batch)
+    for emit, introduce in pending:
+        for doc in (emit, introduce):
+            (result,) = await sub.submit([doc.wire()], 0, timeout_ms=60_000)
+            if result["status"] != "applied":
+                raise RuntimeError(f"setup failed: {result}")
+    return docs, producer, buyer, codes
+
+
+def _documents(docs: DocFactory, producer: KeyPair, buyer: KeyPair, codes: list[str],
+               per_doc: int) -> Iterator[SignedDocument]:
+    for i in range(0, len(codes) - per_doc + 1, per_doc):
+        yield docs.ship(producer, buyer, codes[i:i + per_doc])
+
+
+async def run_bench_async(
+    testnet_dir: Path | str, kind: str = "single", duration_s: float = 10.0, clients: int = 64,
+    batch: int = 1,
+) -> dict[str, Any]:
+    if kind not in ("single", "shipment"):
+        raise ValueError("kind is single or shipment")
+    net = load_testnet(testnet_dir)
+    if leader_agreed(net) is None:
+        raise RuntimeError(f"the testnet in {testnet_dir} has no agreed leader: is it up?")
+    per_doc = 1 if kind == "single" else SHIPMENT_CODES
+    codes_needed = int((SINGLE_RATE_CEILING if kind == "single" else SHIPMENT_CODES_CEILING) * duration_s)
+    urls = [n.api_url for n in net.nodes.values()]
+    connector = aiohttp.TCPConnector(limit=clients * 2 + 8)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        sub = Submitter(session, urls)
+        docs, producer, buyer, codes = await _setup(net, sub, kind, codes_needed)
+        wires = [d.wire() for d in _documents(docs, producer, buyer, codes, per_doc)]
+        return await _measure(net, sub, wires, per_doc, duration_s, clients, batch, kind)
+
+
+async def _measure(net: Testnet, sub: Submitter, wires: list[bytes], per_doc: int, duration_s: float,
+                   clients: int, batch: int, kind: str) -> dict[str, Any]:
+    pids = {s: node_pid(n) for s, n in net.nodes.items()}
+    cpu_before = {s: cpu_seconds(p) for s, p in pids.items() if p}
+    own_before = time.process_time()
+    machine_before = machine_cpu_seconds()
+    latencies: list[float] = []
+    timeline: dict[int, int] = {}
+    errors: list[str] = []
+    rejected = 0
+    cursor = iter(range(0, len(wires), batch))
+    started = time.perf_counter()
+    deadline = started + duration_s
+
+    async def client(i: int) -> None:
+        nonlocal rejected
+        while time.perf_counter() < deadline:
+            start = next(cursor, None)
+            if start is None:
+                return
+            chunk = wires[start:start + batch]
+            t0 = time.perf_counter()
+            try:
+                results = await sub.submit(chunk, i)
+            except Exception as exc:  # a failed request counts as an error, not a commit
+                errors.append(repr(exc)[:200])
+                continue
+            t1 = time.perf_counter()
+            for result in results:
+                if result.get("status") in ("applied", "rejected"):
+                    latencies.append(t1 - t0)
+                    second = int(t1 - started)
+                    timeline[second] = timeline.get(second, 0) + 1
+                    rejected += result["status"] == "rejected"
+                else:
+                    errors.append(str(result)[:200])
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    cpu = {s: round(100 * (cpu_seconds(p) - cpu_before[s]) / elapsed, 1) for s, p in pids.items() if p}
+    own = 100 * (time.process_time() - own_before) / elapsed
+    machine = 100 * (machine_cpu_seconds() - machine_before) / elapsed
+    latencies.sort()
+    committed = len(latencies)
+    return {
+        "kind": kind,
+        "nodes": len(net.nodes),
+        "clients": clients,
+        "batch": batch,
+        "codes_per_document": per_doc,
+        "duration_s": round(elapsed, 2),
+        "documents": committed,
+        "rejected": rejected,
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "docs_per_s": round(committed / elapsed, 1),
+        "codes_per_s": round(committed * per_doc / elapsed, 1),
+        "p50_ms": round(1000 * percentile(latencies, 0.50), 1),
+        "p95_ms": round(1000 * percentile(latencies, 0.95), 1),
+        "p99_ms": round(1000 * percentile(latencies, 0.99), 1),
+        "cpu_percent_per_node": cpu,
+        "cpu_percent_bench_clients": round(own, 1),
+        # What else ran on the machine meanwhile (a shared machine skews every figure).
+        "cpu_percent_other_processes": round(max(0.0, machine - own - sum(cpu.values())), 1),
+        "timeline_docs_per_s": [timeline.get(s, 0) for s in range(int(elapsed) + 1)],
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+    }
+
+
+def run_bench(testnet_dir: Path | str, kind: str = "single", duration_s: float = 10.0, clients: int = 64,
+              batch: int = 1) -> dict[str, Any]:
+    """Drive a running testnet; a dict with docs_per_s, codes_per_s, p50_ms, p95_ms, p99_ms, ..."""
+    return asyncio.run(run_bench_async(testnet_dir, kind, duration_s, clients, batch))
+
+
+def run_fresh(kind: str, duration_s: float, clients: int, batch: int) -> dict[str, Any]:
+    """Create, start, bench and stop a 3-state testnet of its own."""
+    from testnet import down, init_testnet, up
+
+    with tempfile.TemporaryDirectory(prefix="tamga-bench-") as tmp:
+        net = init_testnet(Path(tmp) / "net", ("BY", "KZ", "RU"), config={"log": {"level": "WARNING"}})
+        try:
+            up(net.dir)
+            return run_bench(net.dir, kind, duration_s, clients, batch)
+        finally:
+            down(net.dir)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--testnet", help="directory of a running testnet")
+    parser.add_argument("--fresh", action="store_true", help="start a 3-state testnet of its own")
+    parser.add_argument("--kind", choices=("single", "shipment"), default="single")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1, help="documents per request")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not args.fresh and not args.testnet:
+        parser.error("give --testnet DIR or --fresh")
+    if args.fresh:
+        result = run_fresh(args.kind, args.duration, args.clients, args.batch)
+    else:
+        result = run_bench(args.testnet, args.kind, args.duration, args.clients, args.batch)
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key in ("kind", "nodes", "clients", "batch", "duration_s", "documents", "errors", "docs_per_s",
+                "codes_per_s", "p50_ms", "p95_ms", "p99_ms", "cpu_percent_per_node",
+                "cpu_percent_bench_clients", "cpu_percent_other_processes", "machine"):
+        print(f"{key:28} {result[key]}")
+
+
+if __name__ == "__main__":
+    main()

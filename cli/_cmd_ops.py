@@ -1,0 +1,291 @@
+"""`tamga testnet`, `tamga node run`, `tamga bench`: thin wrappers over testnet/, node/ and bench/."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+
+import ledger
+
+from ._options import json_option, kv_lines, print_json
+
+DEFAULT_STATES = "AM,BY,KZ,KG,RU"
+
+
+def _testnet() -> ModuleType:
+    return importlib.import_module("testnet")
+
+
+def _dir_option(f: Any) -> Any:
+    return click.option(
+        "--dir", "directory", metavar="DIR", required=True, envvar="TAMGA_TESTNET", show_envvar=True,
+        type=click.Path(file_okay=False, path_type=Path), help="The testnet directory.",
+    )(f)
+
+
+def _state_argument(f: Any) -> Any:
+    return click.argument("state", metavar="STATE", callback=_upper_state)(f)
+
+
+def _upper_state(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    code = value.upper()
+    if code not in ledger.MEMBER_STATES:
+        raise click.BadParameter(f"{value} is not a member state ({', '.join(ledger.MEMBER_STATES)})")
+    return code
+
+
+def _states(value: str) -> list[str]:
+    codes = [s.strip().upper() for s in value.split(",") if s.strip()]
+    bad = [s for s in codes if s not in ledger.MEMBER_STATES]
+    if bad or not codes:
+        raise click.BadParameter(
+            f"{', '.join(bad) or 'nothing'}: give member states from {', '.join(ledger.MEMBER_STATES)}",
+            param_hint="--states",
+        )
+    if len(set(codes)) != len(codes):
+        raise click.BadParameter("a member state is named twice", param_hint="--states")
+    return codes
+
+
+@click.group()
+def testnet() -> None:
+    """A local network of member-state nodes on loopback, for trying Tamga out."""
+
+
+def _call(name: str, *args: Any) -> Any:
+    """Call the testnet library; its refusals are one-line operating errors."""
+    lib = _testnet()
+    try:
+        return getattr(lib, name)(*args)
+    except lib.TestnetError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@testnet.command("init")
+@_dir_option
+@click.option("--states", default=DEFAULT_STATES, show_default=True, help="Member states, comma-separated.")
+@json_option
+def testnet_init(directory: Path, states: str, as_json: bool) -> None:
+    """Write genesis, keys, certificates and node configs for a new testnet."""
+    net = _call("init_testnet", directory, _states(states))
+    info = {
+        "dir": str(net.dir),
+        "chain_id": net.chain_id,
+        "genesis": str(net.genesis_path),
+        "states": [
+            {"state": n.state, "url": n.api_url, "peer_address": n.peer_address, "config": str(n.config),
+             "data_dir": str(n.data_dir), "regulator_key": str(n.regulator_key)}
+            for n in net.nodes.values()
+        ],
+    }
+    if as_json:
+        print_json(info)
+        return
+    click.echo(f"initialised a testnet of {', '.join(net.nodes)} in {net.dir} (chain {net.chain_id})")
+    for row in info["states"]:
+        click.echo(f"{row['state']:<3} {row['url']:<23} regulator key {row['regulator_key']}")
+    click.echo(f"start it with: tamga testnet up --dir {directory}", err=True)
+
+
+@testnet.command("up")
+@_dir_option
+@json_option
+def testnet_up(directory: Path, as_json: bool) -> None:
+    """Start every node of the testnet and wait until they agree on a leader."""
+    _print_status(_call("up", directory), as_json)
+
+
+@testnet.command("down")
+@_dir_option
+@json_option
+def testnet_down(directory: Path, as_json: bool) -> None:
+    """Stop every node (SIGTERM, and wait for each to exit)."""
+    stopped = list(_call("down", directory))
+    if as_json:
+        print_json({"stopped": stopped})
+    elif stopped:
+        click.echo(f"stopped {', '.join(stopped)}")
+    else:
+        click.echo("no node was running", err=True)
+
+
+@testnet.command("status")
+@_dir_option
+@json_option
+def testnet_status(directory: Path, as_json: bool) -> None:
+    """For each state: url, pid, role, term, height, head hash, data dir, regulator key."""
+    _print_status(_call("status", directory), as_json)
+
+
+@testnet.command("kill")
+@_state_argument
+@_dir_option
+@json_option
+def testnet_kill(state: str, directory: Path, as_json: bool) -> None:
+    """Kill one state's node with SIGKILL (a crash, to try recovery)."""
+    _stopped(state, _call("kill", directory, state), "killed", as_json)
+
+
+@testnet.command("stop")
+@_state_argument
+@_dir_option
+@json_option
+def testnet_stop(state: str, directory: Path, as_json: bool) -> None:
+    """Stop one state's node cleanly (SIGTERM)."""
+    _stopped(state, _call("stop", directory, state), "stopped", as_json)
+
+
+@testnet.command("start")
+@_state_argument
+@_dir_option
+@json_option
+def testnet_start(state: str, directory: Path, as_json: bool) -> None:
+    """Start one state's node again; it catches up with the others."""
+    _print_status([_call("start", directory, state)], as_json, one=True)
+
+
+def _stopped(state: str, done: bool, verb: str, as_json: bool) -> None:
+    if as_json:
+        print_json({"state": state, verb: bool(done)})
+    elif done:
+        click.echo(f"{verb} {state}")
+    else:
+        click.echo(f"the {state} node was not running", err=True)
+
+
+def _print_status(rows: list[dict[str, Any]], as_json: bool, one: bool = False) -> None:
+    if as_json:
+        print_json(rows[0] if one else rows)
+        return
+    click.echo(f"{'':<3} {'URL':<23} {'PID':<7} {'ROLE':<9} {'TERM':<4} {'HEIGHT':<6} HEAD")
+    for row in rows:
+        cells = [
+            f"{_cell(row, 'state'):<3}", f"{_cell(row, 'url'):<23}", f"{_cell(row, 'pid'):<7}",
+            f"{_cell(row, 'role'):<9}", f"{_cell(row, 'term'):<4}", f"{_cell(row, 'height'):<6}",
+            str(row.get("head_hash") or "-")[:16],
+        ]
+        click.echo(" ".join(cells))
+    if rows and not one and rows[0].get("regulator_key"):
+        where = Path(str(rows[0]["regulator_key"])).parent.parent
+        click.echo(f"regulator keys: {where}/<STATE>/regulator.key; data: {where}/<STATE>/data", err=True)
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    value = row.get(key)
+    return "-" if value is None or value == "" else str(value)
+
+
+def _plain(value: Any) -> Any:
+    """Library results (dataclasses, paths, bytes) as JSON values."""
+    if hasattr(value, "to_json"):
+        return _plain(value.to_json())
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _plain(getattr(value, k)) for k in value.__dataclass_fields__}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+# node
+
+
+@click.group()
+def node() -> None:
+    """Run a member state's node."""
+
+
+@node.command("run")
+@click.option("--config", "config", metavar="FILE", required=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="The node's TOML configuration.")
+def node_run(config: Path) -> None:
+    """Run one node until SIGTERM or Ctrl-C."""
+    node_lib = importlib.import_module("node")
+    try:
+        code = node_lib.run_node(config)
+    except (node_lib.ConfigError, node_lib.StartError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+# bench
+
+
+def _bench_module() -> ModuleType:
+    """bench/tamga_bench.py lives beside the packages in the repository, not in them."""
+    try:
+        return importlib.import_module("bench.tamga_bench")
+    except ImportError:
+        pass
+    path = Path(__file__).resolve().parent.parent / "bench" / "tamga_bench.py"
+    spec = importlib.util.spec_from_file_location("tamga_bench", path)
+    if spec is None or spec.loader is None or not path.exists():
+        raise click.ClickException(f"the benchmark is not installed ({path} is missing)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH_FIELDS = (
+    "kind", "nodes", "clients", "batch", "duration_s", "documents", "rejected", "errors", "docs_per_s",
+    "codes_per_s", "p50_ms", "p95_ms", "p99_ms", "cpu_percent_per_node", "machine",
+)
+SPARKS = " ▁▂▃▄▅▆▇█"
+LEADER_WAIT_S = 15.0
+
+
+@click.command()
+@click.option("--testnet", "directory", metavar="DIR", required=True, envvar="TAMGA_TESTNET",
+              type=click.Path(file_okay=False, path_type=Path), help="A running testnet.")
+@click.option("--kind", type=click.Choice(["single", "shipment"]), required=True,
+              help="Single-code shipments, or shipments of 1,000 codes.")
+@click.option("--duration", type=click.FloatRange(1, 3600), required=True, metavar="SECONDS")
+@click.option("--clients", type=click.IntRange(1, 10_000), default=64, show_default=True,
+              help="Concurrent clients.")
+@click.option("--batch", type=click.IntRange(1, 10_000), default=1, show_default=True,
+              help="Documents per request.")
+@json_option
+def bench(directory: Path, kind: str, duration: float, clients: int, batch: int, as_json: bool) -> None:
+    """Drive a running testnet with signed documents; report throughput, latency and CPU.
+
+    Each client submits documents with wait=commit and times each until its commit
+    answer. The documents are prepared (and signed) before the clock starts.
+    """
+    module = _bench_module()
+    lib = _testnet()
+    try:
+        # A node that just (re)started may not know the leader yet; give it a moment.
+        net = lib.load_testnet(directory)
+        lib.wait_until(lambda: lib.leader_agreed(net) is not None, LEADER_WAIT_S, "a leader all nodes name")
+    except lib.TestnetError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"preparing documents, then measuring for {duration:g} s ...", err=True)
+    try:
+        result = module.run_bench(directory, kind, duration, clients, batch)
+    except (RuntimeError, ValueError, _testnet().TestnetError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        print_json(_plain(result))
+        return
+    rows = [(k.replace("_", " "), result.get(k)) for k in BENCH_FIELDS if k in result]
+    click.echo("\n".join(kv_lines(rows)))
+    timeline = result.get("timeline_docs_per_s") or []
+    if timeline:
+        click.echo(f"docs/s each second: {sparkline(timeline)}  (peak {max(timeline)})")
+
+
+def sparkline(values: list[int]) -> str:
+    """Throughput over time in one line of text (no plotting library is installed)."""
+    top = max(values) or 1
+    return "".join(SPARKS[round(v / top * (len(SPARKS) - 1))] for v in values)

@@ -1,0 +1,115 @@
+"""`tamga participant`: register, revoke and look up participants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+import ledger
+
+from ._options import (
+    genesis_option,
+    json_option,
+    key_option,
+    kv_lines,
+    make_client,
+    make_session,
+    node_option,
+    print_json,
+    report,
+    wait_options,
+)
+
+
+@click.group()
+def participant() -> None:
+    """Participants: businesses and auditors registered by their state's regulator."""
+
+
+def read_public_key(value: str) -> bytes:
+    """A public key given as 64 hex digits, PEM text, or a file holding either."""
+    path = Path(value)
+    if len(value) < 256 and path.is_file():
+        return ledger.parse_public_key(path.read_bytes())
+    return ledger.parse_public_key(value)
+
+
+@participant.command("register")
+@click.argument("public_key")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ledger.ROLES),
+              help="A role of the participant; repeat for several.")
+@click.option("--name", required=True, help="The participant's name, for people.")
+@click.option("--state", metavar="XX", help="Member state (default: the regulator's own).")
+@node_option
+@key_option(required=True)
+@genesis_option()
+@wait_options
+@json_option
+def register(public_key: str, roles: tuple[str, ...], name: str, state: str | None, node: str, key: Path,
+             genesis: Path | None, wait: bool, timeout: float, as_json: bool) -> None:
+    """Register a participant (regulator only); print its participant id.
+
+    PUBLIC_KEY is 64 hex digits, PEM, or a file such as the FILE.pub `tamga keys new` wrote.
+    """
+    raw = read_public_key(public_key)
+    session = make_session(node, key, genesis, wait, timeout)
+    outcome = session.register(raw, roles, name, state.upper() if state else None)
+    report(outcome, as_json, [outcome.extra["participant"]])
+
+
+@participant.command("revoke")
+@click.argument("participant_id", metavar="ID")
+@node_option
+@key_option(required=True)
+@genesis_option()
+@wait_options
+@json_option
+def revoke(participant_id: str, node: str, key: Path, genesis: Path | None, wait: bool, timeout: float,
+           as_json: bool) -> None:
+    """Revoke a participant's registration (the regulator of its state)."""
+    _check_id(participant_id)
+    outcome = make_session(node, key, genesis, wait, timeout).revoke(participant_id)
+    report(outcome, as_json, [participant_id])
+
+
+@participant.command("show")
+@click.argument("participant_id", metavar="ID")
+@node_option
+@key_option(required=False)
+@json_option
+def show(participant_id: str, node: str, key: Path | None, as_json: bool) -> None:
+    """A participant's state, roles, name and status."""
+    _check_id(participant_id)
+    record = make_client(node, key).participant(participant_id)
+    if as_json:
+        print_json(record)
+        return
+    order = ("id", "name", "state", "roles", "status", "registered_height", "public_key")
+    click.echo("\n".join(kv_lines([(k.replace("_", " "), record.get(k)) for k in order if k in record])))
+
+
+@participant.command("holdings")
+@click.argument("participant_id", metavar="ID")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most this many codes.")
+@node_option
+@key_option(required=False)
+@json_option
+def holdings(participant_id: str, limit: int | None, node: str, key: Path | None, as_json: bool) -> None:
+    """Codes and aggregates a participant holds (loose codes and outermost aggregates)."""
+    _check_id(participant_id)
+    codes = make_client(node, key).holdings(participant_id, limit)
+    if as_json:
+        print_json({"participant": participant_id, "codes": codes})
+        return
+    for code in codes:
+        click.echo(code)
+    click.echo(f"{len(codes)} code(s)", err=True)
+
+
+def _check_id(value: str) -> None:
+    if not ledger.is_participant_id(value):
+        raise click.BadParameter(
+            f"{value!r} is not a participant id (40 hex digits, as `tamga keys new` prints)",
+            param_hint="ID",
+        )

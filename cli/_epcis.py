@@ -1,0 +1,352 @@
+"""A code's provenance as a GS1 EPCIS 2.0 JSON-LD document.
+
+Each ledger document in a code's history becomes one EPCIS event, following the
+mapping in shared/DOMAIN.md:
+
+| ledger document        | EPCIS event                                           |
+|------------------------|-------------------------------------------------------|
+| emit                   | ObjectEvent ADD, encoding, encoded (codes issued)     |
+| introduce              | ObjectEvent ADD, commissioning, active                |
+| aggregate              | AggregationEvent ADD, packing (parentID = the SSCC)   |
+| disaggregate           | AggregationEvent DELETE, unpacking                    |
+| ship                   | ObjectEvent OBSERVE, shipping, in_transit, source and |
+|                        | destination owning parties                            |
+| cancel_shipment        | ObjectEvent OBSERVE, void_shipping, active            |
+| accept                 | ObjectEvent OBSERVE, receiving, in_progress           |
+| reject                 | ObjectEvent OBSERVE, void_shipping, active (the goods |
+|                        | stay with the shipper: the shipment is void)          |
+| retire retail_sale     | ObjectEvent OBSERVE, retail_selling, retail_sold      |
+| retire destroyed       | ObjectEvent OBSERVE, destroying, destroyed            |
+| retire export / lost   | ObjectEvent DELETE, decommissioning, inactive         |
+| retire expired         | ObjectEvent DELETE, decommissioning, expired          |
+| return                 | ObjectEvent OBSERVE, receiving, returned              |
+| suspend                | ObjectEvent OBSERVE, holding, non_sellable_other      |
+| release                | ObjectEvent OBSERVE, inspecting, active               |
+
+An event lists every code of its document (so the same document gives the same event
+whatever code is exported), each as a GS1 Digital Link URI. Events of an aggregate the
+code travelled in name the aggregate, as EPCIS does: its children are implied by the
+last packing event. Ship, accept, reject and cancel carry the shipment id as a
+`desadv` business transaction, so receiving links back to shipping. Participants are
+`urn:tamga:participant:<id>`; every event also says which ledger document and block
+it comes from (`tamga:document` as `urn:tamga:document:<id>`, `tamga:blockHeight`).
+
+The events come from a code's provenance bundle (`ledger.ProvenanceBundle`): one
+request to a node, and, given the genesis file, every document in it is checked
+(signature, inclusion, attestations) before it is exported.
+
+Event time is the block time, in the time zone of the signer's member state. Each
+eventID is the CBV 2.0 canonical event hash (``ni:///sha-256;...?ver=CBV2.0``),
+computed by GS1's reference implementation, epcis-event-hash-generator, which reads
+the EPCIS context from its own packaged copy and needs no network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ledger
+
+EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
+TAMGA_NAMESPACE = "urn:tamga:epcis:"
+CONTEXT: list[Any] = [EPCIS_CONTEXT, {"tamga": TAMGA_NAMESPACE}]
+
+# Standard time of each member state's capital (none of them keeps summer time);
+# Russia spans eleven zones and its marking operator works in Moscow time.
+STATE_UTC_OFFSET_MIN = {"AM": 240, "BY": 180, "KZ": 300, "KG": 360, "RU": 180}
+
+RETIRE_EVENTS = {
+    "retail_sale": ("OBSERVE", "retail_selling", "retail_sold"),
+    "destroyed": ("OBSERVE", "destroying", "destroyed"),
+    "export_outside_union": ("DELETE", "decommissioning", "inactive"),
+    "lost": ("DELETE", "decommissioning", "inactive"),
+    "expired": ("DELETE", "decommissioning", "expired"),
+}
+SIMPLE_EVENTS = {
+    # type: (action, bizStep, disposition)
+    "emit": ("ADD", "encoding", "encoded"),
+    "introduce": ("ADD", "commissioning", "active"),
+    "ship": ("OBSERVE", "shipping", "in_transit"),
+    "cancel_shipment": ("OBSERVE", "void_shipping", "active"),
+    "accept": ("OBSERVE", "receiving", "in_progress"),
+    "reject": ("OBSERVE", "void_shipping", "active"),
+    "return": ("OBSERVE", "receiving", "returned"),
+    "suspend": ("OBSERVE", "holding", "non_sellable_other"),
+    "release": ("OBSERVE", "inspecting", "active"),
+}
+
+
+class EpcisError(Exception):
+    """The history cannot be exported (an inconsistency, or the hash library failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEvent:
+    """One applied ledger document in a code's history, with what the mapping needs."""
+
+    document_id: str  # hex
+    type: str
+    height: int
+    position: int
+    time_ms: int
+    signer: str
+    signer_state: str | None
+    fields: dict[str, Any]  # the document's payload fields, JSON form (hex for hashes)
+    shipment: dict[str, Any] | None = None  # for ship, cancel, accept, reject
+    children: Sequence[str] = field(default_factory=tuple)  # for disaggregate
+
+
+def participant_uri(pid: str) -> str:
+    return f"urn:tamga:participant:{pid}"
+
+
+def shipment_uri(shipment_id: str) -> str:
+    return f"urn:tamga:shipment:{shipment_id}"
+
+
+def epc(key: str) -> str:
+    """A code key as its GS1 Digital Link URI."""
+    return ledger.parse_key(key).digital_link()
+
+
+def event_time(time_ms: int, state: str | None) -> tuple[str, str]:
+    """(eventTime, eventTimeZoneOffset) of a block time in a member state's zone."""
+    offset_min = STATE_UTC_OFFSET_MIN.get(state or "", 0)
+    zone = dt.timezone(dt.timedelta(minutes=offset_min))
+    moment = dt.datetime.fromtimestamp(time_ms / 1000, tz=zone)
+    sign = "+" if offset_min >= 0 else "-"
+    hours, minutes = divmod(abs(offset_min), 60)
+    return moment.isoformat(timespec="milliseconds"), f"{sign}{hours:02d}:{minutes:02d}"
+
+
+def utc_time(time_ms: int) -> str:
+    moment = dt.datetime.fromtimestamp(time_ms / 1000, tz=dt.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def document_codes(event: LedgerEvent) -> list[str]:
+    if event.type == "emit":
+        prefix = "01" + event.fields["gtin"] + "21"
+        return [prefix + serial for serial in event.fields["serials"]]
+    if event.type in ("accept", "reject", "cancel_shipment") and event.shipment is not None:
+        if event.type == "accept" and event.shipment.get("accepted"):
+            return list(event.shipment["accepted"])
+        if event.type == "accept" and event.fields.get("codes"):
+            return list(event.fields["codes"])
+        return list(event.shipment.get("items", []))
+    codes = event.fields.get("codes")
+    if codes:
+        return list(codes)
+    return [event.fields["sscc"]] if "sscc" in event.fields else []
+
+
+def _base(event: LedgerEvent, kind: str) -> dict[str, Any]:
+    when, offset = event_time(event.time_ms, event.signer_state)
+    return {"type": kind, "eventTime": when, "eventTimeZoneOffset": offset}
+
+
+def _provenance_fields(event: LedgerEvent) -> dict[str, Any]:
+    return {
+        "recordTime": utc_time(event.time_ms),
+        "tamga:document": f"urn:tamga:document:{event.document_id}",
+        "tamga:blockHeight": event.height,
+        "tamga:documentType": event.type,
+    }
+
+
+def to_epcis_event(event: LedgerEvent) -> dict[str, Any]:
+    """One ledger document as one EPCIS event (without its eventID)."""
+    if event.type in ("aggregate", "disaggregate"):
+        return _aggregation_event(event)
+    if event.type == "retire":
+        action, step, disposition = RETIRE_EVENTS[event.fields["reason"]]
+    elif event.type in SIMPLE_EVENTS:
+        action, step, disposition = SIMPLE_EVENTS[event.type]
+    else:
+        raise EpcisError(f"a {event.type} document does not concern goods")
+    out = _base(event, "ObjectEvent")
+    out["epcList"] = [epc(k) for k in document_codes(event)]
+    out.update({"action": action, "bizStep": step, "disposition": disposition})
+    if event.type == "emit":
+        owner = participant_uri(event.fields["owner"])
+        out["destinationList"] = [{"type": "owning_party", "destination": owner}]
+    if event.shipment is not None:
+        shipment_id = event.fields.get("shipment") or event.document_id
+        out["bizTransactionList"] = [{"type": "desadv", "bizTransaction": shipment_uri(shipment_id)}]
+        out["sourceList"] = [{"type": "owning_party", "source": participant_uri(event.shipment["shipper"])}]
+        out["destinationList"] = [
+            {"type": "owning_party", "destination": participant_uri(event.shipment["receiver"])}
+        ]
+    out.update(_provenance_fields(event))
+    return out
+
+
+def _aggregation_event(event: LedgerEvent) -> dict[str, Any]:
+    out = _base(event, "AggregationEvent")
+    out["parentID"] = epc(event.fields["sscc"])
+    if event.type == "aggregate":
+        children, action, step = event.fields["codes"], "ADD", "packing"
+    else:
+        children, action, step = event.children, "DELETE", "unpacking"
+    if not children:
+        raise EpcisError(f"no children known for the unpacking of {event.fields['sscc']}")
+    out["childEPCs"] = [epc(k) for k in children]
+    out.update({"action": action, "bizStep": step})
+    out.update(_provenance_fields(event))
+    return out
+
+
+def with_children(events: Iterable[LedgerEvent]) -> list[LedgerEvent]:
+    """Fill in the children of each unpacking from the packing of the same SSCC before it."""
+    packed: dict[str, list[str]] = {}
+    out: list[LedgerEvent] = []
+    for event in events:
+        if event.type == "aggregate":
+            packed[event.fields["sscc"]] = list(event.fields["codes"])
+        if event.type == "disaggregate" and not event.children:
+            children = packed.get(event.fields["sscc"], [])
+            event = LedgerEvent(
+                event.document_id, event.type, event.height, event.position, event.time_ms,
+                event.signer, event.signer_state, event.fields, event.shipment, tuple(children),
+            )
+        out.append(event)
+    return out
+
+
+def epcis_document(code_key: str, events: Sequence[LedgerEvent], created_ms: int) -> dict[str, Any]:
+    """The EPCIS 2.0 document of a code's provenance, each event with its hash eventID."""
+    mapped = [to_epcis_event(e) for e in with_children(events) if e.type in _GOODS_TYPES]
+    document: dict[str, Any] = {
+        "@context": CONTEXT,
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": utc_time(created_ms),
+        "epcisBody": {"eventList": mapped},
+    }
+    for event, event_id in zip(mapped, event_hashes(document)):
+        event["eventID"] = event_id
+    # The eventID leads each event, as in GS1's examples.
+    document["epcisBody"]["eventList"] = [
+        {"eventID": e["eventID"], **{k: v for k, v in e.items() if k != "eventID"}} for e in mapped
+    ]
+    document["id"] = f"urn:tamga:provenance:{code_key}"
+    return {k: document[k] for k in ("@context", "id", "type", "schemaVersion", "creationDate", "epcisBody")}
+
+
+_GOODS_TYPES = frozenset(SIMPLE_EVENTS) | {"aggregate", "disaggregate", "retire"}
+
+
+def event_hashes(document: dict[str, Any]) -> list[str]:
+    """CBV 2.0 event hashes of the document's events, in order."""
+    if not document["epcisBody"]["eventList"]:
+        return []
+    try:
+        from epcis_event_hash_generator import json_to_py
+        from epcis_event_hash_generator.hash_generator import epcis_hashes_from_events
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise EpcisError(f"the EPCIS event hash library is missing: {exc}") from exc
+    # The library logs every event at INFO and swallows a failing event with an ERROR
+    # log; we check the count ourselves and keep its logging quiet.
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            # It reads its packaged context with a deprecated importlib call.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            events = json_to_py.event_list_from_epcis_document_json(_copy(document))
+            hashes: list[str] = epcis_hashes_from_events(events)
+    except Exception as exc:
+        raise EpcisError(f"cannot compute EPCIS event hashes: {exc!r}") from exc
+    finally:
+        logging.disable(previous)
+    if len(hashes) != len(document["epcisBody"]["eventList"]):
+        raise EpcisError("the EPCIS event hash library skipped an event")
+    return hashes
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+# From a provenance bundle to ledger events.
+
+
+def bundle_events(
+    bundle: ledger.ProvenanceBundle, genesis: ledger.Genesis | None = None
+) -> list[LedgerEvent]:
+    """The bundle's documents as ledger events; checked first when genesis is given.
+
+    Without genesis the bundle is read as the node sent it (the export then trusts the
+    node); `tamga audit check` or `--genesis` make it trust nothing but genesis.
+    """
+    if genesis is not None:
+        proven = ledger.verify_provenance(bundle, genesis)
+    else:
+        proven = [_unverified_event(proof) for proof in bundle.entries]
+    states = participant_states(bundle, genesis)
+    ships: dict[str, dict[str, Any]] = {}
+    out: list[LedgerEvent] = []
+    for item in proven:
+        doc = item.document.document
+        fields = {k: v for k, v in doc.to_json().items() if k not in _HEADER_FIELDS}
+        doc_id = item.document_id.hex()
+        shipment = None
+        if doc.type is ledger.DocType.SHIP:
+            shipment = {"shipper": doc.signer, "receiver": fields["receiver"], "items": list(fields["codes"])}
+            ships[doc_id] = shipment
+        elif "shipment" in fields:
+            known = ships.get(fields["shipment"])
+            if known is None:
+                raise EpcisError(f"the bundle lacks shipment {fields['shipment']} that a {doc.type} names")
+            shipment = dict(known)
+            if doc.type is ledger.DocType.ACCEPT:
+                shipment["accepted"] = list(fields["codes"]) or list(known["items"])
+        out.append(
+            LedgerEvent(
+                doc_id, doc.type.value, item.height, item.position, item.time_ms, doc.signer,
+                states.get(doc.signer), fields, shipment,
+            )
+        )
+    return out
+
+
+_HEADER_FIELDS = frozenset({"chain_id", "type", "signer", "nonce", "expires_at_ms"})
+
+
+def _unverified_event(proof: ledger.InclusionProof) -> ledger.ProvenanceEvent:
+    try:
+        signed = ledger.decode_signed(proof.document)
+    except ledger.DecodeError as exc:
+        raise EpcisError(f"a document in the bundle does not decode: {exc}") from exc
+    doc = signed.document
+    return ledger.ProvenanceEvent(
+        proof.header.height, proof.position, proof.header.time_ms, doc.type.value, doc.signer,
+        signed.id, signed,
+    )
+
+
+def participant_states(bundle: ledger.ProvenanceBundle, genesis: ledger.Genesis | None) -> dict[str, str]:
+    """Member state of each signer, from the registrations in the bundle (a regulator
+    registers only in its own state) and from genesis when given."""
+    states: dict[str, str] = {}
+    if genesis is not None:
+        states.update({s.regulator_id: s.code for s in genesis.states})
+    for proof in bundle.registrations:
+        try:
+            doc = ledger.decode_signed(proof.document).document
+        except ledger.DecodeError:
+            continue
+        if doc.type is ledger.DocType.REGISTER_PARTICIPANT:
+            public_key, state = doc.payload[0], doc.payload[1]
+            states.setdefault(ledger.participant_id(public_key), state)
+            states.setdefault(doc.signer, state)
+    return states

@@ -1,0 +1,207 @@
+"""Wire form of Raft messages and of configuration-change entries (msgpack).
+
+Everything that arrives from the network passes `decode_message`, which either returns
+a well-formed `Message` or raises `MalformedMessage`, and nothing else, whatever the
+bytes. Well-formed means: the exact shape below, integers in range, known enum values,
+bytes where bytes belong. Whether the message makes sense for Raft (terms, indexes) is
+the core's business; it ignores what does not.
+
+A message is one msgpack array:
+
+    [FORMAT, type, to, frm, term, log_term, index, entries, commit, reject,
+     reject_hint, snapshot, snap_offset, snap_done, context]
+
+with entries as arrays [term, index, type, data] and the snapshot as nil or
+[index, term, [voters], [learners], data].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from ._types import (
+    ConfChange,
+    ConfChangeType,
+    ConfState,
+    Entry,
+    EntryType,
+    LogIndex,
+    Message,
+    MessageType,
+    NodeId,
+    Snapshot,
+    SnapshotMeta,
+    Term,
+)
+
+FORMAT = 1
+
+# Why these bounds: a message carries at most max_size_per_msg (1 MiB by default) of
+# entry data or one snapshot chunk; 64 MiB leaves room for larger settings while
+# keeping a hostile peer from making us allocate without limit.
+MESSAGE_BYTES_MAX = 64 << 20
+# Terms, indexes and node ids are unsigned 64-bit on the wire.
+_U64_MAX = (1 << 64) - 1
+# A membership has a handful of nodes (one per member state plus observers).
+MEMBERS_MAX = 1024
+# Bounds the per-entry overhead work of decoding one append.
+ENTRIES_MAX = 1 << 20
+
+
+class MalformedMessage(ValueError):
+    """Bytes from the network that are not a well-formed message."""
+
+
+def encode_message(m: Message) -> bytes:
+    snap = None
+    if m.snapshot is not None:
+        meta = m.snapshot.meta
+        snap = [
+            meta.index,
+            meta.term,
+            list(meta.conf.voters),
+            list(meta.conf.learners),
+            m.snapshot.data,
+        ]
+    out: bytes = msgpack.packb(
+        [
+            FORMAT,
+            int(m.type),
+            m.to,
+            m.frm,
+            m.term,
+            m.log_term,
+            m.index,
+            [[e.term, e.index, int(e.type), e.data] for e in m.entries],
+            m.commit,
+            m.reject,
+            m.reject_hint,
+            snap,
+            m.snap_offset,
+            m.snap_done,
+            m.context,
+        ],
+        use_bin_type=True,
+    )
+    return out
+
+
+def decode_message(raw: bytes) -> Message:
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise MalformedMessage("a message must be bytes")
+    if len(raw) > MESSAGE_BYTES_MAX:
+        raise MalformedMessage(f"message of {len(raw)} bytes exceeds {MESSAGE_BYTES_MAX}")
+    try:
+        obj = msgpack.unpackb(raw, raw=False, use_list=True, strict_map_key=True)
+    except Exception as exc:  # msgpack raises many types; all mean "not a message".
+        raise MalformedMessage(f"not msgpack: {type(exc).__name__}") from None
+    fields = _array(obj, 15, "message")
+    if _uint(fields[0], "format") != FORMAT:
+        raise MalformedMessage(f"unknown message format {fields[0]}")
+    return Message(
+        type=_enum(MessageType, fields[1], "type"),
+        to=NodeId(_uint(fields[2], "to")),
+        frm=NodeId(_uint(fields[3], "frm")),
+        term=Term(_uint(fields[4], "term")),
+        log_term=Term(_uint(fields[5], "log_term")),
+        index=LogIndex(_uint(fields[6], "index")),
+        entries=_entries(fields[7]),
+        commit=LogIndex(_uint(fields[8], "commit")),
+        reject=_bool(fields[9], "reject"),
+        reject_hint=LogIndex(_uint(fields[10], "reject_hint")),
+        snapshot=None if fields[11] is None else _snapshot(fields[11]),
+        snap_offset=_uint(fields[12], "snap_offset"),
+        snap_done=_bool(fields[13], "snap_done"),
+        context=_bytes(fields[14], "context"),
+    )
+
+
+def encode_conf_change(cc: ConfChange) -> bytes:
+    out: bytes = msgpack.packb([FORMAT, int(cc.type), cc.node], use_bin_type=True)
+    return out
+
+
+def decode_conf_change(raw: bytes) -> ConfChange:
+    """Decode a CONF_CHANGE entry's data; raises MalformedMessage on anything else."""
+    try:
+        obj = msgpack.unpackb(raw, raw=False, use_list=True)
+    except Exception as exc:  # as in decode_message
+        raise MalformedMessage(f"not msgpack: {type(exc).__name__}") from None
+    fields = _array(obj, 3, "conf change")
+    if _uint(fields[0], "format") != FORMAT:
+        raise MalformedMessage(f"unknown conf change format {fields[0]}")
+    node = NodeId(_uint(fields[2], "node"))
+    if node == 0:
+        raise MalformedMessage("a conf change must name a node")
+    return ConfChange(type=_enum(ConfChangeType, fields[1], "conf change type"), node=node)
+
+
+# -- checked accessors -----------------------------------------------------------------
+
+
+def _array(obj: Any, length: int, what: str) -> list[Any]:
+    if not isinstance(obj, list) or len(obj) != length:
+        raise MalformedMessage(f"{what} must be an array of {length}")
+    return obj
+
+
+def _uint(obj: Any, what: str) -> int:
+    # bool is an int subclass in Python; msgpack's true/false must not pass as numbers.
+    if type(obj) is not int or not 0 <= obj <= _U64_MAX:
+        raise MalformedMessage(f"{what} must be an unsigned 64-bit integer")
+    return obj
+
+
+def _bool(obj: Any, what: str) -> bool:
+    if type(obj) is not bool:
+        raise MalformedMessage(f"{what} must be a boolean")
+    return obj
+
+
+def _bytes(obj: Any, what: str) -> bytes:
+    if type(obj) is not bytes:
+        raise MalformedMessage(f"{what} must be bytes")
+    return obj
+
+
+def _enum(kind: type[Any], obj: Any, what: str) -> Any:
+    value = _uint(obj, what)
+    try:
+        return kind(value)
+    except ValueError:
+        raise MalformedMessage(f"unknown {what} {value}") from None
+
+
+def _entries(obj: Any) -> tuple[Entry, ...]:
+    if not isinstance(obj, list) or len(obj) > ENTRIES_MAX:
+        raise MalformedMessage("entries must be an array")
+    out = []
+    for item in obj:
+        f = _array(item, 4, "entry")
+        out.append(
+            Entry(
+                term=Term(_uint(f[0], "entry term")),
+                index=LogIndex(_uint(f[1], "entry index")),
+                type=_enum(EntryType, f[2], "entry type"),
+                data=_bytes(f[3], "entry data"),
+            )
+        )
+    return tuple(out)
+
+
+def _members(obj: Any, what: str) -> tuple[NodeId, ...]:
+    if not isinstance(obj, list) or len(obj) > MEMBERS_MAX:
+        raise MalformedMessage(f"{what} must be an array of at most {MEMBERS_MAX}")
+    return tuple(NodeId(_uint(x, what)) for x in obj)
+
+
+def _snapshot(obj: Any) -> Snapshot:
+    f = _array(obj, 5, "snapshot")
+    meta = SnapshotMeta(
+        index=LogIndex(_uint(f[0], "snapshot index")),
+        term=Term(_uint(f[1], "snapshot term")),
+        conf=ConfState(voters=_members(f[2], "voters"), learners=_members(f[3], "learners")),
+    )
+    return Snapshot(meta=meta, data=_bytes(f[4], "snapshot data"))

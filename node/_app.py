@@ -1,0 +1,345 @@
+"""The node's aiohttp application: a factory, its resources, the error middleware, a runner.
+
+`create_app(config)` checks everything it can before anything starts (genesis, keys,
+certificates), then registers one cleanup context per resource, in the order they
+depend on each other; aiohttp starts them in that order and cleans up in the reverse
+one, and only those that started:
+
+    ledger store -> node -> Raft log -> peer sessions -> peer API server -> peer links
+    -> Raft driver -> applier, proposer and housekeeping tasks
+
+(The links come before the driver because a driver that starts from a snapshot the
+ledger has not reached fetches the missing blocks from peers at once.)
+
+`run_node(path)` runs one node until SIGTERM or SIGINT (exit 0), or until the node
+stops itself because it diverged or its Raft driver failed (exit 3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import plyvel
+from aiohttp import web
+
+from consensus import Config, NodeId, StorageError
+from consensus._driver import Driver, DriverConfig
+from consensus._leveldb import LevelDBStorage
+from ledger import DecodeError, Genesis, KeyFileError, KeyPair, LedgerStore, StoreError
+
+from ._api import add_routes
+from ._config import ConfigError, NodeConfig, load_config
+from ._errors import ApiError
+from ._keys import (
+    CONFIG,
+    DRIVER,
+    EXIT_CODE,
+    GENESIS,
+    LINKS,
+    METRICS,
+    NODE,
+    NODE_KEY,
+    PEER_RUNNER,
+    SESSIONS,
+    STOP,
+    STORE,
+    TRUST,
+)
+from ._metrics import Metrics
+from ._node import Node
+from ._peer import RaftTransport, make_peer_app
+from ._tls import TlsError, client_context, load_trust, server_context
+from ._transport import PeerLinks
+
+log = logging.getLogger(__name__)
+
+EXIT_DIVERGED = 3
+RAFT_LOG = web.AppKey("raft_log", LevelDBStorage)
+TRANSPORT = web.AppKey("transport", RaftTransport)
+
+
+class StartError(Exception):
+    """The node cannot start as configured (a one-line reason for the operator)."""
+
+
+# -- errors ----------------------------------------------------------------------------
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every error leaves the node as `{"error": code, "message": text}` JSON."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 413:
+            limit = request.app[CONFIG].api.body_bytes_max
+            message = f"the body is larger than the {limit} bytes this node accepts"
+        return _error(exc.status, code, message or exc.reason)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return _error(500, "internal", "the node failed to handle this request; see its log")
+
+
+# -- the factory -----------------------------------------------------------------------
+
+
+def create_app(config: NodeConfig) -> web.Application:
+    """The node's application; every check that can fail early fails here."""
+    try:
+        genesis = Genesis.load(config.genesis)
+    except DecodeError as exc:
+        raise StartError(str(exc)) from exc
+    try:
+        member = genesis.state(config.state)
+    except KeyError:
+        raise StartError(f"genesis {config.genesis} has no member state {config.state}") from None
+    try:
+        key = KeyPair.load(config.node_key)
+    except KeyFileError as exc:
+        raise StartError(str(exc)) from exc
+    if key.public_key != member.node_public_key:
+        raise StartError(f"the node key {config.node_key} is not the one genesis names for {config.state}")
+    try:
+        trust = load_trust(genesis, config.state, config.tls_cert, config.peer_certs)
+    except TlsError as exc:
+        raise StartError(str(exc)) from exc
+    missing = [s.code for s in genesis.states if s.code != config.state and s.code not in trust.certs_pem]
+    if missing:
+        log.warning("no pinned certificate found for %s in %s: they are unreachable", ", ".join(missing),
+                    config.peer_certs)
+
+    app = web.Application(client_max_size=config.api.body_bytes_max, middlewares=[error_middleware])
+    app[CONFIG] = config
+    app[GENESIS] = genesis
+    app[NODE_KEY] = key
+    app[TRUST] = trust
+    app[METRICS] = Metrics(config.state)
+    app[STOP] = asyncio.Event()
+    app[EXIT_CODE] = [0]
+    app[TRANSPORT] = RaftTransport(genesis)
+    add_routes(app)
+    app.cleanup_ctx.extend(
+        [_store_ctx, _node_ctx, _raft_log_ctx, _sessions_ctx, _peer_server_ctx, _links_ctx, _driver_ctx,
+         _tasks_ctx]
+    )
+    return app
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    try:
+        # No fsync per block: the block is already durable on a majority in the Raft
+        # log before it is applied. After a power loss LevelDB comes back at an earlier
+        # whole block; the Raft log replays what follows, or, where the log is already
+        # compacted, the driver restores a snapshot and we fetch those blocks from peers.
+        store = LedgerStore(config.ledger_dir, app[GENESIS], sync=False)
+    except StoreError as exc:
+        raise StartError(str(exc)) from exc
+    app[STORE] = store
+    yield
+    store.close()
+
+
+async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
+    node = Node(app[CONFIG], app[GENESIS], app[NODE_KEY], app[STORE], app[METRICS])
+
+    def on_fatal(_reason: str) -> None:
+        app[EXIT_CODE][0] = EXIT_DIVERGED
+        app[STOP].set()
+
+    node.on_fatal = on_fatal
+    app[NODE] = node
+    yield
+    node.close()
+
+
+async def _raft_log_ctx(app: web.Application) -> AsyncIterator[None]:
+    path = app[CONFIG].raft_dir
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        storage = LevelDBStorage(path)
+    except (plyvel.Error, StorageError) as exc:
+        raise StartError(f"cannot open the Raft log {path}: {exc}") from exc
+    app[RAFT_LOG] = storage
+    yield
+    storage.close()
+
+
+async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One client session per peer, each trusting only that peer's pinned certificate."""
+    config, trust = app[CONFIG], app[TRUST]
+    sessions: dict[str, aiohttp.ClientSession] = {}
+    for state, pem in trust.certs_pem.items():
+        ctx = client_context(config.tls_cert, config.tls_key, pem)
+        connector = aiohttp.TCPConnector(ssl=ctx, limit=16)
+        sessions[state] = aiohttp.ClientSession(connector=connector)
+    app[SESSIONS] = sessions
+    yield
+    await asyncio.gather(*(s.close() for s in sessions.values()))
+
+
+async def _peer_server_ctx(app: web.Application) -> AsyncIterator[None]:
+    config, genesis = app[CONFIG], app[GENESIS]
+    peer_app = make_peer_app(error_middleware)
+    peer_app[CONFIG] = config
+    peer_app[NODE] = app[NODE]
+    peer_app[TRUST] = app[TRUST]
+    peer_app[METRICS] = app[METRICS]
+    host, _, port = genesis.state(config.state).peer_address.rpartition(":")
+    runner = web.AppRunner(peer_app, access_log=None, handle_signals=False)
+    await runner.setup()
+    ctx = server_context(config.tls_cert, config.tls_key, app[TRUST])
+    site = web.TCPSite(
+        runner, config.peer.host or host, config.peer.port or int(port), ssl_context=ctx, reuse_address=True
+    )
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise StartError(f"cannot listen for peers on {config.peer.host or host}:{config.peer.port or port}: "
+                         f"{exc.strerror}") from exc
+    app[PEER_RUNNER] = runner
+    yield
+    await runner.cleanup()
+
+
+async def _driver_ctx(app: web.Application) -> AsyncIterator[None]:
+    config, genesis, node = app[CONFIG], app[GENESIS], app[NODE]
+    raft = config.raft
+    core = Config(
+        id=NodeId(node.member.node_id),
+        voters=tuple(NodeId(s.node_id) for s in genesis.states),
+        election_tick=raft.election_ticks,
+        heartbeat_tick=raft.heartbeat_ticks,
+        rng=random.Random(),
+        # One append carries at least one block whatever its size, and a few of them
+        # together when they are small.
+        max_size_per_msg=8 << 20,
+        max_inflight_msgs=64,
+        max_uncommitted_entries_size=256 << 20,
+    )
+    driver_config = DriverConfig(
+        tick_interval_s=raft.tick_ms / 1000,
+        snapshot_every_entries=raft.snapshot_every_entries,
+    )
+    metrics = app[METRICS]
+    driver = Driver(core, app[RAFT_LOG], app[TRANSPORT], node, driver_config,
+                    on_commit_latency=metrics.commit_latency.observe)
+    node.driver = driver
+    await driver.start()
+    app[DRIVER] = driver
+    yield
+    await driver.stop()
+
+
+async def _links_ctx(app: web.Application) -> AsyncIterator[None]:
+    genesis, node = app[GENESIS], app[NODE]
+    addresses = {s.code: s.peer_address for s in genesis.states}
+    links = PeerLinks(app[SESSIONS], addresses)
+
+    def unreachable(peer: str) -> None:
+        if node.driver is not None:
+            node.driver.report_unreachable(NodeId(genesis.state(peer).node_id))
+
+    links.build(unreachable, node.resend_attestations)
+    app[TRANSPORT].links = links
+    node.links = links
+    app[LINKS] = links
+    links.start()
+    yield
+    node.links = None
+    app[TRANSPORT].links = None
+    await links.stop()
+
+
+async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
+    node = app[NODE]
+    tasks = [
+        asyncio.create_task(node.run_applier(), name="applier"),
+        asyncio.create_task(node.run_proposer(), name="proposer"),
+        asyncio.create_task(node.run_housekeeping(), name="housekeeping"),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# -- running one node ------------------------------------------------------------------
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def serve(config: NodeConfig) -> int:
+    """Serve until a signal or a fatal error; the exit status."""
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, config.api.host, config.api.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartError(f"cannot listen on {config.api.host}:{config.api.port}: {exc.strerror}") from exc
+        stop = app[STOP]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("node %s serving the API on http://%s:%d", config.state, config.api.host, config.api.port)
+        await stop.wait()
+        log.info("node %s stopping", config.state)
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+    return app[EXIT_CODE][0]
+
+
+def run_node(config_path: Path | str) -> int:
+    """Run one node from its config file; returns the process exit status.
+
+    Raises ConfigError or StartError, each with a one-line reason, when it cannot start.
+    """
+    config = load_config(config_path)
+    setup_logging(config.log_level)
+    return asyncio.run(serve(config))
+
+
+__all__ = ["ConfigError", "StartError", "create_app", "run_node", "serve"]

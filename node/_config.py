@@ -1,0 +1,270 @@
+"""A node's configuration: one TOML file, checked completely before anything starts.
+
+Every path in the file is relative to the folder of the file itself, so a testnet
+directory can be moved or copied as a whole. A bad file gives one `ConfigError` that
+names the key and says what is wrong, never a traceback from deep inside a library.
+
+    state = "RU"                      # this node's member state, as in genesis
+    genesis = "../genesis.json"
+    node_key = "node.key"             # Ed25519 key whose public half genesis names
+    data_dir = "data"                 # ledger store and Raft log live under here
+
+    [tls]
+    cert = "tls.crt"                  # this node's certificate (genesis pins its SHA-256)
+    key = "tls.key"
+    peer_certs = "../peers.pem"       # the member nodes' certificates; only pinned ones count
+
+    [api]                             # the client API (plain HTTP)
+    host = "127.0.0.1"
+    port = 8101
+    body_bytes_max = 16777216
+
+    [peer]                            # the peer API (mutual TLS); defaults from genesis
+    host = "127.0.0.1"
+    port = 7101
+
+    [raft]
+    tick_ms = 100
+    election_ticks = 10
+    heartbeat_ticks = 1
+    snapshot_every_entries = 1000
+
+    [block]
+    max_documents = 2000
+    max_bytes = 4194304
+    max_wait_ms = 5
+    proposals_in_flight = 16
+
+    [mempool]
+    max_documents = 100000
+    max_bytes = 134217728
+
+    [log]
+    level = "INFO"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8100
+    # The largest legitimate request is a batch of documents: a few 30,000-code
+    # documents at about 1.2 MB each. 16 MiB admits that and bounds what one client
+    # can make the node buffer.
+    body_bytes_max: int = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    host: str = ""  # empty: the host of this state's peer_address in genesis
+    port: int = 0  # 0: the port of this state's peer_address in genesis
+
+
+@dataclass(frozen=True, slots=True)
+class RaftConfig:
+    # 100 ms ticks with an election timeout of 10 to 20 ticks replace a dead leader in
+    # one to two seconds, and leave room for a block apply of a few hundred ms between
+    # two heartbeats without a spurious election.
+    tick_ms: int = 100
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    # Compact the Raft log every this many entries: the ledger keeps every block, so
+    # the log only has to cover what a briefly absent follower may still need.
+    snapshot_every_entries: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BlockConfig:
+    # A block is applied in one go on every node; 2,000 documents keep one apply
+    # around a few hundred milliseconds, well inside the election timeout.
+    max_documents: int = 2000
+    max_bytes: int = 4 << 20
+    # How long the leader waits for more documents before it proposes a partial block.
+    max_wait_ms: int = 5
+    # Proposals committed concurrently: several in flight share fsyncs and keep the
+    # followers busy while the leader applies.
+    proposals_in_flight: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolConfig:
+    # Admitted documents not yet in a block. Beyond these bounds the node answers 503
+    # and clients back off, instead of the node growing until it falls over.
+    max_documents: int = 100_000
+    max_bytes: int = 128 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    path: Path  # the configuration file itself
+    state: str
+    genesis: Path
+    node_key: Path
+    data_dir: Path
+    tls_cert: Path
+    tls_key: Path
+    peer_certs: Path
+    api: ApiConfig = field(default_factory=ApiConfig)
+    peer: PeerConfig = field(default_factory=PeerConfig)
+    raft: RaftConfig = field(default_factory=RaftConfig)
+    block: BlockConfig = field(default_factory=BlockConfig)
+    mempool: MempoolConfig = field(default_factory=MempoolConfig)
+    log_level: str = "INFO"
+
+    @property
+    def ledger_dir(self) -> Path:
+        return self.data_dir / "ledger"
+
+    @property
+    def raft_dir(self) -> Path:
+        return self.data_dir / "raft"
+
+
+_TOP_KEYS = {"state", "genesis", "node_key", "data_dir", "tls", "api", "peer", "raft", "block",
+             "mempool", "log"}
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def load_config(path: Path | str) -> NodeConfig:
+    """Read and check a node's TOML configuration."""
+    path = Path(path).resolve()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> NodeConfig:
+    """Check a parsed configuration; relative paths resolve against `path`'s folder."""
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    base = path.parent
+    state = _required_str(raw, "state", path)
+    if len(state) != 2 or not state.isupper():
+        raise ConfigError(f"{path}: state must be a two-letter member state code such as RU")
+    tls = _table(raw, "tls", path)
+    unknown_tls = set(tls) - {"cert", "key", "peer_certs"}
+    if unknown_tls:
+        raise ConfigError(f"{path}: unknown key(s) in [tls]: {', '.join(sorted(unknown_tls))}")
+    log = _table(raw, "log", path)
+    level = str(log.get("level", "INFO")).upper()
+    if level not in _LOG_LEVELS or set(log) - {"level"}:
+        raise ConfigError(f"{path}: [log] takes only level, one of {', '.join(_LOG_LEVELS)}")
+    config = NodeConfig(
+        path=path,
+        state=state,
+        genesis=_path(raw, "genesis", base, path),
+        node_key=_path(raw, "node_key", base, path),
+        data_dir=_path(raw, "data_dir", base, path),
+        tls_cert=_path(tls, "cert", base, path, "tls.cert"),
+        tls_key=_path(tls, "key", base, path, "tls.key"),
+        peer_certs=_path(tls, "peer_certs", base, path, "tls.peer_certs"),
+        api=_section(ApiConfig, raw, "api", path),
+        peer=_section(PeerConfig, raw, "peer", path),
+        raft=_section(RaftConfig, raw, "raft", path),
+        block=_section(BlockConfig, raw, "block", path),
+        mempool=_section(MempoolConfig, raw, "mempool", path),
+        log_level=level,
+    )
+    _check_limits(config)
+    return config
+
+
+def _check_limits(c: NodeConfig) -> None:
+    checks = [
+        (0 < c.api.port < 65536, "api.port must be a TCP port (1 to 65535)"),
+        (0 <= c.peer.port < 65536, "peer.port must be a TCP port (1 to 65535), or 0 for genesis"),
+        (c.api.body_bytes_max >= 64 << 10, "api.body_bytes_max must be at least 65536"),
+        (10 <= c.raft.tick_ms <= 10_000, "raft.tick_ms must be between 10 and 10000"),
+        (0 < c.raft.heartbeat_ticks < c.raft.election_ticks,
+         "raft.heartbeat_ticks must be positive and below raft.election_ticks"),
+        (c.raft.snapshot_every_entries >= 0, "raft.snapshot_every_entries must be 0 (never) or more"),
+        (1 <= c.block.max_documents <= 100_000, "block.max_documents must be between 1 and 100000"),
+        (64 << 10 <= c.block.max_bytes <= 32 << 20,
+         "block.max_bytes must be between 65536 and 33554432"),
+        (0 <= c.block.max_wait_ms <= 10_000, "block.max_wait_ms must be between 0 and 10000"),
+        (1 <= c.block.proposals_in_flight <= 64, "block.proposals_in_flight must be between 1 and 64"),
+        (c.mempool.max_documents >= c.block.max_documents,
+         "mempool.max_documents must be at least block.max_documents"),
+        (c.mempool.max_bytes >= c.block.max_bytes, "mempool.max_bytes must be at least block.max_bytes"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"{c.path}: {message}")
+
+
+def _table(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{name}] must be a table")
+    return value
+
+
+def _required_str(raw: dict[str, Any], key: str, path: Path, label: str = "") -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{path}: {label or key} is required and must be a string")
+    return value
+
+
+def _path(raw: dict[str, Any], key: str, base: Path, path: Path, label: str = "") -> Path:
+    return (base / _required_str(raw, key, path, label)).resolve()
+
+
+def _section(cls: Any, raw: dict[str, Any], name: str, path: Path) -> Any:
+    table = _table(raw, name, path)
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(table) - set(known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) in [{name}]: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        expected = type(getattr(cls(), key))
+        if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{path}: {name}.{key} must be an integer")
+        if expected is str and not isinstance(value, str):
+            raise ConfigError(f"{path}: {name}.{key} must be a string")
+        values[key] = value
+    return cls(**values)
+
+
+def render_config(values: dict[str, Any]) -> str:
+    """TOML text for a configuration given as nested dicts (testnet init writes these)."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append("")
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {_toml_value(v)}" for k, v in table.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")

@@ -1,0 +1,74 @@
+"""Prometheus metrics of one node, in a registry of its own (several nodes may share a
+process in tests, and a global registry would mix them up)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Latency buckets in seconds: from one fsync on a fast disk to a stalled election.
+_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, state: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        labels = {"state": state}
+        self.height = Gauge(
+            "tamga_height", "Height of the last applied block", ["state"], registry=r
+        ).labels(**labels)
+        self.term = Gauge("tamga_raft_term", "Current Raft term", ["state"], registry=r).labels(**labels)
+        self.role = Gauge(
+            "tamga_raft_role", "Raft role: 0 follower, 1 pre-candidate, 2 candidate, 3 leader",
+            ["state"], registry=r,
+        ).labels(**labels)
+        self.commit_latency = Histogram(
+            "tamga_commit_latency_seconds", "From proposal to applied on the leader",
+            ["state"], buckets=_LATENCY_BUCKETS_S, registry=r,
+        ).labels(**labels)
+        self.apply_latency = Histogram(
+            "tamga_apply_latency_seconds", "Time to execute and store one block",
+            ["state"], buckets=_LATENCY_BUCKETS_S, registry=r,
+        ).labels(**labels)
+        self.documents_applied = Counter(
+            "tamga_documents_applied_total", "Documents applied in blocks", ["state"], registry=r
+        ).labels(**labels)
+        self._rejected = Counter(
+            "tamga_documents_rejected_total", "Documents recorded as rejected, by reason",
+            ["state", "reason"], registry=r,
+        )
+        self._refused = Counter(
+            "tamga_documents_refused_total", "Documents refused at admission, by error",
+            ["state", "error"], registry=r,
+        )
+        self.mempool_documents = Gauge(
+            "tamga_mempool_documents", "Documents waiting for a block", ["state"], registry=r
+        ).labels(**labels)
+        self.mempool_bytes = Gauge(
+            "tamga_mempool_bytes", "Bytes of documents waiting for a block", ["state"], registry=r
+        ).labels(**labels)
+        self._peer_lag = Gauge(
+            "tamga_peer_lag_blocks", "Our height minus the height a peer last reported",
+            ["state", "peer"], registry=r,
+        )
+        self._peer_connected = Gauge(
+            "tamga_peer_connected", "1 while the outgoing links to a peer are up",
+            ["state", "peer"], registry=r,
+        )
+        self.frames_dropped = Counter(
+            "tamga_peer_frames_dropped_total", "Malformed or unexpected peer frames dropped",
+            ["state"], registry=r,
+        ).labels(**labels)
+        self._state = state
+
+    def rejected(self, reason: str) -> Counter:
+        return self._rejected.labels(state=self._state, reason=reason)
+
+    def refused(self, error: str) -> Counter:
+        return self._refused.labels(state=self._state, error=error)
+
+    def peer_lag(self, peer: str) -> Gauge:
+        return self._peer_lag.labels(state=self._state, peer=peer)
+
+    def peer_connected(self, peer: str) -> Gauge:
+        return self._peer_connected.labels(state=self._state, peer=peer)

@@ -1,0 +1,143 @@
+"""The peer API under /peer: served over mutual TLS to the member-state nodes only.
+
+The TLS layer already refuses any client without a certificate that genesis pins; the
+middleware here maps the client's certificate to its member state once more, so every
+handler knows which node it talks to, and a Raft message that claims to come from
+another node than the one on the connection is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import WSMsgType, web
+
+from consensus import MalformedMessage, Message, decode_message, encode_message
+from ledger import Genesis
+
+from ._api import int_param, query, respond, stream_blocks
+from ._errors import Forbidden
+from ._keys import METRICS, NODE, TRUST
+from ._node import PROCESSED_HEADER
+from ._transport import FRAME_BYTES_LIMIT, PeerLinks, unpack_frame
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PEER_STATE = web.RequestKey("peer_state", str)
+
+
+def _peer_of(request: web.Request) -> str:
+    return request[PEER_STATE]
+
+
+@web.middleware
+async def peer_identity(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    der = ssl_object.getpeercert(binary_form=True) if isinstance(ssl_object, ssl.SSLObject) else None
+    state = request.app[TRUST].state_of(der)
+    if state is None:
+        raise Forbidden("the peer API serves only the member-state nodes named in genesis", code="not_a_peer")
+    request[PEER_STATE] = state
+    return await handler(request)
+
+
+async def raft_socket(request: web.Request) -> web.WebSocketResponse:
+    """Frames of Raft messages from one peer, handed to our driver."""
+    node = request.app[NODE]
+    peer = _peer_of(request)
+    peer_id = node.genesis.state(peer).node_id
+    own_id = node.member.node_id
+    ws = web.WebSocketResponse(max_msg_size=FRAME_BYTES_LIMIT, heartbeat=5.0, compress=False)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type != WSMsgType.BINARY:
+            _drop(request, peer, f"a {msg.type.name} frame on the raft socket")
+            continue
+        try:
+            items = unpack_frame(msg.data)
+        except ValueError as exc:
+            _drop(request, peer, str(exc))
+            continue
+        driver = node.driver
+        for item in items:
+            try:
+                message = decode_message(item)
+            except MalformedMessage as exc:
+                _drop(request, peer, f"malformed raft message: {exc}")
+                continue
+            if message.frm != peer_id or message.to != own_id:
+                _drop(request, peer, f"a raft message from {message.frm} to {message.to} on {peer}'s link")
+                continue
+            if driver is not None:
+                driver.receive(message)
+    return ws
+
+
+async def gossip_socket(request: web.Request) -> web.WebSocketResponse:
+    """Frames of gossip items (documents, attestations, status) from one peer."""
+    node = request.app[NODE]
+    peer = _peer_of(request)
+    ws = web.WebSocketResponse(max_msg_size=FRAME_BYTES_LIMIT, heartbeat=5.0, compress=False)
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type != WSMsgType.BINARY:
+            _drop(request, peer, f"a {msg.type.name} frame on the gossip socket")
+            continue
+        try:
+            items = unpack_frame(msg.data)
+        except ValueError as exc:
+            _drop(request, peer, str(exc))
+            continue
+        node.on_gossip(peer, items)
+    return ws
+
+
+def _drop(request: web.Request, peer: str, what: str) -> None:
+    request.app[METRICS].frames_dropped.inc()
+    log.warning("dropped from %s: %s", peer, what)
+
+
+async def peer_blocks(request: web.Request) -> web.StreamResponse:
+    """Blocks for a peer that restores a snapshot: the same stream auditors read."""
+    q = query(request, {"from", "to"})
+    node = request.app[NODE]
+    store = node.store
+    # Read before the head: every block up to this Raft index is at or below the head.
+    processed = node.processed_index()
+    lo = int_param(q, "from", 1, 1, 2**62)
+    hi = min(int_param(q, "to", store.head.height, 1, 2**62), store.head.height)
+    return await stream_blocks(request, store, lo, hi, {PROCESSED_HEADER: str(processed)})
+
+
+async def peer_status(request: web.Request) -> web.Response:
+    return respond(request, request.app[NODE].status())
+
+
+def make_peer_app(error_middleware: Callable[..., Awaitable[web.StreamResponse]]) -> web.Application:
+    # Peers send frames over websockets, never large bodies.
+    app = web.Application(client_max_size=1 << 20, middlewares=[error_middleware, peer_identity])
+    app.router.add_get("/peer/raft", raft_socket)
+    app.router.add_get("/peer/gossip", gossip_socket)
+    app.router.add_get("/peer/blocks", peer_blocks)
+    app.router.add_get("/peer/status", peer_status)
+    return app
+
+
+class RaftTransport:
+    """The driver's transport: each message goes on the Raft link to its node."""
+
+    def __init__(self, genesis: Genesis) -> None:
+        self.links: PeerLinks | None = None
+        self._state_of = {s.node_id: s.code for s in genesis.states}
+
+    def send(self, messages: Sequence[Message]) -> None:
+        links = self.links
+        if links is None:
+            return
+        for m in messages:
+            link = links.raft.get(self._state_of.get(m.to, ""))
+            if link is not None:
+                link.put(encode_message(m))

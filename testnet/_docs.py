@@ -1,0 +1,61 @@
+"""Signed documents for driving a testnet: registrations, codes, shipments.
+
+A thin layer over `ledger.make_document` that numbers nonces, sets an expiry and
+makes serials, for tests and the benchmark (the CLI builds its own documents).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Sequence
+
+from ledger import DocType, KeyPair, SignedDocument, make_document
+
+# A real GTIN with a valid check digit.
+GTIN = "04680029460908"
+EXPIRY_MS = 3_600_000
+
+
+def code_key(gtin: str, serial: str) -> str:
+    return f"01{gtin}21{serial}"
+
+
+class DocFactory:
+    def __init__(self, chain_id: str) -> None:
+        self.chain_id = chain_id
+        # Nonces start from the clock so that two factories of one run never collide.
+        self._nonce = itertools.count(time.time_ns())
+        self._serial = itertools.count(1)
+        self._run = os.urandom(3).hex().upper()
+
+    def doc(self, key: KeyPair, doc_type: DocType | str, *, expires_in_ms: int = EXPIRY_MS,
+            chain_id: str | None = None, **fields: object) -> SignedDocument:
+        document = make_document(
+            chain_id or self.chain_id, doc_type, key.participant_id, next(self._nonce),
+            int(time.time() * 1000) + expires_in_ms, **fields,
+        )
+        return document.sign(key)
+
+    def serials(self, count: int) -> list[str]:
+        return [f"S{self._run}{next(self._serial):010d}" for _ in range(count)]
+
+    def register(self, regulator: KeyPair, key: KeyPair, state: str, roles: Sequence[str],
+                 name: str) -> SignedDocument:
+        return self.doc(regulator, DocType.REGISTER_PARTICIPANT, public_key=key.public_key, state=state,
+                        roles=sorted(roles), name=name)
+
+    def emit(
+        self, regulator: KeyPair, owner: KeyPair, serials: list[str], gtin: str = GTIN
+    ) -> SignedDocument:
+        return self.doc(regulator, DocType.EMIT, owner=owner.participant_id, gtin=gtin, serials=serials)
+
+    def introduce(self, owner: KeyPair, codes: list[str]) -> SignedDocument:
+        return self.doc(owner, DocType.INTRODUCE, codes=codes)
+
+    def ship(self, owner: KeyPair, receiver: KeyPair, codes: list[str]) -> SignedDocument:
+        return self.doc(owner, DocType.SHIP, receiver=receiver.participant_id, codes=codes)
+
+    def accept(self, receiver: KeyPair, shipment: bytes) -> SignedDocument:
+        return self.doc(receiver, DocType.ACCEPT, shipment=shipment, codes=[])

@@ -1,0 +1,208 @@
+"""`init_testnet`: everything a local network of member-state nodes needs, in one folder.
+
+    DIR/genesis.json        the chain's root of trust (keys, pinned TLS fingerprints, addresses)
+    DIR/peers.pem           every node's TLS certificate (nodes trust only those genesis pins)
+    DIR/testnet.json        what this module wrote, for the process control in _procs.py
+    DIR/RU/node.toml        one folder per state: node config, node key, TLS key and
+    DIR/RU/node.key         certificate, the state regulator's key, the data dir, and
+    DIR/RU/tls.crt, tls.key (once running) node.log and node.pid
+    DIR/RU/regulator.key
+    DIR/RU/data/
+
+Ports are free loopback ports, each checked by binding it, picked below Linux's
+ephemeral range so that outgoing connections do not take them between init and up.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ledger import MEMBER_STATES, Genesis, KeyPair, MemberState
+from node import cert_fingerprint_pem, make_certificate, render_config
+
+DEFAULT_STATES = ("AM", "BY", "KZ", "KG", "RU")
+HOST = "127.0.0.1"
+MANIFEST = "testnet.json"
+# Below the default Linux ephemeral range (32768-60999), above well-known services.
+PORT_RANGE = (20_000, 32_000)
+
+
+class TestnetError(Exception):
+    """The testnet directory cannot be created or used (one-line reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLayout:
+    state: str
+    dir: Path
+    api_url: str
+    peer_address: str
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "node.toml"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def regulator_key(self) -> Path:
+        return self.dir / "regulator.key"
+
+    @property
+    def node_key(self) -> Path:
+        return self.dir / "node.key"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "node.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "node.pid"
+
+
+@dataclass(frozen=True, slots=True)
+class Testnet:
+    __test__ = False  # not a pytest class, whatever its name
+
+    dir: Path
+    chain_id: str
+    nodes: dict[str, NodeLayout]
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.dir / "genesis.json"
+
+    @property
+    def genesis(self) -> Genesis:
+        return Genesis.load(self.genesis_path)
+
+    def node(self, state: str) -> NodeLayout:
+        try:
+            return self.nodes[state]
+        except KeyError:
+            raise TestnetError(f"{state} is not a state of the testnet in {self.dir}") from None
+
+    def regulator(self, state: str) -> KeyPair:
+        return KeyPair.load(self.node(state).regulator_key)
+
+
+def free_ports(count: int, host: str = HOST) -> list[int]:
+    """`count` distinct ports that could be bound on `host` just now."""
+    rng = random.Random()
+    ports: list[int] = []
+    held: list[socket.socket] = []
+    try:
+        while len(ports) < count:
+            port = rng.randrange(*PORT_RANGE)
+            if port in ports:
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((host, port))
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+            ports.append(port)
+    finally:
+        for s in held:
+            s.close()
+    return ports
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def init_testnet(
+    directory: Path | str,
+    states: tuple[str, ...] | list[str] = DEFAULT_STATES,
+    *,
+    chain_id: str = "tamga-testnet",
+    config: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> Testnet:
+    """Write a testnet for `states` into `directory`; `config` overrides node settings
+    (e.g. {"raft": {"snapshot_every_entries": 50}})."""
+    root = Path(directory).resolve()
+    states = tuple(s.strip().upper() for s in states)
+    bad = [s for s in states if s not in MEMBER_STATES]
+    if bad or not states or len(set(states)) != len(states):
+        raise TestnetError(f"states must be distinct member states of the Union ({', '.join(MEMBER_STATES)})")
+    if (root / MANIFEST).exists() and not force:
+        raise TestnetError(f"{root} already holds a testnet; remove it first")
+    root.mkdir(parents=True, exist_ok=True)
+    ports = free_ports(2 * len(states))
+    members: list[MemberState] = []
+    certs: list[bytes] = []
+    layouts: dict[str, NodeLayout] = {}
+    for i, state in enumerate(states):
+        folder = root / state
+        (folder / "data").mkdir(parents=True, exist_ok=True)
+        node_key, regulator = KeyPair.generate(), KeyPair.generate()
+        node_key.save(folder / "node.key")
+        regulator.save(folder / "regulator.key")
+        cert_pem, key_pem = make_certificate(f"tamga-{state.lower()}", (HOST,))
+        (folder / "tls.crt").write_bytes(cert_pem)
+        (folder / "tls.key").write_bytes(key_pem)
+        (folder / "tls.key").chmod(0o600)
+        certs.append(cert_pem)
+        api_port, peer_port = ports[2 * i], ports[2 * i + 1]
+        layout = NodeLayout(state, folder, f"http://{HOST}:{api_port}", f"{HOST}:{peer_port}")
+        layouts[state] = layout
+        members.append(MemberState(
+            code=state, name=MEMBER_STATES[state], node_id=i + 1,
+            node_public_key=node_key.public_key, regulator_public_key=regulator.public_key,
+            tls_cert_sha256=cert_fingerprint_pem(cert_pem), peer_address=layout.peer_address,
+            api_url=layout.api_url,
+        ))
+        values: dict[str, Any] = {
+            "state": state,
+            "genesis": "../genesis.json",
+            "node_key": "node.key",
+            "data_dir": "data",
+            "tls": {"cert": "tls.crt", "key": "tls.key", "peer_certs": "../peers.pem"},
+            "api": {"host": HOST, "port": api_port},
+            "peer": {"host": HOST, "port": peer_port},
+        }
+        (folder / "node.toml").write_text(render_config(_merge(values, config or {})), encoding="utf-8")
+    genesis = Genesis(chain_id, int(time.time() * 1000), tuple(members))
+    genesis.save(root / "genesis.json")
+    (root / "peers.pem").write_bytes(b"".join(certs))
+    manifest = {
+        "chain_id": chain_id,
+        "states": {s: {"api_url": n.api_url, "peer_address": n.peer_address} for s, n in layouts.items()},
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return Testnet(root, chain_id, layouts)
+
+
+def load_testnet(directory: Path | str) -> Testnet:
+    root = Path(directory).resolve()
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        nodes = {
+            state: NodeLayout(state, root / state, entry["api_url"], entry["peer_address"])
+            for state, entry in manifest["states"].items()
+        }
+        return Testnet(root, manifest["chain_id"], nodes)
+    except FileNotFoundError:
+        raise TestnetError(f"{root} holds no testnet (run `tamga testnet init --dir {directory}`)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise TestnetError(f"{root / MANIFEST} is damaged: {exc!r}") from None

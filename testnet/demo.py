@@ -1,0 +1,296 @@
+"""`make testnet`: start a five-state network and tell a cross-border journey on it.
+
+    python -m testnet.demo [--dir testnet-data] [--stop]
+
+It initialises a testnet in ./testnet-data (unless one is there), starts its nodes,
+and walks one batch of cigarettes from a factory in Russia through a wholesaler in
+Kazakhstan to a shop in Kyrgyzstan, printing each step and what the ledger answered.
+Every step goes through the same library calls as the `tamga` commands. The network
+keeps running afterwards so that you can look around; the last lines say how, and
+how to stop it. Run it again to tell the story once more on the same network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ledger
+import testnet
+from cli._actions import Outcome, Session
+from cli._audit import fetch_bundle, verify_node
+from cli._client import ClientError, NodeClient
+from cli._docs import make_sscc, reason_words
+from cli._epcis import bundle_events, epcis_document
+
+GTIN = "04680029460908"  # a GTIN from Russia's GS1 range (46)
+CODES = 6
+HEADS_AGREE_TIMEOUT_S = 20.0
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+class DemoFailed(Exception):
+    """A step did not turn out as the story needs (the network misbehaved)."""
+
+
+@dataclass
+class Actor:
+    """A participant of the story: a name, a key file, a session with its state's node."""
+
+    name: str
+    state: str
+    key_path: Path
+    session: Session
+
+    @property
+    def id(self) -> str:
+        return self.session.participant_id
+
+
+def short(hex_id: str) -> str:
+    return hex_id[:12] + "..."
+
+
+class Story:
+    def __init__(self, net: testnet.Testnet, work: Path) -> None:
+        self.net = net
+        self.work = work
+        self.genesis = net.genesis
+        self.step = 0
+
+    def client(self, state: str, key: ledger.KeyPair | None) -> NodeClient:
+        return NodeClient(self.net.node(state).api_url, key, self.net.chain_id)
+
+    def regulator(self, state: str) -> Actor:
+        key_path = self.net.node(state).regulator_key
+        key = ledger.KeyPair.load(key_path)
+        name = f"the regulator of {ledger.MEMBER_STATES[state]}"
+        return Actor(name, state, key_path, Session(self.client(state, key), key))
+
+    def business(self, name: str, state: str, file: str) -> Actor:
+        key = ledger.KeyPair.generate()
+        key_path = self.work / file
+        key.save(key_path)
+        return Actor(name, state, key_path, Session(self.client(state, key), key))
+
+    def tell(self, text: str) -> None:
+        self.step += 1
+        say(f"{self.step:>2}. {text}")
+
+    def register(self, regulator: Actor, who: Actor, role: str) -> None:
+        public_key = who.session.signer.key.public_key
+        outcome = regulator.session.register(public_key, [role], who.name, who.state)
+        self.expect_applied(outcome, f"participant {who.id}")
+
+    def expect_applied(self, outcome: Outcome, detail: str = "") -> Outcome:
+        r = outcome.result
+        if not outcome.applied:
+            raise DemoFailed(f"expected the document to apply, got {outcome.words()}")
+        say(f"    -> applied in block {r.height}" + (f"; {detail}" if detail else ""))
+        return outcome
+
+    # The journey.
+
+    def run(self) -> dict[str, Any]:
+        ru, kz, kg = self.regulator("RU"), self.regulator("KZ"), self.regulator("KG")
+        factory = self.business("Tula Tobacco Factory", "RU", "producer.key")
+        wholesaler = self.business("Almaty Distribution", "KZ", "wholesaler.key")
+        shop = self.business("Bishkek Corner Shop", "KG", "retailer.key")
+        auditor = self.business("Eurasian Audit", "RU", "auditor.key")
+
+        self.tell(f'The Russian regulator registers "{factory.name}" as a producer.')
+        self.register(ru, factory, "producer")
+        self.tell(f'The Kazakh regulator registers "{wholesaler.name}" as a wholesaler,')
+        self.register(kz, wholesaler, "wholesaler")
+        say(f'    and the Kyrgyz regulator registers "{shop.name}" as a retailer.')
+        self.register(kg, shop, "retailer")
+        say(f'    The Russian regulator also registers "{auditor.name}" as an auditor.')
+        self.register(ru, auditor, "auditor")
+
+        self.tell(f"The Russian regulator issues {CODES} marking codes for GTIN {GTIN} to the factory.")
+        emitted = self.expect_applied(ru.session.emit(GTIN, CODES, factory.id))
+        codes: list[str] = emitted.extra["codes"]
+        for c in codes:
+            say(f"       {ledger.parse_key(c).digital_link()}")
+
+        self.tell("The factory prints them on packs and introduces the packs into circulation.")
+        self.expect_applied(factory.session.introduce(codes))
+
+        pallet = make_sscc("4600000")
+        self.tell(f"The factory packs the {CODES} packs on a pallet, SSCC {pallet[2:]}.")
+        self.expect_applied(factory.session.aggregate(pallet, codes))
+
+        self.tell(f"The pallet ships from Russia to {wholesaler.name} in Kazakhstan.")
+        first = self.expect_applied(factory.session.ship(wholesaler.id, [pallet]))
+        say(f"       shipment {first.id}")
+
+        self.tell("The wholesaler accepts the pallet on the Kazakh node, and unpacks it.")
+        self.expect_applied(wholesaler.session.accept(first.id), "the pallet is the wholesaler's now")
+        self.expect_applied(wholesaler.session.disaggregate(pallet), f"{CODES} loose packs")
+
+        to_shop = codes[:2]
+        self.tell(f"The wholesaler ships {len(to_shop)} packs on to {shop.name} in Kyrgyzstan.")
+        second = self.expect_applied(wholesaler.session.ship(shop.id, to_shop))
+        say(f"       shipment {second.id}")
+
+        self.tell("The shop accepts them on the Kyrgyz node and sells one pack at the till.")
+        self.expect_applied(shop.session.accept(second.id))
+        sold = to_shop[0]
+        sale = self.expect_applied(shop.session.retire("retail_sale", [sold]), f"{sold} is sold")
+        armenia = self.client("AM", None)
+        armenia.wait_height(sale.result.height or 0)
+        check = armenia.check(sold)
+        say(f"    A customer in Armenia scans the pack: GTIN {check.get('gtin')}, {check['status']}: "
+            "it was sold already.")
+
+        self.tell("A counterfeiter puts a copy of the sold code on a fake pack and tries to pass it on.")
+        attempt = shop.session.ship(wholesaler.id, [sold])
+        if not attempt.rejected:
+            raise DemoFailed(f"the counterfeit shipment was not refused: {attempt.words()}")
+        say(f"    -> refused in block {attempt.result.height} ({reason_words(attempt.result.reason)}): "
+            f"{attempt.result.message}")
+
+        self.tell("The Russian regulator looks at goods that left Russia for Kazakhstan.")
+        flows = ru.session.client.flows("RU", "KZ")
+        for f in flows[-3:]:
+            items = len(f["items"])
+            say(f"    block {f['height']}: shipment {short(f['id'])} of {items} item(s), {f['status']}")
+
+        # Committed means durable on a majority; the Armenian node applies it a moment later.
+        self.client("AM", None).wait_height(attempt.result.height or 0)
+        self.audit(auditor, sold)
+        self.same_heads()
+        return {"factory": factory, "wholesaler": wholesaler, "shop": shop, "auditor": auditor, "sold": sold,
+                "codes": codes, "pallet": pallet}
+
+    def audit(self, auditor: Actor, sold: str) -> None:
+        self.tell("The auditor replays the whole chain from genesis on the Armenian node's copy.")
+        client = self.client("AM", auditor.session.signer.key)
+        with tempfile.TemporaryDirectory(prefix="tamga-demo-audit-") as replica:
+            report = verify_node(client, self.genesis, Path(replica))
+        if not report.ok:
+            raise DemoFailed(f"the audit failed: {report.failure}")
+        say(f"    -> verified blocks 1..{report.height}: {report.documents} documents "
+            f"({report.applied} applied, {report.rejected} refused), every signature, permission and state "
+            f"hash; {report.attestations} attestations")
+        say(f"       every block up to {report.final_height} is attested by a majority of member states")
+
+        self.tell("The auditor takes the sold pack's provenance and checks it offline against genesis.")
+        data, bundle = fetch_bundle(client, sold)
+        events = ledger.verify_provenance(bundle, self.genesis)
+        proof_path = self.work / "provenance.bin"
+        proof_path.write_bytes(data)
+        say(f"    -> {len(events)} documents, each signed and in an attested block: "
+            + ", ".join(e.type for e in events))
+        epcis = epcis_document(sold, bundle_events(bundle, self.genesis), int(time.time() * 1000))
+        epcis_path = self.work / "provenance-epcis.json"
+        epcis_path.write_text(json.dumps(epcis, indent=2) + "\n", encoding="utf-8")
+        say(f"       saved as {proof_path} and as GS1 EPCIS 2.0 in {epcis_path}")
+
+    def same_heads(self) -> None:
+        self.tell("Every member state's node holds the same chain:")
+        heads = wait_for_same_heads(self.net)
+        for state, (height, head, role) in heads.items():
+            say(f"    {state} {ledger.MEMBER_STATES[state]:<10} height {height}  head {head[:16]}  {role}")
+
+
+def wait_for_same_heads(net: testnet.Testnet, timeout_s: float = HEADS_AGREE_TIMEOUT_S) -> dict[str, Any]:
+    """Poll every node's status until all report the same height and head hash."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        heads = {}
+        for state in net.nodes:
+            status = testnet.fetch_status(net.node(state)) or {}
+            heads[state] = (status.get("height"), status.get("head_hash") or "", status.get("role", "?"))
+        if len({(h, head) for h, head, _ in heads.values()}) == 1:
+            return heads
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"the nodes did not agree on a head within {timeout_s:.0f} s: {heads}")
+        time.sleep(0.1)
+
+
+def start_network(directory: Path) -> testnet.Testnet:
+    if (directory / "testnet.json").exists():
+        say(f"Using the testnet in {directory}.")
+    else:
+        testnet.init_testnet(directory)
+        say(f"Initialised a five-state testnet in {directory}: genesis, keys, TLS certificates, configs.")
+    net = testnet.load_testnet(directory)
+    rows = testnet.up(directory)
+    leader = next((r.get("leader") for r in rows if r.get("leader")), "?")
+    say(f"Started the nodes ({', '.join(net.nodes)}); the {leader} node leads. Each checks every document.")
+    for r in rows:
+        name = ledger.MEMBER_STATES[r["state"]]
+        say(f"    {r['state']} {name:<10} {r['url']}  pid {r['pid']}  {r['role']}")
+    return net
+
+
+def look_around(net: testnet.Testnet, work: Path, cast: dict[str, Any]) -> None:
+    directory = net.dir
+    tamga_cmd = tamga_command()
+    shop, wholesaler = cast["shop"], cast["wholesaler"]
+    say()
+    say("Look around (the network keeps running):")
+    say(f"    export TAMGA_NODE={net.node('KZ').api_url}")
+    say(f"    export TAMGA_KEY={wholesaler.key_path}        # the Kazakh wholesaler")
+    say(f"    export TAMGA_GENESIS={net.genesis_path}")
+    say(f"    {tamga_cmd} participant holdings {wholesaler.id}")
+    say(f"    {tamga_cmd} code history {cast['sold']}")
+    say(f"    {tamga_cmd} code check {ledger.parse_key(cast['sold']).digital_link()}")
+    say(f"    {tamga_cmd} export epcis {cast['sold']}")
+    say(f"    {tamga_cmd} audit verify --node $TAMGA_NODE")
+    say(f"    {tamga_cmd} testnet status --dir {directory}")
+    say(f"The keys of the story are in {work} (the shop's: {shop.key_path.name});")
+    say(f"each state's regulator key is {directory}/<STATE>/regulator.key.")
+    say(f"Stop the network: {tamga_cmd} testnet down --dir {directory}")
+
+
+def tamga_command() -> str:
+    """How to call `tamga` from here: the virtualenv's, relative when that is shorter."""
+    tamga = Path(sys.executable).parent / "tamga"
+    if not tamga.exists():
+        return "tamga"
+    relative = os.path.relpath(tamga)
+    return relative if not relative.startswith("..") else str(tamga)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m testnet.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default="testnet-data", help="testnet directory (default: ./testnet-data)")
+    parser.add_argument("--stop", action="store_true", help="stop the network at the end")
+    args = parser.parse_args(argv)
+    directory = Path(args.dir).resolve()
+    say("Tamga: a cross-border journey on a five-state testnet")
+    say("=" * 54)
+    try:
+        net = start_network(directory)
+        work = directory / "demo"
+        work.mkdir(exist_ok=True)
+        say()
+        cast = Story(net, work).run()
+        if args.stop:
+            testnet.down(directory)
+            say(f"Stopped the network in {directory}.")
+        else:
+            look_around(net, work, cast)
+    except (DemoFailed, ClientError, testnet.TestnetError, ledger.LedgerError, OSError) as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        print(f"node logs: {directory}/<STATE>/node.log; stop with: tamga testnet down --dir {directory}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Fixtures for CLI tests: an in-process three-state network, registered actors, a runner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+import ledger
+from cli.main import cli
+
+from .netfixture import InProcessNetwork
+
+GTIN = "04680029460908"
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "shared" / "data" / "epcis" / "EPCIS-JSON-Schema.json"
+
+
+def run(args: Sequence[str], *, input: bytes | str | None = None, env: dict[str, str] | None = None) -> Result:
+    """Invoke `tamga ARGS` in-process; TAMGA_* from the real environment never leak in."""
+    clean = {k: None for k in ("TAMGA_NODE", "TAMGA_KEY", "TAMGA_GENESIS", "TAMGA_DEBUG", "TAMGA_KEY_PASSPHRASE")}
+    clean.update(env or {})
+    return CliRunner().invoke(cli, list(args), input=input, env=clean, catch_exceptions=True)
+
+
+def ok(args: Sequence[str], **kw: Any) -> Result:
+    result = run(args, **kw)
+    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return result
+
+
+def fails(args: Sequence[str], code: int = 1, *, progress_lines: int = 0, **kw: Any) -> Result:
+    """Run a command that must fail with `code`, one line on stderr and no traceback.
+
+    A long-running command may say what it is doing first (`progress_lines`); the error
+    is still one line, the last.
+    """
+    result = run(args, **kw)
+    assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    if code == 1:
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 + progress_lines, result.stderr
+    return result
+
+
+def as_json(result: Result) -> Any:
+    return json.loads(result.stdout)
+
+
+@dataclass
+class Actor:
+    name: str
+    state: str
+    key: Path
+    id: str
+    node: str
+
+    def args(self, node: str | None = None) -> list[str]:
+        return ["--node", node or self.node, "--key", str(self.key)]
+
+
+@dataclass
+class World:
+    net: InProcessNetwork
+    regulators: dict[str, Actor]
+    producer: Actor
+    wholesaler: Actor
+    retailer: Actor
+    auditor: Actor
+
+    @property
+    def genesis(self) -> str:
+        return str(self.net.genesis_path)
+
+    def fresh_codes(self, count: int = 3) -> list[str]:
+        """Codes emitted to the producer and introduced by it."""
+        ru = self.regulators["RU"]
+        codes = ok(["code", "emit", "--gtin", GTIN, "--count", str(count), "--to", self.producer.id, *ru.args()])
+        keys = codes.stdout.split()
+        ok(["code", "introduce", *keys, *self.producer.args()])
+        return keys
+
+
+def make_actor(tmp: Path, net: InProcessNetwork, name: str, state: str, role: str) -> Actor:
+    key_path = tmp / f"{name}.pem"
+    key = ledger.KeyPair.generate()
+    key.save(key_path)
+    regulator = net.regulator_key(state)
+    ok(["participant", "register", key.public_key.hex(), "--role", role, "--name", name,
+        "--node", net.url(state), "--key", str(regulator)])
+    return Actor(name, state, key_path, key.participant_id, net.url(state))
+
+
+@pytest.fixture(scope="session")
+def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessNetwork]:
+    net = InProcessNetwork(tmp_path_factory.mktemp("net") / "testnet").start()
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+@pytest.fixture(scope="session")
+def world(network: InProcessNetwork, tmp_path_factory: pytest.TempPathFactory) -> World:
+    tmp = tmp_path_factory.mktemp("keys")
+    regulators = {}
+    for state in network.net.nodes:
+        key = ledger.KeyPair.load(network.regulator_key(state))
+        regulators[state] = Actor(f"regulator-{state}", state, network.regulator_key(state), key.participant_id,
+                                  network.url(state))
+    return World(
+        network,
+        regulators,
+        make_actor(tmp, network, "producer", "RU", "producer"),
+        make_actor(tmp, network, "wholesaler", "KZ", "wholesaler"),
+        make_actor(tmp, network, "retailer", "KG", "retailer"),
+        make_actor(tmp, network, "auditor", "RU", "auditor"),
+    )
+
+
+@pytest.fixture(scope="session")
+def epcis_schema() -> dict[str, Any]:
+    if not SCHEMA_PATH.exists():  # pragma: no cover - shared/ sits beside the repository
+        pytest.skip(f"{SCHEMA_PATH} is not there")
+    return json.loads(SCHEMA_PATH.read_text())

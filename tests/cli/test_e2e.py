@@ -1,0 +1,109 @@
+"""The `make testnet` story, typed as `tamga` commands against five real node processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+import ledger
+from cli import _docs
+
+from .conftest import GTIN, as_json, fails, ok
+from .netfixture import poll
+
+
+def test_cross_border_journey_through_the_cli_on_a_real_testnet(tmp_path: Path, epcis_schema: dict[str, Any]) -> None:
+    """Producer (RU) -> pallet -> wholesaler (KZ) -> retailer (KG) -> sale; a counterfeit is refused;
+    audit verify, audit prove + check and export epcis all succeed; every node ends on the same head."""
+    directory = tmp_path / "testnet"
+    ok(["testnet", "init", "--dir", str(directory)])
+    try:
+        rows = {r["state"]: r for r in as_json(ok(["testnet", "up", "--dir", str(directory), "--json"]))}
+        assert set(rows) == {"AM", "BY", "KZ", "KG", "RU"} and all(r["pid"] for r in rows.values())
+        journey(tmp_path, directory, rows, epcis_schema)
+    finally:
+        ok(["testnet", "down", "--dir", str(directory)])
+    stopped = as_json(ok(["testnet", "status", "--dir", str(directory), "--json"]))
+    assert all(r["pid"] is None for r in stopped)
+
+
+def journey(tmp: Path, directory: Path, rows: dict[str, dict[str, Any]], schema: dict[str, Any]) -> None:
+    genesis = str(directory / "genesis.json")
+
+    def at(state: str, key: Path | str) -> list[str]:
+        return ["--node", rows[state]["url"], "--key", str(key)]
+
+    def regulator(state: str) -> list[str]:
+        return at(state, rows[state]["regulator_key"])
+
+    ids: dict[str, str] = {}
+    keys: dict[str, Path] = {}
+    for name, state, role in (("producer", "RU", "producer"), ("wholesaler", "KZ", "wholesaler"),
+                              ("retailer", "KG", "retailer"), ("auditor", "RU", "auditor")):
+        keys[name] = tmp / f"{name}.pem"
+        ids[name] = as_json(ok(["keys", "new", "--out", str(keys[name]), "--json"]))["participant"]
+        out = ok(["participant", "register", f"{keys[name]}.pub", "--role", role, "--name", name, *regulator(state)])
+        assert out.stdout.strip() == ids[name]
+
+    codes = ok(["code", "emit", "--gtin", GTIN, "--count", "6", "--to", ids["producer"], *regulator("RU")])
+    codes_file = tmp / "codes.txt"
+    codes_file.write_text(codes.stdout)
+    producer, wholesaler, retailer = at("RU", keys["producer"]), at("KZ", keys["wholesaler"]), at("KG", keys["retailer"])
+    ok(["code", "introduce", "--file", str(codes_file), *producer])
+    pallet = _docs.make_sscc("4600000")
+    ok(["code", "aggregate", "--sscc", pallet, "--file", str(codes_file), *producer])
+    to_kz = ok(["code", "ship", "--to", ids["wholesaler"], pallet, *producer]).stdout.strip()
+    ok(["code", "accept", to_kz, *wholesaler])
+    ok(["code", "disaggregate", pallet, *wholesaler])
+    units = codes.stdout.split()
+    to_kg = ok(["code", "ship", "--to", ids["retailer"], *units[:2], *wholesaler]).stdout.strip()
+    ok(["code", "accept", to_kg, *retailer])
+    sold = units[0]
+    ok(["code", "retire", "--reason", "retail_sale", sold, *retailer])
+
+    def checked_in_armenia() -> str:
+        # Committed means durable on a majority; the Armenian node may apply it a moment later.
+        status = as_json(ok(["code", "check", sold, "--node", rows["AM"]["url"], "--json"]))["status"]
+        return str(status) if status == "retired" else ""
+
+    poll(checked_in_armenia, 10, "the Armenian node to see the sale")
+
+    counterfeit = fails(["code", "ship", "--to", ids["wholesaler"], sold, *retailer, "--json"])
+    assert counterfeit.stderr.startswith("rejected (wrong status): ") and "retired" in counterfeit.stderr
+    last_height = as_json(counterfeit)["height"]
+
+    def same_head() -> bool:
+        status = as_json(ok(["testnet", "status", "--dir", str(directory), "--json"]))
+        return len({(r["height"], r["head_hash"]) for r in status}) == 1 and status[0]["height"] == last_height
+
+    # Committed means durable on a majority; every node applies it a moment later.
+    poll(same_head, 20, "every node to hold the same head")
+
+    flows = as_json(ok(["flows", "--from-state", "RU", "--to-state", "KZ", *regulator("RU"), "--json"]))
+    assert [f["id"] for f in flows] == [to_kz]
+    history = as_json(ok(["code", "history", sold, *at("BY", keys["auditor"]), "--json"]))["entries"]
+    assert [e["type"] for e in history] == [
+        "emit", "introduce", "aggregate", "ship", "accept", "disaggregate", "ship", "accept", "retire"]
+
+    auditor = at("AM", keys["auditor"])
+    report = as_json(ok(["audit", "verify", "--genesis", genesis, "--workers", "2", "--json", *auditor]))
+    assert report["ok"] and report["failure"] is None and report["rejected"] == 1
+
+    proof = tmp / "proof.bin"
+    ok(["audit", "prove", sold, "--out", str(proof), *auditor])
+    checked = as_json(ok(["audit", "check", str(proof), "--genesis", genesis, "--json"]))
+    assert checked["ok"] and [e["type"] for e in checked["events"]] == [e["type"] for e in history]
+
+    epcis = tmp / "epcis.json"
+    ok(["export", "epcis", sold, "--out", str(epcis), "--genesis", genesis, *auditor])
+    document = json.loads(epcis.read_text())
+    jsonschema.validate(document, schema, format_checker=jsonschema.FormatChecker())
+    events = document["epcisBody"]["eventList"]
+    assert [e["bizStep"] for e in events] == [
+        "encoding", "commissioning", "packing", "shipping", "receiving", "unpacking", "shipping", "receiving",
+        "retail_selling"]
+    assert events[3]["epcList"] == [ledger.parse_key(pallet).digital_link()]
+    assert report["height"] == last_height

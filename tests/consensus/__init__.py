@@ -1,0 +1,1 @@
+"""Tests of the Raft core, its storage and the cluster simulator."""

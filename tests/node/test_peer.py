@@ -1,0 +1,117 @@
+"""The peer API: mutual TLS with certificates pinned by genesis; bad frames do no harm."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import msgpack
+import pytest
+
+from consensus import Message, MessageType, NodeId, encode_message
+from ledger import Attestation, KeyPair
+from node import make_certificate
+from node._keys import METRICS
+from node._node import GOSSIP_ATTESTATION, GOSSIP_DOCUMENT
+from node._tls import client_context
+from node._transport import pack_frame
+
+from .helpers import InProcessNode, in_process_node, until
+
+
+@pytest.fixture
+async def ru(tmp_path: Path) -> AsyncIterator[InProcessNode]:
+    """The RU node of a two-state chain; KZ's node is absent, but its certificate is ours to use."""
+    async with in_process_node(tmp_path, ("KZ", "RU"), "RU") as n:
+        yield n
+
+
+def peer_url(n: InProcessNode, path: str) -> str:
+    return f"https://{n.net.node('RU').peer_address}{path}"
+
+
+def ru_cert(n: InProcessNode) -> str:
+    return (n.net.node("RU").dir / "tls.crt").read_text()
+
+
+def kz_context(n: InProcessNode) -> ssl.SSLContext:
+    kz = n.net.node("KZ").dir
+    return client_context(kz / "tls.crt", kz / "tls.key", ru_cert(n))
+
+
+async def test_a_pinned_peer_is_served(ru: InProcessNode) -> None:
+    """KZ's pinned certificate opens the peer API, and RU knows the caller is KZ."""
+    async with aiohttp.ClientSession() as s, s.get(peer_url(ru, "/peer/status"), ssl=kz_context(ru)) as r:
+        assert r.status == 200
+        assert (await r.json())["state"] == "RU"
+
+
+async def test_a_client_without_a_pinned_certificate_is_refused(ru: InProcessNode, tmp_path: Path) -> None:
+    """No client certificate, or a certificate genesis does not pin: the TLS handshake fails."""
+    cert, key = make_certificate("intruder")
+    (tmp_path / "i.crt").write_bytes(cert)
+    (tmp_path / "i.key").write_bytes(key)
+    intruder = client_context(tmp_path / "i.crt", tmp_path / "i.key", ru_cert(ru))
+    anonymous = ssl.create_default_context(cadata=ru_cert(ru))
+    for ctx in (intruder, anonymous):
+        with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
+            async with aiohttp.ClientSession() as s, s.get(peer_url(ru, "/peer/status"), ssl=ctx) as r:
+                await r.read()
+    # Plain HTTP on the peer port is no way in either.
+    with pytest.raises(aiohttp.ClientError):
+        async with aiohttp.ClientSession() as s, s.get(peer_url(ru, "/peer/status").replace("https", "http")) as r:
+            await r.read()
+
+
+async def test_a_client_refuses_a_server_it_does_not_pin(ru: InProcessNode, tmp_path: Path) -> None:
+    """Dialing RU while trusting another certificate fails: clients pin the server too."""
+    kz = ru.net.node("KZ").dir
+    ctx = client_context(kz / "tls.crt", kz / "tls.key", make_certificate("other")[0].decode())
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):
+        async with aiohttp.ClientSession() as s, s.get(peer_url(ru, "/peer/status"), ssl=ctx) as r:
+            await r.read()
+
+
+async def test_malformed_and_misaddressed_frames_are_dropped(ru: InProcessNode) -> None:
+    """Garbage, text, a message claiming another sender and a bad gossip item: dropped, counted."""
+    dropped = ru.app[METRICS].frames_dropped
+    spoofed = Message(type=MessageType.HEARTBEAT, to=NodeId(2), frm=NodeId(7))
+    async with aiohttp.ClientSession() as s:
+        async with s.ws_connect(peer_url(ru, "/peer/raft").replace("https", "wss"), ssl=kz_context(ru)) as ws:
+            await ws.send_bytes(b"\xc1garbage")
+            await ws.send_str("hello")
+            await ws.send_bytes(pack_frame([b"\x93\x01", encode_message(spoofed)]))
+        async with s.ws_connect(peer_url(ru, "/peer/gossip").replace("https", "wss"), ssl=kz_context(ru)) as ws:
+            await ws.send_bytes(pack_frame([msgpack.packb([GOSSIP_DOCUMENT, b"not a document"]),
+                                            msgpack.packb([99, 1])]))
+    await until(lambda: dropped._value.get() >= 6, what="six drops")  # type: ignore[attr-defined]
+    assert ru.node.driver is not None and ru.node.driver.running
+    assert len(ru.node.mempool) == 0
+
+
+async def test_a_majority_attesting_another_hash_stops_the_node(tmp_path: Path) -> None:
+    """When a majority of member states sign a different hash at our height, the node stops."""
+    async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
+        node = ru.node
+        header = node.store.apply_block([], 1, "RU").header  # a block only RU holds
+        stopped: list[str] = []
+        node.on_fatal = stopped.append
+        keys = {s: KeyPair.load(ru.net.node(s).node_key) for s in ("BY", "KZ")}
+        other = Attestation(
+            "BY", header.height, b"\x01" * 32,
+            keys["BY"].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, b"\x01" * 32])),
+        )
+        node.on_gossip("BY", [msgpack.packb([GOSSIP_ATTESTATION, other.to_list()])])
+        assert node.fatal_error is None  # one state is no majority of three
+        second = Attestation(
+            "KZ", header.height, b"\x01" * 32,
+            keys["KZ"].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, b"\x01" * 32])),
+        )
+        node.on_gossip("KZ", [msgpack.packb([GOSSIP_ATTESTATION, second.to_list()])])
+        assert node.fatal_error is not None and "DIVERGED" in node.fatal_error and stopped
+        response = await ru.client.get("/v1/status")
+        assert response.status == 200  # status still tells what happened
+        refused = await ru.client.post("/v1/documents", json={})
+        assert refused.status == 503 and (await refused.json())["error"] == "diverged"
