@@ -34,12 +34,14 @@ def _refuse_floats(value: Any) -> None:
 def pack(value: Any) -> bytes:
     """Encode a value canonically (lists and tuples both become arrays)."""
     _refuse_floats(value)
-    return _packer.pack(value)
+    data: bytes = _packer.pack(value)
+    return data
 
 
 def pack_trusted(value: Any) -> bytes:
     """Encode a value built by our own code, skipping the float scan (hot paths)."""
-    return _packer.pack(value)
+    data: bytes = _packer.pack(value)
+    return data
 
 
 def _refuse_map(_pairs: Any) -> Any:
