@@ -13,11 +13,12 @@ from click.testing import CliRunner, Result
 
 import ledger
 from cli.main import cli
+from tests.shared_data import SHARED_DATA
 
 from .netfixture import InProcessNetwork
 
 GTIN = "04680029460908"
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "shared" / "data" / "epcis" / "EPCIS-JSON-Schema.json"
+SCHEMA_PATH = SHARED_DATA / "epcis" / "EPCIS-JSON-Schema.json"
 
 
 def run(args: Sequence[str], *, input: bytes | str | None = None, env: dict[str, str] | None = None) -> Result:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import NamedTuple
 
 import biip
@@ -24,8 +23,9 @@ from ledger._codes import (
     parse_code,
     parse_key,
 )
+from tests.shared_data import SHARED_DATA
 
-DATA = Path(__file__).parents[2].parent / "shared" / "data" / "codes"
+DATA = SHARED_DATA / "codes"
 GS = "\x1d"
 CSET82 = "!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 REASONS = {

@@ -26,8 +26,9 @@ from ledger._merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.shared_data import SHARED_DATA
 
-VECTORS = Path(__file__).parents[2].parent / "shared" / "data" / "merkle"
+VECTORS = SHARED_DATA / "merkle"
 
 
 def vector_files(kind: str) -> list[Any]:
