@@ -69,7 +69,10 @@ class Application(Protocol):
         ...
 
     def snapshot(self) -> bytes:
-        """The application's state as of its applied index, as opaque bytes."""
+        """The application's state as of its applied index, as opaque bytes.
+
+        The log is compacted up to `applied_index()` right after this call, so the
+        application must have made its state up to there durable by now."""
         ...
 
     async def restore(self, snapshot: Snapshot) -> None:
@@ -532,7 +535,12 @@ class Driver:
         every = self._dc.snapshot_every_entries
         if every <= 0 or self._applied - self._snapshot_index < every:
             return
-        index = self._applied
+        # An application may take entries in and process them later (a queue); only
+        # what it reports as applied may leave the log, or a crash before it processed
+        # them would lose them on this node. Its snapshot() makes that prefix durable.
+        index = LogIndex(min(self._applied, self._app.applied_index()))
+        if index <= self._snapshot_index:
+            return
         raw.compact(index, self._app.snapshot())
         await self._sync()
         self._snapshot_index = index

@@ -30,6 +30,7 @@ P_META = b"M"  # meta keys below
 
 META_HEAD = b"Mhead"  # [height, block hash, state hash, time ms, raft index]
 META_GENESIS = b"Mgenesis"  # genesis hash
+META_SYNC = b"Msync"  # height at the last explicit sync (a synced write flushes all before it)
 
 SEP = b"\x00"
 

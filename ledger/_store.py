@@ -26,6 +26,7 @@ from ._records import (
     AGGREGATE,
     META_GENESIS,
     META_HEAD,
+    META_SYNC,
     P_ATTEST,
     P_BLOCK,
     P_BLOCK_DOC,
@@ -239,6 +240,10 @@ class LedgerStore:
             batch.put(P_BLOCK + u64(height), header.encode())
             batch.put(META_HEAD, pack(new_head.to_list()))
         self.head = new_head
+
+    def sync(self) -> None:
+        """Make every block written so far durable, even when blocks are written unsynced."""
+        self.db.put(META_SYNC, u64(self.head.height), sync=True)
 
     def add_attestation(self, attestation: Attestation, verifier: Verifier) -> bool:
         """Store a verified attestation of a block we hold; False when it does not fit."""

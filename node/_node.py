@@ -467,6 +467,9 @@ class Node:
     def snapshot(self) -> bytes:
         """The snapshot's data: our head when the driver compacts (a hint for people;
         `restore` relies on the snapshot's Raft index, since the applier may lag)."""
+        # The driver compacts the Raft log up to our applied index next: the blocks
+        # up to there must survive a power loss without it.
+        self.store.sync()
         head = self.store.head
         out: bytes = msgpack.packb([head.height, head.hash], use_bin_type=True)
         return out

@@ -290,6 +290,50 @@ async def test_snapshots_compact_and_catch_up_a_lagging_node(tmp_path: Path) -> 
         await cluster.stop_all()
 
 
+class QueueingApp(ListApp):
+    """An application that takes entries in at once but processes them later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list[Entry] = []
+
+    async def apply(self, entries: Sequence[Entry]) -> None:
+        self.queued.extend(entries)
+
+    async def process(self) -> None:
+        queued, self.queued = self.queued, []
+        await ListApp.apply(self, queued)
+
+
+async def test_compaction_waits_for_what_the_application_processed(tmp_path: Path) -> None:
+    """The log keeps every entry an application has taken in but not yet processed."""
+    cluster = Cluster(tmp_path, dc=DriverConfig(tick_interval_s=0.01, snapshot_every_entries=10))
+    apps = {node: QueueingApp() for node in IDS}
+    for node in IDS:
+        await cluster.start(node, apps[node])
+    try:
+        leader = await cluster.leader()
+        app = apps[leader.node_id]
+        await propose_and_process(leader, app, [b"early-%d" % i for i in range(3)])
+        before = app.applied_index()
+        pending = [asyncio.ensure_future(leader.propose(b"queued-%d" % i, timeout_s=10)) for i in range(40)]
+        await asyncio.gather(*pending)  # resolved once taken in, not yet processed
+        storage = cluster.storages[leader.node_id]
+        assert storage.first_index() <= before + 1, "compacted past what the app processed"
+        await app.process()
+        await propose_and_process(leader, app, [b"late-%d" % i for i in range(12)])
+        assert storage.first_index() > before + 40
+    finally:
+        await cluster.stop_all()
+
+
+async def propose_and_process(driver: Driver, app: QueueingApp, payloads: Sequence[bytes]) -> None:
+    pending = [asyncio.ensure_future(driver.propose(p, timeout_s=10)) for p in payloads]
+    await until(lambda: len(app.queued) >= len(payloads), what="entries taken in")
+    await app.process()
+    await asyncio.gather(*pending)
+
+
 async def test_full_inbox_drops_and_counts(cluster: Cluster) -> None:
     """Messages beyond the inbox bound are dropped and counted, not queued."""
     driver = cluster.follower()
