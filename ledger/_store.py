@@ -241,7 +241,7 @@ class LedgerStore:
             batch.put(META_HEAD, pack(new_head.to_list()))
         self.head = new_head
 
-    def sync(self) -> None:
+    def make_durable(self) -> None:
         """Make every block written so far durable, even when blocks are written unsynced."""
         self.db.put(META_SYNC, u64(self.head.height), sync=True)
 

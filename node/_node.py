@@ -469,7 +469,7 @@ class Node:
         `restore` relies on the snapshot's Raft index, since the applier may lag)."""
         # The driver compacts the Raft log up to our applied index next: the blocks
         # up to there must survive a power loss without it.
-        self.store.sync()
+        self.store.make_durable()
         head = self.store.head
         out: bytes = msgpack.packb([head.height, head.hash], use_bin_type=True)
         return out
