@@ -16,7 +16,7 @@ import enum
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from ._codes import CodeError, Sscc, is_valid_gtin, parse_key
 from ._documents import DocType, SignedDocument, decode_signed
@@ -356,19 +356,45 @@ class _Context:
         that a 30,000-code document adds little more than its keys."""
         value = self._history_values.get(sscc)
         if value is None:
-            value = pack_trusted([self.doc.type.value, sscc])
-            self._history_values[sscc] = value
+            value = self._history_value(sscc)
         self.ov.doc[P_HISTORY + key.encode() + self._history_suffix] = value
+
+    def _history_value(self, sscc: str) -> bytes:
+        value = pack_trusted([self.doc.type.value, sscc])
+        self._history_values[sscc] = value
+        return value
 
     def movable(self, key: str, seen: set[str]) -> CodeRecord:
         """A loose code the signer owns, in circulation, free to act on."""
-        if key in seen:
-            raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
-        seen.add(key)
-        raw = self.ov.get(P_CODE + key.encode())
-        record = CodeRecord.unpack(raw) if raw is not None else self.code(key)
-        # Fields by index: this runs once per code per document.
-        _kind, status, owner, parent, shipment, suspended, inside = record[:7]
+        ((_, _, record),) = self.movables([key], seen)
+        return record
+
+    def movables(
+        self, keys: Iterable[str], seen: set[str] | None = None
+    ) -> list[tuple[str, bytes, CodeRecord]]:
+        """Loose codes the signer owns, in circulation and free to act on, each with its
+        encoded key; the first that is not refuses the whole document.
+
+        This runs once per code per document, so the common case is one comparison of
+        the record's status fields against what a movable code must hold."""
+        seen = set() if seen is None else seen
+        movable_fields = [INTRODUCED, self.doc.signer, "", b"", False, 0]
+        get = self.ov.get
+        out = []
+        for key in keys:
+            if key in seen:
+                raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
+            seen.add(key)
+            encoded = key.encode()
+            raw = get(P_CODE + encoded)
+            record = CodeRecord(unpack_trusted(raw)) if raw is not None else self.code(key)
+            if record[1:7] != movable_fields:
+                self._refuse_unmovable(key, record)
+            out.append((key, encoded, record))
+        return out
+
+    def _refuse_unmovable(self, key: str, record: CodeRecord) -> NoReturn:
+        status, owner, parent, shipment, suspended, inside = record[1:7]
         if parent:
             raise Rejected(Reason.IN_AGGREGATE, f"{key} is packed in {parent}")
         if owner != self.doc.signer:
@@ -377,9 +403,16 @@ class _Context:
             raise Rejected(Reason.IN_TRANSIT, f"{key} is in transit in shipment {shipment.hex()}")
         if suspended or inside:
             raise Rejected(Reason.SUSPENDED, f"{key} is suspended by a regulator")
-        if status != INTRODUCED:
-            raise Rejected(Reason.WRONG_STATUS, f"{key} is {status}, not in circulation")
-        return record
+        raise Rejected(Reason.WRONG_STATUS, f"{key} is {status}, not in circulation")
+
+    def put_encoded(self, encoded: bytes, record: CodeRecord) -> None:
+        """Write a code record and its history entry, by the code's encoded key."""
+        writes = self.ov.doc
+        writes[P_CODE + encoded] = pack_trusted(record)
+        value = self._history_values.get("")
+        if value is None:
+            value = self._history_value("")
+        writes[P_HISTORY + encoded + self._history_suffix] = value
 
     def shipment(self, shipment_id: bytes) -> ShipmentRecord:
         raw = self.ov.get(P_SHIPMENT + shipment_id)
@@ -535,12 +568,10 @@ def _ship(ctx: _Context) -> None:
         raise Rejected(Reason.REVOKED, f"receiver {receiver_id} is revoked")
     if _BUSINESS.isdisjoint(receiver.roles):
         raise Rejected(Reason.INVALID_RECEIVER, f"receiver {receiver_id} does not trade goods")
-    seen: set[str] = set()
-    for key in items:
-        record = ctx.movable(key, seen)
-        record.shipment = ctx.doc_id
-        ctx.put_code(key, record)
-        ctx.history(key)
+    shipment_id = ctx.doc_id
+    for _key, encoded, record in ctx.movables(items):
+        record[4] = shipment_id  # CodeRecord.shipment, by index on this hot path
+        ctx.put_encoded(encoded, record)
     shipment = ShipmentRecord(
         ctx.doc.signer, receiver_id, list(items), PENDING, ctx.height,
         ctx.signer.state, receiver.state, [],
