@@ -19,6 +19,17 @@ from ._core import (
     Status,
     apply_change,
 )
+from ._driver import (
+    Application,
+    Driver,
+    DriverConfig,
+    DriverStopped,
+    ProposalTimeout,
+    ReadIndexTimeout,
+    TransferTimeout,
+    Transport,
+)
+from ._leveldb import LevelDBStorage, StorageCorrupt
 from ._memory import MemoryStorage
 from ._progress import ProgressState
 from ._storage import Compacted, Storage, StorageError, Unavailable
@@ -45,6 +56,16 @@ from ._types import (
 )
 
 __all__ = [
+    "Application",
+    "Driver",
+    "DriverConfig",
+    "DriverStopped",
+    "LevelDBStorage",
+    "ProposalTimeout",
+    "ReadIndexTimeout",
+    "StorageCorrupt",
+    "TransferTimeout",
+    "Transport",
     "NONE",
     "Compacted",
     "ConfChange",

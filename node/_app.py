@@ -30,9 +30,7 @@ import aiohttp
 import plyvel
 from aiohttp import web
 
-from consensus import Config, NodeId, StorageError
-from consensus._driver import Driver, DriverConfig
-from consensus._leveldb import LevelDBStorage
+from consensus import Config, Driver, DriverConfig, LevelDBStorage, NodeId, StorageError
 from ledger import DecodeError, Genesis, KeyFileError, KeyPair, LedgerStore, StoreError
 
 from ._api import add_routes

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from consensus._driver import Driver
+from consensus import Driver
 from ledger import Genesis, KeyPair, LedgerStore
 
 from ._config import NodeConfig

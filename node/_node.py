@@ -27,14 +27,16 @@ from typing import Any
 import msgpack
 
 from consensus import (
+    Driver,
+    DriverStopped,
     Entry,
     LogIndex,
     NotLeader,
     ProposalDropped,
+    ProposalTimeout,
     Role,
     Snapshot,
 )
-from consensus._driver import Driver, DriverStopped, ProposalTimeout
 from ledger import (
     DOMAIN_DOCUMENT,
     AppliedBlock,

@@ -642,7 +642,7 @@ _MSG = 1
 _KINDS = {"tick": _TICK, "msg": _MSG}
 
 
-def run_random(seed: int, duration_ms: int = 2_000, *, spare: bool | None = None) -> Sim:
+def run_random(seed: int, duration_ms: int = 3_000, *, spare: bool | None = None) -> Sim:
     """One randomized fault-injection run; raises SimFailure naming the seed.
 
     With a spare node (by default in about a third of the runs), membership changes
