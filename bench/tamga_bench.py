@@ -25,7 +25,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,7 @@ def _documents(docs: DocFactory, producer: KeyPair, buyer: KeyPair, codes: list[
 
 async def run_bench_async(
     testnet_dir: Path | str, kind: str = "single", duration_s: float = 10.0, clients: int = 64,
-    batch: int = 1,
+    batch: int = 1, progress: Callable[[float], None] | None = None,
 ) -> dict[str, Any]:
     if kind not in ("single", "shipment"):
         raise ValueError("kind is single or shipment")
@@ -134,17 +134,19 @@ async def run_bench_async(
         sub = Submitter(session, urls)
         docs, producer, buyer, codes = await _setup(net, sub, kind, codes_needed)
         wires = [d.wire() for d in _documents(docs, producer, buyer, codes, per_doc)]
-        return await _measure(net, sub, wires, per_doc, duration_s, clients, batch, kind)
+        return await _measure(net, sub, wires, per_doc, duration_s, clients, batch, kind, progress)
 
 
 async def _measure(net: Testnet, sub: Submitter, wires: list[bytes], per_doc: int, duration_s: float,
-                   clients: int, batch: int, kind: str) -> dict[str, Any]:
+                   clients: int, batch: int, kind: str,
+                   progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     pids = {s: node_pid(n) for s, n in net.nodes.items()}
     cpu_before = {s: cpu_seconds(p) for s, p in pids.items() if p}
     own_before = time.process_time()
     machine_before = machine_cpu_seconds()
     latencies: list[float] = []
     timeline: dict[int, int] = {}
+    second_latencies: dict[int, list[float]] = {}
     errors: list[str] = []
     rejected = 0
     cursor = iter(range(0, len(wires), batch))
@@ -170,11 +172,19 @@ async def _measure(net: Testnet, sub: Submitter, wires: list[bytes], per_doc: in
                     latencies.append(t1 - t0)
                     second = int(t1 - started)
                     timeline[second] = timeline.get(second, 0) + 1
+                    second_latencies.setdefault(second, []).append(t1 - t0)
                     rejected += result["status"] == "rejected"
                 else:
                     errors.append(str(result)[:200])
 
+    async def report_progress() -> None:
+        while progress is not None and time.perf_counter() < deadline:
+            await asyncio.sleep(0.5)
+            progress(min(time.perf_counter() - started, duration_s))
+
+    watcher = asyncio.ensure_future(report_progress())
     await asyncio.gather(*(client(i) for i in range(clients)))
+    watcher.cancel()
     elapsed = time.perf_counter() - started
     cpu = {s: round(100 * (cpu_seconds(p) - cpu_before[s]) / elapsed, 1) for s, p in pids.items() if p}
     own = 100 * (time.process_time() - own_before) / elapsed
@@ -202,14 +212,19 @@ async def _measure(net: Testnet, sub: Submitter, wires: list[bytes], per_doc: in
         # What else ran on the machine meanwhile (a shared machine skews every figure).
         "cpu_percent_other_processes": round(max(0.0, machine - own - sum(cpu.values())), 1),
         "timeline_docs_per_s": [timeline.get(s, 0) for s in range(int(elapsed) + 1)],
+        "timeline_p99_ms": [
+            round(1000 * percentile(sorted(second_latencies[s]), 0.99), 1) if s in second_latencies else 0.0
+            for s in range(int(elapsed) + 1)
+        ],
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
 
 
 def run_bench(testnet_dir: Path | str, kind: str = "single", duration_s: float = 10.0, clients: int = 64,
-              batch: int = 1) -> dict[str, Any]:
-    """Drive a running testnet; a dict with docs_per_s, codes_per_s, p50_ms, p95_ms, p99_ms, ..."""
-    return asyncio.run(run_bench_async(testnet_dir, kind, duration_s, clients, batch))
+              batch: int = 1, progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+    """Drive a running testnet; a dict with docs_per_s, codes_per_s, p50_ms, p95_ms, p99_ms, ...
+    `progress` is called about twice a second with the seconds measured so far."""
+    return asyncio.run(run_bench_async(testnet_dir, kind, duration_s, clients, batch, progress))
 
 
 def run_fresh(kind: str, duration_s: float, clients: int, batch: int) -> dict[str, Any]:
@@ -236,6 +251,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1, help="documents per request")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--png", type=Path, help="draw throughput and p99 latency over time here")
     args = parser.parse_args()
     if not args.fresh and not args.testnet:
         parser.error("give --testnet DIR or --fresh")
@@ -243,6 +259,10 @@ def main() -> None:
         result = run_fresh(args.kind, args.duration, args.clients, args.batch)
     else:
         result = run_bench(args.testnet, args.kind, args.duration, args.clients, args.batch)
+    if args.png:
+        from _png import write_chart
+
+        write_chart(args.png, result["timeline_docs_per_s"], result["timeline_p99_ms"])
     if args.json:
         print(json.dumps(result))
         return

@@ -255,8 +255,11 @@ LEADER_WAIT_S = 15.0
               help="Concurrent clients.")
 @click.option("--batch", type=click.IntRange(1, 10_000), default=1, show_default=True,
               help="Documents per request.")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Draw committed docs/s (blue) and p99 latency (red) per second into this PNG.")
 @json_option
-def bench(directory: Path, kind: str, duration: float, clients: int, batch: int, as_json: bool) -> None:
+def bench(directory: Path, kind: str, duration: float, clients: int, batch: int, png: Path | None,
+          as_json: bool) -> None:
     """Drive a running testnet with signed documents; report throughput, latency and CPU.
 
     Each client submits documents with wait=commit and times each until its commit
@@ -270,11 +273,22 @@ def bench(directory: Path, kind: str, duration: float, clients: int, batch: int,
         lib.wait_until(lambda: lib.leader_agreed(net) is not None, LEADER_WAIT_S, "a leader all nodes name")
     except lib.TestnetError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"preparing documents, then measuring for {duration:g} s ...", err=True)
+    click.echo("preparing and signing the documents ...", err=True)
     try:
-        result = module.run_bench(directory, kind, duration, clients, batch)
+        with click.progressbar(length=int(duration * 10), label="measuring", file=sys.stderr) as bar:
+            shown = [0]
+
+            def advance(elapsed_s: float) -> None:
+                step = int(elapsed_s * 10) - shown[0]
+                if step > 0:
+                    bar.update(step)
+                    shown[0] += step
+
+            result = module.run_bench(directory, kind, duration, clients, batch, advance)
     except (RuntimeError, ValueError, _testnet().TestnetError) as exc:
         raise click.ClickException(str(exc)) from None
+    if png is not None:
+        _png_module().write_chart(png, result["timeline_docs_per_s"], result["timeline_p99_ms"])
     if as_json:
         print_json(_plain(result))
         return
@@ -283,6 +297,16 @@ def bench(directory: Path, kind: str, duration: float, clients: int, batch: int,
     timeline = result.get("timeline_docs_per_s") or []
     if timeline:
         click.echo(f"docs/s each second: {sparkline(timeline)}  (peak {max(timeline)})")
+
+
+def _png_module() -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "bench" / "_png.py"
+    spec = importlib.util.spec_from_file_location("tamga_bench_png", path)
+    if spec is None or spec.loader is None:
+        raise click.ClickException(f"the chart writer is not installed ({path} is missing)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def sparkline(values: list[int]) -> str:

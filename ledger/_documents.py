@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._encoding import pack, unpack
+from ._encoding import pack, unpack, unpack_unchecked
 from ._errors import DecodeError
 from ._identity import (
     DOMAIN_DOCUMENT,
@@ -186,6 +186,12 @@ def check_field(kind: Field, name: str, value: Any) -> Any:
     return _CHECKS[kind](name, value)
 
 
+# Each type's payload checks, in field order, looked up once per document.
+_PAYLOAD_CHECKS = {
+    kind: tuple((name, _CHECKS[field_kind]) for name, field_kind in spec) for kind, spec in PAYLOADS.items()
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Document:
     """An unsigned document: what a participant asks the ledger to do."""
@@ -267,9 +273,10 @@ def _checked_document(
         raise DecodeError(f"chain_id must be text of 1 to {CHAIN_ID_CHARS_MAX} characters")
     if not is_participant_id(signer):
         raise DecodeError("signer must be a participant id")
-    for name, value in (("nonce", nonce), ("expires_at_ms", expires)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
-            raise DecodeError(f"{name} must be an unsigned 64-bit integer")
+    if type(nonce) is not int or not 0 <= nonce <= U64_MAX:
+        raise DecodeError("nonce must be an unsigned 64-bit integer")
+    if type(expires) is not int or not 0 <= expires <= U64_MAX:
+        raise DecodeError("expires_at_ms must be an unsigned 64-bit integer")
     return Document(chain_id, kind, ParticipantId(signer), nonce, expires, payload)
 
 
@@ -300,6 +307,9 @@ def document_from_json(obj: Any) -> Document:
     )
 
 
+_TYPES = {t.value: t for t in DocType}
+
+
 def decode_body(body: bytes) -> Document:
     """Canonical body bytes to a document, with every structural check."""
     value = unpack(body)
@@ -308,14 +318,13 @@ def decode_body(body: bytes) -> Document:
     version, chain_id, type_name, signer, nonce, expires, payload = value
     if version != FORMAT_VERSION:
         raise DecodeError(f"unsupported document format version {version!r}")
-    try:
-        kind = DocType(type_name)
-    except ValueError as exc:
-        raise DecodeError(f"unknown document type {type_name!r}") from exc
-    spec = PAYLOADS[kind]
-    if not isinstance(payload, list) or len(payload) != len(spec):
-        raise DecodeError(f"a {kind.value} payload has {len(spec)} fields")
-    checked = tuple(check_field(f, name, v) for (name, f), v in zip(spec, payload))
+    kind = _TYPES.get(type_name) if isinstance(type_name, str) else None
+    if kind is None:
+        raise DecodeError(f"unknown document type {type_name!r}")
+    checks = _PAYLOAD_CHECKS[kind]
+    if not isinstance(payload, list) or len(payload) != len(checks):
+        raise DecodeError(f"a {kind.value} payload has {len(checks)} fields")
+    checked = tuple([check(name, v) for (name, check), v in zip(checks, payload)])
     return _checked_document(chain_id, kind, signer, nonce, expires, checked)
 
 
@@ -344,7 +353,7 @@ def document_id(body: bytes) -> bytes:
 
 def decode_signed(wire: bytes) -> SignedDocument:
     """Wire bytes `[body, signature]` to a signed document (signature not yet verified)."""
-    value = unpack(wire)
+    value = unpack_unchecked(wire)
     if not isinstance(value, list) or len(value) != 2:
         raise DecodeError("a signed document is an array [body, signature]")
     body, signature = value
@@ -352,7 +361,16 @@ def decode_signed(wire: bytes) -> SignedDocument:
         raise DecodeError("body and signature must be bytes")
     if len(signature) != SIGNATURE_BYTES:
         raise DecodeError(f"a signature has {SIGNATURE_BYTES} bytes")
+    # Canonical form of [bin, bin] is fully fixed by the two lengths: checking the total
+    # is the re-encoding check without re-encoding.
+    if len(wire) != 1 + _bin_bytes(len(body)) + _bin_bytes(SIGNATURE_BYTES):
+        raise DecodeError("encoding is not canonical")
     return SignedDocument(body, signature, decode_body(body))
+
+
+def _bin_bytes(n: int) -> int:
+    """Bytes of a canonical msgpack bin of n bytes: header (2, 3 or 5) plus data."""
+    return n + (2 if n < 1 << 8 else 3 if n < 1 << 16 else 5)
 
 
 def signed_from_json(obj: Any) -> SignedDocument:

@@ -48,12 +48,13 @@ def _refuse_map(_pairs: Any) -> Any:
     raise DecodeError("maps are not allowed in canonical values")
 
 
-def unpack(data: bytes) -> Any:
-    """Decode untrusted bytes, refusing anything that is not canonical."""
+def unpack_unchecked(data: bytes) -> Any:
+    """Decode untrusted bytes (bounded, no maps) without the canonical re-encoding check;
+    for callers that check canonical form more cheaply themselves."""
     if len(data) > MAX_VALUE_BYTES:
         raise DecodeError(f"value of {len(data)} bytes exceeds the {MAX_VALUE_BYTES} byte limit")
     try:
-        value = msgpack.unpackb(
+        return msgpack.unpackb(
             data,
             raw=False,
             use_list=True,
@@ -64,8 +65,11 @@ def unpack(data: bytes) -> Any:
         raise
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise DecodeError(f"not valid msgpack: {exc}") from exc
-    except UnicodeDecodeError as exc:  # a ValueError subclass, kept for a clearer message
-        raise DecodeError(f"text field is not valid UTF-8: {exc}") from exc
+
+
+def unpack(data: bytes) -> Any:
+    """Decode untrusted bytes, refusing anything that is not canonical."""
+    value = unpack_unchecked(data)
     # Floats re-encode to the same bytes, so the comparison lets a float64 through;
     # every decoder above this one checks each field's type, which refuses it.
     try:

@@ -21,7 +21,7 @@ from typing import Any, NoReturn, Protocol
 from ._codes import CodeError, Sscc, is_valid_gtin, parse_key
 from ._documents import DocType, SignedDocument, decode_signed
 from ._encoding import pack_trusted, unpack_trusted
-from ._errors import DecodeError
+from ._errors import DecodeError, InvariantError
 from ._genesis import Genesis
 from ._identity import DOMAIN_DOCUMENT, Verifier, participant_id
 from ._records import (
@@ -59,8 +59,10 @@ from ._records import (
 # and bound the walk from a code up to its outermost aggregate.
 AGGREGATION_LEVELS_MAX = 4
 REGULATOR = "regulator"
-BUSINESS_ROLES = ("producer", "importer", "wholesaler", "retailer")
-_BUSINESS = frozenset(BUSINESS_ROLES)
+BUSINESS_ROLES = frozenset(("producer", "importer", "wholesaler", "retailer"))
+MAKERS = frozenset(("producer", "importer"))
+RETAILERS = frozenset(("retailer",))
+REGULATORS = frozenset((REGULATOR,))
 
 
 class Reason(enum.StrEnum):
@@ -230,34 +232,36 @@ class StateMachine:
         overlay = _Overlay(reader)
         results: list[Result] = []
         decoded: list[SignedDocument | None] = []
+        ctx = _Context(self, overlay, height, time_ms)
         for position, wire in enumerate(documents):
-            ctx = _Context(self, overlay, height, position, time_ms)
-            signed, result = ctx.run(wire, verified)
+            signed, result = ctx.run(wire, position, verified)
             decoded.append(signed)
             results.append(result)
         return BlockOutcome(results, overlay.block, decoded)
 
 
 class _Context:
-    """One document's execution: the checks common to all types, then its handler."""
+    """A document's execution: the checks common to all types, then its handler.
+    One context serves a whole block, document after document (`run` resets it)."""
 
     __slots__ = (
-        "sm", "ov", "height", "position", "time_ms", "doc", "doc_id", "signer", "_history_suffix",
-        "_history_values",
+        "sm", "ov", "height", "position", "time_ms", "doc", "doc_id", "signer", "history_suffix",
+        "_history_values", "_height_key",
     )
 
-    def __init__(self, sm: StateMachine, ov: _Overlay, height: int, position: int, time_ms: int):
+    def __init__(self, sm: StateMachine, ov: _Overlay, height: int, time_ms: int):
         self.sm = sm
         self.ov = ov
         self.height = height
-        self.position = position
         self.time_ms = time_ms
-        self._history_suffix = SEP + u64(height) + u32(position)
-        self._history_values: dict[str, bytes] = {}
+        self._height_key = SEP + u64(height)
 
     def run(
-        self, wire: bytes, verified: Callable[[bytes], bool] | None
+        self, wire: bytes, position: int, verified: Callable[[bytes], bool] | None
     ) -> tuple[SignedDocument | None, Result]:
+        self.position = position
+        self.history_suffix = self._height_key + u32(position)
+        self._history_values: dict[str, bytes] = {}
         try:
             signed = decode_signed(wire)
         except DecodeError as exc:
@@ -313,11 +317,13 @@ class _Context:
 
     # Helpers shared by the handlers.
 
-    def require_role(self, roles: Iterable[str], action: str) -> None:
-        if frozenset(roles).isdisjoint(self.signer.roles):
+    def require_role(self, roles: frozenset[str], action: str) -> None:
+        if roles.isdisjoint(self.signer.roles):
             raise Rejected(
                 Reason.FORBIDDEN_ROLE,
-                f"{action} needs the role {' or '.join(roles)}; the signer is {', '.join(self.signer.roles)}",
+                # Sorted: set order varies between processes, and messages are hashed.
+                f"{action} needs the role {' or '.join(sorted(roles))}; "
+                f"the signer is {', '.join(self.signer.roles)}",
             )
 
     def participant(self, pid: str) -> ParticipantRecord:
@@ -354,46 +360,52 @@ class _Context:
         """Index this document under a code. The entry's key says where the document
         is (height, position); its value only the type and any aggregate involved, so
         that a 30,000-code document adds little more than its keys."""
+        self.ov.doc[P_HISTORY + key.encode() + self.history_suffix] = self.history_value(sscc)
+
+    def history_value(self, sscc: str) -> bytes:
         value = self._history_values.get(sscc)
         if value is None:
-            value = self._history_value(sscc)
-        self.ov.doc[P_HISTORY + key.encode() + self._history_suffix] = value
-
-    def _history_value(self, sscc: str) -> bytes:
-        value = pack_trusted([self.doc.type.value, sscc])
-        self._history_values[sscc] = value
+            value = pack_trusted([self.doc.type.value, sscc])
+            self._history_values[sscc] = value
         return value
 
     def movable(self, key: str, seen: set[str]) -> CodeRecord:
         """A loose code the signer owns, in circulation, free to act on."""
-        ((_, _, record),) = self.movables([key], seen)
-        return record
+        if key in seen:
+            raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
+        seen.add(key)
+        ((_, _, record),) = self.movables([key])
+        return CodeRecord(record)
 
-    def movables(
-        self, keys: Iterable[str], seen: set[str] | None = None
-    ) -> list[tuple[str, bytes, CodeRecord]]:
+    def movables(self, keys: Sequence[str]) -> list[tuple[str, bytes, list[Any]]]:
         """Loose codes the signer owns, in circulation and free to act on, each with its
-        encoded key; the first that is not refuses the whole document.
+        encoded key and its record as a plain list (fields as in CodeRecord); the first
+        that is not refuses the whole document.
 
-        This runs once per code per document, so the common case is one comparison of
-        the record's status fields against what a movable code must hold."""
-        seen = set() if seen is None else seen
+        This runs once per code per document: repeats are found with one set, the
+        overlay's lookups are inlined, and the common case is one comparison of the
+        record's status fields against what a movable code must hold."""
+        if len(set(keys)) != len(keys):
+            raise Rejected(Reason.REPEATED_CODE, f"{_first_repeat(keys)} is listed twice")
         movable_fields = [INTRODUCED, self.doc.signer, "", b"", False, 0]
-        get = self.ov.get
+        doc_writes, block_writes, read = self.ov.doc, self.ov.block, self.ov.reader.get
         out = []
         for key in keys:
-            if key in seen:
-                raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
-            seen.add(key)
             encoded = key.encode()
-            raw = get(P_CODE + encoded)
-            record = CodeRecord(unpack_trusted(raw)) if raw is not None else self.code(key)
+            code_key_ = P_CODE + encoded
+            if code_key_ in doc_writes:
+                raw = doc_writes[code_key_]
+            elif code_key_ in block_writes:
+                raw = block_writes[code_key_]
+            else:
+                raw = read(code_key_)
+            record = unpack_trusted(raw) if raw is not None else self.code(key)
             if record[1:7] != movable_fields:
                 self._refuse_unmovable(key, record)
             out.append((key, encoded, record))
         return out
 
-    def _refuse_unmovable(self, key: str, record: CodeRecord) -> NoReturn:
+    def _refuse_unmovable(self, key: str, record: list[Any]) -> NoReturn:
         status, owner, parent, shipment, suspended, inside = record[1:7]
         if parent:
             raise Rejected(Reason.IN_AGGREGATE, f"{key} is packed in {parent}")
@@ -405,15 +417,6 @@ class _Context:
             raise Rejected(Reason.SUSPENDED, f"{key} is suspended by a regulator")
         raise Rejected(Reason.WRONG_STATUS, f"{key} is {status}, not in circulation")
 
-    def put_encoded(self, encoded: bytes, record: CodeRecord) -> None:
-        """Write a code record and its history entry, by the code's encoded key."""
-        writes = self.ov.doc
-        writes[P_CODE + encoded] = pack_trusted(record)
-        value = self._history_values.get("")
-        if value is None:
-            value = self._history_value("")
-        writes[P_HISTORY + encoded + self._history_suffix] = value
-
     def shipment(self, shipment_id: bytes) -> ShipmentRecord:
         raw = self.ov.get(P_SHIPMENT + shipment_id)
         if raw is None:
@@ -424,8 +427,17 @@ class _Context:
         return record
 
     def regulator_state(self) -> str:
-        self.require_role((REGULATOR,), f"{self.doc.type.value}")
+        self.require_role(REGULATORS, f"{self.doc.type.value}")
         return self.signer.state
+
+
+def _first_repeat(keys: Sequence[str]) -> str:
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            return key
+        seen.add(key)
+    raise InvariantError("no key repeats")
 
 
 # Handlers: one per document type. Each raises Rejected or makes its writes.
@@ -486,7 +498,7 @@ def _emit(ctx: _Context) -> None:
 
 
 def _introduce(ctx: _Context) -> None:
-    ctx.require_role(("producer", "importer"), "introducing goods")
+    ctx.require_role(MAKERS, "introducing goods")
     seen: set[str] = set()
     for key in ctx.doc.payload[0]:
         if key in seen:
@@ -566,12 +578,16 @@ def _ship(ctx: _Context) -> None:
     receiver = ctx.participant(receiver_id)
     if receiver.status == REVOKED:
         raise Rejected(Reason.REVOKED, f"receiver {receiver_id} is revoked")
-    if _BUSINESS.isdisjoint(receiver.roles):
+    if BUSINESS_ROLES.isdisjoint(receiver.roles):
         raise Rejected(Reason.INVALID_RECEIVER, f"receiver {receiver_id} does not trade goods")
     shipment_id = ctx.doc_id
-    for _key, encoded, record in ctx.movables(items):
+    writes = ctx.ov.doc
+    history = ctx.history_value("")
+    suffix = ctx.history_suffix
+    for _key, encoded, record in ctx.movables(list(items)):
         record[4] = shipment_id  # CodeRecord.shipment, by index on this hot path
-        ctx.put_encoded(encoded, record)
+        writes[P_CODE + encoded] = pack_trusted(record)
+        writes[P_HISTORY + encoded + suffix] = history
     shipment = ShipmentRecord(
         ctx.doc.signer, receiver_id, list(items), PENDING, ctx.height,
         ctx.signer.state, receiver.state, [],
@@ -597,14 +613,16 @@ def _release_items(ctx: _Context, items: Iterable[str], new_owner: str | None) -
         ctx.history(key)
 
 
-def _cancel(ctx: _Context) -> None:
+def _end_shipment(ctx: _Context, party: str, status: str) -> None:
+    """Cancel (by the shipper) or reject (by the receiver): every item goes back."""
     (shipment_id,) = ctx.doc.payload
     shipment = ctx.shipment(shipment_id)
-    if shipment.shipper != ctx.doc.signer:
-        raise Rejected(Reason.NOT_OWNER, "only the shipper cancels a shipment")
+    allowed = shipment.shipper if party == "shipper" else shipment.receiver
+    if allowed != ctx.doc.signer:
+        verb = "cancels" if party == "shipper" else "rejects"
+        raise Rejected(Reason.NOT_OWNER, f"only the {party} {verb} a shipment")
     _release_items(ctx, shipment.items, None)
-    shipment.status = CANCELLED
-    ctx.ov.put(P_SHIPMENT + shipment_id, shipment.pack())
+    ctx.ov.put(P_SHIPMENT + shipment_id, replace(shipment, status=status).pack())
 
 
 def _accept(ctx: _Context) -> None:
@@ -632,20 +650,10 @@ def _accept(ctx: _Context) -> None:
     ctx.ov.put(P_SHIPMENT + shipment_id, shipment.pack())
 
 
-def _reject(ctx: _Context) -> None:
-    (shipment_id,) = ctx.doc.payload
-    shipment = ctx.shipment(shipment_id)
-    if shipment.receiver != ctx.doc.signer:
-        raise Rejected(Reason.NOT_OWNER, "only the receiver rejects a shipment")
-    _release_items(ctx, shipment.items, None)
-    shipment.status = REJECTED
-    ctx.ov.put(P_SHIPMENT + shipment_id, shipment.pack())
-
-
 def _retire(ctx: _Context) -> None:
     reason, keys = ctx.doc.payload
     if reason == "retail_sale":
-        ctx.require_role(("retailer",), "a retail sale")
+        ctx.require_role(RETAILERS, "a retail sale")
     else:
         ctx.require_role(BUSINESS_ROLES, "retiring goods")
     seen: set[str] = set()
@@ -661,7 +669,7 @@ def _retire(ctx: _Context) -> None:
 
 
 def _return(ctx: _Context) -> None:
-    ctx.require_role(("retailer",), "a return")
+    ctx.require_role(RETAILERS, "a return")
     seen: set[str] = set()
     for key in ctx.doc.payload[0]:
         if key in seen:
@@ -718,9 +726,9 @@ HANDLERS: dict[DocType, Callable[[_Context], None]] = {
     DocType.AGGREGATE: _aggregate,
     DocType.DISAGGREGATE: _disaggregate,
     DocType.SHIP: _ship,
-    DocType.CANCEL_SHIPMENT: _cancel,
+    DocType.CANCEL_SHIPMENT: lambda ctx: _end_shipment(ctx, "shipper", CANCELLED),
     DocType.ACCEPT: _accept,
-    DocType.REJECT: _reject,
+    DocType.REJECT: lambda ctx: _end_shipment(ctx, "receiver", REJECTED),
     DocType.RETIRE: _retire,
     DocType.RETURN: _return,
     DocType.SUSPEND: lambda ctx: _suspension(ctx, True),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from aiohttp import WSMsgType, web
 
@@ -44,23 +44,36 @@ async def peer_identity(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
-async def raft_socket(request: web.Request) -> web.WebSocketResponse:
-    """Frames of Raft messages from one peer, handed to our driver."""
-    node = request.app[NODE]
-    peer = _peer_of(request)
-    peer_id = node.genesis.state(peer).node_id
-    own_id = node.member.node_id
+async def _open_socket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=FRAME_BYTES_LIMIT, heartbeat=5.0, compress=False)
     await ws.prepare(request)
+    return ws
+
+
+async def _frames(request: web.Request, ws: web.WebSocketResponse, what: str) -> AsyncIterator[list[bytes]]:
+    """The items of each well-formed frame from one peer's websocket; anything else is
+    dropped and counted, never raised."""
+    peer = _peer_of(request)
     async for msg in ws:
         if msg.type != WSMsgType.BINARY:
-            _drop(request, peer, f"a {msg.type.name} frame on the raft socket")
+            _drop(request, peer, f"a {msg.type.name} frame on the {what} socket")
             continue
         try:
             items = unpack_frame(msg.data)
         except ValueError as exc:
             _drop(request, peer, str(exc))
             continue
+        yield items
+
+
+async def raft_socket(request: web.Request) -> web.WebSocketResponse:
+    """Frames of Raft messages from one peer, handed to our driver."""
+    node = request.app[NODE]
+    peer = _peer_of(request)
+    peer_id = node.genesis.state(peer).node_id
+    own_id = node.member.node_id
+    ws = await _open_socket(request)
+    async for items in _frames(request, ws, "raft"):
         driver = node.driver
         for item in items:
             try:
@@ -80,17 +93,8 @@ async def gossip_socket(request: web.Request) -> web.WebSocketResponse:
     """Frames of gossip items (documents, attestations, status) from one peer."""
     node = request.app[NODE]
     peer = _peer_of(request)
-    ws = web.WebSocketResponse(max_msg_size=FRAME_BYTES_LIMIT, heartbeat=5.0, compress=False)
-    await ws.prepare(request)
-    async for msg in ws:
-        if msg.type != WSMsgType.BINARY:
-            _drop(request, peer, f"a {msg.type.name} frame on the gossip socket")
-            continue
-        try:
-            items = unpack_frame(msg.data)
-        except ValueError as exc:
-            _drop(request, peer, str(exc))
-            continue
+    ws = await _open_socket(request)
+    async for items in _frames(request, ws, "gossip"):
         node.on_gossip(peer, items)
     return ws
 
