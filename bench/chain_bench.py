@@ -51,7 +51,7 @@ def build(path: Path, documents: int, attest: bool = True) -> tuple[World, list]
         for i in range(0, len(docs), BLOCK_DOCS):
             world.time_ms += 1_000
             wires = [d.wire() for d in docs[i : i + BLOCK_DOCS]]
-            world.store.apply_block(wires, world.time_ms, "RU", verified=lambda _id: True)
+            world.store.apply_block(wires, world.time_ms, "RU", verified=lambda _key: True)
         made += count
     if attest:
         for height in range(1, world.store.head.height + 1):

@@ -142,10 +142,11 @@ def raw_from_stream(items: Iterable[tuple[Block, list[Attestation]]]) -> Iterato
 
 
 def _verify_chunk(chain_id: str, items: list[tuple[bytes, bytes, bytes, bytes]]) -> list[bytes]:
-    """In a worker process: the ids of the documents whose signatures verify."""
+    """In a worker process: the verified keys (id and signature) of the documents whose
+    signatures verify."""
     verifier = Verifier()
     return [
-        doc_id
+        doc_id + signature
         for doc_id, public_key, signature, body in items
         if verifier.verify(public_key, signature, DOMAIN_DOCUMENT, chain_id, body)
     ]

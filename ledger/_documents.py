@@ -340,6 +340,11 @@ class SignedDocument:
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", hashlib.sha256(self.body).digest())
 
+    @property
+    def verified_key(self) -> bytes:
+        """What a checked signature is remembered by: the id and the signature."""
+        return self.id + self.signature
+
     def wire(self) -> bytes:
         return pack([self.body, self.signature])
 

@@ -195,23 +195,29 @@ def outcome_json(doc_id: bytes, height: int, position: int, result: Any) -> dict
     }
 
 
-class _IdSet:
-    """A bounded set of ids that forgets the oldest first."""
+class _Verified:
+    """The documents whose signatures this node checked, bounded, oldest forgotten first.
+
+    Remembered by id with the signature that was checked: a forged copy of a document
+    has the same id but another signature, and must be checked again at apply."""
 
     def __init__(self, bound: int) -> None:
-        self._ids: OrderedDict[bytes, None] = OrderedDict()
+        self._ids: OrderedDict[bytes, bytes] = OrderedDict()
         self._bound = bound
 
-    def add(self, key: bytes) -> None:
-        self._ids[key] = None
+    def add(self, signed: SignedDocument) -> None:
+        self._ids[signed.id] = signed.signature
         if len(self._ids) > self._bound:
             self._ids.popitem(last=False)
 
-    def discard(self, key: bytes) -> None:
-        self._ids.pop(key, None)
+    def discard(self, doc_id: bytes) -> None:
+        self._ids.pop(doc_id, None)
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._ids
+    def __contains__(self, verified_key: object) -> bool:
+        """`verified_key` is a document's id followed by its signature."""
+        if not isinstance(verified_key, bytes):
+            return False
+        return self._ids.get(verified_key[:32]) == verified_key[32:]
 
 
 class Node:
@@ -234,7 +240,7 @@ class Node:
         self.metrics = metrics
         self.verifier = Verifier()
         self.mempool = Mempool(config.mempool.max_documents, config.mempool.max_bytes)
-        self.verified = _IdSet(VERIFIED_IDS_MAX)
+        self.verified = _Verified(VERIFIED_IDS_MAX)
         self.waiters = _Waiters()
         self.peers: dict[str, PeerStatus] = {}
         self.driver: Driver | None = None
@@ -299,7 +305,7 @@ class Node:
             self.mempool.add(doc_id, wire, doc.expires_at_ms, time.monotonic())
         except MempoolFull as exc:
             raise Unavailable(str(exc), code="mempool_full") from exc
-        self.verified.add(doc_id)
+        self.verified.add(signed)
         if self.links is not None:
             self.links.gossip_all(msgpack.packb([GOSSIP_DOCUMENT, wire], use_bin_type=True))
         self._wake_proposer.set()
@@ -331,7 +337,7 @@ class Node:
         except MempoolFull:
             return  # the origin and the other nodes still hold it
         if raw is not None:
-            self.verified.add(doc_id)
+            self.verified.add(signed)
         self._wake_proposer.set()
 
     async def wait_applied(self, doc_id: bytes, future: asyncio.Future[dict[str, Any]],

@@ -137,6 +137,20 @@ def test_a_forged_copy_does_not_block_the_genuine_document(world: World) -> None
     assert [r.reason for r in world.apply(forged, good)] == [Reason.BAD_SIGNATURE, Reason.APPLIED]
 
 
+def test_a_checked_signature_does_not_vouch_for_a_forged_copy(world: World) -> None:
+    """Signatures checked ahead are remembered with the signature: a copy with another fails."""
+    producer = world.register("RU", ["producer"], "Factory")
+    codes = world.emit("RU", producer, 1)
+    good = world.doc(producer, DocType.INTRODUCE, codes=codes)
+    forged = SignedDocument(good.body, bytes(64), good.document)
+    world.time_ms += 1000
+    checked = {good.verified_key}
+    applied = world.store.apply_block(
+        [forged.wire(), good.wire()], world.time_ms, "RU", verified=checked.__contains__
+    )
+    assert [r.reason for r in applied.results] == [Reason.BAD_SIGNATURE, Reason.APPLIED]
+
+
 def test_verified_callback_skips_the_signature_check(world: World) -> None:
     """Signatures checked at admission are not checked again at apply."""
     producer = world.register("RU", ["producer"], "Factory")
@@ -144,7 +158,7 @@ def test_verified_callback_skips_the_signature_check(world: World) -> None:
     good = world.doc(producer, DocType.INTRODUCE, codes=codes)
     forged = SignedDocument(good.body, bytes(64), good.document)
     world.time_ms += 1000
-    applied = world.store.apply_block([forged.wire()], world.time_ms, "RU", verified=lambda _id: True)
+    applied = world.store.apply_block([forged.wire()], world.time_ms, "RU", verified=lambda _key: True)
     assert applied.results[0].applied
 
 

@@ -100,3 +100,23 @@ def test_entries_round_trip_and_refuse_garbage() -> None:
     for bad in (b"\x93\x01\xa2RU\x91\x01", b"\x92\x01\x02"):
         with pytest.raises(ValueError):
             decode_entry(bad)
+
+
+def test_verified_documents_are_remembered_with_their_signature() -> None:
+    """A node's memory of checked signatures vouches for that signature only, and is bounded."""
+    from ledger import KeyPair, SignedDocument, make_document
+    from node._node import _Verified
+
+    key = KeyPair.generate()
+    docs = [
+        make_document("c", "introduce", key.participant_id, n, 10, codes=["x"]).sign(key) for n in range(3)
+    ]
+    verified = _Verified(2)
+    for doc in docs:
+        verified.add(doc)
+    forged = SignedDocument(docs[2].body, bytes(64), docs[2].document)
+    assert docs[2].verified_key in verified and docs[1].verified_key in verified
+    assert forged.verified_key not in verified
+    assert docs[0].verified_key not in verified  # the oldest was forgotten
+    verified.discard(docs[2].id)
+    assert docs[2].verified_key not in verified
