@@ -14,7 +14,6 @@ current window is replayed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -384,7 +383,3 @@ def _decode_results(raw: RawBlock) -> list[Result] | None:
         return [Result.from_list(v) for v in unpack(raw.results)]
     except (DecodeError, ValueError, TypeError, IndexError):
         return None
-
-
-def default_workers() -> int:
-    return max(1, (os.cpu_count() or 1))

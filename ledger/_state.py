@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Protocol
 
@@ -417,8 +417,7 @@ class _Context:
         This runs once per code per document: repeats are found with one set, the
         overlay's lookups are inlined, and the common case is one comparison of the
         record's status fields against what a movable code must hold."""
-        if len(set(keys)) != len(keys):
-            raise Rejected(Reason.REPEATED_CODE, f"{_first_repeat(keys)} is listed twice")
+        _distinct(keys)
         movable_fields = [INTRODUCED, self.doc.signer, "", b"", False, 0]
         doc_writes, block_writes, read = self.ov.doc, self.ov.block, self.ov.reader.get
         out = []
@@ -529,18 +528,28 @@ def _emit(ctx: _Context) -> None:
         ctx.history(key)
 
 
-def _introduce(ctx: _Context) -> None:
-    ctx.require_role(MAKERS, "introducing goods")
-    seen: set[str] = set()
-    for key in ctx.doc.payload[0]:
-        if key in seen:
-            raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
-        seen.add(key)
+def _distinct(keys: Sequence[str]) -> Sequence[str]:
+    """The keys, refusing the document when one is listed twice."""
+    if len(set(keys)) != len(keys):
+        raise Rejected(Reason.REPEATED_CODE, f"{_first_repeat(keys)} is listed twice")
+    return keys
+
+
+def _owned_and_free(ctx: _Context, keys: Sequence[str], not_owner: str) -> Iterator[tuple[str, CodeRecord]]:
+    """Each code with its record, when the signer owns it and no regulator froze it;
+    `not_owner` completes the refusal ("was emitted to someone else")."""
+    for key in _distinct(keys):
         record = ctx.code(key)
         if record.owner != ctx.doc.signer:
-            raise Rejected(Reason.NOT_OWNER, f"{key} was emitted to someone else")
+            raise Rejected(Reason.NOT_OWNER, f"{key} {not_owner}")
         if record.blocked:
             raise Rejected(Reason.SUSPENDED, f"{key} is suspended by a regulator")
+        yield key, record
+
+
+def _introduce(ctx: _Context) -> None:
+    ctx.require_role(MAKERS, "introducing goods")
+    for key, record in _owned_and_free(ctx, ctx.doc.payload[0], "was emitted to someone else"):
         if record.status != EMITTED:
             raise Rejected(Reason.WRONG_STATUS, f"{key} is {record.status}, not emitted")
         record.status = INTRODUCED
@@ -702,16 +711,7 @@ def _retire(ctx: _Context) -> None:
 
 def _return(ctx: _Context) -> None:
     ctx.require_role(RETAILERS, "a return")
-    seen: set[str] = set()
-    for key in ctx.doc.payload[0]:
-        if key in seen:
-            raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
-        seen.add(key)
-        record = ctx.code(key)
-        if record.owner != ctx.doc.signer:
-            raise Rejected(Reason.NOT_OWNER, f"{key} was sold by someone else")
-        if record.blocked:
-            raise Rejected(Reason.SUSPENDED, f"{key} is suspended by a regulator")
+    for key, record in _owned_and_free(ctx, ctx.doc.payload[0], "was sold by someone else"):
         if record.status != RETIRED or record.retire_reason != "retail_sale":
             raise Rejected(Reason.WRONG_STATUS, f"{key} was not sold at retail")
         record.status = INTRODUCED
@@ -723,12 +723,7 @@ def _return(ctx: _Context) -> None:
 
 def _suspension(ctx: _Context, suspend: bool) -> None:
     state = ctx.regulator_state()
-    keys = ctx.doc.payload[0]
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
-        seen.add(key)
+    for key in _distinct(ctx.doc.payload[0]):
         record = ctx.code(key)
         owner = ctx.participant(ctx.root(record).owner)
         if owner.state != state:
