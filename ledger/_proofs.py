@@ -278,7 +278,7 @@ def provenance(store: LedgerStore, key: str) -> ProvenanceBundle | None:
     if store.code_record(key) is None:
         return None
     builder = _ProofBuilder(store)
-    history = store.history(key, limit=1_000_000)
+    history = store.whole_history(key)
     entries = [builder.at(e.height, e.position) for e in history]
     signers: list[ParticipantId] = []
     for proof in entries:

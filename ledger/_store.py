@@ -438,6 +438,11 @@ class LedgerStore:
             entries = [e for e in entries if (e.height, e.position) > after]
         return [replace(e, document_id=self.document_id_at(e.height, e.position)) for e in entries[:limit]]
 
+    def whole_history(self, key: str) -> list[HistoryEntry]:
+        """A code's history without pages, for provenance bundles, which must be complete."""
+        entries = self._history(key, (0, 0), None, "", 0)
+        return [replace(e, document_id=self.document_id_at(e.height, e.position)) for e in entries]
+
     def document_id_at(self, height: int, position: int) -> bytes:
         wire = self.db.get(P_BLOCK_DOC + u64(height) + u32(position))
         invariant(wire is not None, f"history names a document at {height}/{position} that is missing")

@@ -239,6 +239,17 @@ def test_provenance_bundle_verifies_offline_and_fails_on_any_altered_byte(chain)
             verify_provenance(ProvenanceBundle.decode(bytes(altered)), world.genesis, verifier)
 
 
+def test_a_provenance_bundle_is_never_cut_to_one_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A code whose history is longer than a page still gets every document in its bundle."""
+    monkeypatch.setattr("ledger._store.PAGE_LIMIT_MAX", 3)
+    world, facts = build_chain(tmp_path / "db")
+    code = facts["codes"][0]
+    assert len(world.store.history(code, limit=100)) == 3
+    bundle = provenance(world.store, code)
+    assert bundle is not None and len(bundle.entries) == 9
+    assert len(verify_provenance(bundle, world.genesis)) == 9
+
+
 WRITER = """
 import sys, time
 sys.path.insert(0, {root!r})
