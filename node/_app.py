@@ -35,7 +35,7 @@ from ledger import DecodeError, Genesis, KeyFileError, KeyPair, LedgerStore, Sto
 
 from ._api import add_routes
 from ._config import ConfigError, NodeConfig, load_config
-from ._errors import ApiError
+from ._errors import ApiError, Refusal, http_status
 from ._keys import (
     CONFIG,
     DRIVER,
@@ -92,6 +92,11 @@ async def error_middleware(
     """Every error leaves the node as `{"error": code, "message": text}` JSON."""
     try:
         return await handler(request)
+    except Refusal as exc:
+        status = http_status(exc.reason)
+        if status == 500:
+            log.error("refusal %r has no HTTP status: %s", exc.reason, exc.message)
+        return _error(status, exc.reason, exc.message)
     except ApiError as exc:
         return _error(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
