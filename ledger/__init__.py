@@ -4,6 +4,7 @@ Deterministic and free of I/O other than its LevelDB store: no clock, no randomn
 no network. Everything a node, a tool or an auditor needs is exported here.
 """
 
+from ._admission import RECORDED_REFUSALS, admission
 from ._auditor import AuditFailure, Auditor, AuditReport, RawBlock, read_data_dir
 from ._chain import (
     Attestation,
@@ -73,6 +74,7 @@ from ._proofs import (
     verify_inclusion_proof,
     verify_provenance,
 )
+from ._records import ParticipantRecord
 from ._state import BlockOutcome, Reason, Result, StateMachine, state_hash_step
 from ._store import (
     AppliedBlock,
@@ -85,6 +87,9 @@ from ._store import (
 )
 
 __all__ = [
+    "RECORDED_REFUSALS",
+    "admission",
+    "ParticipantRecord",
     "AuditFailure",
     "AuditReport",
     "Auditor",

@@ -151,6 +151,10 @@ class ParticipantRecord:
     def unpack(cls, data: bytes) -> ParticipantRecord:
         return cls(*unpack_trusted(data))
 
+    @property
+    def active(self) -> bool:
+        return self.status == ACTIVE
+
 
 @dataclass(slots=True)
 class ShipmentRecord:

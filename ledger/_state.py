@@ -12,19 +12,20 @@ a set, so every node and every auditor get the same results and the same state h
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Protocol
 
+from ._admission import RECORDED_REFUSALS, admission
 from ._codes import CodeError, Sscc, is_valid_gtin, parse_key
 from ._documents import DocType, SignedDocument, decode_signed, document_id
 from ._encoding import pack_trusted, unpack_trusted
 from ._errors import DecodeError, InvariantError
 from ._genesis import Genesis
 from ._identity import DOMAIN_DOCUMENT, Verifier, participant_id
+from ._reasons import APPLIED, Reason, Result
 from ._records import (
     ACCEPTED,
     ACTIVE,
@@ -66,57 +67,6 @@ RETAILERS = frozenset(("retailer",))
 REGULATORS = frozenset((REGULATOR,))
 
 
-class Reason(enum.StrEnum):
-    APPLIED = "applied"
-    MALFORMED = "malformed"
-    WRONG_CHAIN = "wrong_chain"
-    BAD_SIGNATURE = "bad_signature"
-    EXPIRED = "expired"
-    DUPLICATE = "duplicate"
-    NOT_REGISTERED = "not_registered"
-    REVOKED = "revoked"
-    FORBIDDEN_ROLE = "forbidden_role"
-    WRONG_STATE = "wrong_state"
-    NOT_OWNER = "not_owner"
-    UNKNOWN_CODE = "unknown_code"
-    INVALID_CODE = "invalid_code"
-    ALREADY_EXISTS = "already_exists"
-    WRONG_STATUS = "wrong_status"
-    IN_TRANSIT = "in_transit"
-    IN_AGGREGATE = "in_aggregate"
-    SUSPENDED = "suspended"
-    TOO_DEEP = "too_deep"
-    UNKNOWN_SHIPMENT = "unknown_shipment"
-    NOT_IN_SHIPMENT = "not_in_shipment"
-    INVALID_RECEIVER = "invalid_receiver"
-    REPEATED_CODE = "repeated_code"
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    reason: Reason
-    message: str = ""
-
-    @property
-    def applied(self) -> bool:
-        return self.reason is Reason.APPLIED
-
-    def to_list(self) -> list[str]:
-        return [self.reason.value, self.message]
-
-    @classmethod
-    def from_list(cls, value: list[str]) -> Result:
-        return cls(Reason(value[0]), value[1])
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "status": "applied" if self.applied else "rejected",
-            "reason": None if self.applied else self.reason.value,
-            "message": self.message,
-        }
-
-
-APPLIED = Result(Reason.APPLIED)
 
 
 class Rejected(Exception):
@@ -317,28 +267,27 @@ class _Context:
 
     def _admit(self, signed: SignedDocument, verified: Callable[[bytes], bool] | None) -> None:
         doc = self.doc
-        if doc.chain_id != self.sm.chain_id:
-            raise Rejected(Reason.WRONG_CHAIN, f"document is for chain {doc.chain_id!r}")
         raw = self.ov.get(P_PARTICIPANT + doc.signer.encode())
-        if raw is None:
-            raise Rejected(Reason.NOT_REGISTERED, f"signer {doc.signer} is not registered")
-        signer = self.sm.participant_record(raw)
-        if not (verified is not None and verified(signed.verified_key)) and not self.sm.verifier.verify(
-            signer.public_key, signed.signature, DOMAIN_DOCUMENT, doc.chain_id, signed.body
-        ):
-            raise Rejected(Reason.BAD_SIGNATURE, "the signature does not match the signer's key")
-        # Only a correctly signed document may claim its id: a forged copy must not
-        # block the genuine one.
-        if self.ov.get(P_DOC + self.doc_id) is not None:
-            raise Rejected(Reason.DUPLICATE, "this document was already recorded")
-        if doc.expires_at_ms < self.time_ms:
-            self._record(Result(Reason.EXPIRED, "document expired before it was ordered"))
-            self.ov.commit_doc()
-            raise Rejected(Reason.EXPIRED, "document expired before it was ordered")
-        if signer.status == REVOKED:
-            self._record(Result(Reason.REVOKED, "the signer's registration is revoked"))
-            self.ov.commit_doc()
-            raise Rejected(Reason.REVOKED, "the signer's registration is revoked")
+        signer = self.sm.participant_record(raw) if raw is not None else None
+        sm = self.sm
+
+        def signature_ok(record: ParticipantRecord) -> bool:
+            if verified is not None and verified(signed.verified_key):
+                return True
+            return sm.verifier.verify(record.public_key, signed.signature, DOMAIN_DOCUMENT, doc.chain_id,
+                                      signed.body)
+
+        refusal = admission(
+            signed, chain_id=sm.chain_id, time_ms=self.time_ms, signer=signer, signature_ok=signature_ok,
+            known=lambda: self.ov.get(P_DOC + self.doc_id) is not None,
+        )
+        if refusal is not None:
+            if refusal.reason in RECORDED_REFUSALS:
+                self._record(refusal)
+                self.ov.commit_doc()
+            raise Rejected(refusal.reason, refusal.message)
+        if signer is None:  # the rule refuses unknown signers
+            raise InvariantError("an admitted document has a signer")
         self.signer = signer
 
     def _record(self, result: Result) -> None:

@@ -256,6 +256,20 @@ class LedgerStore:
         self.db.put(key, attestation.signature, sync=False)
         return True
 
+    # Typed lookups for the node: nobody outside the ledger reads its keys.
+
+    def participant_record(self, pid: str) -> ParticipantRecord | None:
+        """A participant's record as of the head (cached decoding), or None."""
+        raw = self.db.get(P_PARTICIPANT + pid.encode())
+        return self.machine.participant_record(raw) if raw is not None else None
+
+    def is_recorded(self, doc_id: bytes) -> bool:
+        """Whether a block records a document with this id (applied or refused)."""
+        return self.db.get(P_DOC + doc_id) is not None
+
+    def has_attestation(self, height: int, state: str) -> bool:
+        return self.db.get(P_ATTEST + u64(height) + state.encode()) is not None
+
     # Chain reads.
 
     def header(self, height: int) -> BlockHeader | None:

@@ -1,0 +1,64 @@
+"""Why a document was applied or rejected: the reason codes every node and auditor share.
+
+A reason is hashed into each block's results root, so its value never changes once a
+chain uses it; new reasons are only ever added.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class Reason(enum.StrEnum):
+    APPLIED = "applied"
+    MALFORMED = "malformed"
+    WRONG_CHAIN = "wrong_chain"
+    BAD_SIGNATURE = "bad_signature"
+    EXPIRED = "expired"
+    DUPLICATE = "duplicate"
+    NOT_REGISTERED = "not_registered"
+    REVOKED = "revoked"
+    FORBIDDEN_ROLE = "forbidden_role"
+    WRONG_STATE = "wrong_state"
+    NOT_OWNER = "not_owner"
+    UNKNOWN_CODE = "unknown_code"
+    INVALID_CODE = "invalid_code"
+    ALREADY_EXISTS = "already_exists"
+    WRONG_STATUS = "wrong_status"
+    IN_TRANSIT = "in_transit"
+    IN_AGGREGATE = "in_aggregate"
+    SUSPENDED = "suspended"
+    TOO_DEEP = "too_deep"
+    UNKNOWN_SHIPMENT = "unknown_shipment"
+    NOT_IN_SHIPMENT = "not_in_shipment"
+    INVALID_RECEIVER = "invalid_receiver"
+    REPEATED_CODE = "repeated_code"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    reason: Reason
+    message: str = ""
+
+    @property
+    def applied(self) -> bool:
+        return self.reason is Reason.APPLIED
+
+    def to_list(self) -> list[str]:
+        return [self.reason.value, self.message]
+
+    @classmethod
+    def from_list(cls, value: list[str]) -> Result:
+        return cls(Reason(value[0]), value[1])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "applied" if self.applied else "rejected",
+            "reason": None if self.applied else self.reason.value,
+            "message": self.message,
+        }
+
+
+APPLIED = Result(Reason.APPLIED)
