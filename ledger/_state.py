@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Protocol
 
@@ -177,22 +177,26 @@ class StateMachine:
         height: int,
         time_ms: int,
         verified: Callable[[bytes], bool] | None = None,
+        decoded: Mapping[bytes, SignedDocument] | None = None,
     ) -> BlockOutcome:
         """Results and writes of one block. `verified(key)` says whether a signature was
         checked already (each node checks each signature once), by the document's
         `verified_key`: its id and its signature, since a forged copy of a document has
-        the same id but another signature."""
+        the same id but another signature. `decoded` maps wire bytes to the document
+        they decoded to, for documents the caller decoded already (each node decodes
+        each document once)."""
         overlay = _Overlay(reader)
         if verified is None:
             verified = self._verify_ahead(reader, documents).__contains__
         results: list[Result] = []
-        decoded: list[SignedDocument | None] = []
+        signed_documents: list[SignedDocument | None] = []
         ctx = _Context(self, overlay, height, time_ms)
+        known = decoded or {}
         for position, wire in enumerate(documents):
-            signed, result = ctx.run(wire, position, verified)
-            decoded.append(signed)
+            signed, result = ctx.run(wire, position, verified, known.get(wire))
+            signed_documents.append(signed)
             results.append(result)
-        return BlockOutcome(results, overlay.block, decoded)
+        return BlockOutcome(results, overlay.block, signed_documents)
 
 
     def _verify_ahead(self, reader: Reader, documents: Sequence[bytes]) -> set[bytes]:
@@ -239,15 +243,18 @@ class _Context:
         self._height_key = SEP + u64(height)
 
     def run(
-        self, wire: bytes, position: int, verified: Callable[[bytes], bool] | None
+        self, wire: bytes, position: int, verified: Callable[[bytes], bool] | None,
+        signed: SignedDocument | None = None,
     ) -> tuple[SignedDocument | None, Result]:
+        """Execute one document; `signed` is what `wire` decodes to, when known."""
         self.position = position
         self.history_suffix = self._height_key + u32(position)
         self._history_values: dict[str, bytes] = {}
-        try:
-            signed = decode_signed(wire)
-        except DecodeError as exc:
-            return None, Result(Reason.MALFORMED, str(exc))
+        if signed is None:
+            try:
+                signed = decode_signed(wire)
+            except DecodeError as exc:
+                return None, Result(Reason.MALFORMED, str(exc))
         self.doc = signed.document
         self.doc_id = signed.id
         try:

@@ -8,7 +8,7 @@ that the chain it holds belongs to the genesis it is opened with.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import plyvel
 
 from ._chain import Attestation, Block, BlockHeader, documents_root, results_root
 from ._codes import Sscc, parse_key
-from ._documents import document_id
+from ._documents import SignedDocument, document_id
 from ._encoding import pack, pack_trusted, unpack_trusted
 from ._errors import LedgerError, invariant
 from ._genesis import Genesis
@@ -178,9 +178,11 @@ class LedgerStore:
         raft_term: int = 0,
         raft_index: int = 0,
         verified: Callable[[bytes], bool] | None = None,
+        decoded: Mapping[bytes, SignedDocument] | None = None,
     ) -> AppliedBlock:
         """Execute, store and make durable one block built from ordered documents."""
-        prepared = self.prepare_block(documents, time_ms, proposer, raft_term, raft_index, verified)
+        prepared = self.prepare_block(documents, time_ms, proposer, raft_term, raft_index, verified,
+                                      decoded=decoded)
         self.commit_block(prepared)
         return prepared.applied
 
@@ -193,6 +195,7 @@ class LedgerStore:
         raft_index: int = 0,
         verified: Callable[[bytes], bool] | None = None,
         known_documents_root: bytes | None = None,
+        decoded: Mapping[bytes, SignedDocument] | None = None,
     ) -> PreparedBlock:
         """Execute a block on top of the head without storing it (auditors compare first).
 
@@ -202,7 +205,7 @@ class LedgerStore:
         height = head.height + 1
         # Block time never goes back, whatever the proposer's clock says.
         time_ms = max(time_ms, head.time_ms)
-        outcome = self.machine.execute_block(self.db, documents, height, time_ms, verified)
+        outcome = self.machine.execute_block(self.db, documents, height, time_ms, verified, decoded)
         state_hash = state_hash_step(head.state_hash, outcome.writes)
         header = BlockHeader(
             chain_id=self.genesis.chain_id,
