@@ -36,7 +36,7 @@ from ledger import (
 )
 from ledger._records import ACTIVE, P_PARTICIPANT, ParticipantRecord
 
-from ._errors import ApiError, Forbidden, Malformed, NotFound, Unauthorized, UnsupportedMedia
+from ._errors import ApiError, Forbidden, Malformed, NotFound, Refusal, Unauthorized, UnsupportedMedia
 from ._keys import METRICS, NODE
 from ._node import Node
 
@@ -203,8 +203,8 @@ def _check_batch(count: int) -> None:
         raise Malformed(f"a batch holds 1 to {BATCH_DOCUMENTS_MAX} documents, not {count}")
 
 
-def _error_item(exc: ApiError) -> dict[str, Any]:
-    return {"status": "refused", "error": exc.code, "message": exc.message}
+def _error_item(exc: Refusal) -> dict[str, Any]:
+    return {"status": "refused", "error": exc.reason, "message": exc.message}
 
 
 async def post_documents(request: web.Request) -> web.Response:
@@ -218,15 +218,15 @@ async def post_documents(request: web.Request) -> web.Response:
     body = await request.read()
     parsed, batch = _parse_body(request.content_type, body)
     now_ms = int(time.time() * 1000)
-    admitted: list[tuple[bytes, Any] | ApiError] = []
+    admitted: list[tuple[bytes, Any] | Refusal] = []
     for item in parsed:
         if isinstance(item, ApiError):
             admitted.append(item)
             continue
         try:
             doc_id = node.admit(item[0], item[1], now_ms)
-        except ApiError as exc:
-            node.metrics.refused(exc.code).inc()
+        except Refusal as exc:
+            node.metrics.refused(exc.reason).inc()
             if not batch:
                 raise
             admitted.append(exc)
@@ -240,8 +240,8 @@ async def post_documents(request: web.Request) -> web.Response:
     return respond(request, {"results": results}, 200 if wait == "commit" else 202)
 
 
-async def _outcome(node: Node, admitted: tuple[bytes, Any] | ApiError, deadline: float) -> dict[str, Any]:
-    if isinstance(admitted, ApiError):
+async def _outcome(node: Node, admitted: tuple[bytes, Any] | Refusal, deadline: float) -> dict[str, Any]:
+    if isinstance(admitted, Refusal):
         return _error_item(admitted)
     doc_id, future = admitted
     pending = {"id": doc_id.hex(), "status": "pending"}

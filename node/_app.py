@@ -5,10 +5,11 @@ certificates), then registers one cleanup context per resource, in the order the
 depend on each other; aiohttp starts them in that order and cleans up in the reverse
 one, and only those that started:
 
-    ledger store -> node -> Raft log -> peer sessions -> peer API server -> peer links
-    -> Raft driver -> applier, proposer and housekeeping tasks
+    ledger store -> Raft log -> peer sessions -> node (every part built, nothing
+    started) -> peer API server -> peer links -> Raft driver -> applier, proposer and
+    housekeeping tasks
 
-(The links come before the driver because a driver that starts from a snapshot the
+(The links start before the driver because a driver that starts from a snapshot the
 ledger has not reached fetches the missing blocks from peers at once.)
 
 `run_node(path)` runs one node until SIGTERM or SIGINT (exit 0), or until the node
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,7 +30,7 @@ import aiohttp
 import plyvel
 from aiohttp import web
 
-from consensus import Config, Driver, DriverConfig, LevelDBStorage, NodeId, StorageError
+from consensus import LevelDBStorage, StorageError
 from ledger import DecodeError, Genesis, KeyFileError, KeyPair, LedgerStore, StoreError
 
 from ._api import add_routes
@@ -38,10 +38,8 @@ from ._config import ConfigError, NodeConfig, load_config
 from ._errors import ApiError, Refusal, http_status
 from ._keys import (
     CONFIG,
-    DRIVER,
     EXIT_CODE,
     GENESIS,
-    LINKS,
     METRICS,
     NODE,
     NODE_KEY,
@@ -53,15 +51,13 @@ from ._keys import (
 )
 from ._metrics import Metrics
 from ._node import Node
-from ._peer import RaftTransport, make_peer_app
+from ._peer import make_peer_app
 from ._tls import TlsError, client_context, load_trust, server_context
-from ._transport import PeerLinks
 
 log = logging.getLogger(__name__)
 
 EXIT_DIVERGED = 3
 RAFT_LOG = web.AppKey("raft_log", LevelDBStorage)
-TRANSPORT = web.AppKey("transport", RaftTransport)
 
 
 class StartError(Exception):
@@ -92,13 +88,13 @@ async def error_middleware(
     """Every error leaves the node as `{"error": code, "message": text}` JSON."""
     try:
         return await handler(request)
+    except ApiError as exc:
+        return _error(exc.status, exc.code, exc.message)
     except Refusal as exc:
         status = http_status(exc.reason)
         if status == 500:
             log.error("refusal %r has no HTTP status: %s", exc.reason, exc.message)
         return _error(status, exc.reason, exc.message)
-    except ApiError as exc:
-        return _error(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -151,10 +147,9 @@ def create_app(config: NodeConfig) -> web.Application:
     app[METRICS] = Metrics(config.state)
     app[STOP] = asyncio.Event()
     app[EXIT_CODE] = [0]
-    app[TRANSPORT] = RaftTransport(genesis)
     add_routes(app)
     app.cleanup_ctx.extend(
-        [_store_ctx, _node_ctx, _raft_log_ctx, _sessions_ctx, _peer_server_ctx, _links_ctx, _driver_ctx,
+        [_store_ctx, _raft_log_ctx, _sessions_ctx, _node_ctx, _peer_server_ctx, _links_ctx, _driver_ctx,
          _tasks_ctx]
     )
     return app
@@ -173,19 +168,6 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = store
     yield
     store.close()
-
-
-async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
-    node = Node(app[CONFIG], app[GENESIS], app[NODE_KEY], app[STORE], app[METRICS])
-
-    def on_fatal(_reason: str) -> None:
-        app[EXIT_CODE][0] = EXIT_DIVERGED
-        app[STOP].set()
-
-    node.on_fatal = on_fatal
-    app[NODE] = node
-    yield
-    node.close()
 
 
 async def _raft_log_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -238,61 +220,38 @@ async def _peer_server_ctx(app: web.Application) -> AsyncIterator[None]:
     await runner.cleanup()
 
 
-async def _driver_ctx(app: web.Application) -> AsyncIterator[None]:
-    config, genesis, node = app[CONFIG], app[GENESIS], app[NODE]
-    raft = config.raft
-    core = Config(
-        id=NodeId(node.member.node_id),
-        voters=tuple(NodeId(s.node_id) for s in genesis.states),
-        election_tick=raft.election_ticks,
-        heartbeat_tick=raft.heartbeat_ticks,
-        rng=random.Random(),
-        # One append carries at least one block whatever its size, and a few of them
-        # together when they are small.
-        max_size_per_msg=8 << 20,
-        max_inflight_msgs=64,
-        max_uncommitted_entries_size=256 << 20,
-    )
-    driver_config = DriverConfig(
-        tick_interval_s=raft.tick_ms / 1000,
-        snapshot_every_entries=raft.snapshot_every_entries,
-    )
-    metrics = app[METRICS]
-    driver = Driver(core, app[RAFT_LOG], app[TRANSPORT], node, driver_config,
-                    on_commit_latency=metrics.commit_latency.observe)
-    node.driver = driver
-    await driver.start()
-    app[DRIVER] = driver
+async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
+    def on_fatal(_reason: str) -> None:
+        app[EXIT_CODE][0] = EXIT_DIVERGED
+        app[STOP].set()
+
+    node = Node(app[CONFIG], app[GENESIS], app[NODE_KEY], app[STORE], app[RAFT_LOG], app[SESSIONS],
+                app[METRICS], on_fatal)
+    app[NODE] = node
     yield
-    await driver.stop()
+    node.close()
 
 
 async def _links_ctx(app: web.Application) -> AsyncIterator[None]:
-    genesis, node = app[GENESIS], app[NODE]
-    addresses = {s.code: s.peer_address for s in genesis.states}
-    links = PeerLinks(app[SESSIONS], addresses)
-
-    def unreachable(peer: str) -> None:
-        if node.driver is not None:
-            node.driver.report_unreachable(NodeId(genesis.state(peer).node_id))
-
-    links.build(unreachable, node.resend_attestations)
-    app[TRANSPORT].links = links
-    node.links = links
-    app[LINKS] = links
+    links = app[NODE].links
     links.start()
     yield
-    node.links = None
-    app[TRANSPORT].links = None
     await links.stop()
+
+
+async def _driver_ctx(app: web.Application) -> AsyncIterator[None]:
+    driver = app[NODE].driver
+    await driver.start()
+    yield
+    await driver.stop()
 
 
 async def _tasks_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[NODE]
     tasks = [
-        asyncio.create_task(node.run_applier(), name="applier"),
-        asyncio.create_task(node.run_proposer(), name="proposer"),
-        asyncio.create_task(node.run_housekeeping(), name="housekeeping"),
+        asyncio.create_task(node.pipeline.run(), name="applier"),
+        asyncio.create_task(node.proposer.run(), name="proposer"),
+        asyncio.create_task(node.housekeeping.run(), name="housekeeping"),
     ]
     yield
     for task in tasks:

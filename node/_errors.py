@@ -64,13 +64,12 @@ def http_status(reason: str) -> int:
 
 
 # The status-carrying errors below are being replaced by `Refusal`.
-class ApiError(Exception):
+class ApiError(Refusal):
     status = 400
     code = "bad_request"
 
     def __init__(self, message: str, code: str | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(code or self.code, message)
         if code is not None:
             self.code = code
         if status is not None:

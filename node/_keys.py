@@ -7,14 +7,12 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from consensus import Driver
 from ledger import Genesis, KeyPair, LedgerStore
 
 from ._config import NodeConfig
 from ._metrics import Metrics
 from ._node import Node
 from ._tls import PeerTrust
-from ._transport import PeerLinks
 
 CONFIG = web.AppKey("config", NodeConfig)
 GENESIS = web.AppKey("genesis", Genesis)
@@ -23,8 +21,6 @@ TRUST = web.AppKey("trust", PeerTrust)
 METRICS = web.AppKey("metrics", Metrics)
 STORE = web.AppKey("store", LedgerStore)
 NODE = web.AppKey("node", Node)
-DRIVER = web.AppKey("driver", Driver)
-LINKS = web.AppKey("links", PeerLinks)
 SESSIONS = web.AppKey("sessions", dict[str, aiohttp.ClientSession])
 # Set when the node must stop on its own (divergence, a failed driver); the runner
 # waits on it next to SIGTERM. The code is the process's exit status.

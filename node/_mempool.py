@@ -13,6 +13,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ledger import SignedDocument
+
 
 @dataclass(slots=True)
 class Pending:
@@ -21,6 +23,8 @@ class Pending:
     added_s: float  # monotonic time of admission
     sent_s: float  # last time it was (re)sent to peers
     proposed: bool = False
+    # The decoded document, so that applying its block does not decode it again.
+    signed: SignedDocument | None = None
 
 
 class MempoolFull(Exception):
@@ -61,13 +65,15 @@ class Mempool:
     def has_room(self, size: int) -> bool:
         return len(self._items) < self.documents_max and self._bytes + size <= self.bytes_max
 
-    def add(self, doc_id: bytes, wire: bytes, expires_at_ms: int, now_s: float) -> bool:
-        """Add a document; False if it is already here; MempoolFull at the bound."""
+    def add(self, doc_id: bytes, wire: bytes, expires_at_ms: int, now_s: float,
+            signed: SignedDocument | None = None) -> bool:
+        """Add a document (with what it decoded to, if known); False if it is already
+        here; MempoolFull at the bound."""
         if doc_id in self._items:
             return False
         if not self.has_room(len(wire)):
             raise MempoolFull(f"the mempool holds {len(self._items)} documents ({self._bytes} bytes)")
-        self._items[doc_id] = Pending(wire, expires_at_ms, now_s, now_s)
+        self._items[doc_id] = Pending(wire, expires_at_ms, now_s, now_s, signed=signed)
         self._by_wire[wire] = doc_id
         self._bytes += len(wire)
         self._unproposed[doc_id] = None
@@ -104,11 +110,21 @@ class Mempool:
         returned.update(self._unproposed)
         self._unproposed = returned
 
-    def pop_wires(self, wires: Iterable[bytes]) -> list[bytes]:
-        """Take out the documents with these wire bytes (a committed block's); their ids."""
-        ids = [doc_id for doc_id in (self._by_wire.get(w) for w in wires) if doc_id is not None]
+    def pop_wires(self, wires: Iterable[bytes]) -> tuple[list[bytes], dict[bytes, SignedDocument]]:
+        """Take out the documents with these wire bytes (a committed block's): their ids,
+        and the decoded documents by wire bytes."""
+        ids: list[bytes] = []
+        decoded: dict[bytes, SignedDocument] = {}
+        for wire in wires:
+            doc_id = self._by_wire.get(wire)
+            if doc_id is None:
+                continue
+            ids.append(doc_id)
+            signed = self._items[doc_id].signed
+            if signed is not None:
+                decoded[wire] = signed
         self.remove(ids)
-        return ids
+        return ids, decoded
 
     def remove(self, doc_ids: Iterable[bytes | None]) -> int:
         """Documents now in an applied block leave the mempool; returns how many did."""

@@ -41,6 +41,10 @@ class Metrics:
             "tamga_documents_refused_total", "Documents refused at admission, by error",
             ["state", "error"], registry=r,
         )
+        self._peer_refused = Counter(
+            "tamga_peer_documents_refused_total", "Documents from peers refused at admission, by reason",
+            ["state", "reason"], registry=r,
+        )
         self.mempool_documents = Gauge(
             "tamga_mempool_documents", "Documents waiting for a block", ["state"], registry=r
         ).labels(**labels)
@@ -66,6 +70,9 @@ class Metrics:
 
     def refused(self, error: str) -> Counter:
         return self._refused.labels(state=self._state, error=error)
+
+    def peer_refused(self, reason: str) -> Counter:
+        return self._peer_refused.labels(state=self._state, reason=reason)
 
     def peer_lag(self, peer: str) -> Gauge:
         return self._peer_lag.labels(state=self._state, peer=peer)

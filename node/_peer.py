@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
-from consensus import MalformedMessage, Message, decode_message, encode_message
-from ledger import Genesis
+from consensus import MalformedMessage, decode_message
 
 from ._api import int_param, query, respond, stream_blocks
 from ._errors import Forbidden
 from ._keys import METRICS, NODE, TRUST
 from ._node import PROCESSED_HEADER
-from ._transport import FRAME_BYTES_LIMIT, PeerLinks, unpack_frame
+from ._transport import FRAME_BYTES_LIMIT, unpack_frame
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +83,7 @@ async def raft_socket(request: web.Request) -> web.WebSocketResponse:
             if message.frm != peer_id or message.to != own_id:
                 _drop(request, peer, f"a raft message from {message.frm} to {message.to} on {peer}'s link")
                 continue
-            if driver is not None:
-                driver.receive(message)
+            driver.receive(message)
     return ws
 
 
@@ -128,20 +126,3 @@ def make_peer_app(error_middleware: Callable[..., Awaitable[web.StreamResponse]]
     app.router.add_get("/peer/blocks", peer_blocks)
     app.router.add_get("/peer/status", peer_status)
     return app
-
-
-class RaftTransport:
-    """The driver's transport: each message goes on the Raft link to its node."""
-
-    def __init__(self, genesis: Genesis) -> None:
-        self.links: PeerLinks | None = None
-        self._state_of = {s.node_id: s.code for s in genesis.states}
-
-    def send(self, messages: Sequence[Message]) -> None:
-        links = self.links
-        if links is None:
-            return
-        for m in messages:
-            link = links.raft.get(self._state_of.get(m.to, ""))
-            if link is not None:
-                link.put(encode_message(m))

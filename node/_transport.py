@@ -18,11 +18,14 @@ import collections
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiohttp
 import msgpack
+
+from consensus import Message, encode_message
+from ledger import Genesis
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +178,20 @@ class Link:
 class PeerLinks:
     """The Raft and gossip links to every peer, plus plain HTTPS requests to them."""
 
-    def __init__(self, sessions: dict[str, aiohttp.ClientSession], addresses: dict[str, str]) -> None:
+    def __init__(
+        self,
+        sessions: dict[str, aiohttp.ClientSession],
+        addresses: dict[str, str],
+        on_raft_down: Callable[[str], None],
+        on_gossip_up: Callable[[str], None],
+    ) -> None:
+        """`on_raft_down(peer)` when a Raft link breaks; `on_gossip_up(peer)` when a
+        gossip link (re)connects. Nothing is dialed before `start`."""
         self.sessions = sessions
         self.addresses = addresses
         self.raft: dict[str, Link] = {}
         self.gossip: dict[str, Link] = {}
-
-    def build(self, on_raft_down: Callable[[str], None], on_gossip_up: Callable[[str], None]) -> None:
-        for peer, session in self.sessions.items():
+        for peer, session in sessions.items():
             base = f"wss://{self.addresses[peer]}/peer"
             self.raft[peer] = Link(
                 peer, f"{base}/raft", session, items_max=RAFT_QUEUE_ITEMS_MAX,
@@ -219,3 +228,18 @@ class PeerLinks:
         url = f"https://{self.addresses[peer]}{path}"
         timeout = aiohttp.ClientTimeout(total=timeout_s)
         return await self.sessions[peer].get(url, timeout=timeout)
+
+
+class RaftTransport:
+    """The driver's transport: each message goes on the Raft link to its node."""
+
+    def __init__(self, genesis: Genesis, links: PeerLinks) -> None:
+        self._links = links
+        self._state_of = {s.node_id: s.code for s in genesis.states}
+
+    def send(self, messages: Sequence[Message]) -> None:
+        raft = self._links.raft
+        for m in messages:
+            link = raft.get(self._state_of.get(m.to, ""))
+            if link is not None:
+                link.put(encode_message(m))

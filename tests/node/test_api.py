@@ -21,7 +21,7 @@ from .helpers import InProcessNode, in_process_node, until
 @pytest.fixture
 async def ru(tmp_path: Path) -> AsyncIterator[InProcessNode]:
     async with in_process_node(tmp_path) as n:
-        await until(lambda: n.node.can_propose(), what="the node to lead")
+        await until(lambda: n.node.proposer.can_propose(), what="the node to lead")
         yield n
 
 

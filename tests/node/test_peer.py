@@ -12,9 +12,9 @@ import pytest
 
 from consensus import Message, MessageType, NodeId, encode_message
 from ledger import Attestation, KeyPair
-from node import make_certificate
-from node._keys import METRICS
-from node._node import GOSSIP_ATTESTATION, GOSSIP_DOCUMENT
+from node import EXIT_DIVERGED, make_certificate
+from node._gossip import GOSSIP_ATTESTATION, GOSSIP_DOCUMENT
+from node._keys import EXIT_CODE, METRICS, STOP
 from node._tls import client_context
 from node._transport import pack_frame
 
@@ -96,8 +96,6 @@ async def test_a_majority_attesting_another_hash_stops_the_node(tmp_path: Path) 
     async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
         node = ru.node
         header = node.store.apply_block([], 1, "RU").header  # a block only RU holds
-        stopped: list[str] = []
-        node.on_fatal = stopped.append
         keys = {s: KeyPair.load(ru.net.node(s).node_key) for s in ("BY", "KZ")}
         other = Attestation(
             "BY", header.height, b"\x01" * 32,
@@ -110,7 +108,8 @@ async def test_a_majority_attesting_another_hash_stops_the_node(tmp_path: Path) 
             keys["KZ"].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, b"\x01" * 32])),
         )
         node.on_gossip("KZ", [msgpack.packb([GOSSIP_ATTESTATION, second.to_list()])])
-        assert node.fatal_error is not None and "DIVERGED" in node.fatal_error and stopped
+        assert node.fatal_error is not None and "DIVERGED" in node.fatal_error
+        assert ru.app[STOP].is_set() and ru.app[EXIT_CODE][0] == EXIT_DIVERGED  # the process exits 3
         response = await ru.client.get("/v1/status")
         assert response.status == 200  # status still tells what happened
         refused = await ru.client.post("/v1/documents", json={})

@@ -105,13 +105,13 @@ def test_entries_round_trip_and_refuse_garbage() -> None:
 def test_verified_documents_are_remembered_with_their_signature() -> None:
     """A node's memory of checked signatures vouches for that signature only, and is bounded."""
     from ledger import KeyPair, SignedDocument, make_document
-    from node._node import _Verified
+    from node._admission import Verified
 
     key = KeyPair.generate()
     docs = [
         make_document("c", "introduce", key.participant_id, n, 10, codes=["x"]).sign(key) for n in range(3)
     ]
-    verified = _Verified(2)
+    verified = Verified(2)
     for doc in docs:
         verified.add(doc)
     forged = SignedDocument(docs[2].body, bytes(64), docs[2].document)

@@ -1,0 +1,104 @@
+"""Attestations: this node signs each block hash it computed, and checks its peers'.
+
+A peer's attestation of a block we hold is stored when it agrees with our hash. One
+that disagrees is logged and remembered; when a majority of member states attest
+another hash than ours at some height, this node has diverged, and it stops loudly
+rather than serve or spread a wrong state. Attestations for heights we have not
+reached yet wait, bounded, until we apply that block.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ledger import Attestation, BlockHeader, Genesis, KeyPair, LedgerStore, Verifier
+
+from ._gossip import attestation_item
+
+log = logging.getLogger(__name__)
+
+# Attestations for blocks we have not applied yet wait here, bounded in heights ahead
+# and in number, so that a peer far ahead cannot fill our memory.
+EARLY_ATTESTATIONS_MAX = 20_000
+EARLY_ATTESTATION_HEIGHTS_AHEAD = 10_000
+# Our latest attestations sent again to a peer whose link comes back: enough to cover
+# what a crash or a broken connection may have lost, cheap to check for the peer.
+ATTESTATIONS_RESENT = 256
+
+
+class Attestations:
+    def __init__(
+        self,
+        genesis: Genesis,
+        state: str,
+        key: KeyPair,
+        store: LedgerStore,
+        verifier: Verifier,
+        gossip_all: Callable[[bytes], None],
+        gossip_to: Callable[[str, bytes], None],
+        fail: Callable[[str], None],
+    ) -> None:
+        self._genesis = genesis
+        self._state = state
+        self._key = key
+        self._store = store
+        self._verifier = verifier
+        self._gossip_all = gossip_all
+        self._gossip_to = gossip_to
+        self._fail = fail
+        self._early: dict[int, list[Attestation]] = {}
+        self._early_count = 0
+        self._conflicts: dict[int, dict[str, bytes]] = {}
+
+    def attest(self, header: BlockHeader) -> None:
+        """Sign a block we applied, store and gossip the signature, then check the
+        peers' attestations of it that arrived early."""
+        att = Attestation.make(self._key, self._genesis.chain_id, self._state, header)
+        self._store.add_attestation(att, self._verifier)
+        self._gossip_all(attestation_item(att))
+        early = self._early.pop(header.height, None)
+        if early:
+            self._early_count -= len(early)
+            for other in early:
+                self._check(other, header)
+
+    def resend(self, peer: str) -> None:
+        """A gossip link (re)connected: send it our latest attestations again, since
+        those in flight when it broke (or the peer crashed) are lost."""
+        head = self._store.head.height
+        for height in range(max(1, head - ATTESTATIONS_RESENT + 1), head + 1):
+            for att in self._store.attestations(height):
+                if att.state == self._state:
+                    self._gossip_to(peer, attestation_item(att))
+
+    def receive(self, peer: str, att: Attestation) -> None:
+        if att.state != peer:
+            return  # each node speaks for itself only
+        header = self._store.header(att.height)
+        if header is not None:
+            self._check(att, header)
+            return
+        head = self._store.head.height
+        soon = head < att.height <= head + EARLY_ATTESTATION_HEIGHTS_AHEAD
+        if soon and self._early_count < EARLY_ATTESTATIONS_MAX:
+            self._early.setdefault(att.height, []).append(att)
+            self._early_count += 1
+
+    def _check(self, att: Attestation, header: BlockHeader) -> None:
+        if att.block_hash == header.hash:
+            if not self._store.has_attestation(att.height, att.state):
+                self._store.add_attestation(att, self._verifier)
+            return
+        if not att.verify(self._genesis, self._verifier):
+            return
+        log.error("%s attests block %d as %s..., we hold %s...", att.state, att.height,
+                  att.block_hash.hex()[:16], header.hash.hex()[:16])
+        others = self._conflicts.setdefault(att.height, {})
+        others[att.state] = att.block_hash
+        agreeing = sum(1 for h in others.values() if h == att.block_hash)
+        if agreeing >= self._genesis.quorum:
+            self._fail(
+                f"DIVERGED at block {att.height}: a majority of member states attested "
+                f"{att.block_hash.hex()[:16]}..., this node holds {header.hash.hex()[:16]}..."
+            )

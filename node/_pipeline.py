@@ -1,0 +1,231 @@
+"""The apply pipeline: committed Raft entries become blocks of the ledger, in order.
+
+The driver hands committed entries to `deliver`, which only queues them: the applier
+task executes the blocks on a worker thread, so Raft keeps replicating, committing and
+answering heartbeats while a large block is applied, and several blocks flow through
+the pipeline at once. The queue is bounded: when the applier falls behind, `deliver`
+waits, and Raft slows down with it.
+
+After each block: its documents leave the mempool, waiting clients hear their outcome,
+and `on_applied` is told (the node attests the block's hash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from consensus import Entry, LogIndex
+from ledger import AppliedBlock, LedgerStore, Reason, Result, SignedDocument
+
+from ._admission import Verified
+from ._mempool import Mempool
+from ._metrics import Metrics
+from ._waiters import Waiters
+
+log = logging.getLogger(__name__)
+
+# Committed blocks waiting for the applier. Enough to keep it busy through a burst,
+# few enough that memory stays bounded (a block is at most a few MiB).
+APPLY_QUEUE_MAX = 64
+
+
+def encode_entry(time_ms: int, proposer: str, wires: Sequence[bytes]) -> bytes:
+    """A Raft entry's data: one proposed block, [time ms, proposer state, [wires]]."""
+    out: bytes = msgpack.packb([time_ms, proposer, list(wires)], use_bin_type=True)
+    return out
+
+
+def decode_entry(data: bytes) -> tuple[int, str, list[bytes]]:
+    value = msgpack.unpackb(data, raw=False, use_list=True)
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or type(value[0]) is not int
+        or not isinstance(value[1], str)
+        or not isinstance(value[2], list)
+        or not all(type(w) is bytes for w in value[2])
+    ):
+        raise ValueError("a block entry is [time_ms, proposer, [document wires]]")
+    return value[0], value[1], value[2]
+
+
+def outcome_json(doc_id: bytes, height: int, position: int, result: Result) -> dict[str, Any]:
+    view = result.to_json()
+    return {
+        "id": doc_id.hex(),
+        "status": view["status"],
+        "reason": view["reason"],
+        "message": view["message"],
+        "height": height,
+        "position": position,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    index: int
+    term: int
+    time_ms: int
+    proposer: str
+    wires: list[bytes]
+    decoded: dict[bytes, SignedDocument]  # those this node decoded at admission
+
+
+class ApplyPipeline:
+    """Queues committed entries and applies them as blocks, one at a time, in order."""
+
+    def __init__(
+        self,
+        state: str,
+        store: LedgerStore,
+        mempool: Mempool,
+        committed: set[bytes],
+        verified: Verified,
+        waiters: Waiters,
+        metrics: Metrics,
+        on_applied: Callable[[AppliedBlock], None],
+        fail: Callable[[str], None],
+    ) -> None:
+        self._store = store
+        self._mempool = mempool
+        self._committed = committed
+        self._verified = verified
+        self._waiters = waiters
+        self._metrics = metrics
+        self._on_applied = on_applied
+        self._fail = fail
+        self.delivered_term = 0  # term of the last entry the driver handed over
+        self._delivered_index = 0
+        self._restored_index = 0  # a snapshot restored up to here (raft index)
+        self._last_queued = 0
+        self._queue: collections.deque[_Queued] = collections.deque()
+        self._queue_changed = asyncio.Event()
+        self._applying: int | None = None
+        # One worker applies blocks, so the event loop keeps answering meanwhile.
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"apply-{state}")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    async def deliver(self, entries: Sequence[Entry]) -> None:
+        """Committed entries from the driver: queue the blocks they carry."""
+        for entry in entries:
+            self.delivered_term = entry.term
+            self._delivered_index = max(self._delivered_index, entry.index)
+            if not entry.data or entry.index <= max(self._store.head.raft_index, self._last_queued):
+                continue
+            try:
+                time_ms, proposer, wires = decode_entry(entry.data)
+            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+                # Every node sees the same bytes and skips them alike.
+                log.error("raft entry %d is not a block proposal; skipped", entry.index)
+                continue
+            while len(self._queue) >= APPLY_QUEUE_MAX:
+                self._queue_changed.clear()
+                await self._queue_changed.wait()
+            # Committed documents leave the mempool at once: the leader must not
+            # propose them again while their block waits for the applier.
+            decoded = self.take_committed(wires)
+            self._queue.append(_Queued(entry.index, entry.term, time_ms, proposer, wires, decoded))
+            self._last_queued = entry.index
+            self._queue_changed.set()
+
+    async def run(self) -> None:
+        """The applier task."""
+        while True:
+            if not self._queue:
+                self._queue_changed.clear()
+                await self._queue_changed.wait()
+                continue
+            item = self._queue[0]
+            self._applying = item.index
+            try:
+                started = time.perf_counter()
+                applied = await self.execute(item.wires, item.time_ms, item.proposer, item.term, item.index,
+                                             item.decoded)
+                self._metrics.apply_latency.observe(time.perf_counter() - started)
+                self.finish(applied)
+            except Exception as exc:
+                self._fail(f"applying the block of raft entry {item.index} failed: {exc!r}")
+                raise
+            finally:
+                self._applying = None
+            self._queue.popleft()
+            self._queue_changed.set()
+
+    async def idle(self) -> None:
+        """Wait until every queued block is applied."""
+        while self._queue or self._applying is not None:
+            self._queue_changed.clear()
+            await self._queue_changed.wait()
+
+    def processed_index(self) -> int:
+        """The Raft index up to which every entry is applied to the ledger."""
+        if self._applying is not None:
+            return self._applying - 1
+        if self._queue:
+            return self._queue[0].index - 1
+        return max(self._delivered_index, self._store.head.raft_index, self._restored_index)
+
+    def applied_index(self) -> LogIndex:
+        return LogIndex(max(self._store.head.raft_index, self._restored_index))
+
+    def note_restored(self, index: int) -> None:
+        """A snapshot up to this Raft index is restored: entries up to it are done."""
+        self._restored_index = max(self._restored_index, index)
+        self._delivered_index = max(self._delivered_index, index)
+        self._last_queued = max(self._last_queued, index)
+
+    def take_committed(self, wires: Sequence[bytes]) -> dict[bytes, SignedDocument]:
+        """Documents of a block about to be applied leave the mempool (see `deliver`);
+        those we decoded already, by wire bytes."""
+        ids, decoded = self._mempool.pop_wires(wires)
+        self._committed.update(ids)
+        return decoded
+
+    async def execute(self, wires: list[bytes], time_ms: int, proposer: str, term: int, index: int,
+                      decoded: dict[bytes, SignedDocument] | None = None) -> AppliedBlock:
+        """Apply one block on the worker thread."""
+        loop = asyncio.get_running_loop()
+        verified = self._verified.__contains__
+        store = self._store
+
+        def run() -> AppliedBlock:
+            return store.apply_block(wires, time_ms, proposer, raft_term=term, raft_index=index,
+                                     verified=verified, decoded=decoded)
+
+        return await loop.run_in_executor(self._pool, run)
+
+    def finish(self, applied: AppliedBlock) -> None:
+        """After a block: mempool, waiting clients, metrics, then `on_applied`."""
+        header = applied.header
+        self._mempool.remove(applied.document_ids)
+        applied_count = 0
+        for position, (doc_id, result) in enumerate(zip(applied.document_ids, applied.results)):
+            if doc_id is None:
+                self._metrics.rejected(result.reason.value).inc()
+                continue
+            self._verified.discard(doc_id)
+            self._committed.discard(doc_id)
+            if result.applied:
+                applied_count += 1
+            else:
+                self._metrics.rejected(result.reason.value).inc()
+            # A second copy of a document (proposed again after a lost answer) is only
+            # a duplicate: the client waited for the first.
+            if result.reason is not Reason.DUPLICATE:
+                self._waiters.resolve(doc_id, outcome_json(doc_id, header.height, position, result))
+        self._metrics.documents_applied.inc(applied_count)
+        self._metrics.height.set(header.height)
+        self._metrics.mempool_documents.set(len(self._mempool))
+        self._metrics.mempool_bytes.set(self._mempool.size_bytes)
+        self._on_applied(applied)
