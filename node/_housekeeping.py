@@ -43,6 +43,7 @@ class Housekeeping:
         self._metrics = metrics
         self._status_item = status_item
         self._fail = fail
+        self._leader_seen = 0
 
     async def run(self) -> None:
         last_status = 0.0
@@ -82,5 +83,7 @@ class Housekeeping:
             leader = self._genesis.state_by_node(driver.leader).code
         except KeyError:
             return
-        for wire in self._mempool.stale(RESEND_AFTER_S, now_s, RESEND_BATCH_MAX):
+        older_than_s = RESEND_AFTER_S if driver.leader == self._leader_seen else 0.0
+        self._leader_seen = driver.leader
+        for wire in self._mempool.stale(older_than_s, now_s, RESEND_BATCH_MAX):
             self._links.gossip_to(leader, document_item(wire))

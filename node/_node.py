@@ -15,6 +15,7 @@ its constructor; parts call each other only through the callables they were give
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -196,9 +197,15 @@ class Node:
     # -- the wiring between parts ------------------------------------------------------
 
     def _admitted(self, signed: SignedDocument, wire: bytes, from_client: bool) -> None:
-        if from_client:
-            self.links.gossip_all(document_item(wire))
-        self.proposer.wake()
+        """An admitted document goes to the leader, the one node that orders it; a
+        follower keeps it until its block is applied and sends it again to a new
+        leader (housekeeping). Raft then carries it to every node, once."""
+        driver = self.driver
+        if driver.is_leader:
+            self.proposer.wake()
+        elif driver.leader:
+            with contextlib.suppress(KeyError):
+                self.links.gossip_to(self.genesis.state_by_node(driver.leader).code, document_item(wire))
 
     def _applied(self, applied: AppliedBlock) -> None:
         self.attestations.attest(applied.header)

@@ -197,6 +197,32 @@ async def test_leader_killed_under_load_loses_nothing_acknowledged(cluster: Clus
     await asyncio.to_thread(cluster.wait_agreement)
 
 
+async def test_documents_admitted_while_the_leader_is_dead_reach_the_next_leader(cluster: Cluster) -> None:
+    """Followers forward documents to the leader only: what a follower admitted while the
+    leader was dead is sent to the next leader as soon as it appears, and commits."""
+    ensure_all_up(cluster)
+    old = cluster.leader()
+    await asyncio.to_thread(kill, cluster.net.dir, old)
+    follower = next(s for s in STATES if s != old)
+    docs = [cluster.docs.ship(cluster.producer, cluster.buyers["BY"], cluster.fresh_codes(1)) for _ in range(5)]
+    try:
+        async with NodeClient(cluster.url(follower), key=cluster.producer, chain_id=cluster.net.chain_id) as client:
+            pending = [await client.submit(doc, wait=False) for doc in docs]
+            assert {p["status"] for p in pending} == {"pending"}, pending
+
+            async def all_applied() -> bool:
+                statuses = await asyncio.gather(*(doc_status(client, p["id"]) for p in pending))
+                return set(statuses) == {"applied"}
+
+            deadline = time.monotonic() + 30
+            while not await all_applied():
+                assert time.monotonic() < deadline, "documents admitted during the election never committed"
+                await asyncio.sleep(0.1)
+    finally:
+        await asyncio.to_thread(start, cluster.net.dir, old)
+    await asyncio.to_thread(cluster.wait_agreement)
+
+
 async def test_a_node_far_behind_catches_up_from_a_snapshot(cluster: Cluster) -> None:
     """A node down while the others commit more than a compaction interval restores a
     snapshot by fetching and re-executing the blocks it lacks, then follows again."""
