@@ -30,14 +30,14 @@ names the key and says what is wrong, never a traceback from deep inside a libra
     snapshot_every_entries = 1000
 
     [block]
-    max_documents = 2000
-    max_bytes = 4194304
-    max_wait_ms = 5
-    proposals_in_flight = 16
+    documents_max = 2000
+    bytes_max = 4194304
+    wait_max_ms = 5
+    proposals_in_flight_max = 16
 
     [mempool]
-    max_documents = 100000
-    max_bytes = 134217728
+    documents_max = 100000
+    bytes_max = 134217728
 
     [log]
     level = "INFO"
@@ -88,21 +88,21 @@ class RaftConfig:
 class BlockConfig:
     # A block is applied in one go on every node; 2,000 documents keep one apply
     # around a few hundred milliseconds, well inside the election timeout.
-    max_documents: int = 2000
-    max_bytes: int = 4 << 20
+    documents_max: int = 2000
+    bytes_max: int = 4 << 20
     # How long the leader waits for more documents before it proposes a partial block.
-    max_wait_ms: int = 5
+    wait_max_ms: int = 5
     # Proposals committed concurrently: several in flight share fsyncs and keep the
     # followers busy while the leader applies.
-    proposals_in_flight: int = 16
+    proposals_in_flight_max: int = 16
 
 
 @dataclass(frozen=True, slots=True)
 class MempoolConfig:
     # Admitted documents not yet in a block. Beyond these bounds the node answers 503
     # and clients back off, instead of the node growing until it falls over.
-    max_documents: int = 100_000
-    max_bytes: int = 128 << 20
+    documents_max: int = 100_000
+    bytes_max: int = 128 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,14 +194,14 @@ def _check_limits(c: NodeConfig) -> None:
         (0 < c.raft.heartbeat_ticks < c.raft.election_ticks,
          "raft.heartbeat_ticks must be positive and below raft.election_ticks"),
         (c.raft.snapshot_every_entries >= 0, "raft.snapshot_every_entries must be 0 (never) or more"),
-        (1 <= c.block.max_documents <= 100_000, "block.max_documents must be between 1 and 100000"),
-        (64 << 10 <= c.block.max_bytes <= 32 << 20,
-         "block.max_bytes must be between 65536 and 33554432"),
-        (0 <= c.block.max_wait_ms <= 10_000, "block.max_wait_ms must be between 0 and 10000"),
-        (1 <= c.block.proposals_in_flight <= 64, "block.proposals_in_flight must be between 1 and 64"),
-        (c.mempool.max_documents >= c.block.max_documents,
-         "mempool.max_documents must be at least block.max_documents"),
-        (c.mempool.max_bytes >= c.block.max_bytes, "mempool.max_bytes must be at least block.max_bytes"),
+        (1 <= c.block.documents_max <= 100_000, "block.documents_max must be between 1 and 100000"),
+        (64 << 10 <= c.block.bytes_max <= 32 << 20,
+         "block.bytes_max must be between 65536 and 33554432"),
+        (0 <= c.block.wait_max_ms <= 10_000, "block.wait_max_ms must be between 0 and 10000"),
+        (1 <= c.block.proposals_in_flight_max <= 64, "block.proposals_in_flight_max must be between 1 and 64"),
+        (c.mempool.documents_max >= c.block.documents_max,
+         "mempool.documents_max must be at least block.documents_max"),
+        (c.mempool.bytes_max >= c.block.bytes_max, "mempool.bytes_max must be at least block.bytes_max"),
     ]
     for ok, message in checks:
         if not ok:

@@ -124,7 +124,7 @@ class Node:
         self.verifier = Verifier()
         self.fatal_error: str | None = None
         self._on_fatal = on_fatal
-        self.mempool = Mempool(config.mempool.max_documents, config.mempool.max_bytes)
+        self.mempool = Mempool(config.mempool.documents_max, config.mempool.bytes_max)
         self.waiters = Waiters()
         verified = Verified()
         # Documents in committed blocks that the applier has not reached yet: still

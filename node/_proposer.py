@@ -62,19 +62,19 @@ class Proposer:
     async def run(self) -> None:
         """The proposer task."""
         config = self._config
-        wait_s = config.max_wait_ms / 1000
+        wait_s = config.wait_max_ms / 1000
         pool = self._mempool
         while True:
             self._wake.clear()
-            if not self.can_propose() or self.in_flight >= config.proposals_in_flight or not pool.unproposed:
+            if not self.can_propose() or self.in_flight >= config.proposals_in_flight_max or not pool.unproposed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
                 continue
-            full = pool.unproposed >= config.max_documents or pool.unproposed_bytes >= config.max_bytes
+            full = pool.unproposed >= config.documents_max or pool.unproposed_bytes >= config.bytes_max
             if not full and self.in_flight > 0 and wait_s > 0:
                 # Something is in flight already: gather a fuller block for a moment.
                 await asyncio.sleep(wait_s)
-            batch = pool.take(config.max_documents, config.max_bytes)
+            batch = pool.take(config.documents_max, config.bytes_max)
             if batch:
                 self.in_flight += 1
                 asyncio.get_running_loop().create_task(self._propose(batch))

@@ -29,7 +29,7 @@ def test_config_paths_resolve_against_the_file(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, BASE))
     assert config.genesis == (tmp_path / "genesis.json").resolve()
     assert config.ledger_dir == (tmp_path / "RU" / "data" / "ledger").resolve()
-    assert config.block.max_documents == 2000 and config.raft.tick_ms == 100
+    assert config.block.documents_max == 2000 and config.raft.tick_ms == 100
 
 
 @pytest.mark.parametrize(
@@ -42,8 +42,8 @@ def test_config_paths_resolve_against_the_file(tmp_path: Path) -> None:
         ({"api": {"port": "80"}}, "api.port must be an integer"),
         ({"api": {"speed": 1}}, "unknown key(s) in [api]: speed"),
         ({"raft": {"heartbeat_ticks": 10, "election_ticks": 10}}, "heartbeat_ticks"),
-        ({"block": {"max_documents": 0}}, "block.max_documents"),
-        ({"mempool": {"max_documents": 10}}, "mempool.max_documents"),
+        ({"block": {"documents_max": 0}}, "block.documents_max"),
+        ({"mempool": {"documents_max": 10}}, "mempool.documents_max"),
         ({"tls": {"cert": "a"}}, "tls.key is required"),
         ({"log": {"level": "LOUD"}}, "[log]"),
     ],
