@@ -302,7 +302,7 @@ class Auditor:
         self._check_results(expected, raw, ours.results)
         self._check_header(header, ours.header)
         attested = self._check_attestations(header, raw.attestations)
-        self.replica.commit_block(prepared)
+        self.replica.write_block(prepared)
         for att in attested:
             self.replica.add_attestation(att, self.verifier)
         report.documents += len(raw.documents)

@@ -163,7 +163,8 @@ class _Overlay:
     def delete(self, key: bytes) -> None:
         self.doc[key] = None
 
-    def commit_doc(self) -> None:
+    def write_doc(self) -> None:
+        """Keep the document's writes: they become part of the block's."""
         self.block.update(self.doc)
         self.doc = {}
 
@@ -309,10 +310,10 @@ class _Context:
         except Rejected as rej:
             self.ov.drop_doc()
             self._record(rej.result)
-            self.ov.commit_doc()
+            self.ov.write_doc()
             return signed, rej.result
         self._record(APPLIED)
-        self.ov.commit_doc()
+        self.ov.write_doc()
         return signed, APPLIED
 
     def _admit(self, signed: SignedDocument, verified: Callable[[bytes], bool] | None) -> None:
@@ -333,11 +334,11 @@ class _Context:
             raise Rejected(Reason.DUPLICATE, "this document was already recorded")
         if doc.expires_at_ms < self.time_ms:
             self._record(Result(Reason.EXPIRED, "document expired before it was ordered"))
-            self.ov.commit_doc()
+            self.ov.write_doc()
             raise Rejected(Reason.EXPIRED, "document expired before it was ordered")
         if signer.status == REVOKED:
             self._record(Result(Reason.REVOKED, "the signer's registration is revoked"))
-            self.ov.commit_doc()
+            self.ov.write_doc()
             raise Rejected(Reason.REVOKED, "the signer's registration is revoked")
         self.signer = signer
 

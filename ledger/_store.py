@@ -181,7 +181,7 @@ class LedgerStore:
     ) -> AppliedBlock:
         """Execute, store and make durable one block built from ordered documents."""
         prepared = self.prepare_block(documents, time_ms, proposer, raft_term, raft_index, verified)
-        self.commit_block(prepared)
+        self.write_block(prepared)
         return prepared.applied
 
     def prepare_block(
@@ -220,8 +220,8 @@ class LedgerStore:
         ids = [d.id if d is not None else None for d in outcome.documents]
         return PreparedBlock(AppliedBlock(header, outcome.results, ids), list(documents), outcome.writes)
 
-    def commit_block(self, prepared: PreparedBlock) -> None:
-        """Store a prepared block and its state changes in one atomic, durable batch."""
+    def write_block(self, prepared: PreparedBlock) -> None:
+        """Write a prepared block and its state changes in one atomic, durable batch."""
         header = prepared.applied.header
         invariant(header.prev_hash == self.head.hash, "a prepared block must extend the head")
         height = header.height
