@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import plyvel
 
@@ -307,8 +307,7 @@ class LedgerStore:
             key = record.parent
             parent = self.code_record(key)
             invariant(parent is not None, f"aggregate {key} of a code is missing")
-            assert parent is not None
-            record = parent
+            record = cast(CodeRecord, parent)  # checked just above; the cast only informs mypy
         return key, record
 
     def code(self, key: str) -> dict[str, Any] | None:
@@ -446,8 +445,7 @@ class LedgerStore:
     def document_id_at(self, height: int, position: int) -> bytes:
         wire = self.db.get(P_BLOCK_DOC + u64(height) + u32(position))
         invariant(wire is not None, f"history names a document at {height}/{position} that is missing")
-        assert wire is not None
-        return document_id(unpack_trusted(wire)[0])
+        return document_id(unpack_trusted(cast(bytes, wire))[0])
 
 
 def open_existing(path: Path, genesis: Genesis) -> LedgerStore:
