@@ -249,12 +249,16 @@ class LedgerStore:
         ids = [d.id if d is not None else None for d in outcome.documents]
         return PreparedBlock(AppliedBlock(header, outcome.results, ids), list(documents), outcome.writes)
 
-    def write_block(self, prepared: PreparedBlock) -> None:
-        """Write a prepared block and its state changes in one atomic, durable batch."""
+    def write_block(self, prepared: PreparedBlock, attestations: Sequence[Attestation] = ()) -> None:
+        """Write a prepared block and its state changes in one atomic, durable batch, with
+        any attestations of it that the caller has verified (an auditor has, and this
+        saves checking them twice)."""
         header = prepared.applied.header
         invariant(header.prev_hash == self.head.hash, "a prepared block must extend the head")
+        block_hash = header.hash
+        invariant(all(a.block_hash == block_hash for a in attestations), "attestations of another block")
         height = header.height
-        new_head = Head(height, header.hash, header.state_hash, header.time_ms, header.raft_index)
+        new_head = Head(height, block_hash, header.state_hash, header.time_ms, header.raft_index)
         with self.db.write_batch(sync=self.sync) as batch:
             for key, value in prepared.writes.items():
                 if value is None:
@@ -270,6 +274,8 @@ class LedgerStore:
             results = [r.to_list() for r in prepared.applied.results]
             batch.put(P_RESULTS + u64(height), pack_trusted(results))
             batch.put(P_BLOCK + u64(height), header.encode())
+            for attestation in attestations:
+                batch.put(P_ATTEST + u64(height) + attestation.state.encode(), attestation.signature)
             batch.put(META_HEAD, pack(new_head.to_list()))
         self.head = new_head
 

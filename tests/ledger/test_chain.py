@@ -25,13 +25,14 @@ from ledger import (
     ProvenanceBundle,
     Verifier,
     inclusion_proof,
+    pack,
     provenance,
     verify_inclusion_proof,
     verify_provenance,
 )
 from ledger._records import P_ATTEST, P_BLOCK, P_BLOCK_DOC, P_RESULTS, u32, u64
 
-from .world import World, make_genesis
+from .world import World, make_genesis, seeded_key
 
 SSCC = "00157035381410375177"
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +110,35 @@ def test_two_workers_give_the_same_report(chain, tmp_path: Path) -> None:
     path, _, _ = chain
     one, two = audit(path, tmp_path, 1), audit(path, tmp_path, 2)
     assert one.to_json() == two.to_json() and two.ok
+
+
+def test_worker_counts_agree_where_signatures_decide(tmp_path: Path) -> None:
+    """A forged signature, a signer registered in the very block it signs in, and a
+    damaged attestation: 1, 2 and 3 workers give the same report and the same replica."""
+    world = World(tmp_path / "db")
+    producer = world.register("RU", ["producer"], "Factory")
+    codes = world.introduced("RU", producer, 4)
+    late = seeded_key("registered-and-signing-in-one-block")
+    register = world.doc(
+        world.regulator("KZ"), DocType.REGISTER_PARTICIPANT,
+        public_key=late.public_key, state="KZ", roles=["wholesaler"], name="Late",
+    )
+    ship = world.doc(producer, DocType.SHIP, receiver=late.participant_id, codes=codes[:2])
+    accept = world.doc(late, DocType.ACCEPT, shipment=ship.id, codes=[])
+    genuine = world.doc(producer, DocType.RETIRE, reason="destroyed", codes=codes[2:3])
+    forged = pack([genuine.body, bytes(64)])
+    results = world.apply(register, ship, accept, forged, genuine)
+    assert [r.reason.value for r in results] == ["applied", "applied", "applied", "bad_signature", "applied"]
+    attest_all(world)
+    flip(world.store.db, P_ATTEST + u64(world.store.head.height) + b"BY", 7)
+    world.store.close()
+    reports, heads = [], []
+    for workers in (1, 2, 3):
+        with Auditor(world.genesis, tmp_path / f"replica-{workers}", workers=workers) as auditor:
+            reports.append(auditor.verify_data_dir(tmp_path / "db").to_json())
+            heads.append(auditor.replica.head)
+    assert reports[0]["failure"]["what"] == "attestation", reports[0]
+    assert reports[1:] == reports[:1] * 2 and heads[1:] == heads[:1] * 2
 
 
 HEIGHT = 9  # the block holding the first shipment
