@@ -148,8 +148,10 @@ class Auditor:
         self.replica = LedgerStore(replica, genesis, sync=False)
         self.verifier = Verifier()
         self.workers = max(1, workers)
+        self._workers: SignatureWorkers | None = None
 
     def close(self) -> None:
+        self._close_workers()
         self.replica.close()
 
     def __enter__(self) -> Auditor:
@@ -195,18 +197,32 @@ class Auditor:
                 if progress is not None:
                     progress(raw.height)
             return
-        workers = SignatureWorkers(self.genesis, self.workers, self._known_keys())
+        ahead: deque[RawBlock] = deque()
         try:
-            ahead: deque[RawBlock] = deque()
             for raw in blocks:
+                workers = self._signature_workers()
                 workers.submit(raw.documents, raw.header, raw.attestations)
                 ahead.append(raw)
                 while _too_far_ahead(ahead):
                     self._verify_next(ahead.popleft(), workers, report, progress)
             while ahead:
                 self._verify_next(ahead.popleft(), workers, report, progress)
-        finally:
-            workers.close()
+        except BaseException:
+            # Verdicts still on their way would be taken for the next call's blocks.
+            self._close_workers()
+            raise
+
+    def _signature_workers(self) -> SignatureWorkers:
+        """The workers, started at the first block and kept across calls (a follower
+        audits a few blocks per round, and starting a process costs more)."""
+        if self._workers is None:
+            self._workers = SignatureWorkers(self.genesis, self.workers, self._known_keys())
+        return self._workers
+
+    def _close_workers(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
 
     def _verify_next(
         self, raw: RawBlock, workers: SignatureWorkers, report: AuditReport,

@@ -226,6 +226,23 @@ def test_audit_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert report.unattested == [first_height + 1]
 
 
+def test_an_auditor_keeps_its_workers_across_calls_and_after_a_failure(chain, tmp_path: Path) -> None:
+    """Like a follower: one auditor with workers audits, fails on damage, then audits the
+    undamaged chain from its checkpoint to the same head as a fresh one-worker audit."""
+    path, world, _ = chain
+    copy, db = tampered(path, tmp_path)
+    flip(db, P_ATTEST + u64(HEIGHT) + b"KZ", 5)
+    db.close()
+    with Auditor(world.genesis, tmp_path / "replica", workers=2) as auditor:
+        failed = auditor.verify_data_dir(copy)
+        resumed = auditor.verify_data_dir(path)
+        again = auditor.verify_data_dir(path)
+    fresh = audit(path, tmp_path)
+    assert failed.failure is not None and failed.failure.height == HEIGHT
+    assert resumed.ok and resumed.start_height == HEIGHT - 1
+    assert resumed.head_hash == fresh.head_hash and again.ok and again.documents == 0
+
+
 def test_inclusion_proofs_verify_against_genesis_only(chain) -> None:
     """A document's inclusion proof checks with genesis alone; any change breaks it."""
     path, world, facts = chain
