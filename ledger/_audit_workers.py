@@ -27,7 +27,7 @@ from typing import Any
 from ._chain import Attestation, BlockHeader
 from ._documents import document_id
 from ._encoding import unpack_trusted
-from ._errors import DecodeError, invariant
+from ._errors import DecodeError, LedgerError, invariant
 from ._genesis import Genesis
 from ._identity import DOMAIN_DOCUMENT, Verifier
 
@@ -37,6 +37,13 @@ CHUNK_DOCUMENTS = 256
 # How long a wait for a verdict may take before checking that the worker still lives;
 # a dead worker must fail the audit, not hang it.
 WAIT_SLICE_S = 1.0
+# A worker told to stop finishes its current chunk (well under a second); one that takes
+# longer than this is stuck and is killed, so that closing an auditor never hangs.
+STOP_WAIT_S = 5.0
+
+
+class WorkerError(LedgerError):
+    """A signature worker process died: the audit cannot go on (it can be rerun)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +139,7 @@ class SignatureWorkers:
         for tasks in self._tasks:
             tasks.put(None)
         for process in self._processes:
-            process.join(timeout=5)
+            process.join(timeout=STOP_WAIT_S)
             if process.is_alive():
                 process.kill()
         for q in (*self._tasks, *self._verdicts):
@@ -151,4 +158,4 @@ class SignatureWorkers:
                 return self._verdicts[worker].get(timeout=WAIT_SLICE_S)
             except queue.Empty:
                 if not self._processes[worker].is_alive():
-                    raise RuntimeError(f"signature worker {worker} died") from None
+                    raise WorkerError(f"signature worker {worker} died") from None
