@@ -8,34 +8,36 @@ first failure stops the audit with the height, what failed and why.
 
 The replica is also the checkpoint: an audit resumes from the replica's head after
 checking that the chain still holds the block the replica ended on. With workers > 1
-the signatures of the next window of blocks are checked in other processes while the
-current window is replayed.
+the signatures of upcoming blocks are checked in worker processes (see
+`_audit_workers`) while the main process replays the blocks in order.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import plyvel
 
+from ._audit_workers import SignatureWorkers, Verdicts
 from ._chain import Attestation, Block, BlockHeader, documents_root
-from ._documents import document_id
-from ._encoding import pack, pack_trusted, unpack, unpack_trusted
+from ._encoding import pack, pack_trusted, unpack
 from ._errors import DecodeError
 from ._genesis import Genesis
-from ._identity import DOMAIN_DOCUMENT, Verifier
+from ._identity import Verifier
 from ._records import P_ATTEST, P_BLOCK, P_BLOCK_DOC, P_PARTICIPANT, P_RESULTS, ParticipantRecord, u64
 from ._state import Result
-from ._store import LedgerStore, prefix_end
+from ._store import LedgerStore, PreparedBlock, prefix_end
 
-# Documents whose signatures go to the worker processes in one window: large enough
-# to keep the workers busy while the main process replays, small enough to bound memory.
-WINDOW_DOCUMENTS = 4_096
-CHUNK_DOCUMENTS = 512
+# How far the signature workers may run ahead of the replay: enough documents to keep
+# every worker busy while the replay catches up, few enough bytes to bound memory.
+AHEAD_DOCUMENTS_MAX = 4_096
+AHEAD_BYTES_MAX = 32 << 20
+
+_PARTICIPANT_BYTE = P_PARTICIPANT[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,28 +142,16 @@ def raw_from_stream(items: Iterable[tuple[Block, list[Attestation]]]) -> Iterato
         )
 
 
-def _verify_chunk(chain_id: str, items: list[tuple[bytes, bytes, bytes, bytes]]) -> list[bytes]:
-    """In a worker process: the verified keys (id and signature) of the documents whose
-    signatures verify."""
-    verifier = Verifier()
-    return [
-        doc_id + signature
-        for doc_id, public_key, signature, body in items
-        if verifier.verify(public_key, signature, DOMAIN_DOCUMENT, chain_id, body)
-    ]
-
-
 class Auditor:
     def __init__(self, genesis: Genesis, replica: Path, workers: int = 1) -> None:
         self.genesis = genesis
         self.replica = LedgerStore(replica, genesis, sync=False)
         self.verifier = Verifier()
         self.workers = max(1, workers)
-        self._pool: ProcessPoolExecutor | None = None
+        self._workers: SignatureWorkers | None = None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+        self._close_workers()
         self.replica.close()
 
     def __enter__(self) -> Auditor:
@@ -188,8 +178,7 @@ class Auditor:
         report = AuditReport(start_height=self.replica.head.height)
         report.final_height = report.start_height
         try:
-            for window in self._windows(blocks):
-                self._verify_window(window, report, progress)
+            self._verify_in_order(blocks, report, progress)
         except _Failed as failed:
             report.ok = False
             report.failure = failed.failure
@@ -197,123 +186,107 @@ class Auditor:
         report.head_hash = self.replica.head.hash
         return report
 
-    # Windows of blocks, with their signatures checked ahead in worker processes.
+    # Signatures checked ahead in worker processes.
 
-    def _windows(
-        self, blocks: Iterable[RawBlock]
-    ) -> Iterator[list[tuple[RawBlock, Future[list[bytes]] | None]]]:
-        window: list[RawBlock] = []
-        count = 0
-        pending: list[tuple[RawBlock, Future[list[bytes]] | None]] | None = None
-        for raw in blocks:
-            window.append(raw)
-            count += len(raw.documents)
-            if count >= WINDOW_DOCUMENTS:
-                submitted = self._submit(window)
-                if pending is not None:
-                    yield pending
-                pending, window, count = submitted, [], 0
-        last = self._submit(window) if window else None
-        if pending is not None:
-            yield pending
-        if last is not None:
-            yield last
-
-    def _submit(self, window: list[RawBlock]) -> list[tuple[RawBlock, Future[list[bytes]] | None]]:
+    def _verify_in_order(
+        self, blocks: Iterable[RawBlock], report: AuditReport, progress: Callable[[int], None] | None
+    ) -> None:
         if self.workers == 1:
-            return [(raw, None) for raw in window]
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers)
-        out: list[tuple[RawBlock, Future[list[bytes]] | None]] = []
-        keys: dict[str, bytes | None] = {}
-        for raw in window:
-            items = [item for wire in raw.documents if (item := self._signature_task(wire, keys))]
-            future = self._pool.submit(_verify_chunk, self.genesis.chain_id, items) if items else None
-            out.append((raw, future))
-        return out
-
-    def _signature_task(
-        self, wire: bytes, keys: dict[str, bytes | None]
-    ) -> tuple[bytes, bytes, bytes, bytes] | None:
-        """What a worker needs to check one signature: the document id, the signer's key,
-        the signature and the body. Only the signer is read here; the replay decodes and
-        checks the document in full, and anything odd is simply left to it."""
+            for raw in blocks:
+                self._verify_block(raw, None, report)
+                if progress is not None:
+                    progress(raw.height)
+            return
+        ahead: deque[RawBlock] = deque()
         try:
-            body, signature = unpack_trusted(wire)
-            signer = unpack_trusted(body)[3]
-        except (ValueError, TypeError, IndexError, KeyError):
-            return None
-        if not isinstance(signer, str) or not isinstance(signature, bytes) or not isinstance(body, bytes):
-            return None
-        if signer not in keys:
-            record = self.replica.db.get(P_PARTICIPANT + signer.encode())
-            keys[signer] = ParticipantRecord.unpack(record).public_key if record is not None else None
-        public_key = keys[signer]
-        if public_key is None:
-            return None
-        return document_id(body), public_key, signature, body
+            for raw in blocks:
+                workers = self._signature_workers()
+                workers.submit(raw.documents, raw.header, raw.attestations)
+                ahead.append(raw)
+                while _too_far_ahead(ahead):
+                    self._verify_next(ahead.popleft(), workers, report, progress)
+            while ahead:
+                self._verify_next(ahead.popleft(), workers, report, progress)
+        except BaseException:
+            # Verdicts still on their way would be taken for the next call's blocks.
+            self._close_workers()
+            raise
 
-    def _verify_window(
-        self,
-        window: list[tuple[RawBlock, Future[list[bytes]] | None]],
-        report: AuditReport,
+    def _signature_workers(self) -> SignatureWorkers:
+        """The workers, started at the first block and kept across calls (a follower
+        audits a few blocks per round, and starting a process costs more)."""
+        if self._workers is None:
+            self._workers = SignatureWorkers(self.genesis, self.workers, self._known_keys())
+        return self._workers
+
+    def _close_workers(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
+            self._workers = None
+
+    def _verify_next(
+        self, raw: RawBlock, workers: SignatureWorkers, report: AuditReport,
         progress: Callable[[int], None] | None,
     ) -> None:
-        for raw, future in window:
-            verified: Callable[[bytes], bool] | None = None
-            if future is not None:
-                ok = set(future.result())
-                verified = ok.__contains__
-            self._verify_block(raw, verified, report)
-            if progress is not None:
-                progress(raw.height)
+        prepared = self._verify_block(raw, workers.next_verdicts(), report)
+        registered = _registered_keys(prepared.writes) if prepared is not None else {}
+        if registered:
+            workers.add_keys(registered)
+        if progress is not None:
+            progress(raw.height)
+
+    def _known_keys(self) -> dict[str, bytes]:
+        """Every participant's public key in the replica, for the workers to start with."""
+        keys = {}
+        for key, value in self.replica.db.iterator(prefix=P_PARTICIPANT):
+            keys[key[len(P_PARTICIPANT):].decode()] = ParticipantRecord.unpack(value).public_key
+        return keys
 
     # One block.
 
     def _verify_block(
-        self, raw: RawBlock, verified: Callable[[bytes], bool] | None, report: AuditReport
-    ) -> None:
+        self, raw: RawBlock, verdicts: Verdicts | None, report: AuditReport
+    ) -> PreparedBlock | None:
+        """Check one block and write it to the replica; None for the checkpoint block.
+        `verdicts` are the workers' signature checks, None to check them here."""
         head = self.replica.head
         expected = head.height + 1
         if raw.height < expected and raw.height == head.height:
             # Resuming: the chain must still hold the block the replica ended on.
-            header = _decode_header(raw)
-            if header.hash != head.hash:
+            if _decode_header(raw).hash != head.hash:
                 raise _fail(raw.height, "checkpoint", "the chain no longer holds the block audited before")
-            return
+            return None
         if not raw.header:
             raise _fail(expected, "missing", f"block {expected} is missing while later blocks exist")
         header = _decode_header(raw)
         self._check_link(header, expected)
-        if header.documents != len(raw.documents):
-            raise _fail(
-                expected,
-                "documents",
-                f"header counts {header.documents} documents, block has {len(raw.documents)}",
-            )
-        root = documents_root(raw.documents)
-        if root != header.documents_root:
-            raise _fail(expected, "documents", "the Merkle root of the documents does not match the header")
+        root = _checked_documents_root(header, raw)
         prepared = self.replica.prepare_block(
-            raw.documents, header.time_ms, header.proposer, header.raft_term, header.raft_index, verified,
+            raw.documents, header.time_ms, header.proposer, header.raft_term, header.raft_index,
+            verdicts.verified.__contains__ if verdicts is not None else None,
             known_documents_root=root,
         )
-        ours = prepared.applied
-        self._check_results(expected, raw, ours.results)
-        self._check_header(header, ours.header)
-        attested = self._check_attestations(header, raw.attestations)
-        self.replica.commit_block(prepared)
-        for att in attested:
-            self.replica.add_attestation(att, self.verifier)
-        report.documents += len(raw.documents)
-        report.applied += sum(1 for r in ours.results if r.applied)
-        report.rejected += sum(1 for r in ours.results if not r.applied)
+        self._check_results(expected, raw, prepared.applied.results)
+        self._check_header(header, prepared.applied.header)
+        attested = self._check_attestations(
+            header, raw.attestations, verdicts.attestations if verdicts is not None else None
+        )
+        self.replica.write_block(prepared, attested)
+        self._count(report, prepared, attested)
+        return prepared
+
+    def _count(self, report: AuditReport, prepared: PreparedBlock, attested: list[Attestation]) -> None:
+        height = prepared.applied.header.height
+        applied = sum(1 for r in prepared.applied.results if r.applied)
+        report.documents += len(prepared.documents)
+        report.applied += applied
+        report.rejected += len(prepared.documents) - applied
         report.attestations += len(attested)
         if len({a.state for a in attested}) >= self.genesis.quorum:
-            if report.final_height == expected - 1:
-                report.final_height = expected
+            if report.final_height == height - 1:
+                report.final_height = height
         else:
-            report.unattested.append(expected)
+            report.unattested.append(height)
 
     def _check_link(self, header: BlockHeader, expected: int) -> None:
         head = self.replica.head
@@ -359,11 +332,16 @@ class Auditor:
             fields = [f for f in theirs.__slots__ if getattr(theirs, f) != getattr(ours, f)]
             raise _fail(theirs.height, "header", f"header fields differ from replay: {', '.join(fields)}")
 
-    def _check_attestations(self, header: BlockHeader, raw: list[tuple[str, bytes]]) -> list[Attestation]:
+    def _check_attestations(
+        self, header: BlockHeader, raw: list[tuple[str, bytes]], hold: list[bool] | None
+    ) -> list[Attestation]:
+        """The block's attestations, each checked here or, when `hold` says, by a worker."""
+        block_hash = header.hash
         out = []
-        for state, signature in raw:
-            att = Attestation(state, header.height, header.hash, signature)
-            if not att.verify(self.genesis, self.verifier):
+        for i, (state, signature) in enumerate(raw):
+            att = Attestation(state, header.height, block_hash, signature)
+            ok = hold[i] if hold is not None else att.verify(self.genesis, self.verifier)
+            if not ok:
                 raise _fail(header.height, "attestation", f"the attestation by {state!r} does not verify")
             out.append(att)
         return out
@@ -374,6 +352,38 @@ def _decode_header(raw: RawBlock) -> BlockHeader:
         return BlockHeader.decode(raw.header)
     except DecodeError as exc:
         raise _fail(raw.height, "header", f"the stored header does not decode: {exc}") from exc
+
+
+def _checked_documents_root(header: BlockHeader, raw: RawBlock) -> bytes:
+    if header.documents != len(raw.documents):
+        counts = f"header counts {header.documents} documents, block has {len(raw.documents)}"
+        raise _fail(header.height, "documents", counts)
+    root = documents_root(raw.documents)
+    if root != header.documents_root:
+        raise _fail(header.height, "documents", "the Merkle root of the documents does not match the header")
+    return root
+
+
+def _too_far_ahead(ahead: deque[RawBlock]) -> bool:
+    """Whether the blocks handed to the workers and not yet replayed exceed the bound;
+    the oldest one is always replayed first, whatever its size."""
+    if len(ahead) <= 1:
+        return False
+    documents = sum(len(raw.documents) for raw in ahead)
+    return documents > AHEAD_DOCUMENTS_MAX or sum(map(_block_bytes, ahead)) > AHEAD_BYTES_MAX
+
+
+def _block_bytes(raw: RawBlock) -> int:
+    return sum(map(len, raw.documents))
+
+
+def _registered_keys(writes: dict[bytes, bytes | None]) -> dict[str, bytes]:
+    """Public keys that a block's writes register (or rewrite: a key never changes)."""
+    return {
+        key[len(P_PARTICIPANT):].decode(): ParticipantRecord.unpack(value).public_key
+        for key, value in writes.items()
+        if key[0] == _PARTICIPANT_BYTE and value is not None
+    }
 
 
 def _decode_results(raw: RawBlock) -> list[Result] | None:

@@ -21,6 +21,9 @@ P_SHIPMENT = b"s"  # shipment id (= ship document id) -> ShipmentRecord
 P_HISTORY = b"h"  # code key 0x00 height position -> [document id, type, sscc]
 P_HOLDING = b"o"  # participant id code key -> b""
 P_FLOW = b"x"  # from state, to state, height, position -> shipment id
+# Store-local indexes: derived from the state when a block is written, never part of the
+# state hash, so a store may add or rebuild one without changing any block.
+P_NESTING = b"n"  # code key 0x00 height position -> [type, sscc]: the code's packs and unpacks
 # Chain
 P_BLOCK = b"B"  # height -> header bytes
 P_BLOCK_DOC = b"D"  # height position -> signed document wire bytes
@@ -31,6 +34,7 @@ P_META = b"M"  # meta keys below
 META_HEAD = b"Mhead"  # [height, block hash, state hash, time ms, raft index]
 META_GENESIS = b"Mgenesis"  # genesis hash
 META_SYNC = b"Msync"  # height at the last explicit sync (a synced write flushes all before it)
+META_NESTING = b"Mnesting"  # present once the nesting index covers every block written
 
 SEP = b"\x00"
 
@@ -70,6 +74,15 @@ def history_key(key: str, height: int, position: int) -> bytes:
 
 def history_prefix(key: str) -> bytes:
     return P_HISTORY + key.encode() + SEP
+
+
+def nesting_prefix(key: str) -> bytes:
+    return P_NESTING + key.encode() + SEP
+
+
+def at_height_position(height: int, position: int) -> bytes:
+    """The key suffix of a place in the chain; keys sort in chain order by it."""
+    return u64(height) + u32(position)
 
 
 def holding_key(owner: str, key: str) -> bytes:

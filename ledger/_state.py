@@ -113,7 +113,8 @@ class _Overlay:
     def delete(self, key: bytes) -> None:
         self.doc[key] = None
 
-    def commit_doc(self) -> None:
+    def write_doc(self) -> None:
+        """Keep the document's writes: they become part of the block's."""
         self.block.update(self.doc)
         self.doc = {}
 
@@ -266,10 +267,10 @@ class _Context:
         except Rejected as rej:
             self.ov.drop_doc()
             self._record(rej.result)
-            self.ov.commit_doc()
+            self.ov.write_doc()
             return signed, rej.result
         self._record(APPLIED)
-        self.ov.commit_doc()
+        self.ov.write_doc()
         return signed, APPLIED
 
     def _admit(self, signed: SignedDocument, verified: Callable[[bytes], bool] | None) -> None:
@@ -291,7 +292,7 @@ class _Context:
         if refusal is not None:
             if refusal.reason in RECORDED_REFUSALS:
                 self._record(refusal)
-                self.ov.commit_doc()
+                self.ov.write_doc()
             raise Rejected(refusal.reason, refusal.message)
         if signer is None:  # the rule refuses unknown signers
             raise InvariantError("an admitted document has a signer")

@@ -8,16 +8,18 @@ that the chain it holds belongs to the genesis it is opened with.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import plyvel
 
 from ._chain import Attestation, Block, BlockHeader, documents_root, results_root
 from ._codes import Sscc, parse_key
-from ._documents import SignedDocument, document_id
+from ._documents import DocType, SignedDocument, document_id
 from ._encoding import pack, pack_trusted, unpack_trusted
 from ._errors import LedgerError, invariant
 from ._genesis import Genesis
@@ -26,6 +28,7 @@ from ._records import (
     AGGREGATE,
     META_GENESIS,
     META_HEAD,
+    META_NESTING,
     META_SYNC,
     P_ATTEST,
     P_BLOCK,
@@ -33,21 +36,35 @@ from ._records import (
     P_CHILDREN,
     P_DOC,
     P_FLOW,
+    P_HISTORY,
     P_HOLDING,
+    P_NESTING,
     P_PARTICIPANT,
     P_RESULTS,
     P_SHIPMENT,
     CodeRecord,
     ParticipantRecord,
     ShipmentRecord,
+    at_height_position,
     code_key,
     history_prefix,
+    nesting_prefix,
     u32,
     u64,
 )
 from ._state import Result, StateMachine, genesis_writes, state_hash_step
 
 PAGE_LIMIT_MAX = 1000
+# A code's history follows the aggregates it was packed in, and theirs in turn. Aggregates
+# nest at most four levels at once; eight bounds the walk with room to spare.
+HISTORY_DEPTH_MAX = 8
+
+Place = tuple[int, int]  # (height, position): where a document is in the chain
+
+_HISTORY_BYTE = P_HISTORY[0]
+# History values that name no aggregate: nearly all of them, recognised without decoding.
+# Every other history value packs or unpacks the code and goes to the nesting index too.
+_PLAIN_HISTORY_VALUES = frozenset(pack_trusted([t.value, ""]) for t in DocType)
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -154,7 +171,18 @@ class LedgerStore:
                 raise StoreError(f"{self.path}: head block {head.height} does not match the head record")
             if self.db.get(P_BLOCK + u64(head.height + 1)) is not None:
                 raise StoreError(f"{self.path}: a block beyond the head exists")
+        if self.db.get(META_NESTING) is None:
+            self._index_nesting()
         return head
+
+    def _index_nesting(self) -> None:
+        """Build the nesting index of a store written before it existed: once, from the
+        history entries that name an aggregate."""
+        with self.db.write_batch(sync=self.sync) as batch:
+            for key, value in self.db.iterator(prefix=P_HISTORY):
+                if value not in _PLAIN_HISTORY_VALUES:
+                    batch.put(P_NESTING + key[1:], value)
+            batch.put(META_NESTING, b"")
 
     def _initialise(self) -> Head:
         writes = genesis_writes(self.genesis)
@@ -166,6 +194,7 @@ class LedgerStore:
                 batch.put(key, value)
             batch.put(META_GENESIS, self.genesis.hash)
             batch.put(META_HEAD, pack(head.to_list()))
+            batch.put(META_NESTING, b"")
         return head
 
     # Applying.
@@ -183,7 +212,7 @@ class LedgerStore:
         """Execute, store and make durable one block built from ordered documents."""
         prepared = self.prepare_block(documents, time_ms, proposer, raft_term, raft_index, verified,
                                       decoded=decoded)
-        self.commit_block(prepared)
+        self.write_block(prepared)
         return prepared.applied
 
     def prepare_block(
@@ -223,24 +252,33 @@ class LedgerStore:
         ids = [d.id if d is not None else None for d in outcome.documents]
         return PreparedBlock(AppliedBlock(header, outcome.results, ids), list(documents), outcome.writes)
 
-    def commit_block(self, prepared: PreparedBlock) -> None:
-        """Store a prepared block and its state changes in one atomic, durable batch."""
+    def write_block(self, prepared: PreparedBlock, attestations: Sequence[Attestation] = ()) -> None:
+        """Write a prepared block and its state changes in one atomic, durable batch, with
+        any attestations of it that the caller has verified (an auditor has, and this
+        saves checking them twice)."""
         header = prepared.applied.header
         invariant(header.prev_hash == self.head.hash, "a prepared block must extend the head")
+        block_hash = header.hash
+        invariant(all(a.block_hash == block_hash for a in attestations), "attestations of another block")
         height = header.height
-        new_head = Head(height, header.hash, header.state_hash, header.time_ms, header.raft_index)
+        new_head = Head(height, block_hash, header.state_hash, header.time_ms, header.raft_index)
         with self.db.write_batch(sync=self.sync) as batch:
             for key, value in prepared.writes.items():
                 if value is None:
                     batch.delete(key)
                 else:
                     batch.put(key, value)
+                    # Inline rather than a second pass: this loop runs once per write.
+                    if key[0] == _HISTORY_BYTE and value not in _PLAIN_HISTORY_VALUES:
+                        batch.put(P_NESTING + key[1:], value)
             prefix = P_BLOCK_DOC + u64(height)
             for position, wire in enumerate(prepared.documents):
                 batch.put(prefix + u32(position), wire)
             results = [r.to_list() for r in prepared.applied.results]
             batch.put(P_RESULTS + u64(height), pack_trusted(results))
             batch.put(P_BLOCK + u64(height), header.encode())
+            for attestation in attestations:
+                batch.put(P_ATTEST + u64(height) + attestation.state.encode(), attestation.signature)
             batch.put(META_HEAD, pack(new_head.to_list()))
         self.head = new_head
 
@@ -324,8 +362,7 @@ class LedgerStore:
             key = record.parent
             parent = self.code_record(key)
             invariant(parent is not None, f"aggregate {key} of a code is missing")
-            assert parent is not None
-            record = parent
+            record = cast(CodeRecord, parent)  # checked just above; the cast only informs mypy
         return key, record
 
     def code(self, key: str) -> dict[str, Any] | None:
@@ -414,57 +451,101 @@ class LedgerStore:
                 break
         return out
 
-    def _own_history(
-        self, key: str, lo: tuple[int, int], hi: tuple[int, int] | None
-    ) -> Iterator[tuple[int, int, str, str]]:
+    def _own_history(self, key: str, lo: Place, hi: Place | None, via: str) -> Iterator[HistoryEntry]:
+        """The code's own entries from `lo` (inclusive) to `hi` (exclusive), by one seek."""
         prefix = history_prefix(key)
-        start = prefix + u64(lo[0]) + u32(lo[1])
-        stop = prefix + u64(hi[0]) + u32(hi[1]) if hi is not None else prefix_end(prefix)
+        start = prefix + at_height_position(*lo)
+        stop = prefix + at_height_position(*hi) if hi is not None else prefix_end(prefix)
         for k, v in self.db.iterator(start=start, stop=stop):
             doc_type, sscc = unpack_trusted(v)
-            yield int.from_bytes(k[-12:-4], "big"), int.from_bytes(k[-4:], "big"), doc_type, sscc
+            yield HistoryEntry(*_place_of(k), b"", doc_type, sscc, via)
 
-    def _history(
-        self, key: str, lo: tuple[int, int], hi: tuple[int, int] | None, via: str, depth: int
-    ) -> list[HistoryEntry]:
-        out: list[HistoryEntry] = []
-        packed_into = ""
-        since = (0, 0)
-        for height, position, doc_type, sscc in self._own_history(key, lo, hi):
-            out.append(HistoryEntry(height, position, b"", doc_type, sscc, via))
-            if not sscc or depth >= 8:
-                continue
-            if doc_type == "aggregate":
-                packed_into, since = sscc, (height, position + 1)
-            elif doc_type == "disaggregate" and packed_into == sscc:
-                out.extend(self._history(sscc, since, (height, position), sscc, depth + 1))
-                packed_into = ""
-        if packed_into:
-            out.extend(self._history(packed_into, since, hi, packed_into, depth + 1))
-        out.sort(key=lambda e: (e.height, e.position))
-        return out
+    def _nesting_event(self, key: str, at: Place, before: bool) -> tuple[Place, str, str] | None:
+        """The code's last pack or unpack before `at`, or its first at or after it: one
+        step of an iterator that seeks there, whatever the length of the history."""
+        prefix = nesting_prefix(key)
+        cut = prefix + at_height_position(*at)
+        if before:
+            it = self.db.iterator(start=prefix, stop=cut, reverse=True)
+        else:
+            it = self.db.iterator(start=cut, stop=prefix_end(prefix))
+        try:
+            found = next(it, None)
+        finally:
+            it.close()
+        if found is None:
+            return None
+        doc_type, sscc = unpack_trusted(found[1])
+        return _place_of(found[0]), doc_type, sscc
 
-    def history(
-        self, key: str, after: tuple[int, int] | None = None, limit: int = 100
-    ) -> list[HistoryEntry]:
+    def _packed_until(self, key: str, since: Place) -> Place | None:
+        """Where the packing that holds the code at `since` ends (its unpack), if it does."""
+        after = self._nesting_event(key, since, before=False)
+        return after[0] if after is not None else None
+
+    def _history_from(
+        self, key: str, lo: Place, hi: Place | None, via: str, depth: int
+    ) -> Iterator[HistoryEntry]:
+        """A code's history from `lo` (inclusive) to `hi` (exclusive), in chain order: its
+        own entries merged with those of each aggregate it was packed in meanwhile.
+
+        Every source is a LevelDB iterator that seeks to its start, and the merge pulls
+        only what it yields, so reading n entries costs O(n + nesting depth) keys
+        however long the history before `lo` is."""
+        own = self._own_history(key, lo, hi, via)
+        heap: list[tuple[int, int, int, HistoryEntry, Iterator[HistoryEntry]]] = []
+        order = itertools.count()  # ties cannot happen; this only keeps tuples comparable
+
+        def push(source: Iterator[HistoryEntry]) -> None:
+            entry = next(source, None)
+            if entry is not None:
+                heapq.heappush(heap, (entry.height, entry.position, next(order), entry, source))
+
+        def push_packed(sscc: str, since: Place) -> None:
+            end = _earlier(self._packed_until(key, since), hi)
+            push(self._history_from(sscc, since, end, sscc, depth + 1))
+
+        push(own)
+        packed = self._nesting_event(key, lo, before=True) if depth < HISTORY_DEPTH_MAX else None
+        if packed is not None and packed[1] == "aggregate":
+            push_packed(packed[2], lo)
+        while heap:
+            _, _, _, entry, source = heapq.heappop(heap)
+            yield entry
+            if source is own and entry.type == "aggregate" and entry.sscc and depth < HISTORY_DEPTH_MAX:
+                push_packed(entry.sscc, (entry.height, entry.position + 1))
+            push(source)
+
+    def history(self, key: str, after: Place | None = None, limit: int = 100) -> list[HistoryEntry]:
         """Every document that touched a code, directly or by moving an aggregate it
-        was packed in, in chain order; a page of at most `limit` after `after`."""
+        was packed in, in chain order; a page of at most `limit` after `after`.
+        A page costs O(limit) key reads wherever in the history it starts."""
         limit = max(1, min(limit, PAGE_LIMIT_MAX))
-        entries = self._history(key, (0, 0), None, "", 0)
-        if after is not None:
-            entries = [e for e in entries if (e.height, e.position) > after]
-        return [replace(e, document_id=self.document_id_at(e.height, e.position)) for e in entries[:limit]]
+        lo = (after[0], after[1] + 1) if after is not None else (0, 0)
+        page = itertools.islice(self._history_from(key, lo, None, "", 0), limit)
+        return [replace(e, document_id=self.document_id_at(e.height, e.position)) for e in page]
 
     def whole_history(self, key: str) -> list[HistoryEntry]:
         """A code's history without pages, for provenance bundles, which must be complete."""
-        entries = self._history(key, (0, 0), None, "", 0)
+        entries = self._history_from(key, (0, 0), None, "", 0)
         return [replace(e, document_id=self.document_id_at(e.height, e.position)) for e in entries]
 
     def document_id_at(self, height: int, position: int) -> bytes:
         wire = self.db.get(P_BLOCK_DOC + u64(height) + u32(position))
         invariant(wire is not None, f"history names a document at {height}/{position} that is missing")
-        assert wire is not None
-        return document_id(unpack_trusted(wire)[0])
+        return document_id(unpack_trusted(cast(bytes, wire))[0])
+
+
+def _place_of(key: bytes) -> Place:
+    """The (height, position) that ends a history or nesting key."""
+    return int.from_bytes(key[-12:-4], "big"), int.from_bytes(key[-4:], "big")
+
+
+def _earlier(a: Place | None, b: Place | None) -> Place | None:
+    """The earlier of two ends, None meaning no end."""
+    if a is None:
+        return b
+    return a if b is None or a < b else b
 
 
 def open_existing(path: Path, genesis: Genesis) -> LedgerStore:

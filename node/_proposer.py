@@ -66,7 +66,8 @@ class Proposer:
         pool = self._mempool
         while True:
             self._wake.clear()
-            if not self.can_propose() or self.in_flight >= config.proposals_in_flight_max or not pool.unproposed:
+            busy = self.in_flight >= config.proposals_in_flight_max
+            if busy or not pool.unproposed or not self.can_propose():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
                 continue

@@ -25,13 +25,14 @@ from ledger import (
     ProvenanceBundle,
     Verifier,
     inclusion_proof,
+    pack,
     provenance,
     verify_inclusion_proof,
     verify_provenance,
 )
 from ledger._records import P_ATTEST, P_BLOCK, P_BLOCK_DOC, P_RESULTS, u32, u64
 
-from .world import World, make_genesis
+from .world import World, make_genesis, seeded_key
 
 SSCC = "00157035381410375177"
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +110,35 @@ def test_two_workers_give_the_same_report(chain, tmp_path: Path) -> None:
     path, _, _ = chain
     one, two = audit(path, tmp_path, 1), audit(path, tmp_path, 2)
     assert one.to_json() == two.to_json() and two.ok
+
+
+def test_worker_counts_agree_where_signatures_decide(tmp_path: Path) -> None:
+    """A forged signature, a signer registered in the very block it signs in, and a
+    damaged attestation: 1, 2 and 3 workers give the same report and the same replica."""
+    world = World(tmp_path / "db")
+    producer = world.register("RU", ["producer"], "Factory")
+    codes = world.introduced("RU", producer, 4)
+    late = seeded_key("registered-and-signing-in-one-block")
+    register = world.doc(
+        world.regulator("KZ"), DocType.REGISTER_PARTICIPANT,
+        public_key=late.public_key, state="KZ", roles=["wholesaler"], name="Late",
+    )
+    ship = world.doc(producer, DocType.SHIP, receiver=late.participant_id, codes=codes[:2])
+    accept = world.doc(late, DocType.ACCEPT, shipment=ship.id, codes=[])
+    genuine = world.doc(producer, DocType.RETIRE, reason="destroyed", codes=codes[2:3])
+    forged = pack([genuine.body, bytes(64)])
+    results = world.apply(register, ship, accept, forged, genuine)
+    assert [r.reason.value for r in results] == ["applied", "applied", "applied", "bad_signature", "applied"]
+    attest_all(world)
+    flip(world.store.db, P_ATTEST + u64(world.store.head.height) + b"BY", 7)
+    world.store.close()
+    reports, heads = [], []
+    for workers in (1, 2, 3):
+        with Auditor(world.genesis, tmp_path / f"replica-{workers}", workers=workers) as auditor:
+            reports.append(auditor.verify_data_dir(tmp_path / "db").to_json())
+            heads.append(auditor.replica.head)
+    assert reports[0]["failure"]["what"] == "attestation", reports[0]
+    assert reports[1:] == reports[:1] * 2 and heads[1:] == heads[:1] * 2
 
 
 HEIGHT = 9  # the block holding the first shipment
@@ -194,6 +224,23 @@ def test_audit_resumes_from_its_checkpoint(tmp_path: Path) -> None:
         report = auditor.verify_data_dir(tmp_path / "db")
     assert report.ok and report.start_height == first_height and report.height == first_height + 1
     assert report.unattested == [first_height + 1]
+
+
+def test_an_auditor_keeps_its_workers_across_calls_and_after_a_failure(chain, tmp_path: Path) -> None:
+    """Like a follower: one auditor with workers audits, fails on damage, then audits the
+    undamaged chain from its checkpoint to the same head as a fresh one-worker audit."""
+    path, world, _ = chain
+    copy, db = tampered(path, tmp_path)
+    flip(db, P_ATTEST + u64(HEIGHT) + b"KZ", 5)
+    db.close()
+    with Auditor(world.genesis, tmp_path / "replica", workers=2) as auditor:
+        failed = auditor.verify_data_dir(copy)
+        resumed = auditor.verify_data_dir(path)
+        again = auditor.verify_data_dir(path)
+    fresh = audit(path, tmp_path)
+    assert failed.failure is not None and failed.failure.height == HEIGHT
+    assert resumed.ok and resumed.start_height == HEIGHT - 1
+    assert resumed.head_hash == fresh.head_hash and again.ok and again.documents == 0
 
 
 def test_inclusion_proofs_verify_against_genesis_only(chain) -> None:
