@@ -7,7 +7,7 @@ counts once the leader's application has applied it), commit latency p50/p99 as 
 client sees it, fsyncs per node, and, for comparison, the rate of single synchronous
 LevelDB writes (put with sync=True) on the same disk in the same run.
 
-    .venv/bin/python bench/raft_bench.py [--seconds N] [--clients N] [--entry-bytes N]
+    .venv/bin/python -m bench.raft_bench [--seconds N] [--clients N] [--entry-bytes N]
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import os
 import platform
 import random
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -26,15 +25,24 @@ from pathlib import Path
 
 import plyvel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from consensus import Entry, LogIndex, Message, NodeId, Snapshot  # noqa: E402
-from consensus._codec import decode_message, encode_message  # noqa: E402
-from consensus._core import Config, ProposalDropped  # noqa: E402
-from consensus._driver import Driver, DriverConfig  # noqa: E402
-from consensus._leveldb import LevelDBStorage  # noqa: E402
+from consensus import (
+    Config,
+    Driver,
+    DriverConfig,
+    Entry,
+    LevelDBStorage,
+    LogIndex,
+    Message,
+    NodeId,
+    ProposalDropped,
+    Snapshot,
+    decode_message,
+    encode_message,
+)
+from testnet import poll_until_async
 
 IDS = (NodeId(1), NodeId(2), NodeId(3))
+LEADER_TIMEOUT_S = 10.0
 
 
 class CountingApp:
@@ -109,13 +117,10 @@ async def run_cluster(args: argparse.Namespace, root: Path) -> dict[str, float]:
 
 
 async def drive_load(args: argparse.Namespace, drivers: dict[NodeId, Driver]) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not any(d.is_leader for d in drivers.values()):
-        if loop.time() > deadline:
-            raise SystemExit("no leader elected within 10 s")
-        await asyncio.sleep(0.01)
-    leader = next(d for d in drivers.values() if d.is_leader)
+    leader = await poll_until_async(
+        lambda: next((d for d in drivers.values() if d.is_leader), None), LEADER_TIMEOUT_S, "a leader",
+        interval_s=0.01,
+    )
 
     payload = os.urandom(args.entry_bytes)
     latencies: list[float] = []
