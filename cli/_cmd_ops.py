@@ -254,7 +254,9 @@ def bench(directory: Path, kind: str, duration: float, clients: int, batch: int,
     try:
         # A node that just (re)started may not know the leader yet; give it a moment.
         net = testnet_lib.load_testnet(directory)
-        testnet_lib.poll_until(lambda: testnet_lib.leader_agreed(net), LEADER_WAIT_S, "a leader all nodes name")
+        testnet_lib.poll_until(
+            lambda: testnet_lib.leader_agreed(net), LEADER_WAIT_S, "a leader all nodes name"
+        )
     except testnet_lib.TestnetError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("preparing and signing the documents ...", err=True)
