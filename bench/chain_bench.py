@@ -25,7 +25,7 @@ from pathlib import Path
 from bench.world import World, raw_verify_seconds
 from ledger import Attestation, Auditor, DocType, LedgerStore, SignedDocument, Verifier
 
-BLOCK_DOCS = 1_000
+BLOCK_DOCUMENTS = 1_000
 
 
 def dir_bytes(path: Path) -> int:
@@ -46,8 +46,8 @@ def build(path: Path, documents: int, attest: bool = True) -> tuple[World, list[
         docs = [world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[c]) for c in codes]
         if not sample:
             sample = docs[:20_000]
-        for i in range(0, len(docs), BLOCK_DOCS):
-            wires = [d.wire() for d in docs[i : i + BLOCK_DOCS]]
+        for i in range(0, len(docs), BLOCK_DOCUMENTS):
+            wires = [d.wire() for d in docs[i : i + BLOCK_DOCUMENTS]]
             world.store.apply_block(wires, world.next_block_time(), "RU", verified=lambda _key: True)
         made += count
     if attest:

@@ -34,6 +34,8 @@ from bench.tamga_bench import run_fresh
 from testnet import PollTimeout, free_ports, poll_until_async
 
 VALUE_BYTES = 200
+# One put waits at most this long (a member stuck for longer counts as an error).
+REQUEST_TIMEOUT_S = 30.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -102,7 +104,8 @@ async def drive(urls: list[str], duration_s: float, clients: int) -> dict[str, A
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=clients * 2 + 8)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await wait_healthy(session, urls)
         started = time.perf_counter()
         deadline = started + duration_s

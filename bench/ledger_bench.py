@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.world import World, raw_verify_seconds
 from ledger import DocType, KeyPair, Result
 
-BLOCK_DOCS = 1_000
+BLOCK_DOCUMENTS = 1_000
 # Nodes write blocks without fsync, since the Raft log already holds each block durably
 # on a majority (and the ledger is fsynced before that log is compacted); --sync
 # measures the stricter fsync-per-block store as well.
@@ -57,8 +57,8 @@ def bench_single(tmp: Path, count: int) -> dict[str, float]:
     docs = [world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[c]) for c in codes]
     chain_id = world.genesis.chain_id
     raw_s = apply_s = 0.0
-    for i in range(0, len(docs), BLOCK_DOCS):
-        block = docs[i : i + BLOCK_DOCS]
+    for i in range(0, len(docs), BLOCK_DOCUMENTS):
+        block = docs[i : i + BLOCK_DOCUMENTS]
         wires = [d.wire() for d in block]
         raw_s += raw_verify_seconds(producer.public_key, chain_id, block)
         block_time_ms = world.next_block_time()

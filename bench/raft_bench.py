@@ -75,13 +75,13 @@ class LoopbackTransport:
             self.drivers[m.to].receive(m)
 
 
-def sync_put_rate(directory: Path, seconds: float) -> float:
+def sync_put_rate(directory: Path, duration_s: float) -> float:
     """Single 200-byte puts with sync=True per second on this disk."""
     db = plyvel.DB(str(directory / "sync-put"), create_if_missing=True)
     value = os.urandom(200)
     n = 0
     start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    while time.perf_counter() - start < duration_s:
         db.put(b"k%d" % n, value, sync=True)
         n += 1
     rate = n / (time.perf_counter() - start)
@@ -144,7 +144,7 @@ async def drive_load(args: argparse.Namespace, drivers: dict[NodeId, Driver]) ->
                 committed += 1
 
     tasks = [asyncio.ensure_future(client()) for _ in range(args.clients)]
-    await asyncio.sleep(args.warmup)  # let the pipeline fill before measuring
+    await asyncio.sleep(args.warmup_s)  # let the pipeline fill before measuring
     syncs_before = {n: d.stats.syncs for n, d in drivers.items()}
     measuring = True
     t_start = time.perf_counter()
@@ -183,7 +183,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured lead-in")
+    parser.add_argument("--warmup", dest="warmup_s", type=float, default=2.0, help="unmeasured lead-in")
     parser.add_argument("--clients", type=int, default=1000, help="proposals in flight")
     parser.add_argument("--entry-bytes", type=int, default=200)
     parser.add_argument("--tick-ms", type=float, default=50.0)

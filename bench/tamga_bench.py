@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from bench.chart import write_chart
-from ledger import KeyPair, SignedDocument
+from ledger import CODES_PER_DOCUMENT_MAX, KeyPair, SignedDocument
 from node.client import NodeClient
 from testnet import (
     GTIN,
@@ -47,8 +47,6 @@ from testnet import (
 )
 
 SHIPMENT_CODES = 1000
-# One emit or introduce document carries at most this many codes (the ledger's cap).
-SETUP_CODES_PER_DOCUMENT = 30_000
 # How many documents the benchmark prepares per second of run and client: more than
 # any run consumes, so that the clients never wait for work.
 SINGLE_RATE_CEILING = 6_000
@@ -110,7 +108,7 @@ async def _setup(net: Testnet, sub: Submitter, kind: str, codes_needed: int) -> 
     codes: list[str] = []
     pending = []
     while len(codes) < codes_needed:
-        serials = docs.serials(min(SETUP_CODES_PER_DOCUMENT, codes_needed - len(codes)))
+        serials = docs.serials(min(CODES_PER_DOCUMENT_MAX, codes_needed - len(codes)))
         batch = [code_key(GTIN, s) for s in serials]
         pending.append((docs.emit(net.regulator(home), producer, serials), docs.introduce(producer, batch)))
         codes.extend(batch)

@@ -149,12 +149,12 @@ def _print_report(result: ledger.AuditReport, as_json: bool) -> None:
 @click.option("--data-dir", metavar="DIR", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="The auditor's own replica; a later run resumes from it.")
 @key_option(required=False)
-@click.option("--interval", metavar="SECONDS", type=click.FloatRange(0.05, 3600), default=1.0,
+@click.option("--interval", "interval_s", metavar="SECONDS", type=click.FloatRange(0.05, 3600), default=1.0,
               show_default=True, help="Pause between pulls.")
 @click.option("--once", is_flag=True, help="Pull and verify what is there now, then stop.")
 @_workers_option
 @json_option
-def follow(node: str, genesis: Path, data_dir: Path, key: Path | None, interval: float, once: bool,
+def follow(node: str, genesis: Path, data_dir: Path, key: Path | None, interval_s: float, once: bool,
            workers: int, as_json: bool) -> None:
     """Keep an auditor's replica: pull new blocks and verify each as it arrives.
 
@@ -176,7 +176,7 @@ def follow(node: str, genesis: Path, data_dir: Path, key: Path | None, interval:
         seen[0] = state.height
 
     try:
-        state = auditing.follow(follower, interval, 1 if once else None, on_round)
+        state = auditing.follow(follower, interval_s, 1 if once else None, on_round)
     except KeyboardInterrupt:
         state = follower.state
     finally:
