@@ -5,7 +5,7 @@
 - process: starts real node processes, servers on loopback, or other interpreters.
 
 A module may say its layer itself (`pytestmark = pytest.mark.unit`); otherwise the most
-specific entry of LAYERS (a file, or a directory) gives it. A test in no layer, or in
+specific entry of LAYERS (a test, a file, or a directory) gives it. A test in no layer, or in
 two, stops the collection: a new test directory needs an entry here.
 """
 
@@ -21,6 +21,9 @@ LAYERS: dict[str, str] = {
     "tests/ledger": "unit",
     "tests/ledger/test_properties.py": "sim",  # random document sequences (hypothesis)
     "tests/ledger/test_determinism.py": "process",  # interpreters with other hash seeds
+    # Writers in child processes, killed with SIGKILL.
+    "tests/ledger/test_chain.py::test_a_writer_killed_at_random_moments_never_leaves_half_a_block": "process",
+    "tests/consensus/test_leveldb_storage.py::test_sigkill_recovers_exactly_the_synced_state": "process",
     "tests/consensus": "unit",
     "tests/consensus/test_random.py": "sim",
     "tests/node": "process",  # in-process nodes serve on loopback; test_cluster runs processes
@@ -29,22 +32,32 @@ LAYERS: dict[str, str] = {
     "tests/cli/test_offline.py": "unit",
     "tests/cli/test_epcis.py": "unit",
     "tests/test_boundaries.py": "unit",
+    "tests/test_layers.py": "unit",
 }
 
 
-def layer_of(rel: str) -> str | None:
-    """The layer LAYERS gives the test file at `rel` (a path under the repository)."""
+def layer_of(rel: str, name: str = "") -> str | None:
+    """The layer LAYERS gives test `name` of the file at `rel` (a path under the repository)."""
+    if f"{rel}::{name}" in LAYERS:
+        return LAYERS[f"{rel}::{name}"]
     matches = [key for key in LAYERS if rel == key or rel.startswith(key + "/")]
     return LAYERS[max(matches, key=len)] if matches else None
+
+
+def _rel(item: pytest.Item) -> str:
+    return item.path.resolve().relative_to(ROOT).as_posix()
+
+
+def _name(item: pytest.Item) -> str:
+    return item.originalname if isinstance(item, pytest.Function) else item.name
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     problems = []
     for item in items:
-        rel = item.path.resolve().relative_to(ROOT).as_posix()
         own = {m.name for m in item.iter_markers() if m.name in MARKERS}
         if not own:
-            layer = layer_of(rel)
+            layer = layer_of(_rel(item), _name(item))
             if layer is not None:
                 item.add_marker(getattr(pytest.mark, layer))
                 own = {layer}
