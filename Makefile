@@ -1,10 +1,11 @@
-# Two commands for a new user: `make testnet` and `make test`.
+# Two commands for a new user: `make testnet` and `make test`. `make check` is the
+# inner loop (lint and the unit layer); `make test` runs every layer: unit, sim, process.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test testnet sim bench lint clean
+.PHONY: check test testnet sim bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,11 +19,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+check: $(STAMP) lint
+	$(BIN)/pytest -m unit
+
 test: $(STAMP) lint
 	$(BIN)/pytest
 
 sim: $(STAMP)
-	SIM_SEEDS=$${SIM_SEEDS:-100000} $(BIN)/pytest tests/consensus -k "random or fuzz" -x
+	SIM_SEEDS=$${SIM_SEEDS:-100000} $(BIN)/pytest -m sim -x
+
+# The end-to-end figure of the README: a fresh three-state testnet, single-code documents.
+bench: $(STAMP)
+	$(BIN)/python -m bench.tamga_bench --fresh --kind single --clients 48 --batch 10
 
 testnet: $(STAMP)
 	$(BIN)/python -m testnet.demo

@@ -1,6 +1,6 @@
 """Auditor verification rate, bytes on disk per transfer, and store open time.
 
-    .venv/bin/python bench/chain_bench.py [--documents 200000] [--repeats 3] [--open-documents 1000000]
+    .venv/bin/python -m bench.chain_bench [--documents 200000] [--repeats 3] [--open-documents 1000000]
 
 Builds a chain of single-code shipment documents (blocks of 1,000, each attested by
 three member states), then measures in the same run, `--repeats` times (median, spread):
@@ -26,24 +26,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger import DOMAIN_DOCUMENT, Attestation, Auditor, DocType, LedgerStore, signing_bytes  # noqa: E402
-from tests.ledger.world import World  # noqa: E402
+from bench.world import World
+from ledger import DOMAIN_DOCUMENT, Attestation, Auditor, DocType, LedgerStore, SignedDocument, signing_bytes
 
-BLOCK_DOCS = 1_000
+BLOCK_DOCUMENTS = 1_000
 
 
 def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def build(path: Path, documents: int, attest: bool = True) -> tuple[World, list]:
+def build(path: Path, documents: int, attest: bool = True) -> tuple[World, list[SignedDocument]]:
     """A chain of `documents` single-code shipments, applied without re-verifying."""
     world = World(path)
     producer = world.register("RU", ["producer"], "Producer")
     buyer = world.register("KZ", ["wholesaler"], "Buyer")
-    sample = []
+    sample: list[SignedDocument] = []
     made = 0
     while made < documents:
         count = min(30_000, documents - made)
@@ -52,27 +52,28 @@ def build(path: Path, documents: int, attest: bool = True) -> tuple[World, list]
         docs = [world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[c]) for c in codes]
         if not sample:
             sample = docs[:20_000]
-        for i in range(0, len(docs), BLOCK_DOCS):
+        for i in range(0, len(docs), BLOCK_DOCUMENTS):
             world.time_ms += 1_000
-            wires = [d.wire() for d in docs[i : i + BLOCK_DOCS]]
+            wires = [d.wire() for d in docs[i : i + BLOCK_DOCUMENTS]]
             world.store.apply_block(wires, world.time_ms, "RU", verified=lambda _key: True)
         made += count
     if attest:
         for height in range(1, world.store.head.height + 1):
             header = world.store.header(height)
-            assert header is not None
+            if header is None:
+                raise RuntimeError(f"block {height} is missing from the benchmark's own chain")
             for state in ("AM", "BY", "KZ"):
                 att = Attestation.make(world.node_key(state), world.genesis.chain_id, state, header)
                 world.store.add_attestation(att, world.store.machine.verifier)
     return world, sample
 
 
-def raw_sample(docs: list, world: World) -> tuple[Any, list[tuple[bytes, bytes]]]:
+def raw_sample(docs: list[SignedDocument], world: World) -> tuple[Any, list[tuple[bytes, bytes]]]:
     """The signer's parsed key and the exact bytes its signatures cover (store still open)."""
     signer = world.store.participant(docs[0].document.signer)
-    assert signer is not None
-    key = world.store.machine.verifier._key(bytes.fromhex(signer["public_key"]))
-    assert key is not None
+    if signer is None:
+        raise RuntimeError("the sample's signer is not registered")
+    key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(signer["public_key"]))
     return key, [(d.signature, signing_bytes(DOMAIN_DOCUMENT, world.genesis.chain_id, d.body)) for d in docs]
 
 
@@ -103,7 +104,8 @@ def audit_rate(world: World, path: Path, tmp: Path, workers: int) -> dict[str, f
         elapsed, main_cpu = time.perf_counter() - wall, time.process_time() - cpu
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     workers_cpu = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
-    assert report.ok, report.failure
+    if not report.ok:
+        raise RuntimeError(f"the audit of the benchmark's own chain failed: {report.failure}")
     shutil.rmtree(replica, ignore_errors=True)
     total_cpu = main_cpu + workers_cpu
     return {

@@ -1,14 +1,14 @@
 """The comparison point: a 3-member etcd cluster on loopback, 200-byte puts over HTTP/JSON.
 
     apt-get install -y etcd-server      # Debian's etcd (3.4 in bookworm)
-    .venv/bin/python bench/etcd_bench.py [--duration 10] [--clients 64] [--json]
-    .venv/bin/python bench/etcd_bench.py --with-tamga [--duration 10] [--clients 64]
+    .venv/bin/python -m bench.etcd_bench [--duration 10] [--clients 64] [--json]
+    .venv/bin/python -m bench.etcd_bench --with-tamga [--duration 10] [--clients 64]
 
 Starts three etcd members in a temporary directory (free loopback ports), lets N
 concurrent clients PUT 200-byte values through etcd's gRPC gateway (POST /v3/kv/put,
 JSON with base64 fields) for the duration, and reports puts/s and latency p50/p95/p99;
 the members are stopped at the end whatever happens. With --with-tamga it also runs
-bench/tamga_bench.py (single-code documents, same clients and duration) on a fresh
+bench.tamga_bench (single-code documents, same clients and duration) on a fresh
 3-state testnet right after, and prints the ratio.
 """
 
@@ -23,7 +23,6 @@ import platform
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,11 +30,12 @@ from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from testnet import free_ports  # noqa: E402
+from bench.tamga_bench import run_fresh
+from testnet import PollTimeout, free_ports, poll_until_async
 
 VALUE_BYTES = 200
+# One put waits at most this long (a member stuck for longer counts as an error).
+REQUEST_TIMEOUT_S = 30.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -83,19 +83,20 @@ def stop_cluster(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 async def wait_healthy(session: aiohttp.ClientSession, urls: list[str], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    async def all_healthy() -> bool:
         try:
             ok = 0
             for url in urls:
                 async with session.get(f"{url}/health") as r:
                     ok += r.status == 200 and json.loads(await r.text()).get("health") == "true"
-            if ok == len(urls):
-                return
+            return ok == len(urls)
         except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise SystemExit("the etcd cluster did not become healthy")
+            return False
+
+    try:
+        await poll_until_async(all_healthy, timeout_s, "the etcd cluster to become healthy", interval_s=0.1)
+    except PollTimeout as exc:
+        raise SystemExit(str(exc)) from None
 
 
 async def drive(urls: list[str], duration_s: float, clients: int) -> dict[str, Any]:
@@ -103,7 +104,8 @@ async def drive(urls: list[str], duration_s: float, clients: int) -> dict[str, A
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=clients * 2 + 8)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await wait_healthy(session, urls)
         started = time.perf_counter()
         deadline = started + duration_s
@@ -166,9 +168,6 @@ def main() -> None:
     args = parser.parse_args()
     result: dict[str, Any] = {"etcd": run_etcd_bench(args.duration, args.clients)}
     if args.with_tamga:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from tamga_bench import run_fresh
-
         tamga = run_fresh("single", args.duration, args.clients, 1)
         result["tamga"] = tamga
         result["ratio_tamga_docs_to_etcd_puts"] = round(tamga["docs_per_s"] / result["etcd"]["puts_per_s"], 3)

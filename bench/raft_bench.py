@@ -7,7 +7,7 @@ counts once the leader's application has applied it), commit latency p50/p99 as 
 client sees it, fsyncs per node, and, for comparison, the rate of single synchronous
 LevelDB writes (put with sync=True) on the same disk in the same run.
 
-    .venv/bin/python bench/raft_bench.py [--seconds N] [--clients N] [--entry-bytes N]
+    .venv/bin/python -m bench.raft_bench [--seconds N] [--clients N] [--entry-bytes N]
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import os
 import platform
 import random
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -26,15 +25,24 @@ from pathlib import Path
 
 import plyvel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from consensus import Entry, LogIndex, Message, NodeId, Snapshot  # noqa: E402
-from consensus._codec import decode_message, encode_message  # noqa: E402
-from consensus._core import Config, ProposalDropped  # noqa: E402
-from consensus._driver import Driver, DriverConfig  # noqa: E402
-from consensus._leveldb import LevelDBStorage  # noqa: E402
+from consensus import (
+    Config,
+    Driver,
+    DriverConfig,
+    Entry,
+    LevelDBStorage,
+    LogIndex,
+    Message,
+    NodeId,
+    ProposalDropped,
+    Snapshot,
+    decode_message,
+    encode_message,
+)
+from testnet import poll_until_async
 
 IDS = (NodeId(1), NodeId(2), NodeId(3))
+LEADER_TIMEOUT_S = 10.0
 
 
 class CountingApp:
@@ -67,13 +75,13 @@ class LoopbackTransport:
             self.drivers[m.to].receive(m)
 
 
-def sync_put_rate(directory: Path, seconds: float) -> float:
+def sync_put_rate(directory: Path, duration_s: float) -> float:
     """Single 200-byte puts with sync=True per second on this disk."""
     db = plyvel.DB(str(directory / "sync-put"), create_if_missing=True)
     value = os.urandom(200)
     n = 0
     start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
+    while time.perf_counter() - start < duration_s:
         db.put(b"k%d" % n, value, sync=True)
         n += 1
     rate = n / (time.perf_counter() - start)
@@ -109,13 +117,10 @@ async def run_cluster(args: argparse.Namespace, root: Path) -> dict[str, float]:
 
 
 async def drive_load(args: argparse.Namespace, drivers: dict[NodeId, Driver]) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    while not any(d.is_leader for d in drivers.values()):
-        if loop.time() > deadline:
-            raise SystemExit("no leader elected within 10 s")
-        await asyncio.sleep(0.01)
-    leader = next(d for d in drivers.values() if d.is_leader)
+    leader = await poll_until_async(
+        lambda: next((d for d in drivers.values() if d.is_leader), None), LEADER_TIMEOUT_S, "a leader",
+        interval_s=0.01,
+    )
 
     payload = os.urandom(args.entry_bytes)
     latencies: list[float] = []
@@ -139,7 +144,7 @@ async def drive_load(args: argparse.Namespace, drivers: dict[NodeId, Driver]) ->
                 committed += 1
 
     tasks = [asyncio.ensure_future(client()) for _ in range(args.clients)]
-    await asyncio.sleep(args.warmup)  # let the pipeline fill before measuring
+    await asyncio.sleep(args.warmup_s)  # let the pipeline fill before measuring
     syncs_before = {n: d.stats.syncs for n, d in drivers.items()}
     measuring = True
     t_start = time.perf_counter()
@@ -178,7 +183,7 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured lead-in")
+    parser.add_argument("--warmup", dest="warmup_s", type=float, default=2.0, help="unmeasured lead-in")
     parser.add_argument("--clients", type=int, default=1000, help="proposals in flight")
     parser.add_argument("--entry-bytes", type=int, default=200)
     parser.add_argument("--tick-ms", type=float, default=50.0)

@@ -1,6 +1,6 @@
 """End-to-end benchmark of a running testnet: signed documents committed per second.
 
-    .venv/bin/python bench/tamga_bench.py --testnet DIR [--kind single|shipment]
+    .venv/bin/python -m bench.tamga_bench --testnet DIR [--kind single|shipment]
         [--duration 10] [--clients 64] [--batch 1] [--fresh] [--json]
 
 Clients (asyncio, in this process) submit signed documents with wait=commit to every
@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -30,22 +29,34 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import msgpack
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.chart import write_chart
+from ledger import CODES_PER_DOCUMENT_MAX, KeyPair, SignedDocument
+from node.client import NodeClient
+from testnet import (
+    GTIN,
+    DocFactory,
+    Testnet,
+    code_key,
+    down,
+    init_testnet,
+    leader_agreed,
+    load_testnet,
+    node_pid,
+    up,
+)
 
-from ledger import KeyPair, SignedDocument  # noqa: E402
-from testnet import Testnet, leader_agreed, load_testnet, node_pid  # noqa: E402
-from testnet._docs import GTIN, DocFactory, code_key  # noqa: E402
-
-MSGPACK = "application/msgpack"
 SHIPMENT_CODES = 1000
-# One emit or introduce document carries at most this many codes (the ledger's cap).
-SETUP_CODES_PER_DOCUMENT = 30_000
 # How many documents the benchmark prepares per second of run and client: more than
 # any run consumes, so that the clients never wait for work.
 SINGLE_RATE_CEILING = 6_000
 SHIPMENT_CODES_CEILING = 300_000
+# How long a node may hold a submission for its commit: measured documents, and the
+# larger setup documents (emissions of up to 30,000 codes).
+COMMIT_WAIT_MS = 30_000
+SETUP_COMMIT_WAIT_MS = 60_000
+# Time for a request beyond the node's own wait.
+REQUEST_TIMEOUT_S = 120.0
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -69,19 +80,18 @@ def cpu_seconds(pid: int) -> float:
 
 
 class Submitter:
-    def __init__(self, session: aiohttp.ClientSession, urls: list[str]) -> None:
-        self.session = session
-        self.urls = urls
+    """Submits to the nodes in turn, through one client per node over one shared session."""
 
-    async def submit(self, wires: list[bytes], node: int, timeout_ms: int = 30_000) -> list[dict[str, Any]]:
-        body = wires[0] if len(wires) == 1 else msgpack.packb(wires, use_bin_type=True)
-        url = f"{self.urls[node % len(self.urls)]}/v1/documents?wait=commit&timeout_ms={timeout_ms}"
-        headers = {"Content-Type": MSGPACK, "Accept": MSGPACK}
-        async with self.session.post(url, data=body, headers=headers) as r:
-            value = msgpack.unpackb(await r.read(), raw=False)
-            if r.status >= 400:
-                raise RuntimeError(f"{r.status} {value}")
-        return [value] if len(wires) == 1 else list(value["results"])
+    def __init__(self, session: aiohttp.ClientSession, urls: list[str]) -> None:
+        self.clients = [NodeClient(url, session=session, timeout_s=REQUEST_TIMEOUT_S) for url in urls]
+
+    async def submit(
+        self, wires: list[bytes], node: int, timeout_ms: int = COMMIT_WAIT_MS
+    ) -> list[dict[str, Any]]:
+        client = self.clients[node % len(self.clients)]
+        one = len(wires) == 1
+        value = await client.submit_wires(wires[0] if one else wires, wait=True, timeout_ms=timeout_ms)
+        return [value] if one else list(value["results"])
 
 
 async def _setup(net: Testnet, sub: Submitter, kind: str, codes_needed: int) -> tuple[DocFactory, KeyPair,
@@ -98,13 +108,13 @@ async def _setup(net: Testnet, sub: Submitter, kind: str, codes_needed: int) -> 
     codes: list[str] = []
     pending = []
     while len(codes) < codes_needed:
-        serials = docs.serials(min(SETUP_CODES_PER_DOCUMENT, codes_needed - len(codes)))
+        serials = docs.serials(min(CODES_PER_DOCUMENT_MAX, codes_needed - len(codes)))
         batch = [code_key(GTIN, s) for s in serials]
         pending.append((docs.emit(net.regulator(home), producer, serials), docs.introduce(producer, batch)))
         codes.extend(batch)
     for emit, introduce in pending:
         for doc in (emit, introduce):
-            (result,) = await sub.submit([doc.wire()], 0, timeout_ms=60_000)
+            (result,) = await sub.submit([doc.wire()], 0, timeout_ms=SETUP_COMMIT_WAIT_MS)
             if result["status"] != "applied":
                 raise RuntimeError(f"setup failed: {result}")
     return docs, producer, buyer, codes
@@ -129,8 +139,7 @@ async def run_bench_async(
     codes_needed = int((SINGLE_RATE_CEILING if kind == "single" else SHIPMENT_CODES_CEILING) * duration_s)
     urls = [n.api_url for n in net.nodes.values()]
     connector = aiohttp.TCPConnector(limit=clients * 2 + 8)
-    timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=connector) as session:
         sub = Submitter(session, urls)
         docs, producer, buyer, codes = await _setup(net, sub, kind, codes_needed)
         wires = [d.wire() for d in _documents(docs, producer, buyer, codes, per_doc)]
@@ -229,8 +238,6 @@ def run_bench(testnet_dir: Path | str, kind: str = "single", duration_s: float =
 
 def run_fresh(kind: str, duration_s: float, clients: int, batch: int) -> dict[str, Any]:
     """Create, start, bench and stop a 3-state testnet of its own."""
-    from testnet import down, init_testnet, up
-
     with tempfile.TemporaryDirectory(prefix="tamga-bench-") as tmp:
         net = init_testnet(Path(tmp) / "net", ("BY", "KZ", "RU"), config={"log": {"level": "WARNING"}})
         try:
@@ -260,8 +267,6 @@ def main() -> None:
     else:
         result = run_bench(args.testnet, args.kind, args.duration, args.clients, args.batch)
     if args.png:
-        from _png import write_chart
-
         write_chart(args.png, result["timeline_docs_per_s"], result["timeline_p99_ms"])
     if args.json:
         print(json.dumps(result))

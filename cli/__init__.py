@@ -1,8 +1,10 @@
 """Tamga's command line, `tamga`, and the library under it.
 
 The click commands (`main`, `_cmd_*`) only parse, call and print. Under them, tested
-without click: `_client` (HTTP to a node's client API), `_docs` (building and signing
-documents, reading scanned codes), `_actions` (each role's actions, also used by
-`make testnet`), `_audit` (verify, follow, prove, check) and `_epcis` (provenance as
-GS1 EPCIS 2.0).
+without click and public, so that the demonstration and other tools walk the same
+paths: `documents` (building and signing documents, reading scanned codes), `actions`
+(each role's actions over a node client), `audit` (verify, follow, prove, check) and
+`epcis` (provenance as GS1 EPCIS 2.0). Nodes are reached over HTTP with the client
+library `node.client`, the only part of the node the CLI imports (but for
+`tamga node run`, which runs a node in this process).
 """

@@ -15,11 +15,11 @@ import plyvel
 from click.core import ParameterSource
 
 import ledger
+from node.client import ClientError, SyncNodeClient
 
-from . import _audit
-from ._client import ClientError, NodeClient
-from ._docs import parse_one
+from . import audit as auditing
 from ._options import json_option, key_option, load_key, make_client, print_json
+from .documents import parse_one
 
 
 @click.group()
@@ -36,7 +36,7 @@ def _genesis_required(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def _workers_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--workers", type=click.IntRange(1, 64), default=_audit.default_workers,
+        "--workers", type=click.IntRange(1, 64), default=auditing.default_workers,
         show_default="cores, up to 4",
         help="Processes that check signatures ahead of the replay.",
     )(f)
@@ -83,19 +83,19 @@ def verify(ctx: click.Context, node: str | None, data_dir: Path | None, genesis:
     Exits 1 with the first failing height and the reason.
     """
     node = _only_one_source(ctx, node, data_dir)
-    trusted = _audit.load_genesis(genesis)
-    with _audit.replica_dir(replica) as replica_path:
-        start = _audit.replica_height(trusted, replica_path)
+    trusted = auditing.load_genesis(genesis)
+    with auditing.replica_dir(replica) as replica_path:
+        start = auditing.replica_height(trusted, replica_path)
         if data_dir is not None:
             target = _data_dir_height(data_dir, trusted)
             with progress_bar("verifying", target, start, progress and not as_json) as advance:
-                result = _audit.verify_data_dir(data_dir, trusted, replica_path, workers, advance)
+                result = auditing.verify_data_dir(data_dir, trusted, replica_path, workers, advance)
         else:
             assert node is not None
             client = make_client(node, key)
             target = int(client.status().get("height", 0))
             with progress_bar("verifying", target, start, progress and not as_json) as advance:
-                result = _audit.verify_node(client, trusted, replica_path, workers, advance)
+                result = auditing.verify_node(client, trusted, replica_path, workers, advance)
     _print_report(result, as_json)
 
 
@@ -111,7 +111,7 @@ def _only_one_source(ctx: click.Context, node: str | None, data_dir: Path | None
 def _data_dir_height(data_dir: Path, genesis: ledger.Genesis) -> int:
     """The head height of a data directory, for the progress bar (0 when unreadable)."""
     try:
-        store = ledger.open_existing(_audit.resolve_data_dir(data_dir), genesis)
+        store = ledger.open_existing(auditing.resolve_data_dir(data_dir), genesis)
     except (ledger.LedgerError, OSError, ClientError, plyvel.Error):
         return 0
     try:
@@ -149,26 +149,26 @@ def _print_report(result: ledger.AuditReport, as_json: bool) -> None:
 @click.option("--data-dir", metavar="DIR", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="The auditor's own replica; a later run resumes from it.")
 @key_option(required=False)
-@click.option("--interval", metavar="SECONDS", type=click.FloatRange(0.05, 3600), default=1.0,
+@click.option("--interval", "interval_s", metavar="SECONDS", type=click.FloatRange(0.05, 3600), default=1.0,
               show_default=True, help="Pause between pulls.")
 @click.option("--once", is_flag=True, help="Pull and verify what is there now, then stop.")
 @_workers_option
 @json_option
-def follow(node: str, genesis: Path, data_dir: Path, key: Path | None, interval: float, once: bool,
+def follow(node: str, genesis: Path, data_dir: Path, key: Path | None, interval_s: float, once: bool,
            workers: int, as_json: bool) -> None:
     """Keep an auditor's replica: pull new blocks and verify each as it arrives.
 
     Resumes where it stopped; refuses to go past a block that fails (exit 1).
     Stop it with Ctrl-C.
     """
-    trusted = _audit.load_genesis(genesis)
-    client = NodeClient(node, load_key(key) if key is not None else None)
-    follower = _audit.Follower(client, trusted, data_dir, workers)
+    trusted = auditing.load_genesis(genesis)
+    client = SyncNodeClient(node, load_key(key) if key is not None else None)
+    follower = auditing.Follower(client, trusted, data_dir, workers)
     if not as_json:
         click.echo(f"following {client.url} into {data_dir}, from height {follower.state.height}", err=True)
     seen = [follower.state.height]
 
-    def on_round(state: _audit.FollowState) -> None:
+    def on_round(state: auditing.FollowState) -> None:
         if as_json or state.height == seen[0]:
             return
         now = dt.datetime.now().strftime("%H:%M:%S")
@@ -176,7 +176,7 @@ def follow(node: str, genesis: Path, data_dir: Path, key: Path | None, interval:
         seen[0] = state.height
 
     try:
-        state = _audit.follow(follower, interval, 1 if once else None, on_round)
+        state = auditing.follow(follower, interval_s, 1 if once else None, on_round)
     except KeyboardInterrupt:
         state = follower.state
     finally:
@@ -205,7 +205,7 @@ def prove(raw: str, out: Path, node: str, key: Path | None, as_json: bool) -> No
     Anyone can check the file offline with `tamga audit check FILE --genesis FILE`.
     """
     code_key = parse_one(os.fsencode(raw))
-    data, bundle = _audit.fetch_bundle(make_client(node, key), code_key)
+    data, bundle = auditing.fetch_bundle(make_client(node, key), code_key)
     out.write_bytes(data)
     summary = {"code": code_key, "documents": len(bundle.entries), "registrations": len(bundle.registrations),
                "bytes": len(data), "out": str(out)}
@@ -222,8 +222,8 @@ def prove(raw: str, out: Path, node: str, key: Path | None, as_json: bool) -> No
 @json_option
 def check(file: Path, genesis: Path, as_json: bool) -> None:
     """Check a provenance bundle offline against the genesis file alone."""
-    trusted = _audit.load_genesis(genesis)
-    bundle = _audit.read_bundle(file)
+    trusted = auditing.load_genesis(genesis)
+    bundle = auditing.read_bundle(file)
     try:
         events = ledger.verify_provenance(bundle, trusted)
     except ledger.ProofError as exc:

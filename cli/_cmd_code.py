@@ -10,10 +10,8 @@ from typing import IO, Any
 import click
 
 import ledger
+from node.client import NodeError
 
-from ._actions import Outcome, Session, check_hash
-from ._client import NodeError
-from ._docs import describe_code, parse_one, parse_sscc, split_lines
 from ._options import (
     codes_input,
     gather_codes,
@@ -29,6 +27,8 @@ from ._options import (
     stdin_bytes,
     wait_options,
 )
+from .actions import Outcome, Session, check_hash
+from .documents import describe_code, parse_one, parse_sscc, split_lines
 
 
 @click.group()

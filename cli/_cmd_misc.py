@@ -11,8 +11,8 @@ import click
 
 import ledger
 
-from . import _audit, _epcis
-from ._docs import parse_one, reason_words
+from . import audit as auditing
+from . import epcis
 from ._options import (
     genesis_option,
     json_option,
@@ -23,6 +23,7 @@ from ._options import (
     node_option,
     print_json,
 )
+from .documents import parse_one, reason_words
 
 # keys
 
@@ -193,10 +194,10 @@ def export_epcis(code: str, out: Path | None, genesis: Path | None, node: str, k
     """
     key_text = parse_one(code)
     client = make_client(node, key, genesis)
-    _, bundle = _audit.fetch_bundle(client, key_text)
-    checked = _audit.load_genesis(genesis) if genesis is not None else None
-    events = _epcis.bundle_events(bundle, checked)
-    document = _epcis.epcis_document(key_text, events, int(time.time() * 1000))
+    _, bundle = auditing.fetch_bundle(client, key_text)
+    checked = auditing.load_genesis(genesis) if genesis is not None else None
+    events = epcis.bundle_events(bundle, checked)
+    document = epcis.epcis_document(key_text, events, int(time.time() * 1000))
     text = json.dumps(document, indent=2, ensure_ascii=False)
     if out is None:
         click.echo(text)

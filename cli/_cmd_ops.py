@@ -1,25 +1,27 @@
-"""`tamga testnet`, `tamga node run`, `tamga bench`: thin wrappers over testnet/, node/ and bench/."""
+"""`tamga testnet`, `tamga node run`, `tamga bench`: thin wrappers over testnet/, node/ and bench/.
+
+The operator's commands are the one place where the CLI runs more than a node client:
+the testnet tooling, a node in this process (`tamga node run`), the benchmark.
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import click
 
 import ledger
+import testnet as testnet_lib
+from bench.chart import write_chart
+from bench.tamga_bench import run_bench
+from node import ConfigError, StartError, run_node
+from node.client import ClientError
 
 from ._options import json_option, kv_lines, print_json
 
 DEFAULT_STATES = "AM,BY,KZ,KG,RU"
-
-
-def _testnet() -> ModuleType:
-    return importlib.import_module("testnet")
 
 
 def _dir_option(f: Any) -> Any:
@@ -60,10 +62,9 @@ def testnet() -> None:
 
 def _call(name: str, *args: Any) -> Any:
     """Call the testnet library; its refusals are one-line operating errors."""
-    lib = _testnet()
     try:
-        return getattr(lib, name)(*args)
-    except lib.TestnetError as exc:
+        return getattr(testnet_lib, name)(*args)
+    except testnet_lib.TestnetError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -211,30 +212,14 @@ def node() -> None:
               type=click.Path(dir_okay=False, path_type=Path), help="The node's TOML configuration.")
 def node_run(config: Path) -> None:
     """Run one node until SIGTERM or Ctrl-C."""
-    node_lib = importlib.import_module("node")
     try:
-        code = node_lib.run_node(config)
-    except (node_lib.ConfigError, node_lib.StartError) as exc:
+        code = run_node(config)
+    except (ConfigError, StartError) as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
 
 
 # bench
-
-
-def _bench_module() -> ModuleType:
-    """bench/tamga_bench.py lives beside the packages in the repository, not in them."""
-    try:
-        return importlib.import_module("bench.tamga_bench")
-    except ImportError:
-        pass
-    path = Path(__file__).resolve().parent.parent / "bench" / "tamga_bench.py"
-    spec = importlib.util.spec_from_file_location("tamga_bench", path)
-    if spec is None or spec.loader is None or not path.exists():
-        raise click.ClickException(f"the benchmark is not installed ({path} is missing)")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 BENCH_FIELDS = (
@@ -243,6 +228,7 @@ BENCH_FIELDS = (
 )
 SPARKS = " ▁▂▃▄▅▆▇█"
 LEADER_WAIT_S = 15.0
+PROGRESS_STEPS_PER_S = 10
 
 
 @click.command()
@@ -265,30 +251,31 @@ def bench(directory: Path, kind: str, duration: float, clients: int, batch: int,
     Each client submits documents with wait=commit and times each until its commit
     answer. The documents are prepared (and signed) before the clock starts.
     """
-    module = _bench_module()
-    lib = _testnet()
     try:
         # A node that just (re)started may not know the leader yet; give it a moment.
-        net = lib.load_testnet(directory)
-        lib.wait_until(lambda: lib.leader_agreed(net) is not None, LEADER_WAIT_S, "a leader all nodes name")
-    except lib.TestnetError as exc:
+        net = testnet_lib.load_testnet(directory)
+        testnet_lib.poll_until(
+            lambda: testnet_lib.leader_agreed(net), LEADER_WAIT_S, "a leader all nodes name"
+        )
+    except testnet_lib.TestnetError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("preparing and signing the documents ...", err=True)
+    steps = int(duration * PROGRESS_STEPS_PER_S)
     try:
-        with click.progressbar(length=int(duration * 10), label="measuring", file=sys.stderr) as bar:
+        with click.progressbar(length=steps, label="measuring", file=sys.stderr) as bar:
             shown = [0]
 
             def advance(elapsed_s: float) -> None:
-                step = int(elapsed_s * 10) - shown[0]
+                step = int(elapsed_s * PROGRESS_STEPS_PER_S) - shown[0]
                 if step > 0:
                     bar.update(step)
                     shown[0] += step
 
-            result = module.run_bench(directory, kind, duration, clients, batch, advance)
-    except (RuntimeError, ValueError, _testnet().TestnetError) as exc:
+            result = run_bench(directory, kind, duration, clients, batch, advance)
+    except (RuntimeError, ValueError, ClientError, testnet_lib.TestnetError) as exc:
         raise click.ClickException(str(exc)) from None
     if png is not None:
-        _png_module().write_chart(png, result["timeline_docs_per_s"], result["timeline_p99_ms"])
+        write_chart(png, result["timeline_docs_per_s"], result["timeline_p99_ms"])
     if as_json:
         print_json(_plain(result))
         return
@@ -297,16 +284,6 @@ def bench(directory: Path, kind: str, duration: float, clients: int, batch: int,
     timeline = result.get("timeline_docs_per_s") or []
     if timeline:
         click.echo(f"docs/s each second: {sparkline(timeline)}  (peak {max(timeline)})")
-
-
-def _png_module() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "bench" / "_png.py"
-    spec = importlib.util.spec_from_file_location("tamga_bench_png", path)
-    if spec is None or spec.loader is None:
-        raise click.ClickException(f"the chart writer is not installed ({path} is missing)")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def sparkline(values: list[int]) -> str:

@@ -15,10 +15,10 @@ from typing import IO, Any, TypeVar
 import click
 
 import ledger
+from node.client import NodeError, SyncNodeClient
 
-from ._actions import Outcome, Session
-from ._client import NodeClient, NodeError
-from ._docs import ScannedLine, parse_codes, split_lines
+from .actions import Outcome, Session
+from .documents import ScannedLine, parse_codes, split_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,10 +93,10 @@ def load_genesis(path: Path) -> ledger.Genesis:
     return ledger.Genesis.load(path)
 
 
-def make_client(node: str, key: Path | None = None, genesis: Path | None = None) -> NodeClient:
+def make_client(node: str, key: Path | None = None, genesis: Path | None = None) -> SyncNodeClient:
     key_pair = load_key(key) if key is not None else None
     chain_id = load_genesis(genesis).chain_id if genesis is not None else None
-    return NodeClient(node, key_pair, chain_id)
+    return SyncNodeClient(node, key_pair, chain_id)
 
 
 def make_session(

@@ -1,7 +1,7 @@
 """`tamga`: the command line of regulators, businesses and auditors.
 
-A thin click layer: each command parses its options, calls the library (`_actions`,
-`_client`, `_audit`, `_epcis`) and prints. Errors from the library become one line on
+A thin click layer: each command parses its options, calls the library (`actions`,
+`node.client`, `audit`, `epcis`) and prints. Errors from the library become one line on
 stderr with exit 1; misuse exits 2; a traceback only with `tamga --debug`.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 import click
 
 import ledger
+from node.client import ClientError, NodeError
 
-from ._client import ClientError, NodeError
-from ._docs import InputError, TooManyCodes
-from ._epcis import EpcisError
 from ._options import explain_node_error
+from .documents import InputError, TooManyCodes
+from .epcis import EpcisError
 
 
 class TamgaGroup(click.Group):

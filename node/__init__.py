@@ -3,23 +3,26 @@
 It serves the client API (`/v1`, see docs/API.md) and the peer API (`/peer`, mutual TLS
 between the nodes genesis names), orders documents with Raft, applies them with the
 ledger, gossips documents, attestations and status, and stops loudly if it diverges.
+`node.client` is the client library of that API (the CLI and the tools use only it).
 """
 
 from ._app import EXIT_DIVERGED, StartError, create_app, run_node, serve
-from ._client import NodeClient, NodeError
 from ._config import ConfigError, NodeConfig, load_config, parse_config, render_config
 from ._node import VERSION, Node, decode_entry, encode_entry
 from ._tls import TlsError, cert_fingerprint_pem, make_certificate
+from .client import ClientError, NodeClient, NodeError, SyncNodeClient
 
 __all__ = [
     "EXIT_DIVERGED",
     "VERSION",
+    "ClientError",
     "ConfigError",
     "Node",
     "NodeClient",
     "NodeConfig",
     "NodeError",
     "StartError",
+    "SyncNodeClient",
     "TlsError",
     "cert_fingerprint_pem",
     "create_app",

@@ -17,14 +17,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ._init import NodeLayout, Testnet, TestnetError, load_testnet
+from ._poll import poll_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-POLL_S = 0.05
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 
@@ -68,14 +67,6 @@ def node_pid(node: NodeLayout) -> int | None:
     if pid is not None and _is_our_node(pid, node):
         return pid
     return None
-
-
-def wait_until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TestnetError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(POLL_S)
 
 
 # -- HTTP ------------------------------------------------------------------------------
@@ -122,7 +113,7 @@ def _start_nodes(net: Testnet, states: list[str], timeout_s: float) -> None:
                 raise TestnetError(f"the {node.state} node exited at start; its log ends: {tail}")
         return all(fetch_status(n) is not None for n in started)
 
-    wait_until(all_answer, timeout_s, "the nodes to answer")
+    poll_until(all_answer, timeout_s, "the nodes to answer")
 
 
 def _log_tail(node: NodeLayout, lines: int = 3) -> str:
@@ -140,12 +131,12 @@ def _signal_and_wait(node: NodeLayout, sig: int, timeout_s: float) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
     try:
-        wait_until(lambda: not _is_our_node(pid, node), timeout_s, f"the {node.state} node to exit")
+        poll_until(lambda: not _is_our_node(pid, node), timeout_s, f"the {node.state} node to exit")
     except TestnetError:
         if sig == signal.SIGKILL:
             raise
         os.kill(pid, signal.SIGKILL)
-        wait_until(lambda: not _is_our_node(pid, node), timeout_s, f"the {node.state} node to die")
+        poll_until(lambda: not _is_our_node(pid, node), timeout_s, f"the {node.state} node to die")
     node.pid_file.unlink(missing_ok=True)
     return True
 
@@ -168,7 +159,7 @@ def up(directory: Path | str, timeout_s: float = START_TIMEOUT_S) -> list[dict[s
     """Start every node that is not running; return once they agree on a leader."""
     net = load_testnet(directory)
     _start_nodes(net, list(net.nodes), timeout_s)
-    wait_until(lambda: leader_agreed(net) is not None, timeout_s, "the nodes to elect a leader")
+    poll_until(lambda: leader_agreed(net) is not None, timeout_s, "the nodes to elect a leader")
     return status(directory)
 
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import ledger
 import testnet
-from cli._actions import Outcome, Session
-from cli._audit import fetch_bundle, verify_node
-from cli._client import ClientError, NodeClient
-from cli._docs import make_sscc, reason_words
-from cli._epcis import bundle_events, epcis_document
+from cli.actions import Outcome, Session
+from cli.audit import fetch_bundle, verify_node
+from cli.documents import make_sscc, reason_words
+from cli.epcis import bundle_events, epcis_document
+from node.client import ClientError, SyncNodeClient
 
 GTIN = "04680029460908"  # a GTIN from Russia's GS1 range (46)
 CODES = 6
@@ -68,8 +68,8 @@ class Story:
         self.genesis = net.genesis
         self.step = 0
 
-    def client(self, state: str, key: ledger.KeyPair | None) -> NodeClient:
-        return NodeClient(self.net.node(state).api_url, key, self.net.chain_id)
+    def client(self, state: str, key: ledger.KeyPair | None) -> SyncNodeClient:
+        return SyncNodeClient(self.net.node(state).api_url, key, self.net.chain_id)
 
     def regulator(self, state: str) -> Actor:
         key_path = self.net.node(state).regulator_key
@@ -206,17 +206,18 @@ class Story:
 
 def wait_for_same_heads(net: testnet.Testnet, timeout_s: float = HEADS_AGREE_TIMEOUT_S) -> dict[str, Any]:
     """Poll every node's status until all report the same height and head hash."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        heads = {}
+    seen: dict[str, Any] = {}
+
+    def same_heads() -> dict[str, Any] | None:
         for state in net.nodes:
             status = testnet.fetch_status(net.node(state)) or {}
-            heads[state] = (status.get("height"), status.get("head_hash") or "", status.get("role", "?"))
-        if len({(h, head) for h, head, _ in heads.values()}) == 1:
-            return heads
-        if time.monotonic() > deadline:
-            raise DemoFailed(f"the nodes did not agree on a head within {timeout_s:.0f} s: {heads}")
-        time.sleep(0.1)
+            seen[state] = (status.get("height"), status.get("head_hash") or "", status.get("role", "?"))
+        return dict(seen) if len({(h, head) for h, head, _ in seen.values()}) == 1 else None
+
+    try:
+        return testnet.poll_until(same_heads, timeout_s, "the nodes to agree on a head")
+    except testnet.PollTimeout as exc:
+        raise DemoFailed(f"{exc}: {seen}") from None
 
 
 def start_network(directory: Path) -> testnet.Testnet:
@@ -289,7 +290,6 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return 0
-
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -28,18 +27,6 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 # Short Raft ticks elect a leader in a fraction of a second on loopback.
 FAST = {"raft": {"tick_ms": 20, "election_ticks": 10}, "log": {"level": "WARNING"}}
-
-
-def poll(cond: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Wait for `cond()` to be truthy, polling, up to a deadline (no blind sleeps)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.02)
 
 
 class _NodeThread:
@@ -100,7 +87,7 @@ class InProcessNetwork:
         try:
             for node in self._nodes:
                 node.start()
-            poll(lambda: testnet.leader_agreed(self.net), START_TIMEOUT_S, "a leader")
+            testnet.poll_until(lambda: testnet.leader_agreed(self.net), START_TIMEOUT_S, "a leader")
         except BaseException:
             self.stop()
             raise

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 import ledger
-from cli._client import NodeClient
+from node.client import SyncNodeClient
 
 from .conftest import World, as_json, fails, ok
 
@@ -26,14 +26,14 @@ def sold_code(world: World) -> str:
     ok(["code", "accept", second, *world.retailer.args()])
     sale = as_json(ok(["code", "retire", "--reason", "retail_sale", codes[0], *world.retailer.args(), "--json"]))
     # The auditor reads another node, which may apply the sale a moment after the retailer's.
-    NodeClient(world.auditor.node).wait_height(sale["height"])
+    SyncNodeClient(world.auditor.node).wait_height(sale["height"])
     return codes[0]
 
 
 def test_audit_verify_replays_the_chain_from_a_node(world: World) -> None:
     """`audit verify --node` checks every block from genesis and reports the head it reached."""
     world.fresh_codes(1)
-    head = NodeClient(world.auditor.node).status()
+    head = SyncNodeClient(world.auditor.node).status()
     report = as_json(ok(["audit", "verify", "--genesis", world.genesis, "--workers", "1", "--json",
                          *world.auditor.args()]))
     assert report["ok"] is True and report["failure"] is None
@@ -54,10 +54,10 @@ def test_audit_verify_resumes_from_its_replica(world: World, tmp_path: Path) -> 
 
 
 def tampered_stream(height: int) -> Any:
-    """A stand-in for NodeClient.stream_blocks that corrupts one document of block `height`."""
-    real = NodeClient.stream_blocks
+    """A stand-in for SyncNodeClient.stream_blocks that corrupts one document of block `height`."""
+    real = SyncNodeClient.stream_blocks
 
-    def stream(self: NodeClient, first: int, last: int | None = None) -> Iterator[tuple[bytes, list[Any]]]:
+    def stream(self: SyncNodeClient, first: int, last: int | None = None) -> Iterator[tuple[bytes, list[Any]]]:
         for offset, (block_bytes, atts) in enumerate(real(self, first, last)):
             if first + offset == height:
                 header, docs, results = ledger.unpack(block_bytes)
@@ -71,7 +71,7 @@ def tampered_stream(height: int) -> Any:
 def test_audit_verify_stops_at_the_first_bad_block(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """A node that serves a tampered block: exit 1 naming that height and what failed."""
     world.fresh_codes(1)
-    monkeypatch.setattr(NodeClient, "stream_blocks", tampered_stream(3))
+    monkeypatch.setattr(SyncNodeClient, "stream_blocks", tampered_stream(3))
     result = fails(["audit", "verify", "--genesis", world.genesis, "--workers", "1", *world.auditor.args()])
     assert "audit failed at height 3: documents" in result.stderr
     report = as_json(fails(["audit", "verify", "--genesis", world.genesis, "--workers", "1", "--json",
@@ -106,7 +106,7 @@ def test_audit_follow_resumes_and_refuses_to_pass_a_bad_block(
                 "--workers", "1", *world.auditor.args(), *extra]
 
     with monkeypatch.context() as m:
-        m.setattr(NodeClient, "stream_blocks", tampered_stream(4))
+        m.setattr(SyncNodeClient, "stream_blocks", tampered_stream(4))
         first = as_json(fails(follow("--json")))
         assert first["failure"]["height"] == 4 and first["height"] == 3
         refused = fails(follow(), progress_lines=1).stderr.splitlines()

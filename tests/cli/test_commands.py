@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import ledger
-from cli import _docs
-from cli._docs import REASON_WORDS
+from cli import documents
+from cli.documents import REASON_WORDS
+from testnet import poll_until
 
 from .conftest import GTIN, World, as_json, fails, ok, run
-from .netfixture import poll
 
 GS = "\x1d"
 
 
 def sscc() -> str:
-    return _docs.make_sscc("4600000")
+    return documents.make_sscc("4600000")
 
 
 def rejected(result_stderr: str, reason: str) -> None:
@@ -202,7 +202,7 @@ def test_no_wait_prints_the_id_and_doc_show_tells_the_result(world: World) -> No
         info = as_json(ok(["doc", "show", doc_id, *world.producer.args(), "--json"]))
         return info if info["status"] == "applied" else None
 
-    info = poll(applied, 10, "the document to apply")
+    info = poll_until(applied, 10, "the document to apply")
     assert info["document"]["document"]["type"] == "ship"
     text = ok(["doc", "show", doc_id, *world.producer.args()]).stdout
     fields = dict(line.split(":", 1) for line in text.splitlines())

@@ -9,10 +9,10 @@ from typing import Any
 import jsonschema
 
 import ledger
-from cli import _docs
+from cli import documents
+from testnet import poll_until
 
 from .conftest import GTIN, as_json, fails, ok
-from .netfixture import poll
 
 
 def test_cross_border_journey_through_the_cli_on_a_real_testnet(tmp_path: Path, epcis_schema: dict[str, Any]) -> None:
@@ -53,7 +53,7 @@ def journey(tmp: Path, directory: Path, rows: dict[str, dict[str, Any]], schema:
     codes_file.write_text(codes.stdout)
     producer, wholesaler, retailer = at("RU", keys["producer"]), at("KZ", keys["wholesaler"]), at("KG", keys["retailer"])
     ok(["code", "introduce", "--file", str(codes_file), *producer])
-    pallet = _docs.make_sscc("4600000")
+    pallet = documents.make_sscc("4600000")
     ok(["code", "aggregate", "--sscc", pallet, "--file", str(codes_file), *producer])
     to_kz = ok(["code", "ship", "--to", ids["wholesaler"], pallet, *producer]).stdout.strip()
     ok(["code", "accept", to_kz, *wholesaler])
@@ -69,7 +69,7 @@ def journey(tmp: Path, directory: Path, rows: dict[str, dict[str, Any]], schema:
         status = as_json(ok(["code", "check", sold, "--node", rows["AM"]["url"], "--json"]))["status"]
         return str(status) if status == "retired" else ""
 
-    poll(checked_in_armenia, 10, "the Armenian node to see the sale")
+    poll_until(checked_in_armenia, 10, "the Armenian node to see the sale")
 
     counterfeit = fails(["code", "ship", "--to", ids["wholesaler"], sold, *retailer, "--json"])
     assert counterfeit.stderr.startswith("rejected (wrong status): ") and "retired" in counterfeit.stderr
@@ -80,7 +80,7 @@ def journey(tmp: Path, directory: Path, rows: dict[str, dict[str, Any]], schema:
         return len({(r["height"], r["head_hash"]) for r in status}) == 1 and status[0]["height"] == last_height
 
     # Committed means durable on a majority; every node applies it a moment later.
-    poll(same_head, 20, "every node to hold the same head")
+    poll_until(same_head, 20, "every node to hold the same head")
 
     flows = as_json(ok(["flows", "--from-state", "RU", "--to-state", "KZ", *regulator("RU"), "--json"]))
     assert [f["id"] for f in flows] == [to_kz]

@@ -9,8 +9,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from cli import _epcis
-from cli._epcis import LedgerEvent, epcis_document
+from cli import epcis
+from cli.epcis import LedgerEvent, epcis_document
 from ledger import Attestation, DocType, KeyPair, ProvenanceBundle, Verifier, gs1_check_digit, provenance
 from tests.ledger.world import GTIN, World
 
@@ -104,10 +104,10 @@ def test_event_ids_are_canonical_hashes_that_ignore_key_order() -> None:
     reordered["epcisBody"]["eventList"] = [
         dict(reversed([(k, v) for k, v in e.items() if k != "eventID"])) for e in reordered["epcisBody"]["eventList"]
     ]
-    assert _epcis.event_hashes(reordered) == ids
+    assert epcis.event_hashes(reordered) == ids
     # And a change of substance changes the hash.
     reordered["epcisBody"]["eventList"][0]["disposition"] = "active"
-    assert _epcis.event_hashes(reordered)[0] != ids[0]
+    assert epcis.event_hashes(reordered)[0] != ids[0]
 
 
 def test_retire_reasons_map_to_their_own_steps(schema: dict[str, Any]) -> None:
@@ -178,7 +178,7 @@ def test_a_real_provenance_bundle_exports_as_valid_epcis(tmp_path: Path, schema:
         bundle = provenance(world.store, code)
         assert bundle is not None
         bundle = ProvenanceBundle.decode(bundle.encode())
-        events = _epcis.bundle_events(bundle, world.genesis)
+        events = epcis.bundle_events(bundle, world.genesis)
     finally:
         world.store.close()
     doc = epcis_document(code, events, world.time_ms)
@@ -190,12 +190,12 @@ def test_a_real_provenance_bundle_exports_as_valid_epcis(tmp_path: Path, schema:
     ]
     lists = doc["epcisBody"]["eventList"]
     # The partial acceptance lists only the accepted code; states come from the registrations.
-    assert lists[7]["epcList"] == [_epcis.epc(code)]
+    assert lists[7]["epcList"] == [epcis.epc(code)]
     assert [e["eventTimeZoneOffset"] for e in lists] == [
         "+03:00", "+03:00", "+03:00", "+03:00", "+05:00", "+05:00", "+05:00", "+06:00", "+06:00",
     ]
     # Unverified (no genesis) gives the same events.
-    assert _epcis.bundle_events(bundle) == events
+    assert epcis.bundle_events(bundle) == events
 
 
 def test_a_tampered_bundle_is_refused_when_genesis_is_given(tmp_path: Path) -> None:
@@ -213,4 +213,4 @@ def test_a_tampered_bundle_is_refused_when_genesis_is_given(tmp_path: Path) -> N
                              first.document_path, first.result, first.result_path)
     forged = ProvenanceBundle(bundle.code, bundle.genesis_hash, entries, bundle.registrations)
     with pytest.raises(Exception, match="does not|not in"):
-        _epcis.bundle_events(forged, world.genesis)
+        epcis.bundle_events(forged, world.genesis)

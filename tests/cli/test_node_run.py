@@ -11,8 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import testnet
-
-from .netfixture import poll
+from testnet import poll_until
 
 
 def status(url: str) -> dict[str, object] | None:
@@ -34,7 +33,7 @@ def test_node_run_serves_until_sigterm(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )
     try:
-        live = poll(lambda: (s := status(node.api_url)) and s.get("role") == "leader" and s, 30, "the node to lead")
+        live = poll_until(lambda: (s := status(node.api_url)) and s.get("role") == "leader" and s, 30, "the node to lead")
         assert live["state"] == "KZ" and live["chain_id"] == net.chain_id
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import ledger
-from cli import _docs
+from cli import documents
 
 from .conftest import GTIN, as_json, fails, ok, run
 
@@ -172,7 +172,7 @@ def test_debug_shows_the_traceback() -> None:
 
 def test_random_serials_read_back_unambiguously() -> None:
     """Emitted serials never look like a GS-less crypto tail, so their keys parse back as themselves."""
-    serials = _docs.random_serials(GTIN, 2000)
+    serials = documents.random_serials(GTIN, 2000)
     assert len(set(serials)) == 2000
     for s in serials:
         assert ledger.parse_code(f"01{GTIN}21{s}").key == f"01{GTIN}21{s}"
@@ -180,30 +180,30 @@ def test_random_serials_read_back_unambiguously() -> None:
 
 def test_codes_from_arguments_files_and_stdin_keep_their_order() -> None:
     """Lines are split on LF with CR dropped and blank lines skipped; each keeps its source."""
-    lines = _docs.split_lines(f"01{GTIN}21A{GS}93abcd\r\n\n  \n(01){GTIN}(21)B\n".encode(), "f")
+    lines = documents.split_lines(f"01{GTIN}21A{GS}93abcd\r\n\n  \n(01){GTIN}(21)B\n".encode(), "f")
     assert [line.source for line in lines] == ["f line 1", "f line 4"]
-    assert _docs.parse_codes(lines) == [f"01{GTIN}21A", f"01{GTIN}21B"]
+    assert documents.parse_codes(lines) == [f"01{GTIN}21A", f"01{GTIN}21B"]
 
 
 def test_rejections_read_as_words() -> None:
     """Every ledger reason has words; the node's detail follows them."""
-    assert set(_docs.REASON_WORDS) == {r.value for r in ledger.Reason}
-    assert _docs.rejection("not_owner", "X belongs to someone else") == (
+    assert set(documents.REASON_WORDS) == {r.value for r in ledger.Reason}
+    assert documents.rejection("not_owner", "X belongs to someone else") == (
         "rejected (not the owner): X belongs to someone else"
     )
 
 
 def test_sscc_helper_makes_valid_ssccs() -> None:
     """make_sscc gives an 18-digit SSCC key with a correct check digit."""
-    key = _docs.make_sscc("4600000")
+    key = documents.make_sscc("4600000")
     assert key.startswith("00") and ledger.is_valid_sscc(key[2:])
 
 
 def test_gtin_check_accepts_short_forms_and_names_a_bad_digit() -> None:
     """A GTIN-13 is padded to 14 digits; a wrong check digit says which digit was expected."""
-    assert _docs.check_gtin(GTIN[1:]) == GTIN
-    with pytest.raises(_docs.InputError, match="expected 8"):
-        _docs.check_gtin(GTIN[:-1] + "9")
+    assert documents.check_gtin(GTIN[1:]) == GTIN
+    with pytest.raises(documents.InputError, match="expected 8"):
+        documents.check_gtin(GTIN[:-1] + "9")
 
 
 def test_testnet_init_writes_a_directory_and_status_reports_it_stopped(tmp_path: Path) -> None:

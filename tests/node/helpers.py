@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,28 +16,10 @@ from ledger import KeyPair, request_headers
 from node import create_app, load_config
 from node._keys import NODE
 from node._node import Node
-from testnet import Testnet, init_testnet
-from testnet._docs import DocFactory
+from testnet import DocFactory, Testnet, init_testnet
 
 # Fast ticks: a single node elects itself in 0.1 to 0.2 s.
 FAST = {"raft": {"tick_ms": 10, "election_ticks": 10, "heartbeat_ticks": 1}}
-
-
-async def until(cond: Callable[[], bool], timeout_s: float = 10.0, what: str = "the condition") -> None:
-    """Poll `cond` until it holds; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def until_sync(cond: Callable[[], bool], timeout_s: float = 30.0, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @dataclass

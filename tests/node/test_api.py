@@ -13,15 +13,15 @@ import pytest
 from ledger import DocType, KeyPair
 from node._api import MSGPACK
 from node._keys import CONFIG
-from testnet._docs import GTIN, code_key
+from testnet import GTIN, code_key, poll_until_async
 
-from .helpers import InProcessNode, in_process_node, until
+from .helpers import InProcessNode, in_process_node
 
 
 @pytest.fixture
 async def ru(tmp_path: Path) -> AsyncIterator[InProcessNode]:
     async with in_process_node(tmp_path) as n:
-        await until(lambda: n.node.proposer.can_propose(), what="the node to lead")
+        await poll_until_async(lambda: n.node.proposer.can_propose(), 10, "the node to lead")
         yield n
 
 
@@ -67,7 +67,7 @@ async def test_without_wait_202_then_the_document_resource(ru: InProcessNode) ->
     body = await response.json()
     assert body == {"id": doc.id.hex(), "status": "pending"}
     path = f"/v1/documents/{doc.id.hex()}"
-    await until(lambda: ru.node.store.head.height == 1, what="the block")
+    await poll_until_async(lambda: ru.node.store.head.height == 1, 10, "the block")
     got = await ru.client.get(path, headers=ru.signed(ru.regulator(), path))
     view = await got.json()
     assert view["status"] == "applied" and view["document"]["document"]["type"] == "register_participant"

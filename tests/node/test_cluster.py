@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import random
 import shutil
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +19,22 @@ import pytest
 
 from ledger import Auditor, KeyPair
 from node import NodeClient, NodeError
-from testnet import Testnet, down, fetch_status, init_testnet, kill, leader_agreed, start, stop, up
-from testnet._docs import GTIN, DocFactory, code_key
-
-from .helpers import until_sync
+from testnet import (
+    GTIN,
+    DocFactory,
+    Testnet,
+    code_key,
+    down,
+    fetch_status,
+    init_testnet,
+    kill,
+    leader_agreed,
+    poll_until,
+    poll_until_async,
+    start,
+    stop,
+    up,
+)
 
 STATES = ("BY", "KZ", "RU")
 # Ticks of 50 ms (elections in 0.5 to 1 s) and a log compacted every 40 entries, so
@@ -60,7 +71,7 @@ class Cluster:
                 return True
             return False
 
-        until_sync(agreed, 30, "an agreed leader")
+        poll_until(agreed, 30, "an agreed leader")
         return found[-1]
 
     def wait_agreement(self, timeout_s: float = 60) -> dict[str, Any]:
@@ -74,7 +85,7 @@ class Cluster:
             seen.update(statuses)
             return len({(v["height"], v["head_hash"]) for v in statuses.values() if v}) == 1
 
-        until_sync(same, timeout_s, "every node to hold the same head")
+        poll_until(same, timeout_s, "every node to hold the same head")
         return seen
 
 
@@ -162,14 +173,6 @@ async def _load(cluster: Cluster, acked: dict[str, str], stop_at: asyncio.Event,
     await asyncio.gather(*(worker(i) for i in range(workers)))
 
 
-async def _wait_for(cond: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_leader_killed_under_load_loses_nothing_acknowledged(cluster: Cluster) -> None:
     """SIGKILL the leader under load: a new leader takes over, every acknowledged document
     stays, and the killed node restarts and catches up."""
@@ -179,13 +182,13 @@ async def test_leader_killed_under_load_loses_nothing_acknowledged(cluster: Clus
     stop_at = asyncio.Event()
     load = asyncio.ensure_future(_load(cluster, acked, stop_at, workers=12))
     try:
-        await _wait_for(lambda: len(acked) >= 150, 60, "acknowledgements before the kill")
+        await poll_until_async(lambda: len(acked) >= 150, 60, "acknowledgements before the kill")
         await asyncio.to_thread(kill, cluster.net.dir, old)
         before_kill = len(acked)
         survivors = [s for s in STATES if s != old]
         new = await asyncio.to_thread(cluster.leader, survivors)
         assert new != old
-        await _wait_for(lambda: len(acked) >= before_kill + 150, 60, "acknowledgements after the kill")
+        await poll_until_async(lambda: len(acked) >= before_kill + 150, 60, "acknowledgements after the kill")
     finally:
         stop_at.set()
         await load
@@ -214,10 +217,7 @@ async def test_documents_admitted_while_the_leader_is_dead_reach_the_next_leader
                 statuses = await asyncio.gather(*(doc_status(client, p["id"]) for p in pending))
                 return set(statuses) == {"applied"}
 
-            deadline = time.monotonic() + 30
-            while not await all_applied():
-                assert time.monotonic() < deadline, "documents admitted during the election never committed"
-                await asyncio.sleep(0.1)
+            await poll_until_async(all_applied, 30, "the documents admitted during the election to commit")
     finally:
         await asyncio.to_thread(start, cluster.net.dir, old)
     await asyncio.to_thread(cluster.wait_agreement)

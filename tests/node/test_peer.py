@@ -17,8 +17,9 @@ from node._gossip import GOSSIP_ATTESTATION, GOSSIP_DOCUMENT
 from node._keys import EXIT_CODE, METRICS, STOP
 from node._tls import client_context
 from node._transport import pack_frame
+from testnet import poll_until_async
 
-from .helpers import InProcessNode, in_process_node, until
+from .helpers import InProcessNode, in_process_node
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ async def test_malformed_and_misaddressed_frames_are_dropped(ru: InProcessNode) 
         async with s.ws_connect(peer_url(ru, "/peer/gossip").replace("https", "wss"), ssl=kz_context(ru)) as ws:
             await ws.send_bytes(pack_frame([msgpack.packb([GOSSIP_DOCUMENT, b"not a document"]),
                                             msgpack.packb([99, 1])]))
-    await until(lambda: dropped._value.get() >= 6, what="six drops")  # type: ignore[attr-defined]
+    await poll_until_async(lambda: dropped._value.get() >= 6, 10, "six drops")  # type: ignore[attr-defined]
     assert ru.node.driver is not None and ru.node.driver.running
     assert len(ru.node.mempool) == 0
 

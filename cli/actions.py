@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ledger
+from node.client import ClientError, Submitted, SyncNodeClient
 
-from ._client import ClientError, NodeClient, Submitted
-from ._docs import InputError, Signer, check_gtin, random_serials, rejection
+from .documents import InputError, Signer, check_gtin, random_serials, rejection
 
 DocType = ledger.DocType
 
@@ -58,7 +58,7 @@ class Outcome:
 class Session:
     """A participant (by key) talking to one node; each method files one document."""
 
-    def __init__(self, client: NodeClient, key: ledger.KeyPair | None, *, wait: bool = True,
+    def __init__(self, client: SyncNodeClient, key: ledger.KeyPair | None, *, wait: bool = True,
                  timeout_s: float = 60.0) -> None:
         self.client = client
         self.key = key

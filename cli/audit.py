@@ -20,8 +20,7 @@ from typing import Any
 import plyvel
 
 import ledger
-
-from ._client import ClientError, NodeClient
+from node.client import ClientError, SyncNodeClient
 
 # Verifying signatures in other processes pays off from a few thousand documents on;
 # more workers than cores only adds switching.
@@ -77,7 +76,7 @@ def replica_dir(path: Path | None) -> Iterator[Path]:
 
 
 def verify_node(
-    client: NodeClient,
+    client: SyncNodeClient,
     genesis: ledger.Genesis,
     replica: Path,
     workers: int = 1,
@@ -161,7 +160,9 @@ class Follower:
     and checks each against genesis.
     """
 
-    def __init__(self, client: NodeClient, genesis: ledger.Genesis, replica: Path, workers: int = 1) -> None:
+    def __init__(
+        self, client: SyncNodeClient, genesis: ledger.Genesis, replica: Path, workers: int = 1
+    ) -> None:
         self.client = client
         self.genesis = genesis
         self.auditor = ledger.Auditor(genesis, replica, workers)
@@ -238,7 +239,7 @@ def follow(
 # Provenance proofs.
 
 
-def fetch_bundle(client: NodeClient, code_key: str) -> tuple[bytes, ledger.ProvenanceBundle]:
+def fetch_bundle(client: SyncNodeClient, code_key: str) -> tuple[bytes, ledger.ProvenanceBundle]:
     data = client.provenance(code_key)
     try:
         return data, ledger.ProvenanceBundle.decode(data)
