@@ -14,7 +14,7 @@ from ledger import MEMBER_STATES
 
 from . import _api as h
 from ._errors import Refusal
-from ._http import JSON, Choice, Integer, Ok, Param, Route, Text
+from ._http import COMMON_REASONS, HTTP_STATUS, JSON, SIGNED_REASONS, Choice, Integer, Ok, Param, Route, Text
 from ._http import add_routes as _register
 from ._openapi import openapi
 
@@ -146,3 +146,18 @@ def add_routes(app: web.Application) -> None:
     """The client API's routes, their checks, and their description."""
     app[h.OPENAPI] = openapi(ROUTES)
     _register(app, ROUTES)
+
+
+def route_list_markdown() -> str:
+    """The route list of docs/API.md, generated from the table."""
+    lines = ["| method, path | query | signed | answers | refusals beyond 400 `malformed`, `unknown_field` |",
+             "|---|---|---|---|---|"]
+    for route in ROUTES:
+        query = ", ".join(f"`{p.name}`" for p in route.params if p.where == "query")
+        answers = "; ".join(f"{ok.status}: {ok.description}" for ok in route.answers)
+        hidden = COMMON_REASONS + (SIGNED_REASONS if route.signed else ())
+        refusals = ", ".join(f"{HTTP_STATUS[r]} `{r}`" for r in route.all_reasons() if r not in hidden)
+        signed = "yes" if route.signed else ""
+        lines.append(f"| `{route.method} {route.path}` | {query} | {signed} | {route.summary}. {answers} "
+                     f"| {refusals} |")
+    return "\n".join(lines) + "\n"
