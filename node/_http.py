@@ -270,6 +270,9 @@ class Ok:
     description: str
     schema: str | dict[str, Any] | None = None
     media: tuple[str, ...] = (JSON, MSGPACK)
+    # The msgpack answer is an encoding of its own (a stream, a bundle's bytes), not
+    # the JSON structure in msgpack.
+    msgpack_binary: bool = False
 
 
 @dataclass(frozen=True, slots=True)

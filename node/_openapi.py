@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._http import HTTP_STATUS, Route
+from ._http import HTTP_STATUS, MSGPACK, Route
 from ._node import VERSION
 
 _HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
@@ -111,14 +111,20 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "entries": {"type": "array", "items": _ref("InclusionProof")},
         "registrations": {"type": "array", "items": _ref("InclusionProof")},
     }),
+    # Raft node ids are integers; a leader is 0 or null while there is none.
     "Status": _object({
-        "state": _STR, "node_id": _STR, "chain_id": _STR,
+        "state": _STR, "node_id": _UINT, "chain_id": _STR,
         "role": {"enum": ["leader", "follower", "candidate", "pre_candidate", "stopped"]},
-        "term": _UINT, "leader": _nullable(_STR), "leader_state": _nullable(_STR), "height": _UINT,
+        "term": _UINT, "leader": _nullable(_UINT), "leader_state": _nullable(_STR), "height": _UINT,
         "head_hash": _HEX64, "state_hash": _HEX64, "time_ms": _UINT, "commit_index": _UINT,
         "applied_index": _UINT, "mempool": _object({"documents": _UINT, "bytes": _UINT}), "version": _STR,
-        "error": _nullable(_STR), "peers": {"type": "object", "additionalProperties": {"type": "object"}},
+        "error": _nullable(_STR), "peers": {"type": "object", "additionalProperties": _ref("Peer")},
     }),
+    # What gossip last said of a peer, and whether its link is up; a peer not heard from
+    # yet has only `connected`.
+    "Peer": {"type": "object", "properties": {
+        "height": _UINT, "head_hash": _STR, "role": _STR, "term": _UINT, "leader": _UINT, "version": _STR,
+        "seen_ms_ago": {"type": "integer"}, "connected": {"type": "boolean"}}},
 }
 
 # The three headers of a signed read: all or none.
@@ -165,8 +171,10 @@ def _operation(route: Route) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for ok in route.answers:
         schema = {} if ok.schema is None else _ref(ok.schema) if isinstance(ok.schema, str) else ok.schema
-        responses[str(ok.status)] = {"description": ok.description,
-                                     "content": {m: {"schema": schema} for m in ok.media}}
+        content = {m: {"schema": schema} for m in ok.media}
+        if ok.msgpack_binary:
+            content[MSGPACK] = {"schema": {"type": "string", "format": "binary"}}
+        responses[str(ok.status)] = {"description": ok.description, "content": content}
     responses.update(_errors(route))
     op: dict[str, Any] = {"summary": route.summary, "operationId": _operation_id(route),
                           "parameters": parameters, "responses": responses}

@@ -71,8 +71,11 @@ ROUTES: tuple[Route, ...] = (
                    "not_registered", "revoked", "bad_signature", "mempool_full", "stopping", "diverged"),
           body={"application/json": {"schema": {"oneOf": [
               {"$ref": "#/components/schemas/SignedDocument"},
+              # A batch is admitted document by document: an item that is not a signed
+              # document is refused in place (`{"status": "refused", ...}` in the
+              # results), the others go on. So the batch accepts any item.
               {"type": "array", "minItems": 1, "maxItems": h.BATCH_DOCUMENTS_MAX,
-               "items": {"$ref": "#/components/schemas/SignedDocument"}},
+               "description": "signed documents; an item that is not one is refused in place"},
           ]}}, "application/msgpack": {"schema": {"type": "string", "format": "binary"}}}),
     Route("GET", "/v1/documents/{id}", h.get_document, "A document's status, result and content",
           answers=(Ok(200, "the document's status", "DocumentStatus"),),
@@ -114,7 +117,8 @@ ROUTES: tuple[Route, ...] = (
           signed=True),
     Route("GET", "/v1/blocks", h.get_blocks, "Block headers (JSON) or whole blocks streamed (msgpack)",
           answers=(Ok(200, "JSON: at most 1,000 headers; msgpack: a stream of [block, [attestations]]",
-                      {"type": "array", "items": {"$ref": "#/components/schemas/BlockHeader"}}),),
+                      {"type": "array", "items": {"$ref": "#/components/schemas/BlockHeader"}},
+                      msgpack_binary=True),),
           params=(Param("from", FIRST_HEIGHT, "first block height", default=1),
                   Param("to", FIRST_HEIGHT, "last block height (default: the head)")),
           signed=True),
@@ -131,7 +135,7 @@ ROUTES: tuple[Route, ...] = (
           params=(path("id", HEX_ID, "document id"),), signed=True, reasons=("unknown_document",)),
     Route("GET", "/v1/proofs/codes/{code}", h.get_code_proof, "Provenance bundle of a code",
           answers=(Ok(200, "ledger.ProvenanceBundle: to_json(), or encode() bytes in msgpack",
-                      "ProvenanceBundle"),),
+                      "ProvenanceBundle", msgpack_binary=True),),
           params=(path("code", CODE, "a code key or any form a scanner reads"),), signed=True,
           reasons=("unknown_code",)),
     Route("GET", "/v1/status", h.get_status, "The node's view: role, term, height, head, peers",
