@@ -135,7 +135,7 @@ def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
     elif exc.status == 405:
         message = f"{request.method} is not allowed here; allowed: {exc.headers.get(hdrs.ALLOW, '')}"
     # A 405 must say what is allowed (RFC 9110); keep that when the body becomes JSON.
-    headers = {hdrs.ALLOW: exc.headers[hdrs.ALLOW]} if hdrs.ALLOW in exc.headers else None
+    headers = {"Allow": exc.headers[hdrs.ALLOW]} if hdrs.ALLOW in exc.headers else None
     return _error(exc.status, reason, message or exc.reason, headers)
 
 
@@ -305,7 +305,7 @@ class Route:
 # -- the table middleware --------------------------------------------------------------
 
 READER = web.RequestKey("reader", str)
-ARGS = web.RequestKey("args", dict)
+ARGS = web.RequestKey("args", Mapping[str, Any])
 _ROUTE_OF = web.AppKey("route_of", dict)
 
 
