@@ -23,7 +23,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -33,9 +33,8 @@ from aiohttp import web
 from consensus import LevelDBStorage, StorageError
 from ledger import DecodeError, Genesis, KeyFileError, KeyPair, LedgerStore, StoreError
 
-from ._api import add_routes
 from ._config import ConfigError, NodeConfig, load_config
-from ._errors import ApiError, Refusal, http_status
+from ._http import error_middleware
 from ._keys import (
     CONFIG,
     EXIT_CODE,
@@ -52,6 +51,7 @@ from ._keys import (
 from ._metrics import Metrics
 from ._node import Node
 from ._peer import make_peer_app
+from ._routes import add_routes
 from ._tls import TlsError, client_context, load_trust, server_context
 
 log = logging.getLogger(__name__)
@@ -62,53 +62,6 @@ RAFT_LOG = web.AppKey("raft_log", LevelDBStorage)
 
 class StartError(Exception):
     """The node cannot start as configured (a one-line reason for the operator)."""
-
-
-# -- errors ----------------------------------------------------------------------------
-
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "too_large",
-    415: "unsupported_media_type",
-}
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
-
-
-@web.middleware
-async def error_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Every error leaves the node as `{"error": code, "message": text}` JSON."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return _error(exc.status, exc.code, exc.message)
-    except Refusal as exc:
-        status = http_status(exc.reason)
-        if status == 500:
-            log.error("refusal %r has no HTTP status: %s", exc.reason, exc.message)
-        return _error(status, exc.reason, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
-        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
-        if exc.status == 413:
-            limit = request.app[CONFIG].api.body_bytes_max
-            message = f"the body is larger than the {limit} bytes this node accepts"
-        return _error(exc.status, code, message or exc.reason)
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception:
-        log.exception("unexpected error serving %s %s", request.method, request.path)
-        return _error(500, "internal", "the node failed to handle this request; see its log")
 
 
 # -- the factory -----------------------------------------------------------------------

@@ -1,117 +1,208 @@
-"""The OpenAPI 3 description of the client API, served at /v1/openapi.json.
+"""The OpenAPI 3.1 description of the client API, served at /v1/openapi.json.
 
-Built from one table of routes so that it stays short; a test checks that its paths and
-methods are exactly the application's routes (docs/API.md says the same in prose).
+Rendered from the route table (`_routes.py`), so the description cannot name a route,
+a parameter or an answer that the server does not have: parameters carry the table's
+types and bounds, and each error status lists exactly the reasons the route may answer.
+The success schemas name the main fields of each answer; answers may carry more.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from ._http import HTTP_STATUS, MSGPACK, Route
 from ._node import VERSION
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+_HEX64 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
+_PID = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
+_UINT = {"type": "integer", "minimum": 0}
+_STR = {"type": "string"}
 
-# (method, path, summary, signed read, query parameters, success status)
-ROUTES: tuple[tuple[str, str, str, bool, tuple[str, ...], str], ...] = (
-    ("post", "/v1/documents", "Submit one signed document or a batch", False, ("wait", "timeout_ms"), "202"),
-    ("get", "/v1/documents/{id}", "A document's status, result and content", True, (), "200"),
-    ("get", "/v1/codes/{code}", "A marking code's state", True, (), "200"),
-    ("get", "/v1/codes/{code}/history", "Every document that touched a code", True,
-     ("after", "limit"), "200"),
-    ("get", "/v1/check/{code}", "Public check: product and status only", False, (), "200"),
-    ("get", "/v1/participants/{id}", "A registered participant", True, (), "200"),
-    ("get", "/v1/participants/{id}/holdings", "Codes a participant holds", True, ("after", "limit"), "200"),
-    ("get", "/v1/shipments/{id}", "A shipment", True, (), "200"),
-    ("get", "/v1/flows", "Cross-border shipments between two member states", True,
-     ("from_state", "to_state", "since", "until", "limit"), "200"),
-    ("get", "/v1/blocks", "Block headers (JSON) or whole blocks streamed (msgpack)", True,
-     ("from", "to"), "200"),
-    ("get", "/v1/blocks/{height}", "One block with its documents, results and attestations", True, (), "200"),
-    ("get", "/v1/attestations/{height}", "Member states' signatures of a block hash", False, (), "200"),
-    ("get", "/v1/proofs/documents/{id}", "Inclusion proof of a document", True, (), "200"),
-    ("get", "/v1/proofs/codes/{code}", "Provenance bundle of a code", True, (), "200"),
-    ("get", "/v1/status", "The node's view: role, term, height, head, peers", False, (), "200"),
-    ("get", "/v1/openapi.json", "This description", False, (), "200"),
-    ("get", "/metrics", "Prometheus metrics", False, (), "200"),
-)
 
-_PARAM_DOCS = {
-    "wait": "`commit`: answer only once the document's block is applied (durable on a majority)",
-    "timeout_ms": "how long wait=commit waits (1 to 60000, default 10000); then 202 pending",
-    "after": "page after this cursor (the `next` of the previous page)",
-    "limit": "page size, 1 to 1000 (default 100)",
-    "from_state": "member state the goods left", "to_state": "member state the goods entered",
-    "since": "first block height", "until": "last block height",
-    "from": "first block height (default 1)", "to": "last block height (default the head)",
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"type": "object", "required": list(required), "properties": {**required, **(optional or {})}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_RESULT = {"status": {"enum": ["applied", "rejected"]}, "reason": _nullable(_STR), "message": _STR}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "SignedDocument": {
+        "type": "object",
+        "required": ["document", "signature"],
+        "additionalProperties": False,
+        "properties": {
+            "document": {
+                "type": "object",
+                "required": ["chain_id", "type", "signer", "nonce", "expires_at_ms"],
+                "properties": {"chain_id": _STR, "type": _STR, "signer": _PID, "nonce": _UINT,
+                               "expires_at_ms": _UINT},
+            },
+            "signature": {"type": "string", "pattern": "^[0-9a-fA-F]{128}$"},
+        },
+    },
+    "Pending": _object({"id": _HEX64, "status": {"const": "pending"}}, {"message": _STR}),
+    "Outcome": _object({"id": _HEX64, **_RESULT, "height": _UINT, "position": _UINT}),
+    "Refused": _object({"status": {"const": "refused"}, "error": _STR, "message": _STR}),
+    "BatchResults": _object({"results": {"type": "array", "items": {"anyOf": [
+        _ref("Pending"), _ref("Outcome"), _ref("Refused")]}}}),
+    "DocumentStatus": _object({
+        "id": _HEX64,
+        "status": {"enum": ["pending", "applied", "rejected", "unknown"]},
+        "reason": _nullable(_STR), "message": _STR,
+        "height": _nullable(_UINT), "position": _nullable(_UINT),
+        "document": _nullable(_ref("SignedDocument")),
+    }),
+    "Code": _object({
+        "code": _STR, "kind": {"enum": ["unit", "aggregate"]}, "status": _STR, "owner": _PID,
+        "owner_state": _nullable(_STR), "aggregate": _nullable(_STR), "outermost_aggregate": _nullable(_STR),
+        "in_transit": _nullable(_HEX64), "suspended": {"type": "boolean"}, "retire_reason": _nullable(_STR),
+    }, {"gtin": _STR, "serial": _STR, "sscc": _STR, "children": _UINT}),
+    "History": _object({
+        "code": _STR,
+        "entries": {"type": "array", "items": _object({
+            "height": _UINT, "position": _UINT, "document_id": _HEX64, "type": _STR,
+            "sscc": _nullable(_STR), "via": _nullable(_STR)})},
+        "next": _nullable({"type": "string", "pattern": "^[0-9]+\\.[0-9]+$"}),
+    }),
+    "Check": {**_object({"code": _STR, "status": _STR, "suspended": {"type": "boolean"}},
+                        {"gtin": _STR, "sscc": _STR}),
+              "additionalProperties": False},
+    "Participant": _object({
+        "id": _PID, "public_key": _HEX64, "state": _STR, "roles": {"type": "array", "items": _STR},
+        "name": _STR, "status": {"enum": ["active", "revoked"]}, "registered_height": _UINT,
+    }),
+    "Holdings": _object({"participant": _PID, "codes": {"type": "array", "items": _STR},
+                         "next": _nullable(_STR)}),
+    "Shipment": _object({
+        "id": _HEX64, "shipper": _PID, "receiver": _PID, "status": _STR, "height": _UINT,
+        "from_state": _STR, "to_state": _STR, "cross_border": {"type": "boolean"},
+    }),
+    "Flows": _object({"from_state": _STR, "to_state": _STR,
+                      "shipments": {"type": "array", "items": _ref("Shipment")}}),
+    "BlockHeader": _object({
+        "chain_id": _STR, "height": _UINT, "hash": _HEX64, "prev_hash": _HEX64, "documents_root": _HEX64,
+        "results_root": _HEX64, "state_hash": _HEX64, "time_ms": _UINT, "proposer": _STR,
+        "raft_term": _UINT, "raft_index": _UINT, "documents": _UINT,
+    }),
+    "Attestation": _object({"state": _STR, "height": _UINT, "block_hash": _HEX64, "signature": _HEX}),
+    "Block": _object({
+        "header": _ref("BlockHeader"), "documents": {"type": "array", "items": _HEX},
+        "results": {"type": "array", "items": _object(_RESULT)},
+        "attestations": {"type": "array", "items": _ref("Attestation")},
+    }),
+    "InclusionProof": _object({
+        "header": _ref("BlockHeader"), "header_bytes": _HEX,
+        "attestations": {"type": "array", "items": _ref("Attestation")}, "position": _UINT,
+        "document": _HEX, "document_path": {"type": "array", "items": _HEX64}, "result": _object(_RESULT),
+        "result_bytes": _HEX, "result_path": {"type": "array", "items": _HEX64},
+    }),
+    "ProvenanceBundle": _object({
+        "version": {"type": "integer"}, "code": _STR, "genesis_hash": _HEX64,
+        "entries": {"type": "array", "items": _ref("InclusionProof")},
+        "registrations": {"type": "array", "items": _ref("InclusionProof")},
+    }),
+    # Raft node ids are integers; a leader is 0 or null while there is none.
+    "Status": _object({
+        "state": _STR, "node_id": _UINT, "chain_id": _STR,
+        "role": {"enum": ["leader", "follower", "candidate", "pre_candidate", "stopped"]},
+        "term": _UINT, "leader": _nullable(_UINT), "leader_state": _nullable(_STR), "height": _UINT,
+        "head_hash": _HEX64, "state_hash": _HEX64, "time_ms": _UINT, "commit_index": _UINT,
+        "applied_index": _UINT, "mempool": _object({"documents": _UINT, "bytes": _UINT}), "version": _STR,
+        "error": _nullable(_STR), "peers": {"type": "object", "additionalProperties": _ref("Peer")},
+    }),
+    # What gossip last said of a peer, and whether its link is up; a peer not heard from
+    # yet has only `connected`.
+    "Peer": {"type": "object", "properties": {
+        "height": _UINT, "head_hash": _STR, "role": _STR, "term": _UINT, "leader": _UINT, "version": _STR,
+        "seen_ms_ago": {"type": "integer"}, "connected": {"type": "boolean"}}},
 }
 
+# The three headers of a signed read: all or none.
+_SIGNED_HEADERS = {
+    "tamgaParticipant": ("X-Tamga-Participant", "participant id of the reader"),
+    "tamgaTime": ("X-Tamga-Time", "ms since the epoch, within ledger.REQUEST_SKEW_MS of the node's clock"),
+    "tamgaSignature": ("X-Tamga-Signature", "hex Ed25519 signature of ledger.request_message(method, "
+                                            "path_with_query, time_ms); see docs/API.md"),
+}
 
-def _operation(path: str, summary: str, signed: bool, params: tuple[str, ...], ok: str) -> dict[str, Any]:
-    parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in (p[1:-1] for p in path.split("/") if p.startswith("{"))
-    ]
-    parameters += [
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
-         "description": _PARAM_DOCS.get(name, "")}
-        for name in params
-    ]
-    responses: dict[str, Any] = {ok: {"description": "success"}}
-    if ok == "202":
-        responses["200"] = {"description": "committed (with wait=commit): applied or rejected with reason"}
-    for status, text in (("400", "malformed"), ("404", "unknown"), ("413", "too large"),
-                         ("415", "wrong content type"), ("422", "refused"), ("503", "unavailable")):
-        responses[status] = {"description": text, "content": {"application/json": {"schema": _ERROR}}}
-    if signed:
-        responses["401"] = {"description": "unsigned or badly signed request",
-                            "content": {"application/json": {"schema": _ERROR}}}
-        responses["403"] = {"description": "not an active participant",
-                            "content": {"application/json": {"schema": _ERROR}}}
-    op: dict[str, Any] = {"summary": summary, "parameters": parameters, "responses": responses}
-    if signed:
-        op["security"] = [{"tamgaSignature": []}]
-    if path == "/v1/documents":
-        op["requestBody"] = {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"oneOf": [
-                    {"$ref": "#/components/schemas/SignedDocument"},
-                    {"type": "array", "items": {"$ref": "#/components/schemas/SignedDocument"}},
-                ]}},
-                "application/msgpack": {"schema": {"type": "string", "format": "binary"}},
-            },
+_STATUS_TEXT = {400: "malformed request", 401: "unsigned or badly signed request",
+                403: "not an active participant", 404: "not found", 409: "conflict", 413: "too large",
+                415: "unsupported content type", 422: "refused", 503: "the node cannot serve now"}
+
+
+def _error_schema(reasons: Sequence[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["error", "message"],
+        "additionalProperties": False,
+        "properties": {"error": {"enum": list(reasons)}, "message": _STR},
+    }
+
+
+def _errors(route: Route) -> dict[str, Any]:
+    by_status: dict[int, list[str]] = {}
+    for reason in route.all_reasons():
+        by_status.setdefault(HTTP_STATUS[reason], []).append(reason)
+    return {
+        str(status): {
+            "description": f"{_STATUS_TEXT.get(status, 'error')}: {', '.join(reasons)}",
+            "content": {"application/json": {"schema": _error_schema(reasons)}},
         }
+        for status, reasons in sorted(by_status.items())
+    }
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    parameters = [
+        {"name": p.name, "in": p.where, "required": p.is_required, "description": p.doc,
+         "schema": p.kind.schema() if p.default is None else {**p.kind.schema(), "default": p.default}}
+        for p in route.params
+    ]
+    responses: dict[str, Any] = {}
+    for ok in route.answers:
+        schema = {} if ok.schema is None else _ref(ok.schema) if isinstance(ok.schema, str) else ok.schema
+        content = {m: {"schema": schema} for m in ok.media}
+        if ok.msgpack_binary:
+            content[MSGPACK] = {"schema": {"type": "string", "format": "binary"}}
+        responses[str(ok.status)] = {"description": ok.description, "content": content}
+    responses.update(_errors(route))
+    op: dict[str, Any] = {"summary": route.summary, "operationId": _operation_id(route),
+                          "parameters": parameters, "responses": responses}
+    if route.signed:
+        op["security"] = [{name: [] for name in _SIGNED_HEADERS}]
+    if route.body is not None:
+        op["requestBody"] = {"required": True, "content": route.body}
     return op
 
 
-def openapi() -> dict[str, Any]:
+def _operation_id(route: Route) -> str:
+    return route.handler.__name__
+
+
+def openapi(routes: Sequence[Route]) -> dict[str, Any]:
+    """The OpenAPI document of `routes`."""
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, signed, params, ok in ROUTES:
-        paths.setdefault(path, {})[method] = _operation(path, summary, signed, params, ok)
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "Tamga node client API", "version": VERSION},
         "paths": paths,
         "components": {
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "message"],
-                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-                },
-                "SignedDocument": {
-                    "type": "object",
-                    "required": ["document", "signature"],
-                    "additionalProperties": False,
-                    "properties": {"document": {"type": "object"}, "signature": {"type": "string"}},
-                },
-            },
+            "schemas": SCHEMAS,
             "securitySchemes": {
-                "tamgaSignature": {
-                    "type": "apiKey", "in": "header", "name": "X-Tamga-Signature",
-                    "description": "with X-Tamga-Participant and X-Tamga-Time; see docs/API.md",
-                },
+                name: {"type": "apiKey", "in": "header", "name": header, "description": text}
+                for name, (header, text) in _SIGNED_HEADERS.items()
             },
         },
     }

@@ -16,8 +16,9 @@ from aiohttp import WSMsgType, web
 
 from consensus import MalformedMessage, decode_message
 
-from ._api import int_param, query, respond, stream_blocks
-from ._errors import Forbidden
+from ._api import stream_blocks
+from ._errors import Refusal
+from ._http import MSGPACK, Args, Integer, Ok, Param, Route, add_routes, respond
 from ._keys import METRICS, NODE, TRUST
 from ._node import PROCESSED_HEADER
 from ._transport import FRAME_BYTES_LIMIT, unpack_frame
@@ -38,7 +39,7 @@ async def peer_identity(request: web.Request, handler: Handler) -> web.StreamRes
     der = ssl_object.getpeercert(binary_form=True) if isinstance(ssl_object, ssl.SSLObject) else None
     state = request.app[TRUST].state_of(der)
     if state is None:
-        raise Forbidden("the peer API serves only the member-state nodes named in genesis", code="not_a_peer")
+        raise Refusal("not_a_peer", "the peer API serves only the member-state nodes named in genesis")
     request[PEER_STATE] = state
     return await handler(request)
 
@@ -102,20 +103,33 @@ def _drop(request: web.Request, peer: str, what: str) -> None:
     log.warning("dropped from %s: %s", peer, what)
 
 
-async def peer_blocks(request: web.Request) -> web.StreamResponse:
+async def peer_blocks(request: web.Request, a: Args) -> web.StreamResponse:
     """Blocks for a peer that restores a snapshot: the same stream auditors read."""
-    q = query(request, {"from", "to"})
     node = request.app[NODE]
     store = node.store
     # Read before the head: every block up to this Raft index is at or below the head.
     processed = node.processed_index()
-    lo = int_param(q, "from", 1, 1, 2**62)
-    hi = min(int_param(q, "to", store.head.height, 1, 2**62), store.head.height)
-    return await stream_blocks(request, store, lo, hi, {PROCESSED_HEADER: str(processed)})
+    head = store.head.height
+    hi = head if a["to"] is None else min(a["to"], head)
+    return await stream_blocks(request, store, a["from"], hi, {PROCESSED_HEADER: str(processed)})
 
 
-async def peer_status(request: web.Request) -> web.Response:
+async def peer_status(request: web.Request, a: Args) -> web.Response:
     return respond(request, request.app[NODE].status())
+
+
+_HEIGHT = Integer(1, 2**63 - 1)
+# The peer API's table: the plain HTTP routes, checked like the client API's. The two
+# websockets carry their own framing and are registered beside it.
+PEER_ROUTES = (
+    Route("GET", "/peer/blocks", peer_blocks, "Blocks for a peer that restores a snapshot",
+          answers=(Ok(200, "the msgpack block stream of /v1/blocks", None, (MSGPACK,)),),
+          params=(Param("from", _HEIGHT, "first block height", default=1),
+                  Param("to", _HEIGHT, "last block height (default: the head)")),
+          reasons=("not_a_peer",)),
+    Route("GET", "/peer/status", peer_status, "As /v1/status",
+          answers=(Ok(200, "the node's status", "Status"),), reasons=("not_a_peer",)),
+)
 
 
 def make_peer_app(error_middleware: Callable[..., Awaitable[web.StreamResponse]]) -> web.Application:
@@ -123,6 +137,5 @@ def make_peer_app(error_middleware: Callable[..., Awaitable[web.StreamResponse]]
     app = web.Application(client_max_size=1 << 20, middlewares=[error_middleware, peer_identity])
     app.router.add_get("/peer/raft", raft_socket)
     app.router.add_get("/peer/gossip", gossip_socket)
-    app.router.add_get("/peer/blocks", peer_blocks)
-    app.router.add_get("/peer/status", peer_status)
+    add_routes(app, PEER_ROUTES)
     return app

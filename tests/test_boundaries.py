@@ -50,7 +50,6 @@ THIRD_PARTY_NEVER: dict[str, frozenset[str]] = {
 # node restructure (node/ stops importing the ledger's record types by their private
 # module); `test_known_private_imports_still_exist` says when an entry can go.
 KNOWN_PRIVATE_IMPORTS: frozenset[tuple[str, str]] = frozenset({
-    ("node/_api.py", "ledger._records"),
 })
 IMPORT_CALLS = {"import_module", "__import__"}
 FILE_PATH_IMPORTS = {"spec_from_file_location", "module_from_spec", "SourceFileLoader"}
