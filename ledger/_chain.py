@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._encoding import pack, pack_trusted, unpack
@@ -37,6 +37,9 @@ class BlockHeader:
     raft_term: int
     raft_index: int
     documents: int  # how many documents the block holds
+    # The hash, computed on first use: a block's header is hashed by every part that
+    # handles it (attestations, proofs, the store), a dozen times or more per block.
+    _hash: bytes = field(default=b"", init=False, compare=False, repr=False)
 
     def to_list(self) -> list[Any]:
         return [
@@ -59,7 +62,9 @@ class BlockHeader:
 
     @property
     def hash(self) -> bytes:
-        return hashlib.sha256(b"tamga/block/v1" + self.encode()).digest()
+        if not self._hash:
+            object.__setattr__(self, "_hash", hashlib.sha256(b"tamga/block/v1" + self.encode()).digest())
+        return self._hash
 
     @classmethod
     def decode(cls, data: bytes) -> BlockHeader:

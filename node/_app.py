@@ -28,6 +28,7 @@ from pathlib import Path
 
 import aiohttp
 import plyvel
+import uvloop
 from aiohttp import web
 
 from consensus import LevelDBStorage, StorageError
@@ -254,7 +255,10 @@ def run_node(config_path: Path | str) -> int:
     """
     config = load_config(config_path)
     setup_logging(config.log_level)
-    return asyncio.run(serve(config))
+    # uvloop's event loop: measured in bench/README, about a quarter less CPU per HTTP
+    # request than asyncio's own loop, with the same semantics.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(config))
 
 
 __all__ = ["ConfigError", "StartError", "create_app", "run_node", "serve"]

@@ -221,8 +221,9 @@ class ApplyPipeline:
             else:
                 self._metrics.rejected(result.reason.value).inc()
             # A second copy of a document (proposed again after a lost answer) is only
-            # a duplicate: the client waited for the first.
-            if result.reason is not Reason.DUPLICATE:
+            # a duplicate: the client waited for the first. Only the node a client
+            # submitted to has someone waiting.
+            if result.reason is not Reason.DUPLICATE and self._waiters.waiting(doc_id):
                 self._waiters.resolve(doc_id, outcome_json(doc_id, header.height, position, result))
         self._metrics.documents_applied.inc(applied_count)
         self._metrics.height.set(header.height)

@@ -27,6 +27,10 @@ class Waiters:
             if not futures:
                 del self._by_id[doc_id]
 
+    def waiting(self, doc_id: bytes) -> bool:
+        """Whether a client waits for this document (only the node it submitted to)."""
+        return doc_id in self._by_id
+
     def resolve(self, doc_id: bytes, outcome: dict[str, Any]) -> None:
         for future in self._by_id.pop(doc_id, ()):
             if not future.done():
@@ -43,7 +47,8 @@ class Waiters:
                    timeout_s: float) -> dict[str, Any] | None:
         """The outcome, or None when it does not come within the timeout."""
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await future
         except TimeoutError:
             self.discard(doc_id, future)
             return None
