@@ -152,11 +152,17 @@ class _Proposal:
     future: asyncio.Future[LogIndex]
     started_s: float
     # The proposals that time out together with this one (see `_deadline_bucket`).
-    bucket: set[_Proposal] | None = None
+    bucket: _Bucket | None = None
     term: Term = Term(0)
     index: LogIndex = LogIndex(0)
     # Set for a membership change; `data` is then empty.
     conf_change: ConfChange | None = None
+
+
+# Proposals by insertion order (values unused): a set of them would iterate in the
+# order of their addresses, and their timeouts would fire in a different order on
+# every run of the same simulated seed.
+_Bucket = dict[_Proposal, None]
 
 
 @dataclass(slots=True, eq=False)
@@ -216,10 +222,12 @@ class Driver:
         self._failure: BaseException | None = None
         # Proposals handed to the core, by log index, until their index is applied.
         self._pending: dict[int, _Proposal] = {}
-        self._buckets: dict[float, set[_Proposal]] = {}
+        self._buckets: dict[float, _Bucket] = {}
         self._reads: dict[bytes, _Read] = {}
-        # Confirmed reads waiting for the applied index to reach theirs.
+        # Confirmed reads waiting for the applied index to reach theirs, ties broken by
+        # arrival (not by address, which differs between runs of one simulated seed).
         self._read_waiters: list[tuple[int, int, _Read]] = []
+        self._read_arrivals = itertools.count()
         self._read_ids = itertools.count(1)
         self._leader_waiters: list[tuple[NodeId, asyncio.Future[None]]] = []
         self._leader: NodeId = NONE
@@ -306,7 +314,7 @@ class Driver:
         loop = asyncio.get_running_loop()
         proposal = _Proposal(data, loop.create_future(), self._clock_s(), conf_change=cc)
         proposal.bucket = self._deadline_bucket(loop, timeout_s)
-        proposal.bucket.add(proposal)
+        proposal.bucket[proposal] = None
         self._queues.proposals.append(proposal)
         self._wake.set()
         return await proposal.future
@@ -479,7 +487,7 @@ class Driver:
         for rs in rd.read_states:
             read = self._reads.pop(rs.request_ctx, None)
             if read is not None:
-                heapq.heappush(self._read_waiters, (rs.index, id(read), read))
+                heapq.heappush(self._read_waiters, (rs.index, next(self._read_arrivals), read))
         self._release_reads()
         raw.advance(rd)
         await self._maybe_snapshot(raw)
@@ -613,7 +621,7 @@ class Driver:
 
     def _settle(self, proposal: _Proposal, outcome: LogIndex | BaseException) -> None:
         if proposal.bucket is not None:
-            proposal.bucket.discard(proposal)
+            proposal.bucket.pop(proposal, None)
             proposal.bucket = None
         if proposal.future.done():
             return
@@ -622,7 +630,7 @@ class Driver:
         else:
             proposal.future.set_result(outcome)
 
-    def _deadline_bucket(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> set[_Proposal]:
+    def _deadline_bucket(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> _Bucket:
         """The set of proposals expiring with the next tick after `timeout_s` from now.
 
         One timer per tick interval instead of one per proposal: at tens of thousands of
@@ -633,7 +641,7 @@ class Driver:
         due = (int((loop.time() + timeout_s) / interval) + 1) * interval
         bucket = self._buckets.get(due)
         if bucket is None:
-            bucket = self._buckets[due] = set()
+            bucket = self._buckets[due] = {}
             loop.call_at(due, self._expire_bucket, due)
         return bucket
 
