@@ -1,5 +1,9 @@
 """A seeded, deterministic simulator of Raft clusters built from Tamga's RawNode.
 
+The scenario tests use it where they need the core's internals at hand (a peer played
+by hand, a Ready handled step by step). The randomized campaigns run the real Driver
+instead, in `vopr.py`, checked by the same `Checker` defined here.
+
 One `random.Random(seed)` drives everything: message delays, loss, duplication, the
 nodes' election jitter (each node's rng is drawn from it), clock rates, crashes. Time
 is virtual (milliseconds); events run in (time, sequence) order from a heap, so the
@@ -38,7 +42,6 @@ import msgpack
 from consensus import (
     NONE,
     ConfChange,
-    ConfChangeType,
     Config,
     Entry,
     EntryType,
@@ -667,121 +670,6 @@ class Sim:
 _TICK = 0
 _MSG = 1
 _KINDS = {"tick": _TICK, "msg": _MSG}
-
-
-def run_random(seed: int, duration_ms: int = 3_000, *, spare: bool | None = None) -> Sim:
-    """One randomized fault-injection run; raises SimFailure naming the seed.
-
-    With a spare node (by default in about a third of the runs), membership changes
-    join the faults: add it as a learner, promote, demote, remove (the leader too).
-    """
-    rng = random.Random(seed)
-    n = rng.choice((3, 3, 5))
-    faults = Faults(
-        loss=rng.choice((0.0, 0.05, 0.1)),
-        dup=rng.choice((0.0, 0.05)),
-        long_delay=rng.choice((0.0, 0.05, 0.2)),
-        crash_in_ready=rng.choice((0.0, 0.0, 0.002, 0.01)),
-        torn_writes=rng.random() < 0.5,
-    )
-    sim = Sim(
-        rng.getrandbits(64) ^ seed,
-        n,
-        faults=faults,
-        snapshot_every=rng.choice((0, 8, 25)),
-        tick_skew=rng.choice((0.0, 0.3)),
-        pre_vote=rng.random() < 0.7,
-        check_quorum=rng.random() < 0.7,
-        snapshot_chunk_bytes=rng.choice((64, 1 << 20)),
-        max_size_per_msg=rng.choice((64, 1 << 20)),
-        max_inflight_msgs=rng.choice((2, 256)),
-    )
-    sim.seed = seed
-    if rng.random() < 0.3 if spare is None else spare:
-        sim.add_node(n + 1)  # a spare, not a member until a change adds it
-    figure8 = rng.random() < 0.3
-    counter = 0
-    next_chaos = rng.randint(50, 200)
-    while sim.now < duration_ms:
-        sim.run_for(rng.randint(2, 30))
-        counter += 1
-        got = sim.propose(b"v%d-%d" % (seed, counter))
-        if figure8:
-            _figure8_step(sim, rng, got is not None)
-        elif sim.now >= next_chaos:
-            if len(sim.nodes) > n and rng.random() < 0.3:
-                _change_membership(sim, rng)
-            else:
-                _chaos(sim, rng)
-            next_chaos = sim.now + rng.randint(30, 200)
-        _restart_some(sim, rng)
-    sim.converge()
-    return sim
-
-
-def _figure8_step(sim: Sim, rng: random.Random, proposed: bool) -> None:
-    """6.5840's Figure 8 test: the leader often dies right after it proposed."""
-    lead = sim.leader()
-    if proposed and lead and rng.random() < 0.5:
-        sim.crash(lead)
-
-
-def _change_membership(sim: Sim, rng: random.Random) -> None:
-    """Add, promote, demote or remove one node (the leader included)."""
-    lead = sim.leader()
-    if lead == NONE:
-        return
-    conf = sim.raw(lead).raft.conf_state()
-    members = set(conf.voters) | set(conf.learners)
-    options: list[ConfChange] = []
-    options += [ConfChange(ConfChangeType.ADD_LEARNER, n) for n in sim.nodes if n not in members]
-    options += [ConfChange(ConfChangeType.ADD_VOTER, n) for n in conf.learners]
-    if len(conf.voters) > 3:
-        options += [ConfChange(ConfChangeType.REMOVE_NODE, n) for n in conf.voters]
-        options += [ConfChange(ConfChangeType.ADD_LEARNER, n) for n in conf.voters]
-    if options:
-        sim.propose_conf_change(rng.choice(options))
-
-
-def _restart_some(sim: Sim, rng: random.Random) -> None:
-    """Keep a majority up: dead nodes come back after a while."""
-    down = [n.id for n in sim.nodes.values() if not n.alive]
-    if down and (len(down) > (len(sim.nodes) - 1) // 2 or rng.random() < 0.1):
-        sim.restart(rng.choice(down))
-
-
-def _chaos(sim: Sim, rng: random.Random) -> None:
-    """One random fault: partitions, crashes, restarts, one-way links, clock jumps."""
-    ids = sorted(sim.nodes)
-    action = rng.randrange(8)
-    if action == 0:
-        sim.heal()
-    elif action == 1:
-        sim.isolate(rng.choice(ids))
-    elif action == 2:
-        rng.shuffle(ids)
-        cut = rng.randint(1, len(ids) // 2)
-        sim.partition(ids[:cut], ids[cut:])
-    elif action == 3:
-        sim.cut_link(rng.choice(ids), rng.choice(ids), one_way=True)
-    elif action == 4:
-        sim.crash(rng.choice(ids))
-    elif action == 5:
-        sim.heal()
-        sim.isolate(rng.choice(ids))
-    elif action == 6:
-        lead = sim.leader()
-        if lead:
-            sim.crash(lead)
-            sim.restart(lead)
-    else:
-        node = sim.nodes[NodeId(rng.choice(ids))]
-        if node.alive:  # a clock jump: several ticks at once
-            for _ in range(rng.randint(2, 12)):
-                node.node().tick()
-                sim.handle_ready(node)
-                if not node.alive:
-                    break
 
 
 # -- single-node helpers for unit tests ------------------------------------------------
