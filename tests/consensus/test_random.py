@@ -38,7 +38,8 @@ def test_random_fault_campaign() -> None:
                 traceback.print_exc()
         if len(failures) >= 5:
             break
-    assert not failures, "replay with SIM_SEED=<seed>:\n" + "\n".join(failures)
+    replay = f"replay with SIM_SEED=<seed> SIM_DURATION_MS={DURATION_MS}"
+    assert not failures, replay + ":\n" + "\n".join(failures)
 
 
 def test_same_seed_same_trace() -> None:

@@ -305,6 +305,7 @@ class DriverSim:
         self.checker = Checker(self)
         self.acked_count = 0
         self.failed_proposals = 0
+        self.reads = 0  # linearizable reads answered, each checked
         self.voters = tuple(NodeId(i) for i in range(1, n + 1))
         self.nodes: dict[NodeId, SimNode] = {}
         self.drivers: list[Driver] = []  # every life's, to catch a failure in any
@@ -557,6 +558,37 @@ class DriverSim:
             self.acked_count += 1
             self._log("acked", index)
 
+    def read(self, node_id: int) -> bool:
+        """Ask `node_id` for a linearizable read index; False if it is down.
+
+        The answer must cover every write acknowledged before the read began, and the
+        node must have applied up to it by the time the read returns."""
+        node = self.nodes[NodeId(node_id)]
+        if node.life is None:
+            return False
+        floor = max(self.checker.acked, default=0)
+        task = self.loop.create_task(node.driver.read_index(timeout_s=self.proposal_timeout_s))
+        task.add_done_callback(functools.partial(self._on_read_done, node.life, floor))
+        return True
+
+    def _on_read_done(self, life: Life, floor: int, task: asyncio.Task[LogIndex]) -> None:
+        if task.exception() is not None or not life.alive or life.driver is None:
+            return  # no answer reached the client
+        index = task.result()
+        if index < floor:
+            self.checker.fail(f"read index {index} misses the write acknowledged at {floor}")
+        if life.driver.applied_index < index:
+            self.checker.fail(f"read index {index} returned before it was applied")
+        self.reads += 1
+        self._log("read", life.driver.node_id, index)
+
+    def transfer(self, to: int) -> None:
+        """Ask the leader to hand over to `to`; the outcome does not matter."""
+        lead = self.leader()
+        if lead != NONE and lead != to:
+            task = self.loop.create_task(self.nodes[lead].driver.transfer_leadership(NodeId(to), 0.5))
+            task.add_done_callback(_ignore_outcome)
+
     def propose_conf_change(self, cc: ConfChange) -> bool:
         lead = self.leader()
         if lead == NONE:
@@ -679,6 +711,8 @@ def _campaign(sim: DriverSim, rng: random.Random, n: int, duration_ms: int, spar
         sim.run_for(rng.randint(2, 30))
         counter += 1
         proposed = sim.propose(b"v%d-%d" % (sim.seed, counter))
+        if rng.random() < 0.2:
+            sim.read(rng.choice(sorted(sim.nodes)))
         if figure8:
             _figure8_step(sim, rng, proposed)
         elif sim.now >= next_chaos_ms:
@@ -723,9 +757,10 @@ def _restart_some(sim: DriverSim, rng: random.Random) -> None:
 
 
 def _chaos(sim: DriverSim, rng: random.Random) -> None:
-    """One random fault: partitions, crashes, restarts, one-way links, a stalled disk."""
+    """One random fault: partitions, crashes, restarts, one-way links, a stalled disk,
+    or a leadership transfer."""
     ids = sorted(sim.nodes)
-    action = rng.randrange(8)
+    action = rng.randrange(9)
     if action == 0:
         sim.heal()
     elif action == 1:
@@ -745,7 +780,9 @@ def _chaos(sim: DriverSim, rng: random.Random) -> None:
         lead = sim.leader()
         if lead:
             sim.crash_and_restart(lead)
-    else:
+    elif action == 7:
         # The driver's task waits on the disk; its ticks are missed, then one is taken.
         sim.stall_disk(rng.choice(ids), rng.randint(20, 300))
+    else:
+        sim.transfer(rng.choice(ids))
 
