@@ -229,6 +229,10 @@ class Driver:
         self._read_waiters: list[tuple[int, int, _Read]] = []
         self._read_arrivals = itertools.count()
         self._read_ids = itertools.count(1)
+        # Read contexts must differ from those of this node's earlier lives too: a late
+        # answer to a read of the process before a restart would otherwise complete a
+        # new read with an old, stale index. Drawn from the injected random source.
+        self._read_nonce = config.rng.getrandbits(64).to_bytes(8, "big")
         self._leader_waiters: list[tuple[NodeId, asyncio.Future[None]]] = []
         self._leader: NodeId = NONE
         self._role = Role.FOLLOWER
@@ -323,7 +327,7 @@ class Driver:
         """Wait until a read of the application reflects every write committed before."""
         self._check_running()
         loop = asyncio.get_running_loop()
-        ctx = next(self._read_ids).to_bytes(8, "big")
+        ctx = self._read_nonce + next(self._read_ids).to_bytes(8, "big")
         read = _Read(loop.create_future())
         read.timer = loop.call_later(timeout_s, self._expire_read, ctx, read)
         self._reads[ctx] = read

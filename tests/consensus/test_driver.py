@@ -422,3 +422,36 @@ async def _run_follower_until_applied(storage: MemoryStorage, append: Message, l
     await until(lambda: last in app.data() or driver.failure is not None, what="the apply")
     await driver.stop()
     return driver
+
+
+class Capture:
+    """A transport that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self.sent.extend(messages)
+
+
+async def test_read_contexts_differ_across_restarts() -> None:
+    """A restarted node never reuses a read context of its earlier life, so a late answer
+    to an old read cannot complete a new one with a stale index (found by the Driver
+    simulator, seeds 300027 and 300072 at SIM_DURATION_MS=2000)."""
+    storage = MemoryStorage()
+    heartbeat = Message(MessageType.HEARTBEAT, to=NodeId(2), frm=NodeId(1), term=Term(1))
+    contexts = []
+    for life in range(2):
+        transport = Capture()
+        config = Config(id=NodeId(2), voters=IDS, rng=random.Random(life))
+        driver = Driver(config, storage, transport, ListApp(), FAST)
+        await driver.start()
+        driver.receive(heartbeat)  # node 1 leads term 1
+        await until(lambda d=driver: d.leader == 1, what="the leader")
+        read = asyncio.ensure_future(driver.read_index(timeout_s=5))
+        await until(lambda t=transport: any(m.type == MessageType.READ_INDEX for m in t.sent), what="a read")
+        contexts.append(next(m.context for m in transport.sent if m.type == MessageType.READ_INDEX))
+        await driver.stop()
+        with pytest.raises(DriverStopped):
+            await read
+    assert contexts[0] != contexts[1]

@@ -29,6 +29,9 @@ The same `Checker` as the RawNode simulator's verifies, as the run goes, electio
 safety, log matching, leader completeness, state machine safety and durability of
 acknowledged proposals (see `sim.py`); it hooks the storage and application writes of
 every live driver, so it sees exactly what the driver did, in the order it did it.
+Clients see only what the Driver's futures say: a proposal counts as acknowledged when
+`propose()` returns, and every `read_index()` answer must cover the writes
+acknowledged before the read began. A driver that fails on its own fails the run.
 """
 
 from __future__ import annotations
