@@ -636,14 +636,22 @@ class DriverSim:
                 self.restart(n.id)
         self.commit(b"barrier-%d" % self.seed, max_ms)
         members = [n for n in self.alive() if n.id in self._members()]
-        top = max(n.app.applied for n in members)
-        # Proposals still in flight may commit after the barrier: equal and at least top.
-        if not self.run_until(lambda: _same_applied(members, top), max_ms):
-            state = {n.id: n.app.applied for n in members}
-            raise SimFailure(f"seed={self.seed}: nodes did not catch up to {top}: {state}")
+        self._settle(members, max_ms)
         if self.check:
             logs = [(StorageLog(n.storage), n.driver.status().commit) for n in members]
             self.checker.check_final([n.app for n in members], logs)
+
+    def _settle(self, members: Sequence[SimNode], max_ms: int) -> None:
+        """Run until every member applied the same entries, at least up to the barrier.
+
+        Proposals still in flight may commit after the barrier. And the loop finishes
+        its iteration after a condition held, so one node may have moved on by the
+        time `run_until` returns: wait again until it holds with the loop at rest."""
+        top = max(n.app.applied for n in members)
+        while not _same_applied(members, top):
+            if not self.run_until(lambda: _same_applied(members, top), max_ms):
+                state = {n.id: n.app.applied for n in members}
+                raise SimFailure(f"seed={self.seed}: nodes did not catch up to {top}: {state}")
 
     def _members(self) -> set[int]:
         """The membership as the most advanced live node sees it."""
