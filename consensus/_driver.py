@@ -33,11 +33,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from ._codec import decode_conf_change
+from ._codec import MalformedMessage, decode_conf_change
 from ._core import Config, NotLeader, ProposalDropped, RawNode, Status
 from ._storage import Storage
 from ._types import (
     NONE,
+    ConfChange,
     Entry,
     EntryType,
     LogIndex,
@@ -141,6 +142,8 @@ class DriverStats:
     entries_applied: int = 0
     snapshots_taken: int = 0
     snapshots_restored: int = 0
+    # Committed CONF_CHANGE entries whose data is not a change; the core skips them too.
+    conf_changes_skipped: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -149,9 +152,17 @@ class _Proposal:
     future: asyncio.Future[LogIndex]
     started_s: float
     # The proposals that time out together with this one (see `_deadline_bucket`).
-    bucket: set[_Proposal] | None = None
+    bucket: _Bucket | None = None
     term: Term = Term(0)
     index: LogIndex = LogIndex(0)
+    # Set for a membership change; `data` is then empty.
+    conf_change: ConfChange | None = None
+
+
+# Proposals by insertion order (values unused): a set of them would iterate in the
+# order of their addresses, and their timeouts would fire in a different order on
+# every run of the same simulated seed.
+_Bucket = dict[_Proposal, None]
 
 
 @dataclass(slots=True, eq=False)
@@ -182,7 +193,13 @@ class Driver:
         driver_config: DriverConfig | None = None,
         *,
         on_commit_latency: Callable[[float], None] | None = None,
+        executor: concurrent.futures.Executor | None = None,
+        clock_s: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """`executor` runs the fsyncs; by default the driver starts (and stops) a thread
+        of its own. `clock_s` times proposals for `on_commit_latency`. Timers and ticks
+        follow the running event loop's clock. A simulator injects all three, with a
+        virtual-time loop, to run this driver deterministically from a seed."""
         self._config = config
         self._storage = storage
         self._transport = transport
@@ -196,17 +213,26 @@ class Driver:
         self._ticks_due = 0
         self._tick_handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._executor = executor
+        # Only an executor the driver started itself is the driver's to shut down.
+        self._owns_executor = executor is None
+        self._clock_s = clock_s
         self._stopping = False
         self._stopped = False
         self._failure: BaseException | None = None
         # Proposals handed to the core, by log index, until their index is applied.
         self._pending: dict[int, _Proposal] = {}
-        self._buckets: dict[float, set[_Proposal]] = {}
+        self._buckets: dict[float, _Bucket] = {}
         self._reads: dict[bytes, _Read] = {}
-        # Confirmed reads waiting for the applied index to reach theirs.
+        # Confirmed reads waiting for the applied index to reach theirs, ties broken by
+        # arrival (not by address, which differs between runs of one simulated seed).
         self._read_waiters: list[tuple[int, int, _Read]] = []
+        self._read_arrivals = itertools.count()
         self._read_ids = itertools.count(1)
+        # Read contexts must differ from those of this node's earlier lives too: a late
+        # answer to a read of the process before a restart would otherwise complete a
+        # new read with an old, stale index. Drawn from the injected random source.
+        self._read_nonce = config.rng.getrandbits(64).to_bytes(8, "big")
         self._leader_waiters: list[tuple[NodeId, asyncio.Future[None]]] = []
         self._leader: NodeId = NONE
         self._role = Role.FOLLOWER
@@ -228,9 +254,10 @@ class Driver:
         # already holds; it rebuilds the membership from the snapshot and the log alone.
         self._applied = self._app.applied_index()
         self._raw = RawNode(replace(self._config, applied=self._applied), self._storage)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"raft-sync-{self._config.id}"
-        )
+        if self._owns_executor:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"raft-sync-{self._config.id}"
+            )
         loop = asyncio.get_running_loop()
         self._schedule_tick(loop, loop.time())
         self._task = loop.create_task(self._run(), name=f"raft-driver-{self._config.id}")
@@ -251,7 +278,7 @@ class Driver:
             task.cancel()
             await asyncio.wait({task})
         self._fail_everything(DriverStopped("the driver stopped"))
-        if self._executor is not None:
+        if self._executor is not None and self._owns_executor:
             # Waits for a sync still running in the worker, so storage can be closed next.
             self._executor.shutdown(wait=True)
 
@@ -273,6 +300,13 @@ class Driver:
         ProposalDropped when the core refused it or another entry took its index, and
         ProposalTimeout when neither happened in time (then the outcome is unknown).
         """
+        return await self._submit(data, None, timeout_s)
+
+    async def propose_conf_change(self, cc: ConfChange, timeout_s: float = 5.0) -> LogIndex:
+        """Commit one membership change and wait until it applies; errors as `propose`."""
+        return await self._submit(b"", cc, timeout_s)
+
+    async def _submit(self, data: bytes, cc: ConfChange | None, timeout_s: float) -> LogIndex:
         self._check_running()
         self.stats.proposals += 1
         if self._role != Role.LEADER and self._leader not in (NONE, self._config.id):
@@ -282,9 +316,9 @@ class Driver:
             self.stats.proposals_rejected += 1
             raise ProposalDropped("too many proposals queued")
         loop = asyncio.get_running_loop()
-        proposal = _Proposal(data, loop.create_future(), time.perf_counter())
+        proposal = _Proposal(data, loop.create_future(), self._clock_s(), conf_change=cc)
         proposal.bucket = self._deadline_bucket(loop, timeout_s)
-        proposal.bucket.add(proposal)
+        proposal.bucket[proposal] = None
         self._queues.proposals.append(proposal)
         self._wake.set()
         return await proposal.future
@@ -293,7 +327,7 @@ class Driver:
         """Wait until a read of the application reflects every write committed before."""
         self._check_running()
         loop = asyncio.get_running_loop()
-        ctx = next(self._read_ids).to_bytes(8, "big")
+        ctx = self._read_nonce + next(self._read_ids).to_bytes(8, "big")
         read = _Read(loop.create_future())
         read.timer = loop.call_later(timeout_s, self._expire_read, ctx, read)
         self._reads[ctx] = read
@@ -415,7 +449,10 @@ class Driver:
         if proposal.future.done():
             return  # timed out or cancelled while queued: do not commit it after all
         try:
-            proposal.term, proposal.index = raw.propose(proposal.data)
+            if proposal.conf_change is None:
+                proposal.term, proposal.index = raw.propose(proposal.data)
+            else:
+                proposal.term, proposal.index = raw.propose_conf_change(proposal.conf_change)
         except ProposalDropped as exc:
             self.stats.proposals_rejected += 1
             self._settle(proposal, exc)
@@ -454,7 +491,7 @@ class Driver:
         for rs in rd.read_states:
             read = self._reads.pop(rs.request_ctx, None)
             if read is not None:
-                heapq.heappush(self._read_waiters, (rs.index, id(read), read))
+                heapq.heappush(self._read_waiters, (rs.index, next(self._read_arrivals), read))
         self._release_reads()
         raw.advance(rd)
         await self._maybe_snapshot(raw)
@@ -501,19 +538,32 @@ class Driver:
         for kind, group in itertools.groupby(entries, key=_entry_type):
             run = list(group)
             if kind == EntryType.CONF_CHANGE:
-                for entry in run:
-                    raw.apply_conf_change(decode_conf_change(entry.data))
+                self._apply_conf_changes(raw, run)
             else:
                 await self._app.apply(run)
             self._applied = run[-1].index
             self.stats.entries_applied += len(run)
             self._settle_applied(run)
 
+    def _apply_conf_changes(self, raw: RawNode, entries: Sequence[Entry]) -> None:
+        for entry in entries:
+            try:
+                cc = decode_conf_change(entry.data)
+            except MalformedMessage as exc:
+                # The entry is committed and will be handed out again after every
+                # restart: raising would stop the node for good. The core ignores the
+                # same entry on every node, so skipping it keeps all nodes alike.
+                self.stats.conf_changes_skipped += 1
+                log.warning("raft %s: skipping malformed conf change at %d: %s",
+                            self._config.id, entry.index, exc)
+                continue
+            raw.apply_conf_change(cc)
+
     def _settle_applied(self, entries: Sequence[Entry]) -> None:
         pending = self._pending
         if not pending:
             return
-        now = time.perf_counter()
+        now = self._clock_s()
         for entry in entries:
             proposal = pending.pop(entry.index, None)
             if proposal is None:
@@ -575,7 +625,7 @@ class Driver:
 
     def _settle(self, proposal: _Proposal, outcome: LogIndex | BaseException) -> None:
         if proposal.bucket is not None:
-            proposal.bucket.discard(proposal)
+            proposal.bucket.pop(proposal, None)
             proposal.bucket = None
         if proposal.future.done():
             return
@@ -584,7 +634,7 @@ class Driver:
         else:
             proposal.future.set_result(outcome)
 
-    def _deadline_bucket(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> set[_Proposal]:
+    def _deadline_bucket(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> _Bucket:
         """The set of proposals expiring with the next tick after `timeout_s` from now.
 
         One timer per tick interval instead of one per proposal: at tens of thousands of
@@ -595,7 +645,7 @@ class Driver:
         due = (int((loop.time() + timeout_s) / interval) + 1) * interval
         bucket = self._buckets.get(due)
         if bucket is None:
-            bucket = self._buckets[due] = set()
+            bucket = self._buckets[due] = {}
             loop.call_at(due, self._expire_bucket, due)
         return bucket
 

@@ -1,5 +1,9 @@
 """A seeded, deterministic simulator of Raft clusters built from Tamga's RawNode.
 
+The scenario tests use it where they need the core's internals at hand (a peer played
+by hand, a Ready handled step by step). The randomized campaigns run the real Driver
+instead, in `vopr.py`, checked by the same `Checker` defined here.
+
 One `random.Random(seed)` drives everything: message delays, loss, duplication, the
 nodes' election jitter (each node's rng is drawn from it), clock rates, crashes. Time
 is virtual (milliseconds); events run in (time, sequence) order from a heap, so the
@@ -29,16 +33,15 @@ import hashlib
 import heapq
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
 from consensus import (
     NONE,
     ConfChange,
-    ConfChangeType,
     Config,
     Entry,
     EntryType,
@@ -77,6 +80,8 @@ class Faults:
     crash_in_ready: float = 0.0
     # A crash may keep a random prefix of the writes not yet synced.
     torn_writes: bool = True
+    # How long an fsync takes (the Driver simulator's disk; the RawNode one syncs at once).
+    sync_ms: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -87,9 +92,12 @@ class App:
     chain: bytes = b""
     values: list[bytes] = field(default_factory=list)
     keep_values: bool = True
+    # Whether every entry reaches the application. The Driver keeps configuration
+    # changes to the core, so its application sees gaps, but never goes back.
+    contiguous: bool = True
 
     def apply(self, e: Entry) -> None:
-        if e.index != self.applied + 1:
+        if e.index != self.applied + 1 if self.contiguous else e.index <= self.applied:
             raise SimFailure(f"applied {e.index} after {self.applied}")
         self.applied = e.index
         self.chain = _chain(self.chain, e)
@@ -134,10 +142,31 @@ class SimNode:
         return self.raw
 
 
-class Checker:
-    """The Raft safety properties, checked incrementally as the run goes."""
+class LogView(Protocol):
+    """What the checker reads of a node's log: a core's RaftLog or a `StorageLog`."""
 
-    def __init__(self, sim: Sim) -> None:
+    def first_index(self) -> LogIndex: ...
+
+    def term_or_none(self, index: LogIndex) -> Term | None: ...
+
+
+class Clocked(Protocol):
+    """A simulator as the checker names it in a failure: its seed and virtual time."""
+
+    seed: int
+
+    @property
+    def now(self) -> int: ...
+
+
+class Checker:
+    """The Raft safety properties, checked incrementally as the run goes.
+
+    It sees nodes only through their logs and applied chains, so the RawNode simulator
+    here and the Driver simulator (`vopr.py`) check exactly the same properties.
+    """
+
+    def __init__(self, sim: Clocked) -> None:
         self.sim = sim
         self.leaders: dict[int, NodeId] = {}
         self.entries: dict[tuple[int, int], tuple[int, bytes, int]] = {}
@@ -150,20 +179,19 @@ class Checker:
     def fail(self, what: str) -> None:
         raise SimFailure(f"seed={self.sim.seed}: {what} (t={self.sim.now}ms)")
 
-    def on_leader(self, node: SimNode, term: int) -> None:
-        holder = self.leaders.setdefault(term, node.id)
-        if holder != node.id:
-            self.fail(f"two leaders in term {term}: {holder} and {node.id}")
-        log = node.node().raft.log
+    def on_leader(self, node_id: NodeId, term: int, log: LogView) -> None:
+        holder = self.leaders.setdefault(term, node_id)
+        if holder != node_id:
+            self.fail(f"two leaders in term {term}: {holder} and {node_id}")
         first = log.first_index()
         for index, (t, _, commit_term) in self.committed.items():
             # Leader completeness covers entries committed in earlier terms only: a
             # vote granted long ago can still make a leader of an old term now.
             if commit_term < term and index >= first and log.term_or_none(LogIndex(index)) != t:
-                self.fail(f"leader {node.id} of term {term} lacks committed entry {index}")
+                self.fail(f"leader {node_id} of term {term} lacks committed entry {index}")
 
-    def on_persist(self, node: SimNode, entries: Iterable[Entry]) -> None:
-        log = node.node().raft.log
+    def on_persist(self, log: LogView, entries: Iterable[Entry]) -> None:
+        """`entries` were written to `log` (which holds them already)."""
         for e in entries:
             prev_term = log.term_or_none(LogIndex(e.index - 1))
             key = (e.index, e.term)
@@ -176,49 +204,47 @@ class Checker:
             if prev_term is not None and seen[0] not in (-1, prev_term):
                 self.fail(f"log matching: entry {key} follows terms {seen[0]} and {prev_term}")
 
-    def on_commit(self, node: SimNode, commit: int) -> None:
+    def on_commit(self, commit: int, term: int, log: LogView) -> None:
+        """A node in `term` learned that everything up to `commit` in `log` is committed."""
         if commit <= self.commit_max:
             return
-        r = node.node().raft
         for index in range(self.commit_max + 1, commit + 1):
-            term = r.log.term_or_none(LogIndex(index))
-            if term is None:
+            entry_term = log.term_or_none(LogIndex(index))
+            if entry_term is None:
                 continue  # inside the node's snapshot: checked through the chains
-            data = self.entries.get((index, term), (0, b"", 0))[1]
-            self.committed[index] = (term, data, r.term)
+            data = self.entries.get((index, entry_term), (0, b"", 0))[1]
+            self.committed[index] = (entry_term, data, term)
         self.commit_max = commit
 
-    def on_apply(self, node: SimNode, e: Entry) -> None:
+    def on_apply(self, node_id: NodeId, e: Entry, chain: bytes) -> None:
         seen = self.applied.get(e.index)
         if seen is None:
-            self.applied[e.index] = (e.term, e.data, node.app.chain)
-        elif seen[0] != e.term or seen[1] != e.data or seen[2] != node.app.chain:
-            self.fail(f"state machine safety: node {node.id} applied a different entry {e.index}")
+            self.applied[e.index] = (e.term, e.data, chain)
+        elif seen[0] != e.term or seen[1] != e.data or seen[2] != chain:
+            self.fail(f"state machine safety: node {node_id} applied a different entry {e.index}")
 
-    def on_restore(self, node: SimNode) -> None:
-        seen = self.applied.get(node.app.applied)
-        if seen is not None and seen[2] != node.app.chain:
-            self.fail(f"node {node.id} restored a snapshot whose chain differs")
+    def on_restore(self, node_id: NodeId, app: App) -> None:
+        seen = self.applied.get(app.applied)
+        if seen is not None and seen[2] != app.chain:
+            self.fail(f"node {node_id} restored a snapshot whose chain differs")
 
-    def check_final(self) -> None:
-        """Fuzzy invariants once the cluster has converged (hashicorp's fuzzy tests)."""
-        members = self.sim._members()
-        alive = [n for n in self.sim.nodes.values() if n.alive and n.id in members]
-        chains = {n.app.chain for n in alive}
-        if len(chains) != 1 or len({n.app.applied for n in alive}) != 1:
+    def check_final(self, apps: Sequence[App], logs: Sequence[tuple[LogView, int]]) -> None:
+        """Fuzzy invariants once the cluster has converged (hashicorp's fuzzy tests):
+        `apps` and `logs` (with each log's commit index) are those of the live members."""
+        chains = {app.chain for app in apps}
+        if len(chains) != 1 or len({app.applied for app in apps}) != 1:
             self.fail("nodes did not converge on one applied state")
-        values = set(alive[0].app.values)
+        values = set(apps[0].values)
         for index, (term, data) in self.acked.items():
             if data and data not in values:
                 self.fail(f"acknowledged entry {index} (term {term}) is lost")
             seen = self.applied.get(index)
             if seen is None or seen[0] != term or seen[1] != data:
                 self.fail(f"acknowledged entry {index} was not applied as acknowledged")
-        logs = [n.node().raft.log for n in alive]
-        commit = min(log.committed for log in logs)
-        lo = max(log.first_index() for log in logs)
+        commit = min(committed for _, committed in logs)
+        lo = max(log.first_index() for log, _ in logs)
         for index in range(lo, commit + 1):
-            if len({log.term_or_none(LogIndex(index)) for log in logs}) != 1:
+            if len({log.term_or_none(LogIndex(index)) for log, _ in logs}) != 1:
                 self.fail(f"logs differ at committed index {index}")
 
 
@@ -316,7 +342,7 @@ class Sim:
         if snap.meta.index > 0:
             node.app.restore(snap.data)
             if self.check:
-                self.checker.on_restore(node)
+                self.checker.on_restore(node.id, node.app)
         self._boot(node, **node.overrides)
 
     def crash_and_restart(self, node_id: int) -> None:
@@ -484,29 +510,30 @@ class Sim:
         if rd.entries:
             storage.append(list(rd.entries))
             if self.check:
-                self.checker.on_persist(node, rd.entries)
+                self.checker.on_persist(node.node().raft.log, rd.entries)
         if rd.hard_state is not None:
             storage.set_hard_state(rd.hard_state)
             if self.check:
-                self.checker.on_commit(node, rd.hard_state.commit)
+                r = node.node().raft
+                self.checker.on_commit(rd.hard_state.commit, r.term, r.log)
         if rd.soft_state is not None and rd.soft_state.role == Role.LEADER:
             term = node.node().raft.term
             self._log("leader", node.id, term)
             if self.check:
-                self.checker.on_leader(node, term)
+                self.checker.on_leader(node.id, term, node.node().raft.log)
 
     def _apply(self, node: SimNode, rd: Ready) -> None:
         raw = node.node()
         if rd.snapshot is not None:
             node.app.restore(rd.snapshot.data)
             if self.check:
-                self.checker.on_restore(node)
+                self.checker.on_restore(node.id, node.app)
         for e in rd.committed_entries:
             if e.type == EntryType.CONF_CHANGE:
                 raw.apply_conf_change(decode_conf_change(e.data))
             node.app.apply(e)
             if self.check:
-                self.checker.on_apply(node, e)
+                self.checker.on_apply(node.id, e, node.app.chain)
             data = self.proposals.pop((e.index, e.term), None)
             if data is not None:
                 if data != e.data:
@@ -628,7 +655,10 @@ class Sim:
         if not self.run_until(lambda: all(n.app.applied == top for n in members), max_ms):
             raise SimFailure(f"seed={self.seed}: nodes did not catch up")
         if self.check:
-            self.checker.check_final()
+            members = self._members()
+            alive = [n for n in self.nodes.values() if n.alive and n.id in members]
+            logs = [(n.node().raft.log, n.node().raft.log.committed) for n in alive]
+            self.checker.check_final([n.app for n in alive], logs)
 
     def _members(self) -> set[int]:
         """The membership as the most advanced live node sees it."""
@@ -640,121 +670,6 @@ class Sim:
 _TICK = 0
 _MSG = 1
 _KINDS = {"tick": _TICK, "msg": _MSG}
-
-
-def run_random(seed: int, duration_ms: int = 3_000, *, spare: bool | None = None) -> Sim:
-    """One randomized fault-injection run; raises SimFailure naming the seed.
-
-    With a spare node (by default in about a third of the runs), membership changes
-    join the faults: add it as a learner, promote, demote, remove (the leader too).
-    """
-    rng = random.Random(seed)
-    n = rng.choice((3, 3, 5))
-    faults = Faults(
-        loss=rng.choice((0.0, 0.05, 0.1)),
-        dup=rng.choice((0.0, 0.05)),
-        long_delay=rng.choice((0.0, 0.05, 0.2)),
-        crash_in_ready=rng.choice((0.0, 0.0, 0.002, 0.01)),
-        torn_writes=rng.random() < 0.5,
-    )
-    sim = Sim(
-        rng.getrandbits(64) ^ seed,
-        n,
-        faults=faults,
-        snapshot_every=rng.choice((0, 8, 25)),
-        tick_skew=rng.choice((0.0, 0.3)),
-        pre_vote=rng.random() < 0.7,
-        check_quorum=rng.random() < 0.7,
-        snapshot_chunk_bytes=rng.choice((64, 1 << 20)),
-        max_size_per_msg=rng.choice((64, 1 << 20)),
-        max_inflight_msgs=rng.choice((2, 256)),
-    )
-    sim.seed = seed
-    if rng.random() < 0.3 if spare is None else spare:
-        sim.add_node(n + 1)  # a spare, not a member until a change adds it
-    figure8 = rng.random() < 0.3
-    counter = 0
-    next_chaos = rng.randint(50, 200)
-    while sim.now < duration_ms:
-        sim.run_for(rng.randint(2, 30))
-        counter += 1
-        got = sim.propose(b"v%d-%d" % (seed, counter))
-        if figure8:
-            _figure8_step(sim, rng, got is not None)
-        elif sim.now >= next_chaos:
-            if len(sim.nodes) > n and rng.random() < 0.3:
-                _change_membership(sim, rng)
-            else:
-                _chaos(sim, rng)
-            next_chaos = sim.now + rng.randint(30, 200)
-        _restart_some(sim, rng)
-    sim.converge()
-    return sim
-
-
-def _figure8_step(sim: Sim, rng: random.Random, proposed: bool) -> None:
-    """6.5840's Figure 8 test: the leader often dies right after it proposed."""
-    lead = sim.leader()
-    if proposed and lead and rng.random() < 0.5:
-        sim.crash(lead)
-
-
-def _change_membership(sim: Sim, rng: random.Random) -> None:
-    """Add, promote, demote or remove one node (the leader included)."""
-    lead = sim.leader()
-    if lead == NONE:
-        return
-    conf = sim.raw(lead).raft.conf_state()
-    members = set(conf.voters) | set(conf.learners)
-    options: list[ConfChange] = []
-    options += [ConfChange(ConfChangeType.ADD_LEARNER, n) for n in sim.nodes if n not in members]
-    options += [ConfChange(ConfChangeType.ADD_VOTER, n) for n in conf.learners]
-    if len(conf.voters) > 3:
-        options += [ConfChange(ConfChangeType.REMOVE_NODE, n) for n in conf.voters]
-        options += [ConfChange(ConfChangeType.ADD_LEARNER, n) for n in conf.voters]
-    if options:
-        sim.propose_conf_change(rng.choice(options))
-
-
-def _restart_some(sim: Sim, rng: random.Random) -> None:
-    """Keep a majority up: dead nodes come back after a while."""
-    down = [n.id for n in sim.nodes.values() if not n.alive]
-    if down and (len(down) > (len(sim.nodes) - 1) // 2 or rng.random() < 0.1):
-        sim.restart(rng.choice(down))
-
-
-def _chaos(sim: Sim, rng: random.Random) -> None:
-    """One random fault: partitions, crashes, restarts, one-way links, clock jumps."""
-    ids = sorted(sim.nodes)
-    action = rng.randrange(8)
-    if action == 0:
-        sim.heal()
-    elif action == 1:
-        sim.isolate(rng.choice(ids))
-    elif action == 2:
-        rng.shuffle(ids)
-        cut = rng.randint(1, len(ids) // 2)
-        sim.partition(ids[:cut], ids[cut:])
-    elif action == 3:
-        sim.cut_link(rng.choice(ids), rng.choice(ids), one_way=True)
-    elif action == 4:
-        sim.crash(rng.choice(ids))
-    elif action == 5:
-        sim.heal()
-        sim.isolate(rng.choice(ids))
-    elif action == 6:
-        lead = sim.leader()
-        if lead:
-            sim.crash(lead)
-            sim.restart(lead)
-    else:
-        node = sim.nodes[NodeId(rng.choice(ids))]
-        if node.alive:  # a clock jump: several ticks at once
-            for _ in range(rng.randint(2, 12)):
-                node.node().tick()
-                sim.handle_ready(node)
-                if not node.alive:
-                    break
 
 
 # -- single-node helpers for unit tests ------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from consensus import Entry, LogIndex, Message, MessageType, NodeId, Snapshot, Term
+from consensus import Entry, EntryType, LogIndex, MemoryStorage, Message, MessageType, NodeId, Snapshot, Term
 from consensus._codec import decode_message, encode_message
 from consensus._core import Config, NotLeader, ProposalDropped
 from consensus._driver import (
@@ -391,3 +391,67 @@ def test_coalesce_keeps_order_gaps_and_bounds() -> None:
     assert coalesce_appends(new_term, 1 << 20) == new_term
     bounded = [_app(2, 5, 1), _app(2, 6, 1), _app(2, 7, 1)]
     assert [len(m.entries) for m in coalesce_appends(bounded, 20)] == [2, 1]
+
+
+async def test_malformed_committed_conf_change_is_skipped_on_every_start() -> None:
+    """A committed CONF_CHANGE entry whose data is not a change is logged, counted and
+    skipped, as the core skips it, instead of stopping the node, also after a restart."""
+    storage = MemoryStorage()
+    entries = (
+        Entry(Term(1), LogIndex(1), EntryType.CONF_CHANGE, b"\xc1"),  # not msgpack
+        Entry(Term(1), LogIndex(2), EntryType.CONF_CHANGE, b"\x93\x01\x07"),  # wrong shape
+        Entry(Term(1), LogIndex(3), data=b"after"),
+    )
+    append = Message(
+        MessageType.APP, to=NodeId(2), frm=NodeId(1), term=Term(1), entries=entries, commit=LogIndex(3)
+    )
+    for _ in range(2):  # the second start replays the same committed entries
+        driver = await _run_follower_until_applied(storage, append, b"after")
+        assert driver.failure is None, driver.failure
+        assert driver.stats.conf_changes_skipped == 2
+        assert driver.applied_index == 3
+
+
+async def _run_follower_until_applied(storage: MemoryStorage, append: Message, last: bytes) -> Driver:
+    """Start node 2 over `storage`, hand it `append`, stop once `last` applied or it failed."""
+    app = ListApp()
+    config = Config(id=NodeId(2), voters=IDS, rng=random.Random(1))
+    driver = Driver(config, storage, Network().transport(NodeId(2)), app, FAST)
+    await driver.start()
+    driver.receive(append)
+    await until(lambda: last in app.data() or driver.failure is not None, what="the apply")
+    await driver.stop()
+    return driver
+
+
+class Capture:
+    """A transport that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self.sent.extend(messages)
+
+
+async def test_read_contexts_differ_across_restarts() -> None:
+    """A restarted node never reuses a read context of its earlier life, so a late answer
+    to an old read cannot complete a new one with a stale index (found by the Driver
+    simulator, seeds 300027 and 300072 at SIM_DURATION_MS=2000)."""
+    storage = MemoryStorage()
+    heartbeat = Message(MessageType.HEARTBEAT, to=NodeId(2), frm=NodeId(1), term=Term(1))
+    contexts = []
+    for life in range(2):
+        transport = Capture()
+        config = Config(id=NodeId(2), voters=IDS, rng=random.Random(life))
+        driver = Driver(config, storage, transport, ListApp(), FAST)
+        await driver.start()
+        driver.receive(heartbeat)  # node 1 leads term 1
+        await until(lambda d=driver: d.leader == 1, what="the leader")
+        read = asyncio.ensure_future(driver.read_index(timeout_s=5))
+        await until(lambda t=transport: any(m.type == MessageType.READ_INDEX for m in t.sent), what="a read")
+        contexts.append(next(m.context for m in transport.sent if m.type == MessageType.READ_INDEX))
+        await driver.stop()
+        with pytest.raises(DriverStopped):
+            await read
+    assert contexts[0] != contexts[1]
