@@ -49,6 +49,8 @@ REASON_WORDS: dict[str, str] = {
     "not_in_shipment": "not in the shipment",
     "invalid_receiver": "receiver cannot take goods",
     "repeated_code": "a code listed twice",
+    "expiry_too_far": "expires too far ahead",
+    "block_full": "beyond the block limits; submit again",
 }
 
 

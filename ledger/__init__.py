@@ -43,7 +43,7 @@ from ._documents import (
 )
 from ._encoding import pack, unpack
 from ._errors import DecodeError, InvariantError, LedgerError, invariant
-from ._genesis import MEMBER_STATES, ChainParams, Genesis, MemberState
+from ._genesis import MEMBER_STATES, TIME_MS_MAX, ChainParams, Genesis, MemberState
 from ._identity import (
     DOMAIN_ATTESTATION,
     DOMAIN_DOCUMENT,
@@ -117,6 +117,7 @@ __all__ = [
     "REQUEST_HEADER_TIME",
     "REQUEST_SKEW_MS",
     "MEMBER_STATES",
+    "TIME_MS_MAX",
     "PAYLOADS",
     "RETIRE_REASONS",
     "ROLES",

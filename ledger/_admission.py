@@ -9,7 +9,7 @@ that far.
 
 The order of the checks is part of the chain's rules (the first failing check names
 the reason, and reasons are hashed into blocks): chain, signer, signature, duplicate,
-expiry, signer's status. The signature comes before the duplicate check because only
+expiry, expiry window, signer's status. The signature comes before the duplicate check because only
 a correctly signed document may claim its id: a forged copy must not be able to
 block the genuine one.
 """
@@ -33,6 +33,7 @@ def admission(
     *,
     chain_id: str,
     time_ms: int,
+    expiry_window_ms: int,
     signer: ParticipantRecord | None,
     signature_ok: Callable[[ParticipantRecord], bool],
     known: Callable[[], bool],
@@ -40,7 +41,9 @@ def admission(
     """None if the document may enter; otherwise the refusal, with its reason.
 
     `time_ms` is the block's time for the state machine and the node's clock at
-    admission; `signer` is the signer's record as of that moment (None: unknown);
+    admission; `expiry_window_ms` how far beyond `time_ms` the document may expire
+    (genesis `document_expiry_window_max_ms`); `signer` is the signer's record as of
+    that moment (None: unknown);
     `signature_ok(signer)` checks the signature against that signer's key; `known()`
     says whether a document with this id is already recorded (or, for a node,
     pending)."""
@@ -55,6 +58,9 @@ def admission(
         return Result(Reason.DUPLICATE, "this document was already recorded")
     if doc.expires_at_ms < time_ms:
         return Result(Reason.EXPIRED, "document expired before it was ordered")
+    if doc.expires_at_ms - time_ms > expiry_window_ms:
+        return Result(Reason.EXPIRY_TOO_FAR,
+                      f"the document expires more than {expiry_window_ms} ms ahead")
     if signer.status != ACTIVE:
         return Result(Reason.REVOKED, "the signer's registration is revoked")
     return None

@@ -26,14 +26,62 @@ MEMBER_STATES = {
 }
 
 
+# Every time on the chain (genesis, block, document expiry window) is a signed 64-bit
+# count of milliseconds since the Unix epoch, so that it fits every store and language.
+TIME_MS_MAX = 2**63 - 1
+
+
 @dataclass(frozen=True, slots=True)
 class ChainParams:
+    """The chain's limits, fixed by genesis and hashed into it.
+
+    A genesis file written before a limit existed loads with its default (and so hashes
+    differently: the limits are part of what the member states agreed)."""
+
     # A block is bounded so that applying, storing and shipping it stays bounded too.
     block_documents_max: int = 10_000
     block_bytes_max: int = 16 << 20
+    # How far one block's time may run ahead of the previous block's. A leader cannot
+    # move chain time further in one block, so a wrong clock or a hostile leader moves
+    # it only step by step, visibly (honest nodes alarm and do not attest). One minute
+    # is far more than honest clocks disagree by and than a busy chain's blocks are apart;
+    # an idle chain's leader catches up with empty blocks (node/_proposer.py).
+    block_time_step_max_ms: int = 60_000
+    # How far ahead of the block time (of the node's clock at admission) a document may
+    # expire. Without a bound a signed document stays valid for ever; a day covers any
+    # client that signs and submits the same day.
+    document_expiry_window_max_ms: int = 24 * 3600 * 1000
+    # How far ahead of a node's own clock a block's proposed time may be before that
+    # node refuses to attest it. NTP keeps honest clocks within a few tens of ms; five
+    # seconds leaves room for a badly synchronised one without letting time run away.
+    clock_skew_max_ms: int = 5_000
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if type(value) is not int or not 0 < value <= TIME_MS_MAX:
+                raise DecodeError(f"chain parameter {name} must be a positive 64-bit integer")
 
     def to_list(self) -> list[int]:
-        return [self.block_documents_max, self.block_bytes_max]
+        return [
+            self.block_documents_max,
+            self.block_bytes_max,
+            self.block_time_step_max_ms,
+            self.document_expiry_window_max_ms,
+            self.clock_skew_max_ms,
+        ]
+
+    def to_json(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def block_time(self, proposed_ms: int, previous_ms: int) -> int:
+        """A block's time: the proposed one, clamped to [previous, previous + step].
+
+        Every node and auditor applies this same rule, so the chain stays identical
+        whatever the leader proposed; time never goes back and moves at most one step
+        per block, so no single proposal can make every later document expire."""
+        upper = min(previous_ms + self.block_time_step_max_ms, TIME_MS_MAX)
+        return min(max(proposed_ms, previous_ms), upper)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +125,8 @@ class Genesis:
             raise DecodeError("genesis names no member state")
         if len(set(codes)) != len(codes):
             raise DecodeError("genesis names a member state twice")
+        if type(self.time_ms) is not int or not 0 <= self.time_ms <= TIME_MS_MAX:
+            raise DecodeError("genesis time_ms must be within 0..2^63-1")
         ids = [s.node_id for s in self.states]
         if len(set(ids)) != len(ids) or min(ids) < 1:
             raise DecodeError("node ids in genesis must be distinct and positive")
@@ -123,10 +173,7 @@ class Genesis:
         return {
             "chain_id": self.chain_id,
             "time_ms": self.time_ms,
-            "params": {
-                "block_documents_max": self.params.block_documents_max,
-                "block_bytes_max": self.params.block_bytes_max,
-            },
+            "params": self.params.to_json(),
             "states": [
                 {
                     "code": s.code,
@@ -145,6 +192,7 @@ class Genesis:
     @classmethod
     def from_json(cls, obj: Any) -> Genesis:
         try:
+            # Parameters a genesis file does not name take their defaults.
             params = ChainParams(**obj.get("params", {}))
             states = tuple(
                 MemberState(

@@ -35,6 +35,14 @@ class Reason(enum.StrEnum):
     NOT_IN_SHIPMENT = "not_in_shipment"
     INVALID_RECEIVER = "invalid_receiver"
     REPEATED_CODE = "repeated_code"
+    # The document expires further ahead of the block time than genesis allows
+    # (`document_expiry_window_max_ms`). Not recorded: the same document may be ordered
+    # again once it is within the window.
+    EXPIRY_TOO_FAR = "expiry_too_far"
+    # The document lies beyond the block's genesis limits (`block_documents_max`,
+    # `block_bytes_max`): only a leader that ignores them builds such a block. It is
+    # not executed nor recorded, so it may be ordered again in a later block.
+    BLOCK_FULL = "block_full"
 
 
 @dataclass(frozen=True, slots=True)

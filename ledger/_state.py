@@ -23,7 +23,7 @@ from ._codes import CodeError, Sscc, is_valid_gtin, parse_key
 from ._documents import DocType, SignedDocument, decode_signed, document_id
 from ._encoding import pack_trusted, unpack_trusted
 from ._errors import DecodeError, InvariantError
-from ._genesis import Genesis
+from ._genesis import ChainParams, Genesis
 from ._identity import DOMAIN_DOCUMENT, Verifier, participant_id
 from ._reasons import APPLIED, Reason, Result
 from ._records import (
@@ -187,16 +187,20 @@ class StateMachine:
         they decoded to, for documents the caller decoded already (each node decodes
         each document once)."""
         overlay = _Overlay(reader)
+        within = within_block_limits(documents, self.genesis.params)
         if verified is None:
-            verified = self._verify_ahead(reader, documents).__contains__
+            verified = self._verify_ahead(reader, documents[:within]).__contains__
         results: list[Result] = []
         signed_documents: list[SignedDocument | None] = []
         ctx = _Context(self, overlay, height, time_ms)
         known = decoded or {}
-        for position, wire in enumerate(documents):
+        for position, wire in enumerate(documents[:within]):
             signed, result = ctx.run(wire, position, verified, known.get(wire))
             signed_documents.append(signed)
             results.append(result)
+        for wire in documents[within:]:
+            signed_documents.append(known.get(wire) or _decoded_or_none(wire))
+            results.append(BLOCK_FULL_RESULT)
         return BlockOutcome(results, overlay.block, signed_documents)
 
 
@@ -225,6 +229,37 @@ class StateMachine:
             if public_key is not None and verify(public_key, signature, DOMAIN_DOCUMENT, chain_id, body):
                 ok.add(document_id(body) + signature)
         return ok
+
+
+BLOCK_FULL_RESULT = Result(Reason.BLOCK_FULL, "the document lies beyond the block limits of genesis")
+
+
+def within_block_limits(documents: Sequence[bytes], params: ChainParams) -> int:
+    """How many of a block's documents, from the first, fit its genesis limits.
+
+    An honest proposer never builds a larger block; when a leader does, the documents
+    from the first one over a limit on are not executed (Reason.BLOCK_FULL), on every
+    node and auditor alike. Refusing them rather than the whole block keeps what fits
+    (its documents were ordered and their clients wait), and refusing a suffix rather
+    than picking documents that still fit keeps the rule simple to state and check."""
+    limit = min(len(documents), params.block_documents_max)
+    if sum(map(len, documents[:limit])) <= params.block_bytes_max:
+        return limit  # the common case, summed without a Python loop
+    total_bytes = 0
+    for position in range(limit):
+        total_bytes += len(documents[position])
+        if total_bytes > params.block_bytes_max:
+            return position
+    return limit
+
+
+def _decoded_or_none(wire: bytes) -> SignedDocument | None:
+    """A document refused unexecuted still names its id when it decodes, so that
+    the client waiting for it hears the outcome."""
+    try:
+        return decode_signed(wire)
+    except DecodeError:
+        return None
 
 
 class _Context:
@@ -286,7 +321,9 @@ class _Context:
                                       signed.body)
 
         refusal = admission(
-            signed, chain_id=sm.chain_id, time_ms=self.time_ms, signer=signer, signature_ok=signature_ok,
+            signed, chain_id=sm.chain_id, time_ms=self.time_ms,
+            expiry_window_ms=sm.genesis.params.document_expiry_window_max_ms,
+            signer=signer, signature_ok=signature_ok,
             known=lambda: self.ov.get(P_DOC + self.doc_id) is not None,
         )
         if refusal is not None:

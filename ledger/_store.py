@@ -232,8 +232,9 @@ class LedgerStore:
         documents, so that it is not computed twice."""
         head = self.head
         height = head.height + 1
-        # Block time never goes back, whatever the proposer's clock says.
-        time_ms = max(time_ms, head.time_ms)
+        # Block time never goes back and moves at most one step, whatever the proposer's
+        # clock says (the node alarms when it had to clamp: node/_pipeline.py).
+        time_ms = self.genesis.params.block_time(time_ms, head.time_ms)
         outcome = self.machine.execute_block(self.db, documents, height, time_ms, verified, decoded)
         state_hash = state_hash_step(head.state_hash, outcome.writes)
         header = BlockHeader(

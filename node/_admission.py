@@ -10,6 +10,7 @@ verified, so applying its block does not check it again.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from ledger import (
     Genesis,
     LedgerStore,
     ParticipantRecord,
+    Reason,
     Result,
     SignedDocument,
     Verifier,
@@ -35,6 +37,19 @@ from ._metrics import Metrics
 # their block skips the check. Bounded: a document forgotten here is checked at apply,
 # which is slower but still right. Twice the default mempool covers every pending one.
 VERIFIED_IDS_MAX = 200_000
+# Peer documents refused for a reason the same bytes always meet again, remembered by
+# the hash of their bytes so that junk sent again is dropped without decoding or
+# verifying it. A hundred thousand entries (about 15 MB) outlast any honest resend and
+# bound what a flood of distinct junk can make us hold; the oldest is forgotten first.
+REFUSED_WIRES_MAX = 100_000
+# Reasons that never change for the same bytes: they do not decode, name another chain,
+# carry a signature the signer's key (which never changes) refutes, or expired (time
+# only moves on). `not_registered` changes when the signer registers: it is remembered
+# with the signer and checked again, cheaply, on each repeat.
+_FINAL_REASONS = frozenset((Reason.MALFORMED, Reason.WRONG_CHAIN, Reason.BAD_SIGNATURE, Reason.EXPIRED))
+# Reasons of the admission rule that the HTTP reason table does not name yet answer a
+# client as the closest reason it does name (a request the node cannot take as it is).
+_CLIENT_REASONS = {Reason.EXPIRY_TOO_FAR: "malformed"}
 
 
 class Verified:
@@ -62,6 +77,37 @@ class Verified:
         return self._ids.get(verified_key[:32]) == verified_key[32:]
 
 
+class RefusedWires:
+    """Peer documents refused before, by the SHA-256 of their bytes: the reason, and
+    the signer for `not_registered` (None: the bytes did not decode). Bounded, oldest
+    forgotten first."""
+
+    def __init__(self, bound: int = REFUSED_WIRES_MAX) -> None:
+        self._seen: OrderedDict[bytes, tuple[Reason, str]] = OrderedDict()
+        self._bound = bound
+
+    @staticmethod
+    def key(wire: bytes) -> bytes:
+        return hashlib.sha256(wire).digest()
+
+    def remember(self, key: bytes, reason: Reason, signer: str = "") -> None:
+        if reason not in _FINAL_REASONS and reason is not Reason.NOT_REGISTERED:
+            return
+        self._seen[key] = (reason, signer)
+        self._seen.move_to_end(key)
+        if len(self._seen) > self._bound:
+            self._seen.popitem(last=False)
+
+    def get(self, key: bytes) -> tuple[Reason, str] | None:
+        return self._seen.get(key)
+
+    def forget(self, key: bytes) -> None:
+        self._seen.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
 class Admission:
     """Checks documents against the admission rule and keeps the admitted ones."""
 
@@ -86,6 +132,8 @@ class Admission:
         self._verified = verified
         self._metrics = metrics
         self._on_admitted = on_admitted
+        self._window_ms = genesis.params.document_expiry_window_max_ms
+        self.refused = RefusedWires()
 
     def check(self, signed: SignedDocument, now_ms: int) -> Result | None:
         """The admission rule against our ledger's head; None if the document may enter."""
@@ -101,7 +149,7 @@ class Admission:
             return doc_id in self._mempool or doc_id in self._committed or self._store.is_recorded(doc_id)
 
         return admission(
-            signed, chain_id=self._chain_id, time_ms=now_ms,
+            signed, chain_id=self._chain_id, time_ms=now_ms, expiry_window_ms=self._window_ms,
             signer=self._store.participant_record(signed.document.signer),
             signature_ok=signature_ok, known=known,
         )
@@ -110,7 +158,7 @@ class Admission:
         """Admit a client's document; its id, or a `Refusal` saying why not."""
         refusal = self.check(signed, now_ms)
         if refusal is not None:
-            raise Refusal(refusal.reason.value, refusal.message)
+            raise Refusal(_CLIENT_REASONS.get(refusal.reason, refusal.reason.value), refusal.message)
         try:
             self._mempool.add(signed.id, wire, signed.document.expires_at_ms, time.monotonic(), signed)
         except MempoolFull as exc:
@@ -120,15 +168,21 @@ class Admission:
         return signed.id
 
     def admit_from_peer(self, wire: bytes) -> None:
-        """A peer's document: the same rule; a refusal is dropped and counted."""
+        """A peer's document: the same rule; a refusal is dropped and counted, and
+        remembered when the same bytes would always be refused (see `RefusedWires`)."""
+        key = RefusedWires.key(wire)
+        if self._refused_before(key):
+            return
         try:
             signed = decode_signed(wire)
         except DecodeError:
             self._metrics.frames_dropped.inc()
+            self.refused.remember(key, Reason.MALFORMED)
             return
         refusal = self.check(signed, int(time.time() * 1000))
         if refusal is not None:
             self._metrics.peer_refused(refusal.reason.value).inc()
+            self.refused.remember(key, refusal.reason, signed.document.signer)
             return
         try:
             self._mempool.add(signed.id, wire, signed.document.expires_at_ms, time.monotonic(), signed)
@@ -137,3 +191,19 @@ class Admission:
             return  # the origin still holds it and sends it again
         self._verified.add(signed)
         self._on_admitted(signed, wire, False)
+
+    def _refused_before(self, key: bytes) -> bool:
+        """Whether these bytes were refused before for a reason that still holds: then
+        they are dropped and counted again, without decoding or verifying."""
+        seen = self.refused.get(key)
+        if seen is None:
+            return False
+        reason, signer = seen
+        if reason is Reason.NOT_REGISTERED and self._store.participant_record(signer) is not None:
+            self.refused.forget(key)  # the signer registered since: check it afresh
+            return False
+        if reason is Reason.MALFORMED:
+            self._metrics.frames_dropped.inc()
+        else:
+            self._metrics.peer_refused(reason.value).inc()
+        return True

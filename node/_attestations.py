@@ -25,6 +25,12 @@ EARLY_ATTESTATION_HEIGHTS_AHEAD = 10_000
 # Our latest attestations sent again to a peer whose link comes back: enough to cover
 # what a crash or a broken connection may have lost, cheap to check for the peer.
 ATTESTATIONS_RESENT = 256
+# Attestations of another hash than ours are kept for this many heights below our head,
+# to count whether a majority attests it. A divergence shows within a few blocks of its
+# height; outside the window a conflict is only logged. Each height holds at most one
+# entry per member state, so the table holds at most (window + 1) x states entries,
+# however many old heights a hostile state signs conflicting attestations for.
+CONFLICT_HEIGHTS_KEPT = 1_024
 
 
 class Attestations:
@@ -51,12 +57,16 @@ class Attestations:
         self._early_count = 0
         self._conflicts: dict[int, dict[str, bytes]] = {}
 
-    def attest(self, header: BlockHeader) -> None:
+    def attest(self, header: BlockHeader, sign: bool = True) -> None:
         """Sign a block we applied, store and gossip the signature, then check the
-        peers' attestations of it that arrived early."""
-        att = Attestation.make(self._key, self._genesis.chain_id, self._state, header)
-        self._store.add_attestation(att, self._verifier)
-        self._gossip_all(attestation_item(att))
+        peers' attestations of it that arrived early. `sign` is False for a block this
+        node applied but refuses to vouch for (its time): the peers' attestations of it
+        are still checked and kept."""
+        if sign:
+            att = Attestation.make(self._key, self._genesis.chain_id, self._state, header)
+            self._store.add_attestation(att, self._verifier)
+            self._gossip_all(attestation_item(att))
+        self._forget_conflicts_below(header.height - CONFLICT_HEIGHTS_KEPT)
         early = self._early.pop(header.height, None)
         if early:
             self._early_count -= len(early)
@@ -94,6 +104,8 @@ class Attestations:
             return
         log.error("%s attests block %d as %s..., we hold %s...", att.state, att.height,
                   att.block_hash.hex()[:16], header.hash.hex()[:16])
+        if att.height < self._store.head.height - CONFLICT_HEIGHTS_KEPT:
+            return
         others = self._conflicts.setdefault(att.height, {})
         others[att.state] = att.block_hash
         agreeing = sum(1 for h in others.values() if h == att.block_hash)
@@ -102,3 +114,12 @@ class Attestations:
                 f"DIVERGED at block {att.height}: a majority of member states attested "
                 f"{att.block_hash.hex()[:16]}..., this node holds {header.hash.hex()[:16]}..."
             )
+
+    def _forget_conflicts_below(self, height: int) -> None:
+        if self._conflicts and min(self._conflicts) < height:
+            for old in [h for h in self._conflicts if h < height]:
+                del self._conflicts[old]
+
+    def conflicts(self) -> int:
+        """How many conflicting attestations are kept (for tests and status)."""
+        return sum(len(states) for states in self._conflicts.values())

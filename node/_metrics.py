@@ -1,9 +1,16 @@
 """Prometheus metrics of one node, in a registry of its own (several nodes may share a
-process in tests, and a global registry would mix them up)."""
+process in tests, and a global registry would mix them up), and its alarms."""
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger(__name__)
 
 # Latency buckets in seconds: from one fsync on a fast disk to a stalled election.
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -63,7 +70,15 @@ class Metrics:
             "tamga_peer_frames_dropped_total", "Malformed or unexpected peer frames dropped",
             ["state"], registry=r,
         ).labels(**labels)
+        self._alarms = Counter(
+            "tamga_alarms_total", "Things this node saw that an honest network never does, by kind",
+            ["state", "kind"], registry=r,
+        )
         self._state = state
+        self.alarms = Alarms(self)
+
+    def alarm(self, kind: str) -> Counter:
+        return self._alarms.labels(state=self._state, kind=kind)
 
     def rejected(self, reason: str) -> Counter:
         return self._rejected.labels(state=self._state, reason=reason)
@@ -79,3 +94,49 @@ class Metrics:
 
     def peer_connected(self, peer: str) -> Gauge:
         return self._peer_connected.labels(state=self._state, peer=peer)
+
+
+# The kinds of alarm a node raises; a fixed set, so the table below stays bounded.
+ALARM_KINDS = (
+    # A block's proposed time was more than one genesis step ahead of the previous block
+    # and the ledger clamped it.
+    "block_time_clamped",
+    # A block's proposed time was ahead of this node's clock by more than the skew bound.
+    "block_time_ahead",
+)
+
+
+@dataclass(slots=True)
+class _Alarm:
+    count: int = 0
+    height: int = 0
+    message: str = ""
+    at_ms: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "height": self.height, "message": self.message, "at_ms": self.at_ms}
+
+
+class Alarms:
+    """Alarms: an ERROR log line, a counter by kind, and the last one of each kind in the
+    node's status, so that an operator sees them whichever way they look."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._last: dict[str, _Alarm] = {}
+
+    def raise_alarm(self, kind: str, height: int, message: str) -> None:
+        if kind not in ALARM_KINDS:
+            raise ValueError(f"unknown alarm kind {kind!r}")
+        log.error("ALARM %s at block %d: %s", kind, height, message)
+        self._metrics.alarm(kind).inc()
+        alarm = self._last.setdefault(kind, _Alarm())
+        alarm.count += 1
+        alarm.height, alarm.message, alarm.at_ms = height, message, int(time.time() * 1000)
+
+    def count(self, kind: str) -> int:
+        alarm = self._last.get(kind)
+        return alarm.count if alarm is not None else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {kind: alarm.to_json() for kind, alarm in sorted(self._last.items())}

@@ -145,13 +145,15 @@ class Node:
                              driver_config, on_commit_latency=metrics.commit_latency.observe)
         self.proposer = Proposer(self.state, config.block, self.mempool, self.driver,
                                  delivered_term=lambda: self.pipeline.delivered_term,
-                                 failed=lambda: self.fatal_error is not None)
+                                 failed=lambda: self.fatal_error is not None,
+                                 params=genesis.params, head_time_ms=lambda: store.head.time_ms)
         self.admission = Admission(genesis, store, self.mempool, committed, self.verifier, verified, metrics,
                                    self._admitted)
         self.gossip = GossipInbox(metrics, lambda: store.head.height, self.admission.admit_from_peer,
                                   self.attestations.receive)
         self.views = Views(genesis, self.state, store, self.mempool, self.driver, self.links,
-                           self.gossip.peers, self.pipeline.processed_index, lambda: self.fatal_error)
+                           self.gossip.peers, self.pipeline.processed_index, lambda: self.fatal_error,
+                           metrics.alarms)
         self.housekeeping = Housekeeping(genesis, self.driver, self.links, self.mempool, self.proposer,
                                          metrics, self._status_item, self.fail)
 
@@ -207,8 +209,8 @@ class Node:
             with contextlib.suppress(KeyError):
                 self.links.gossip_to(self.genesis.state_by_node(driver.leader).code, document_item(wire))
 
-    def _applied(self, applied: AppliedBlock) -> None:
-        self.attestations.attest(applied.header)
+    def _applied(self, applied: AppliedBlock, accepted: bool) -> None:
+        self.attestations.attest(applied.header, sign=accepted)
 
     def _wake_proposer(self) -> None:
         self.proposer.wake()

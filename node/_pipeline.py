@@ -7,7 +7,15 @@ the pipeline at once. The queue is bounded: when the applier falls behind, `deli
 waits, and Raft slows down with it.
 
 After each block: its documents leave the mempool, waiting clients hear their outcome,
-and `on_applied` is told (the node attests the block's hash).
+and `on_applied` is told (the node attests the block's hash, unless it refuses it).
+
+Block time is the leader's proposal, which the ledger clamps to one genesis step
+ahead of the previous block, on every node alike. A node also compares the proposal
+with its own clock: a block whose time was clamped, or is ahead of its clock by more
+than the genesis skew bound, raises an alarm, and the node does not attest it. It
+still applies it, as every node does, so the chain goes on and stays identical; such
+a block gets no attestation from an honest node that saw it so and is never final
+through it.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from typing import Any
 import msgpack
 
 from consensus import Entry, LogIndex
-from ledger import AppliedBlock, LedgerStore, Reason, Result, SignedDocument
+from ledger import TIME_MS_MAX, AppliedBlock, ChainParams, LedgerStore, Reason, Result, SignedDocument
 
 from ._admission import Verified
 from ._mempool import Mempool
@@ -50,12 +58,37 @@ def decode_entry(data: bytes) -> tuple[int, str, list[bytes]]:
         not isinstance(value, list)
         or len(value) != 3
         or type(value[0]) is not int
+        # Chain times are signed 64-bit milliseconds; an entry outside that is no block.
+        or not 0 <= value[0] <= TIME_MS_MAX
         or not isinstance(value[1], str)
         or not isinstance(value[2], list)
         or not all(type(w) is bytes for w in value[2])
     ):
         raise ValueError("a block entry is [time_ms, proposer, [document wires]]")
     return value[0], value[1], value[2]
+
+
+def block_time_alarm(proposed_ms: int, effective_ms: int, now_ms: int,
+                     params: ChainParams) -> tuple[str, str] | None:
+    """Why this node refuses to attest a block with this time, as (alarm kind, message);
+    None when the time is one an honest leader proposes.
+
+    A proposal behind the previous block is clamped up without alarm: honest clocks
+    that differ by less than the skew give that at each change of leader, and it moves
+    nothing."""
+    if proposed_ms > effective_ms:
+        return ("block_time_clamped",
+                f"proposed time {proposed_ms} is more than {params.block_time_step_max_ms} ms ahead of "
+                f"the previous block; the ledger clamped it to {effective_ms}")
+    if proposed_ms > now_ms + params.clock_skew_max_ms:
+        return ("block_time_ahead",
+                f"proposed time {proposed_ms} is {proposed_ms - now_ms} ms ahead of this node's clock "
+                f"(at most {params.clock_skew_max_ms} ms allowed)")
+    return None
+
+
+def _clock_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def outcome_json(doc_id: bytes, height: int, position: int, result: Result) -> dict[str, Any]:
@@ -92,10 +125,16 @@ class ApplyPipeline:
         verified: Verified,
         waiters: Waiters,
         metrics: Metrics,
-        on_applied: Callable[[AppliedBlock], None],
+        on_applied: Callable[[AppliedBlock, bool], None],
         fail: Callable[[str], None],
+        clock_ms: Callable[[], int] = _clock_ms,
     ) -> None:
+        """`on_applied(block, accepted)` after each block; `accepted` is False when this
+        node refuses to attest it (its time: see `block_time_alarm`)."""
         self._store = store
+        self._params = store.genesis.params
+        self._alarms = metrics.alarms
+        self._clock_ms = clock_ms
         self._mempool = mempool
         self._committed = committed
         self._verified = verified
@@ -153,7 +192,7 @@ class ApplyPipeline:
                 applied = await self.execute(item.wires, item.time_ms, item.proposer, item.term, item.index,
                                              item.decoded)
                 self._metrics.apply_latency.observe(time.perf_counter() - started)
-                self.finish(applied)
+                self.finish(applied, accepted=self._judge_time(item.time_ms, applied))
             except Exception as exc:
                 self._fail(f"applying the block of raft entry {item.index} failed: {exc!r}")
                 raise
@@ -205,7 +244,17 @@ class ApplyPipeline:
 
         return await loop.run_in_executor(self._pool, run)
 
-    def finish(self, applied: AppliedBlock) -> None:
+    def _judge_time(self, proposed_ms: int, applied: AppliedBlock) -> bool:
+        """Whether this node accepts the block's time; an alarm when it does not."""
+        header = applied.header
+        verdict = block_time_alarm(proposed_ms, header.time_ms, self._clock_ms(), self._params)
+        if verdict is None:
+            return True
+        kind, message = verdict
+        self._alarms.raise_alarm(kind, header.height, f"{message}; this node does not attest the block")
+        return False
+
+    def finish(self, applied: AppliedBlock, accepted: bool = True) -> None:
         """After a block: mempool, waiting clients, metrics, then `on_applied`."""
         header = applied.header
         self._mempool.remove(applied.document_ids)
@@ -229,4 +278,4 @@ class ApplyPipeline:
         self._metrics.height.set(header.height)
         self._metrics.mempool_documents.set(len(self._mempool))
         self._metrics.mempool_bytes.set(self._mempool.size_bytes)
-        self._on_applied(applied)
+        self._on_applied(applied, accepted)

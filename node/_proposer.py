@@ -1,8 +1,15 @@
 """Block production: while this node leads, documents leave the mempool as proposals.
 
-Proposals are bounded by count, bytes and wait (the node's `[block]` config), and a
-few are in flight at once so that replication and application overlap. A proposal
-that fails (leadership lost, dropped, timed out) puts its documents back.
+Proposals are bounded by count, bytes and wait (the node's `[block]` config, within
+the genesis limits, which every node enforces at apply), and a few are in flight at
+once so that replication and application overlap. A proposal that fails (leadership
+lost, dropped, timed out) puts its documents back.
+
+A block's time is our clock, but never more than one genesis step ahead of the head
+(the ledger would clamp it, and honest nodes would refuse to attest it). After the
+chain was idle for longer than a step, its time lags the clock: before documents are
+proposed again, the leader proposes empty blocks, one at a time, each a step later,
+until the head is within a step of its clock. An idle chain makes no blocks.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from consensus import Driver, DriverStopped, NotLeader, ProposalDropped, ProposalTimeout
+from ledger import ChainParams
 
 from ._config import BlockConfig
 from ._mempool import Mempool
@@ -36,10 +44,19 @@ class Proposer:
         driver: Driver,
         delivered_term: Callable[[], int],
         failed: Callable[[], bool],
+        params: ChainParams,
+        head_time_ms: Callable[[], int],
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         """`delivered_term()` is the term of the last entry handed to the ledger;
-        `failed()` says whether the node stopped serving."""
+        `failed()` says whether the node stopped serving; `params` are the genesis
+        limits; `head_time_ms()` is the time of our ledger's head block."""
         self._state = state
+        self._step_ms = params.block_time_step_max_ms
+        self._documents_max = min(config.documents_max, params.block_documents_max)
+        self._bytes_max = min(config.bytes_max, params.block_bytes_max)
+        self._head_time_ms = head_time_ms
+        self._clock_ms = clock_ms
         self._config = config
         self._mempool = mempool
         self._driver = driver
@@ -71,17 +88,32 @@ class Proposer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
                 continue
-            full = pool.unproposed >= config.documents_max or pool.unproposed_bytes >= config.bytes_max
+            if self._clock_ms() - self._head_time_ms() > self._step_ms:
+                # Chain time lags our clock by more than a step: catch it up first.
+                if self.in_flight == 0:
+                    self.in_flight += 1
+                    asyncio.get_running_loop().create_task(self._propose([]))
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
+                continue
+            full = pool.unproposed >= self._documents_max or pool.unproposed_bytes >= self._bytes_max
             if not full and self.in_flight > 0 and wait_s > 0:
                 # Something is in flight already: gather a fuller block for a moment.
                 await asyncio.sleep(wait_s)
-            batch = pool.take(config.documents_max, config.bytes_max)
+            batch = pool.take(self._documents_max, self._bytes_max)
             if batch:
                 self.in_flight += 1
                 asyncio.get_running_loop().create_task(self._propose(batch))
 
+    def block_time_ms(self) -> int:
+        """Our clock, but at most one step ahead of the head: the previous block of a
+        block we propose now is the head or a later block, so the ledger never has to
+        clamp it (honest nodes alarm when it does)."""
+        return min(self._clock_ms(), self._head_time_ms() + self._step_ms)
+
     async def _propose(self, batch: list[tuple[bytes, bytes]]) -> None:
-        data = encode_entry(int(time.time() * 1000), self._state, [w for _, w in batch])
+        data = encode_entry(self.block_time_ms(), self._state, [w for _, w in batch])
         try:
             await self._driver.propose(data, timeout_s=PROPOSAL_TIMEOUT_S)
         except (NotLeader, ProposalDropped, ProposalTimeout, DriverStopped) as exc:

@@ -12,6 +12,7 @@ from ledger import Genesis, LedgerStore, decode_signed
 
 from ._gossip import PeerStatus
 from ._mempool import Mempool
+from ._metrics import Alarms
 from ._pipeline import outcome_json
 from ._transport import PeerLinks
 
@@ -30,6 +31,7 @@ class Views:
         peers: dict[str, PeerStatus],
         processed_index: Callable[[], int],
         fatal_error: Callable[[], str | None],
+        alarms: Alarms,
     ) -> None:
         self._genesis = genesis
         self._state = state
@@ -41,6 +43,7 @@ class Views:
         self._peers = peers
         self._processed_index = processed_index
         self._fatal_error = fatal_error
+        self._alarms = alarms
 
     def raft_view(self) -> tuple[str, int, int]:
         """Role, term and leader id as this node sees them."""
@@ -69,6 +72,9 @@ class Views:
             "mempool": {"documents": len(self._mempool), "bytes": self._mempool.size_bytes},
             "version": VERSION,
             "error": self._fatal_error(),
+            # What this node saw that an honest network never does (block times beyond
+            # the genesis bounds): by kind, how often and the last one.
+            "alarms": self._alarms.to_json(),
             "peers": {p: s.to_json(now) for p, s in sorted(self._peers.items())},
         }
         for peer in self._links.raft:

@@ -12,6 +12,7 @@ from ledger import RECORDED_REFUSALS, ParticipantRecord, Reason, admission
 from .world import CHAIN_ID, World
 
 NOW_MS = 2_000_000_000_000
+WINDOW_MS = 24 * 3600 * 1000
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +34,16 @@ CASES = [
     ("known id", CHAIN_ID, "active", True, True, 60_000, Reason.DUPLICATE),
     ("expired", CHAIN_ID, "active", True, False, -1, Reason.EXPIRED),
     ("revoked signer", CHAIN_ID, "revoked", True, False, 60_000, Reason.REVOKED),
+    ("expires beyond the window", CHAIN_ID, "active", True, False, WINDOW_MS + 1, Reason.EXPIRY_TOO_FAR),
+    ("expires at the window's end", CHAIN_ID, "active", True, False, WINDOW_MS, None),
+    ("expires at the end of time", CHAIN_ID, "active", True, False, 2**64 - 1 - NOW_MS, Reason.EXPIRY_TOO_FAR),
     # The order of the checks is part of the rule: the first failing one is named.
     ("other chain beats the rest", "other-chain", None, False, True, -1, Reason.WRONG_CHAIN),
     ("unknown signer beats a bad signature", CHAIN_ID, None, False, True, -1, Reason.NOT_REGISTERED),
     ("a bad signature beats a known id", CHAIN_ID, "revoked", False, True, -1, Reason.BAD_SIGNATURE),
     ("a known id beats expiry", CHAIN_ID, "revoked", True, True, -1, Reason.DUPLICATE),
     ("expiry beats revocation", CHAIN_ID, "revoked", True, False, -1, Reason.EXPIRED),
+    ("the window beats revocation", CHAIN_ID, "revoked", True, False, WINDOW_MS + 1, Reason.EXPIRY_TOO_FAR),
 ]
 
 
@@ -51,7 +56,7 @@ def test_admission_table(world: World, case: str, chain_id: str, status: str | N
     signed = world.doc(world.regulator("KZ"), "register_participant", chain_id=chain_id, expires_ms=expires_ms,
                        public_key=world.regulator("AM").public_key, state="KZ", roles=["retailer"], name="Shop")
     signer = _signer(world, status) if status is not None else None
-    result = admission(signed, chain_id=CHAIN_ID, time_ms=NOW_MS, signer=signer,
+    result = admission(signed, chain_id=CHAIN_ID, time_ms=NOW_MS, expiry_window_ms=WINDOW_MS, signer=signer,
                        signature_ok=lambda _record: good, known=lambda: known)
     assert (result.reason if result is not None else None) == expected
     if result is not None:
@@ -73,7 +78,7 @@ def test_costly_checks_run_only_when_reached(world: World) -> None:
         calls.append("known")
         return False
 
-    result = admission(signed, chain_id=CHAIN_ID, time_ms=NOW_MS, signer=_signer(world),
+    result = admission(signed, chain_id=CHAIN_ID, time_ms=NOW_MS, expiry_window_ms=WINDOW_MS, signer=_signer(world),
                        signature_ok=signature_ok, known=known)
     assert result is not None and result.reason is Reason.WRONG_CHAIN
     assert calls == []
