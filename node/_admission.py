@@ -47,9 +47,6 @@ REFUSED_WIRES_MAX = 100_000
 # only moves on). `not_registered` changes when the signer registers: it is remembered
 # with the signer and checked again, cheaply, on each repeat.
 _FINAL_REASONS = frozenset((Reason.MALFORMED, Reason.WRONG_CHAIN, Reason.BAD_SIGNATURE, Reason.EXPIRED))
-# Reasons of the admission rule that the HTTP reason table does not name yet answer a
-# client as the closest reason it does name (a request the node cannot take as it is).
-_CLIENT_REASONS = {Reason.EXPIRY_TOO_FAR: "malformed"}
 
 
 class Verified:
@@ -158,7 +155,7 @@ class Admission:
         """Admit a client's document; its id, or a `Refusal` saying why not."""
         refusal = self.check(signed, now_ms)
         if refusal is not None:
-            raise Refusal(_CLIENT_REASONS.get(refusal.reason, refusal.reason.value), refusal.message)
+            raise Refusal(refusal.reason.value, refusal.message)
         try:
             self._mempool.add(signed.id, wire, signed.document.expires_at_ms, time.monotonic(), signed)
         except MempoolFull as exc:

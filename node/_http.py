@@ -73,6 +73,7 @@ HTTP_STATUS: dict[str, int] = {
     # The document cannot enter.
     "wrong_chain": 422,
     "expired": 422,
+    "expiry_too_far": 422,
     "bad_signature": 422,
     # The node cannot serve now; try again or elsewhere.
     "mempool_full": 503,

@@ -119,6 +119,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "head_hash": _HEX64, "state_hash": _HEX64, "time_ms": _UINT, "commit_index": _UINT,
         "applied_index": _UINT, "mempool": _object({"documents": _UINT, "bytes": _UINT}), "version": _STR,
         "error": _nullable(_STR), "peers": {"type": "object", "additionalProperties": _ref("Peer")},
+        # The last alarm of each kind this node raised (e.g. a block time out of bounds).
+        "alarms": {"type": "object", "additionalProperties": _object({
+            "count": _UINT, "height": _UINT, "message": _STR, "at_ms": _UINT})},
     }),
     # What gossip last said of a peer, and whether its link is up; a peer not heard from
     # yet has only `connected`.

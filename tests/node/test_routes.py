@@ -89,7 +89,7 @@ def _raised_reasons() -> Iterator[tuple[str, str]]:
             if call.func.id == "Refusal" and call.args and isinstance(call.args[0], ast.Constant):
                 yield path.name, call.args[0].value
     for reason in (Reason.WRONG_CHAIN, Reason.NOT_REGISTERED, Reason.BAD_SIGNATURE, Reason.DUPLICATE,
-                   Reason.EXPIRED, Reason.REVOKED):
+                   Reason.EXPIRED, Reason.EXPIRY_TOO_FAR, Reason.REVOKED):
         yield "ledger admission", reason.value
 
 
