@@ -33,6 +33,8 @@ from aiohttp import web
 from consensus import LevelDBStorage, StorageError
 from ledger import DecodeError, Genesis, KeyFileError, KeyPair, LedgerStore, StoreError
 
+from ._api import REFUSAL_BUDGET
+from ._budget import RefusalBudget
 from ._config import ConfigError, NodeConfig, load_config
 from ._http import error_middleware
 from ._keys import (
@@ -100,6 +102,7 @@ def create_app(config: NodeConfig) -> web.Application:
     app[METRICS] = Metrics(config.state)
     app[STOP] = asyncio.Event()
     app[EXIT_CODE] = [0]
+    app[REFUSAL_BUDGET] = RefusalBudget()
     add_routes(app)
     app.cleanup_ctx.extend(
         [_store_ctx, _raft_log_ctx, _sessions_ctx, _node_ctx, _peer_server_ctx, _links_ctx, _driver_ctx,

@@ -68,7 +68,8 @@ ROUTES: tuple[Route, ...] = (
                   Param("timeout_ms", Integer(1, h.WAIT_TIMEOUT_MS_MAX),
                         "how long wait=commit waits; then 202 pending", default=h.WAIT_TIMEOUT_MS_DEFAULT)),
           reasons=("too_large", "unsupported_media_type", "wrong_chain", "duplicate", "expired",
-                   "not_registered", "revoked", "bad_signature", "mempool_full", "stopping", "diverged"),
+                   "not_registered", "revoked", "bad_signature", "mempool_full", "stopping", "diverged",
+                   "too_slow", "too_many_refusals"),
           body={"application/json": {"schema": {"oneOf": [
               {"$ref": "#/components/schemas/SignedDocument"},
               # A batch is admitted document by document: an item that is not a signed
