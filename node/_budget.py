@@ -47,11 +47,11 @@ class TokenBuckets:
         self._burst = float(burst)
         self._per_s = per_s
         self._keys_max = keys_max
-        self._clock = clock
+        self.clock = clock  # tests may stop it
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     def _bucket(self, key: str) -> _Bucket:
-        now = self._clock()
+        now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(self._burst, now)
