@@ -66,11 +66,11 @@ JSON_VALUES_MAX = 400_000
 JSON_CONTAINERS_MAX = 100_000
 # Objects and arrays inside each other; a signed document nests four deep.
 JSON_DEPTH_MAX = 16
-# Bodies above this size are decoded in a worker thread, so the event loop keeps
-# answering meanwhile; below it the hop to a thread costs more than the decoding.
-OFF_LOOP_BODY_BYTES_MIN = 64 << 10
-# Documents of a batch admitted between two yields to the event loop: each admission
-# verifies a signature (about 0.1 ms), so a chunk holds the loop a few milliseconds.
+# Documents of a batch decoded and admitted between two yields to the event loop:
+# each costs a decode and a signature check (tens of microseconds to 0.1 ms), so a
+# chunk holds the loop a few milliseconds. (Decoding in a worker thread was tried:
+# the decoding is Python code holding the GIL, and the loop then waited for the GIL
+# at every I/O call; /v1/status p99 went to 700 ms under a batch flood.)
 ADMIT_CHUNK_DOCUMENTS = 100
 # The whole body must arrive within this time: a client that trickles a 16 MiB body
 # byte by byte would otherwise hold its connection and buffer for hours.
@@ -92,6 +92,8 @@ def code_key(raw: str) -> str:
 # -- documents -------------------------------------------------------------------------
 
 Parsed = tuple[SignedDocument, bytes] | Refusal
+# A batch's documents are decoded one by one as they are admitted, in chunks.
+Deferred = Callable[[], Parsed]
 
 
 def _parse_one_json(obj: Any) -> tuple[SignedDocument, bytes]:
@@ -99,7 +101,7 @@ def _parse_one_json(obj: Any) -> tuple[SignedDocument, bytes]:
     return signed, signed.wire()
 
 
-def _parse_body(content_type: str, body: bytes) -> tuple[list[Parsed], bool]:
+def _parse_body(content_type: str, body: bytes) -> tuple[list[Deferred], bool]:
     """The documents of a submission (each parsed, or its refusal) and whether it was a batch."""
     if not body:
         raise Refusal("malformed", "the request has no body")
@@ -111,11 +113,15 @@ def _parse_body(content_type: str, body: bytes) -> tuple[list[Parsed], bool]:
     value = _parse_json(body)
     if isinstance(value, list):
         _check_batch(len(value))
-        return [_guard(functools.partial(_parse_one_json, v)) for v in value], True
+        return [functools.partial(_guard, functools.partial(_parse_one_json, v)) for v in value], True
     parsed = _guard(functools.partial(_parse_one_json, value))
     if isinstance(parsed, Refusal):
         raise parsed
-    return [parsed], False
+    return [functools.partial(_parsed, parsed)], False
+
+
+def _parsed(value: Parsed) -> Parsed:
+    return value
 
 
 def _parse_json(body: bytes) -> Any:
@@ -147,7 +153,7 @@ def _json_depth_exceeds(value: Any, depth_max: int) -> bool:
     return False
 
 
-def _parse_msgpack(body: bytes) -> tuple[list[Parsed], bool]:
+def _parse_msgpack(body: bytes) -> tuple[list[Deferred], bool]:
     # A document [body, signature] and a batch [wire, ...] are both one flat array of
     # byte strings: anything else is refused by these bounds before it is built.
     try:
@@ -155,13 +161,13 @@ def _parse_msgpack(body: bytes) -> tuple[list[Parsed], bool]:
     except DecodeError as exc:
         raise Refusal("malformed", f"the body is not a signed document or a batch of them: {exc}") from None
     try:
-        return [(decode_signed(body), body)], False
+        return [functools.partial(_parsed, (decode_signed(body), body))], False
     except DecodeError as single_error:
         if not (isinstance(value, list) and value and all(type(w) is bytes for w in value)
                 and value[0][:1] in (b"\x92", b"\xdc")):
             raise Refusal("malformed", f"the body is not a signed document: {single_error}") from None
         _check_batch(len(value))
-        return [_guard(functools.partial(_parse_one_wire, w)) for w in value], True
+        return [functools.partial(_guard, functools.partial(_parse_one_wire, w)) for w in value], True
 
 
 def _parse_one_wire(wire: bytes) -> tuple[SignedDocument, bytes]:
@@ -195,12 +201,9 @@ async def _read_body(request: web.Request) -> bytes:
         raise Refusal("too_slow", f"the body did not arrive within {BODY_READ_TIMEOUT_S:.0f} s") from None
 
 
-async def _parse_submission(content_type: str, body: bytes) -> tuple[list[Parsed], bool]:
-    """Parse a submission; a large one in a worker thread, so the loop keeps serving."""
-    if len(body) < OFF_LOOP_BODY_BYTES_MIN:
-        return _parse_body(content_type, body)
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, _parse_body, content_type, body)
+def _spent() -> Refusal:
+    return Refusal("too_many_refusals", "too many documents with bad signatures came from this client or signer; "
+                                        "try again later")
 
 
 def _admit_one(request: web.Request, node: Node, item: tuple[SignedDocument, bytes], now_ms: int) -> bytes:
@@ -209,8 +212,7 @@ def _admit_one(request: web.Request, node: Node, item: tuple[SignedDocument, byt
     client, signer = request.remote or "unknown", item[0].document.signer
     if not budget.allows(client, signer):
         node.metrics.refusal_budget_spent().inc()
-        raise Refusal("too_many_refusals", "too many documents with bad signatures came from this client or "
-                                           "signer; try again later")
+        raise _spent()
     try:
         return node.admit(item[0], item[1], now_ms)
     except Refusal as exc:
@@ -222,13 +224,20 @@ def _admit_one(request: web.Request, node: Node, item: tuple[SignedDocument, byt
 async def post_documents(request: web.Request, a: Args) -> web.Response:
     node = node_of(request)
     node.check_serving()
-    parsed, batch = await _parse_submission(request.content_type, await _read_body(request))
+    deferred, batch = _parse_body(request.content_type, await _read_body(request))
+    budget, client = request.app[REFUSAL_BUDGET], request.remote or "unknown"
     now_ms = int(time.time() * 1000)
     admitted: list[tuple[bytes, Any] | Refusal] = []
-    for count, item in enumerate(parsed, 1):
+    for count, parse in enumerate(deferred, 1):
         if count % ADMIT_CHUNK_DOCUMENTS == 0:
             await asyncio.sleep(0)  # let the loop answer others between chunks of a batch
+        # A client out of budget is refused before its documents are even decoded.
+        item = parse() if budget.clients.has_tokens(client) else _spent()
         if isinstance(item, Refusal):
+            if item.reason == "too_many_refusals":
+                node.metrics.refusal_budget_spent().inc()
+                if not batch:
+                    raise item
             admitted.append(item)
             continue
         try:

@@ -8,6 +8,7 @@ examples each decoder gets (a few hundred by default, so this runs in seconds).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -63,18 +64,18 @@ untrusted = st.binary(max_size=200) | packed | mutated
 
 def _check(decode: Callable[[bytes], Any], allowed: type[BaseException] | tuple[type[BaseException], ...],
            data: bytes) -> None:
-    try:
+    with contextlib.suppress(allowed):
         decode(data)
-    except allowed:
-        pass
 
 
 def _parse_msgpack_body(data: bytes) -> Any:
-    return _parse_body("application/msgpack", data)
+    deferred, _ = _parse_body("application/msgpack", data)
+    return [parse() for parse in deferred]  # each a document or a Refusal, never raised
 
 
 def _parse_json_body(data: bytes) -> Any:
-    return _parse_body("application/json", data)
+    deferred, _ = _parse_body("application/json", data)
+    return [parse() for parse in deferred]
 
 
 def _attestation(data: bytes) -> Any:

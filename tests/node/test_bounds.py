@@ -15,7 +15,7 @@ import msgpack
 import pytest
 from aiohttp import web
 
-from ledger import DocType, KeyPair, SignedDocument, make_document
+from ledger import DocType, SignedDocument, make_document
 from node._api import REFUSAL_BUDGET, _parse_body
 from node._budget import CLIENT_REFUSALS_BURST
 from node._errors import Refusal
