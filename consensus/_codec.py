@@ -48,6 +48,13 @@ _U64_MAX = (1 << 64) - 1
 MEMBERS_MAX = 1024
 # Bounds the per-entry overhead work of decoding one append.
 ENTRIES_MAX = 1 << 20
+# Array elements in one whole message: every entry is an array of four, plus the
+# members of a snapshot and the fifteen fields. msgpack bounds each array by itself;
+# this bounds their sum, so a frame of nested empty arrays cannot become millions of
+# Python lists (issue 10, finding 7).
+ITEMS_MAX = 5 * ENTRIES_MAX + 2 * MEMBERS_MAX + 64
+# A conf change is [format, type, node]: anything longer is not one.
+CONF_CHANGE_BYTES_MAX = 64
 
 
 class MalformedMessage(ValueError):
@@ -93,10 +100,7 @@ def decode_message(raw: bytes) -> Message:
         raise MalformedMessage("a message must be bytes")
     if len(raw) > MESSAGE_BYTES_MAX:
         raise MalformedMessage(f"message of {len(raw)} bytes exceeds {MESSAGE_BYTES_MAX}")
-    try:
-        obj = msgpack.unpackb(raw, raw=False, use_list=True, strict_map_key=True)
-    except Exception as exc:  # msgpack raises many types; all mean "not a message".
-        raise MalformedMessage(f"not msgpack: {type(exc).__name__}") from None
+    obj = unpack_bounded(raw, bytes_max=MESSAGE_BYTES_MAX, items_max=ITEMS_MAX)
     fields = _array(obj, 15, "message")
     if _uint(fields[0], "format") != FORMAT:
         raise MalformedMessage(f"unknown message format {fields[0]}")
@@ -125,10 +129,7 @@ def encode_conf_change(cc: ConfChange) -> bytes:
 
 def decode_conf_change(raw: bytes) -> ConfChange:
     """Decode a CONF_CHANGE entry's data; raises MalformedMessage on anything else."""
-    try:
-        obj = msgpack.unpackb(raw, raw=False, use_list=True)
-    except Exception as exc:  # as in decode_message
-        raise MalformedMessage(f"not msgpack: {type(exc).__name__}") from None
+    obj = unpack_bounded(raw, bytes_max=CONF_CHANGE_BYTES_MAX, items_max=8)
     fields = _array(obj, 3, "conf change")
     if _uint(fields[0], "format") != FORMAT:
         raise MalformedMessage(f"unknown conf change format {fields[0]}")
@@ -136,6 +137,54 @@ def decode_conf_change(raw: bytes) -> ConfChange:
     if node == 0:
         raise MalformedMessage("a conf change must name a node")
     return ConfChange(type=_enum(ConfChangeType, fields[1], "conf change type"), node=node)
+
+
+# -- bounded decoding -------------------------------------------------------------------
+# (consensus imports no ledger: this is its own small counterpart of
+# ledger.unpack_untrusted, enough for the fixed shapes above.)
+
+
+def _refuse_map(_pairs: Any) -> Any:
+    raise MalformedMessage("maps are not part of the wire form")
+
+
+def _refuse_ext(code: int, _data: bytes) -> Any:
+    raise MalformedMessage(f"msgpack extension type {code} is not part of the wire form")
+
+
+def unpack_bounded(raw: Any, *, bytes_max: int, items_max: int) -> Any:
+    """One msgpack value from a peer, within bounds; MalformedMessage on anything else.
+
+    No maps, no extension types, no strings (nothing here is text), each byte string
+    and array within the whole's size, and at most `items_max` array elements in all,
+    counted while they are built. Nesting stops at msgpack's own stack (StackError);
+    the shape checks above refuse anything nested where it does not belong.
+    """
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise MalformedMessage("a message must be bytes")
+    if len(raw) > bytes_max:
+        raise MalformedMessage(f"{len(raw)} bytes exceed the {bytes_max} byte limit")
+    items = 0
+
+    def count(array: list[Any]) -> list[Any]:
+        nonlocal items
+        items += len(array) + 1
+        if items > items_max:
+            raise MalformedMessage(f"more than {items_max} array elements")
+        return array
+
+    try:
+        return msgpack.unpackb(
+            raw, raw=False, use_list=True, strict_map_key=True, list_hook=count,
+            object_pairs_hook=_refuse_map, ext_hook=_refuse_ext, max_str_len=0, max_bin_len=bytes_max,
+            max_array_len=min(items_max, bytes_max), max_map_len=0, max_ext_len=0,
+        )
+    except MalformedMessage:
+        raise
+    # Every msgpack error is a ValueError (StackError, ExtraData, FormatError, and
+    # UnicodeDecodeError); the bounds above leave nothing else to raise.
+    except ValueError as exc:
+        raise MalformedMessage(f"not msgpack within bounds: {str(exc)[:120]}") from None
 
 
 # -- checked accessors -----------------------------------------------------------------

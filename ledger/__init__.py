@@ -41,7 +41,7 @@ from ._documents import (
     make_document,
     signed_from_json,
 )
-from ._encoding import pack, unpack
+from ._encoding import DecodeLimits, pack, unpack, unpack_untrusted
 from ._errors import DecodeError, InvariantError, LedgerError, invariant
 from ._genesis import MEMBER_STATES, TIME_MS_MAX, ChainParams, Genesis, MemberState
 from ._identity import (
@@ -129,6 +129,7 @@ __all__ = [
     "ChainParams",
     "CodeError",
     "DecodeError",
+    "DecodeLimits",
     "DocType",
     "Document",
     "Genesis",
@@ -177,4 +178,5 @@ __all__ = [
     "signing_bytes",
     "state_hash_step",
     "unpack",
+    "unpack_untrusted",
 ]

@@ -8,6 +8,7 @@ exactly one accepted encoding and its hash is well defined.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -48,23 +49,122 @@ def _refuse_map(_pairs: Any) -> Any:
     raise DecodeError("maps are not allowed in canonical values")
 
 
-def unpack_unchecked(data: bytes) -> Any:
-    """Decode untrusted bytes (bounded, no maps) without the canonical re-encoding check;
-    for callers that check canonical form more cheaply themselves."""
-    if len(data) > MAX_VALUE_BYTES:
-        raise DecodeError(f"value of {len(data)} bytes exceeds the {MAX_VALUE_BYTES} byte limit")
+def _refuse_ext(code: int, _data: bytes) -> Any:
+    raise DecodeError(f"msgpack extension types are not allowed (type {code})")
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Bounds on one msgpack value decoded from untrusted bytes.
+
+    msgpack's own limits bound each string, byte string and array by itself; they do
+    not bound the whole: 6 MiB of empty arrays inside one array is six million Python
+    lists (finding 7 of issue 10: 95 MB to 990 MB). So the decoder also counts every
+    array element as it is built (`items_max`) and stops at the bound, and checks the
+    nesting depth and the integer range of what it returns.
+    """
+
+    bytes_max: int = MAX_VALUE_BYTES
+    # Arrays inside arrays; a flat array is depth 1. Our values nest a few arrays deep
+    # (a block's results, a proof's path); 16 leaves room and stays far below anything
+    # where recursion in later code could matter.
+    depth_max: int = 16
+    # Array elements in the whole value. A 30,000-code document has about 30,000; a
+    # million keeps the worst case near a hundred megabytes of Python objects.
+    items_max: int = 1_000_000
+    # Elements of one array (msgpack allocates the array before filling it).
+    array_items_max: int = 1_000_000
+    str_bytes_max: int = MAX_VALUE_BYTES
+    bin_bytes_max: int = MAX_VALUE_BYTES
+    # msgpack's own integer range (int64 and uint64).
+    int_min: int = -(1 << 63)
+    int_max: int = (1 << 64) - 1
+    maps: bool = False
+    floats: bool = False
+
+
+LEDGER_LIMITS = DecodeLimits()
+
+
+def unpack_untrusted(data: bytes, limits: DecodeLimits = LEDGER_LIMITS) -> Any:
+    """Decode one msgpack value from bytes nobody vouches for, within `limits`.
+
+    Raises `DecodeError` and nothing else, whatever the bytes: refused are values larger
+    than the bounds, maps (unless allowed), extension types, floats (unless allowed),
+    integers out of range, strings that are not valid UTF-8 (which includes encoded
+    surrogates), and trailing bytes.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("a msgpack value must be bytes")
+    if len(data) > limits.bytes_max:
+        raise DecodeError(f"value of {len(data)} bytes exceeds the {limits.bytes_max} byte limit")
+    items = 0
+
+    def count(array: list[Any]) -> list[Any]:
+        nonlocal items
+        items += len(array) + 1
+        if items > limits.items_max:
+            raise DecodeError(f"value holds more than {limits.items_max} items")
+        return array
+
     try:
-        return msgpack.unpackb(
+        value = msgpack.unpackb(
             data,
             raw=False,
             use_list=True,
             strict_map_key=True,
-            object_pairs_hook=_refuse_map,
+            list_hook=count,
+            object_pairs_hook=None if limits.maps else _refuse_map,
+            ext_hook=_refuse_ext,
+            max_str_len=limits.str_bytes_max,
+            max_bin_len=limits.bin_bytes_max,
+            max_array_len=limits.array_items_max,
+            max_map_len=limits.array_items_max if limits.maps else 0,
+            max_ext_len=0,
         )
     except DecodeError:
         raise
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise DecodeError(f"not valid msgpack: {exc}") from exc
+    # StackError (nesting beyond msgpack's own stack), ExtraData, FormatError and
+    # UnicodeDecodeError are all ValueErrors; TypeError for unhashable map keys.
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(f"not valid msgpack: {str(exc)[:200]}") from None
+    _check_value(value, limits)
+    return value
+
+
+def _check_value(value: Any, limits: DecodeLimits) -> None:
+    """Depth, integer range and floats of a decoded value, without recursion."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        kind = type(v)
+        if kind is list:
+            if depth >= limits.depth_max:
+                raise DecodeError(f"value nests deeper than {limits.depth_max} arrays")
+            # Most arrays hold only strings or bytes (a document's codes): one pass in C
+            # over their types spares a Python-level look at each element.
+            if not _PLAIN.issuperset(map(type, v)):
+                stack.extend((x, depth + 1) for x in v if type(x) in _CHECKED)
+        elif kind is dict:
+            if depth >= limits.depth_max:
+                raise DecodeError(f"value nests deeper than {limits.depth_max} levels")
+            stack.extend((x, depth + 1) for pair in v.items() for x in pair if type(x) in _CHECKED)
+        elif kind is int:
+            if not limits.int_min <= v <= limits.int_max:
+                raise DecodeError(f"integer out of range [{limits.int_min}, {limits.int_max}]")
+        elif kind is float and not limits.floats:
+            raise DecodeError("floats are not allowed")
+
+
+# The types `_check_value` looks into or at; bytes, str, bool and None need nothing.
+_CHECKED = (list, dict, int, float)
+_PLAIN = frozenset((bytes, str, bool, type(None)))
+
+
+def unpack_unchecked(data: bytes) -> Any:
+    """Decode untrusted bytes (bounded, no maps) without the canonical re-encoding check;
+    for callers that check canonical form more cheaply themselves."""
+    return unpack_untrusted(data, LEDGER_LIMITS)
 
 
 def unpack(data: bytes) -> Any:

@@ -10,6 +10,7 @@ turns into `{"error": reason, "message": text}`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import time
@@ -23,14 +24,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ledger import (
     CodeError,
     DecodeError,
+    DecodeLimits,
     SignedDocument,
     decode_signed,
     inclusion_proof,
     parse_code,
     provenance,
     signed_from_json,
+    unpack_untrusted,
 )
 
+from ._budget import RefusalBudget
 from ._errors import Refusal
 from ._http import JSON, MSGPACK, Args, respond, wants_msgpack
 from ._keys import METRICS, NODE
@@ -46,6 +50,31 @@ WAIT_TIMEOUT_MS_MAX = 60_000
 BLOCKS_JSON_MAX = 1_000
 BLOCKS_STREAM_MAX = 1_000_000
 OPENAPI = web.AppKey("openapi", dict)
+REFUSAL_BUDGET = web.AppKey("refusal_budget", RefusalBudget)
+
+# A msgpack batch is one flat array of document wires: nothing nested, no text.
+BATCH_LIMITS = DecodeLimits(
+    bytes_max=1 << 30, depth_max=1, items_max=BATCH_DOCUMENTS_MAX + 1, array_items_max=BATCH_DOCUMENTS_MAX,
+    str_bytes_max=0, bin_bytes_max=1 << 30,
+)
+# JSON has no decoder with bounds, so the body's structure is counted before it is
+# parsed: brackets and braces bound the containers, commas (plus one) the values.
+# Counting also hits those characters inside strings, which only overestimates. A
+# 10,000-document JSON batch has about 150,000 values and 30,000 containers; a JSON
+# body of five million empty arrays took 1.7 s of the loop to parse.
+JSON_VALUES_MAX = 400_000
+JSON_CONTAINERS_MAX = 100_000
+# Objects and arrays inside each other; a signed document nests four deep.
+JSON_DEPTH_MAX = 16
+# Documents of a batch decoded and admitted between two yields to the event loop:
+# each costs a decode and a signature check (tens of microseconds to 0.1 ms), so a
+# chunk holds the loop a few milliseconds. (Decoding in a worker thread was tried:
+# the decoding is Python code holding the GIL, and the loop then waited for the GIL
+# at every I/O call; /v1/status p99 went to 700 ms under a batch flood.)
+ADMIT_CHUNK_DOCUMENTS = 100
+# The whole body must arrive within this time: a client that trickles a 16 MiB body
+# byte by byte would otherwise hold its connection and buffer for hours.
+BODY_READ_TIMEOUT_S = 60.0
 
 
 def node_of(request: web.Request) -> Node:
@@ -63,6 +92,8 @@ def code_key(raw: str) -> str:
 # -- documents -------------------------------------------------------------------------
 
 Parsed = tuple[SignedDocument, bytes] | Refusal
+# A batch's documents are decoded one by one as they are admitted, in chunks.
+Deferred = Callable[[], Parsed]
 
 
 def _parse_one_json(obj: Any) -> tuple[SignedDocument, bytes]:
@@ -70,7 +101,7 @@ def _parse_one_json(obj: Any) -> tuple[SignedDocument, bytes]:
     return signed, signed.wire()
 
 
-def _parse_body(content_type: str, body: bytes) -> tuple[list[Parsed], bool]:
+def _parse_body(content_type: str, body: bytes) -> tuple[list[Deferred], bool]:
     """The documents of a submission (each parsed, or its refusal) and whether it was a batch."""
     if not body:
         raise Refusal("malformed", "the request has no body")
@@ -79,33 +110,64 @@ def _parse_body(content_type: str, body: bytes) -> tuple[list[Parsed], bool]:
     if content_type != JSON:
         raise Refusal("unsupported_media_type",
                       f"send {JSON} or {MSGPACK}, not {content_type or 'no content type'}")
+    value = _parse_json(body)
+    if isinstance(value, list):
+        _check_batch(len(value))
+        return [functools.partial(_guard, functools.partial(_parse_one_json, v)) for v in value], True
+    parsed = _guard(functools.partial(_parse_one_json, value))
+    if isinstance(parsed, Refusal):
+        raise parsed
+    return [functools.partial(_parsed, parsed)], False
+
+
+def _parsed(value: Parsed) -> Parsed:
+    return value
+
+
+def _parse_json(body: bytes) -> Any:
+    """A JSON body within the bounds above; Refusal("malformed") otherwise."""
+    containers = body.count(b"[") + body.count(b"{")
+    if containers > JSON_CONTAINERS_MAX or body.count(b",") + 1 > JSON_VALUES_MAX:
+        raise Refusal("malformed", f"the JSON body holds more than {JSON_CONTAINERS_MAX} arrays and objects "
+                                   f"or {JSON_VALUES_MAX} values")
     try:
         value = json.loads(body)
     # RecursionError: deeply nested arrays exhaust the parser's stack, not our patience.
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise Refusal("malformed", f"the body is not JSON: {str(exc)[:200]}") from None
-    if isinstance(value, list):
-        _check_batch(len(value))
-        return [_guard(functools.partial(_parse_one_json, v)) for v in value], True
-    parsed = _guard(functools.partial(_parse_one_json, value))
-    if isinstance(parsed, Refusal):
-        raise parsed
-    return [parsed], False
+    if containers and _json_depth_exceeds(value, JSON_DEPTH_MAX):
+        raise Refusal("malformed", f"the JSON body nests deeper than {JSON_DEPTH_MAX} levels")
+    return value
 
 
-def _parse_msgpack(body: bytes) -> tuple[list[Parsed], bool]:
+def _json_depth_exceeds(value: Any, depth_max: int) -> bool:
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        inner = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if inner is None:
+            continue
+        if depth >= depth_max:
+            return True
+        stack.extend((x, depth + 1) for x in inner if isinstance(x, dict | list))
+    return False
+
+
+def _parse_msgpack(body: bytes) -> tuple[list[Deferred], bool]:
+    # A document [body, signature] and a batch [wire, ...] are both one flat array of
+    # byte strings: anything else is refused by these bounds before it is built.
     try:
-        return [(decode_signed(body), body)], False
+        value = unpack_untrusted(body, BATCH_LIMITS)
+    except DecodeError as exc:
+        raise Refusal("malformed", f"the body is not a signed document or a batch of them: {exc}") from None
+    try:
+        return [functools.partial(_parsed, (decode_signed(body), body))], False
     except DecodeError as single_error:
-        try:
-            value = msgpack.unpackb(body, raw=False, use_list=True)
-        except Exception:  # msgpack raises many types; all mean "not msgpack"
-            raise Refusal("malformed", f"the body is not a signed document: {single_error}") from None
         if not (isinstance(value, list) and value and all(type(w) is bytes for w in value)
                 and value[0][:1] in (b"\x92", b"\xdc")):
             raise Refusal("malformed", f"the body is not a signed document: {single_error}") from None
         _check_batch(len(value))
-        return [_guard(functools.partial(_parse_one_wire, w)) for w in value], True
+        return [functools.partial(_guard, functools.partial(_parse_one_wire, w)) for w in value], True
 
 
 def _parse_one_wire(wire: bytes) -> tuple[SignedDocument, bytes]:
@@ -131,18 +193,55 @@ def _error_item(exc: Refusal) -> dict[str, Any]:
     return {"status": "refused", "error": exc.reason, "message": exc.message}
 
 
+async def _read_body(request: web.Request) -> bytes:
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            return await request.read()
+    except TimeoutError:
+        raise Refusal("too_slow", f"the body did not arrive within {BODY_READ_TIMEOUT_S:.0f} s") from None
+
+
+def _spent() -> Refusal:
+    return Refusal("too_many_refusals",
+                   "too many documents with bad signatures came from this client or signer; try again later")
+
+
+def _admit_one(request: web.Request, node: Node, item: tuple[SignedDocument, bytes], now_ms: int) -> bytes:
+    """Admit one document, within its client's and signer's budget of refused signatures."""
+    budget = request.app[REFUSAL_BUDGET]
+    client, signer = request.remote or "unknown", item[0].document.signer
+    if not budget.allows(client, signer):
+        node.metrics.refusal_budget_spent().inc()
+        raise _spent()
+    try:
+        return node.admit(item[0], item[1], now_ms)
+    except Refusal as exc:
+        if exc.reason == "bad_signature":
+            budget.refused(client, signer)
+        raise
+
+
 async def post_documents(request: web.Request, a: Args) -> web.Response:
     node = node_of(request)
     node.check_serving()
-    parsed, batch = _parse_body(request.content_type, await request.read())
+    deferred, batch = _parse_body(request.content_type, await _read_body(request))
+    budget, client = request.app[REFUSAL_BUDGET], request.remote or "unknown"
     now_ms = int(time.time() * 1000)
     admitted: list[tuple[bytes, Any] | Refusal] = []
-    for item in parsed:
+    for count, parse in enumerate(deferred, 1):
+        if count % ADMIT_CHUNK_DOCUMENTS == 0:
+            await asyncio.sleep(0)  # let the loop answer others between chunks of a batch
+        # A client out of budget is refused before its documents are even decoded.
+        item = parse() if budget.clients.has_tokens(client) else _spent()
         if isinstance(item, Refusal):
+            if item.reason == "too_many_refusals":
+                node.metrics.refusal_budget_spent().inc()
+                if not batch:
+                    raise item
             admitted.append(item)
             continue
         try:
-            doc_id = node.admit(item[0], item[1], now_ms)
+            doc_id = _admit_one(request, node, item, now_ms)
         except Refusal as exc:
             node.metrics.refused(exc.reason).inc()
             if not batch:

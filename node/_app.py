@@ -34,6 +34,8 @@ from aiohttp import web
 from consensus import LevelDBStorage, StorageError
 from ledger import DecodeError, Genesis, KeyFileError, KeyPair, LedgerStore, StoreError
 
+from ._api import REFUSAL_BUDGET
+from ._budget import RefusalBudget
 from ._config import ConfigError, NodeConfig, load_config
 from ._http import error_middleware
 from ._keys import (
@@ -53,6 +55,7 @@ from ._metrics import Metrics
 from ._node import Node
 from ._peer import make_peer_app
 from ._routes import add_routes
+from ._server import API_GATE, PEER_GATE, ConnectionGate, GateLimits, GuardedSite, runner_limits
 from ._tls import TlsError, client_context, load_trust, server_context
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,7 @@ def create_app(config: NodeConfig) -> web.Application:
     app[METRICS] = Metrics(config.state)
     app[STOP] = asyncio.Event()
     app[EXIT_CODE] = [0]
+    app[REFUSAL_BUDGET] = RefusalBudget()
     add_routes(app)
     app.cleanup_ctx.extend(
         [_store_ctx, _raft_log_ctx, _sessions_ctx, _node_ctx, _peer_server_ctx, _links_ctx, _driver_ctx,
@@ -157,11 +161,12 @@ async def _peer_server_ctx(app: web.Application) -> AsyncIterator[None]:
     peer_app[TRUST] = app[TRUST]
     peer_app[METRICS] = app[METRICS]
     host, _, port = genesis.state(config.state).peer_address.rpartition(":")
-    runner = web.AppRunner(peer_app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(peer_app, access_log=None, handle_signals=False, **runner_limits())
     await runner.setup()
     ctx = server_context(config.tls_cert, config.tls_key, app[TRUST])
-    site = web.TCPSite(
-        runner, config.peer.host or host, config.peer.port or int(port), ssl_context=ctx, reuse_address=True
+    site = GuardedSite(
+        runner, config.peer.host or host, config.peer.port or int(port), ssl_context=ctx, reuse_address=True,
+        gate=make_gate(app[METRICS], "peer", PEER_GATE),
     )
     try:
         await site.start()
@@ -224,13 +229,20 @@ def setup_logging(level: str) -> None:
     )
 
 
+def make_gate(metrics: Metrics, server: str, limits: GateLimits) -> ConnectionGate:
+    """The connection cap and header deadline of one server, counted in its metrics."""
+    refused, too_slow = metrics.connections_refused(server), metrics.header_timeouts(server)
+    return ConnectionGate(limits, refused.inc, too_slow.inc)
+
+
 async def serve(config: NodeConfig) -> int:
     """Serve until a signal or a fatal error; the exit status."""
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_limits())
     try:
         await runner.setup()
-        site = web.TCPSite(runner, config.api.host, config.api.port, reuse_address=True)
+        site = GuardedSite(runner, config.api.host, config.api.port, reuse_address=True,
+                           gate=make_gate(app[METRICS], "api", API_GATE))
         try:
             await site.start()
         except OSError as exc:

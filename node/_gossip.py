@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from ledger import Attestation, DecodeError
+from ledger import Attestation, DecodeError, DecodeLimits, unpack_untrusted
 
 from ._metrics import Metrics
 
@@ -28,6 +28,21 @@ GOSSIP_ATTESTATION = 1
 GOSSIP_STATUS = 2
 # A status's version string is for people; a longer one is cut.
 VERSION_CHARS_MAX = 64
+# Heights are signed 64-bit in the store's keys; terms and node ids are Raft's uint64.
+HEIGHT_MAX = (1 << 63) - 1
+U64_MAX = (1 << 64) - 1
+# Text in a status: a head hash is 64 hex digits, a role a word, a version short.
+STATUS_TEXT_CHARS_MAX = 128
+# One gossip item: [kind, payload] with a payload of at most six fields, one level
+# deeper; a document's bytes are bounded by the frame (and by decode_signed after).
+ITEM_LIMITS = DecodeLimits(bytes_max=(8 << 20) + 64, bin_bytes_max=8 << 20, depth_max=2, items_max=16,
+                           array_items_max=8, str_bytes_max=1024)
+ATTESTATION_HASH_BYTES = 32
+ATTESTATION_SIGNATURE_BYTES = 64
+
+
+class MalformedItem(ValueError):
+    """A gossip item that is not one of the forms above (dropped and counted)."""
 
 
 def document_item(wire: bytes) -> bytes:
@@ -88,31 +103,80 @@ class GossipInbox:
         self.peers: dict[str, PeerStatus] = {}
 
     def receive(self, peer: str, items: list[bytes]) -> None:
+        """Hand each well-formed item on; a malformed one, or one its handler chokes on,
+        is dropped and counted, and the next item is handled all the same."""
         for item in items:
             try:
-                value = msgpack.unpackb(item, raw=False, use_list=True)
-                kind = value[0]
+                kind, payload = decode_item(item)
+            except (MalformedItem, DecodeError) as exc:
+                self._metrics.dropped("gossip_item")
+                log.warning("dropped a malformed gossip item from %s: %s", peer, exc)
+                continue
+            try:
                 if kind == GOSSIP_DOCUMENT:
-                    if type(value[1]) is not bytes:
-                        raise ValueError("a gossiped document is bytes")
-                    self._on_document(value[1])
+                    self._on_document(payload)
                 elif kind == GOSSIP_ATTESTATION:
-                    self._on_attestation(peer, Attestation.from_list(value[1]))
-                elif kind == GOSSIP_STATUS:
-                    self._on_status(peer, value[1])
+                    self._on_attestation(peer, payload)
                 else:
-                    raise ValueError(f"unknown gossip kind {kind!r}")
-            except (ValueError, TypeError, IndexError, KeyError, DecodeError,
-                    msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-                self._metrics.frames_dropped.inc()
-                log.warning("dropped a malformed gossip item from %s: %r", peer, exc)
+                    self._on_status(peer, payload)
+            # A peer's bytes must never end the socket handler, even where a handler
+            # has a bug: the item is dropped, loudly.
+            except Exception:
+                self._metrics.dropped("gossip_handler")
+                log.exception("a gossip item from %s failed in its handler; dropped", peer)
 
     def _on_status(self, peer: str, value: list[Any]) -> None:
         height, head_hash, role, term, leader, version = value
-        if type(height) is not int or type(term) is not int or type(leader) is not int:
-            raise ValueError("a status holds integers where integers belong")
         self.peers[peer] = PeerStatus(
-            peer, height, str(head_hash), str(role), term, leader, str(version)[:VERSION_CHARS_MAX],
-            time.monotonic(),
+            peer, height, head_hash, role, term, leader, version[:VERSION_CHARS_MAX], time.monotonic(),
         )
         self._metrics.peer_lag(peer).set(self._head_height() - height)
+
+
+def decode_item(item: bytes) -> tuple[int, Any]:
+    """A gossip item's kind and its checked payload: a document's wire bytes, an
+    `Attestation` with every field in range, or a status's six fields. Raises
+    MalformedItem or DecodeError (both ValueErrors), nothing else."""
+    value = unpack_untrusted(item, ITEM_LIMITS)
+    if not isinstance(value, list) or len(value) != 2 or type(value[0]) is not int:
+        raise MalformedItem("a gossip item is [kind, payload]")
+    kind, payload = value
+    if kind == GOSSIP_DOCUMENT:
+        if type(payload) is not bytes:
+            raise MalformedItem("a gossiped document is bytes")
+        return kind, payload
+    if kind == GOSSIP_ATTESTATION:
+        return kind, _attestation(payload)
+    if kind == GOSSIP_STATUS:
+        return kind, _status(payload)
+    raise MalformedItem(f"unknown gossip kind {kind}")
+
+
+def _attestation(payload: Any) -> Attestation:
+    if not isinstance(payload, list) or len(payload) != 4:
+        raise MalformedItem("an attestation is [state, height, block hash, signature]")
+    state, height, block_hash, signature = payload
+    if type(state) is not str or len(state) != 2 or not state.isascii() or not state.isupper():
+        raise MalformedItem("an attestation's state is a two-letter code")
+    if type(height) is not int or not 1 <= height <= HEIGHT_MAX:
+        raise MalformedItem(f"an attestation's height is an integer in [1, {HEIGHT_MAX}]")
+    if type(block_hash) is not bytes or len(block_hash) != ATTESTATION_HASH_BYTES:
+        raise MalformedItem("an attestation's block hash is 32 bytes")
+    if type(signature) is not bytes or len(signature) != ATTESTATION_SIGNATURE_BYTES:
+        raise MalformedItem("an attestation's signature is 64 bytes")
+    return Attestation.from_list(payload)
+
+
+def _status(payload: Any) -> list[Any]:
+    if not isinstance(payload, list) or len(payload) != 6:
+        raise MalformedItem("a status is [height, head hash, role, term, leader, version]")
+    height, head_hash, role, term, leader, version = payload
+    if type(height) is not int or not 0 <= height <= HEIGHT_MAX:
+        raise MalformedItem(f"a status's height is an integer in [0, {HEIGHT_MAX}]")
+    for number in (term, leader):
+        if type(number) is not int or not 0 <= number <= U64_MAX:
+            raise MalformedItem("a status's term and leader are unsigned 64-bit integers")
+    for text in (head_hash, role, version):
+        if type(text) is not str or len(text) > STATUS_TEXT_CHARS_MAX:
+            raise MalformedItem(f"a status's texts are strings of at most {STATUS_TEXT_CHARS_MAX} characters")
+    return payload

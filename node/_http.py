@@ -70,6 +70,8 @@ HTTP_STATUS: dict[str, int] = {
     "duplicate": 409,
     "too_large": 413,
     "unsupported_media_type": 415,
+    "too_slow": 408,
+    "too_many_refusals": 429,
     # The document cannot enter.
     "wrong_chain": 422,
     "expired": 422,

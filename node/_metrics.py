@@ -74,11 +74,45 @@ class Metrics:
             "tamga_alarms_total", "Things this node saw that an honest network never does, by kind",
             ["state", "kind"], registry=r,
         )
+        self._drops = Counter(
+            "tamga_peer_drops_total", "Peer frames and items dropped, by reason (each also counts in "
+            "tamga_peer_frames_dropped_total)", ["state", "reason"], registry=r,
+        )
+        self._connections_refused = Counter(
+            "tamga_connections_refused_total", "Connections closed at once: the server's connection cap "
+            "or its per-address cap was reached", ["state", "server"], registry=r,
+        )
+        self._header_timeouts = Counter(
+            "tamga_header_timeouts_total", "Connections closed because the request line and headers did "
+            "not arrive in time", ["state", "server"], registry=r,
+        )
+        self._refusal_budget_spent = Counter(
+            "tamga_refusal_budget_spent_total", "Documents answered 429 because their client or signer "
+            "spent its budget of refused signatures", ["state"], registry=r,
+        )
         self._state = state
         self.alarms = Alarms(self)
 
     def alarm(self, kind: str) -> Counter:
         return self._alarms.labels(state=self._state, kind=kind)
+
+    def dropped(self, reason: str) -> None:
+        """Count one dropped peer frame or item, under its reason."""
+        self.frames_dropped.inc()
+        self._drops.labels(state=self._state, reason=reason).inc()
+
+    def drops(self, reason: str) -> float:
+        value: float = self._drops.labels(state=self._state, reason=reason)._value.get()
+        return value
+
+    def connections_refused(self, server: str) -> Counter:
+        return self._connections_refused.labels(state=self._state, server=server)
+
+    def header_timeouts(self, server: str) -> Counter:
+        return self._header_timeouts.labels(state=self._state, server=server)
+
+    def refusal_budget_spent(self) -> Counter:
+        return self._refusal_budget_spent.labels(state=self._state)
 
     def rejected(self, reason: str) -> Counter:
         return self._rejected.labels(state=self._state, reason=reason)

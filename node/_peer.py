@@ -56,12 +56,12 @@ async def _frames(request: web.Request, ws: web.WebSocketResponse, what: str) ->
     peer = _peer_of(request)
     async for msg in ws:
         if msg.type != WSMsgType.BINARY:
-            _drop(request, peer, f"a {msg.type.name} frame on the {what} socket")
+            _drop(request, peer, "frame_type", f"a {msg.type.name} frame on the {what} socket")
             continue
         try:
             items = unpack_frame(msg.data)
-        except ValueError as exc:
-            _drop(request, peer, str(exc))
+        except ValueError as exc:  # ledger.DecodeError
+            _drop(request, peer, "frame", str(exc))
             continue
         yield items
 
@@ -79,12 +79,19 @@ async def raft_socket(request: web.Request) -> web.WebSocketResponse:
             try:
                 message = decode_message(item)
             except MalformedMessage as exc:
-                _drop(request, peer, f"malformed raft message: {exc}")
+                _drop(request, peer, "raft_message", f"malformed raft message: {exc}")
                 continue
             if message.frm != peer_id or message.to != own_id:
-                _drop(request, peer, f"a raft message from {message.frm} to {message.to} on {peer}'s link")
+                _drop(request, peer, "raft_sender",
+                      f"a raft message from {message.frm} to {message.to} on {peer}'s link")
                 continue
-            driver.receive(message)
+            # Whatever a well-formed message makes the driver do, a peer's bytes must not
+            # end this handler (and with it every later message from that peer).
+            try:
+                driver.receive(message)
+            except Exception:
+                request.app[METRICS].dropped("raft_handler")
+                log.exception("a raft message from %s failed in the driver; dropped", peer)
     return ws
 
 
@@ -94,12 +101,17 @@ async def gossip_socket(request: web.Request) -> web.WebSocketResponse:
     peer = _peer_of(request)
     ws = await _open_socket(request)
     async for items in _frames(request, ws, "gossip"):
-        node.on_gossip(peer, items)
+        # GossipInbox drops a bad item itself; this guards what it cannot foresee.
+        try:
+            node.on_gossip(peer, items)
+        except Exception:
+            request.app[METRICS].dropped("gossip_handler")
+            log.exception("a gossip frame from %s failed; dropped", peer)
     return ws
 
 
-def _drop(request: web.Request, peer: str, what: str) -> None:
-    request.app[METRICS].frames_dropped.inc()
+def _drop(request: web.Request, peer: str, reason: str, what: str) -> None:
+    request.app[METRICS].dropped(reason)
     log.warning("dropped from %s: %s", peer, what)
 
 

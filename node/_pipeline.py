@@ -32,7 +32,17 @@ from typing import Any
 import msgpack
 
 from consensus import Entry, LogIndex
-from ledger import TIME_MS_MAX, AppliedBlock, ChainParams, LedgerStore, Reason, Result, SignedDocument
+from ledger import (
+    TIME_MS_MAX,
+    AppliedBlock,
+    ChainParams,
+    DecodeLimits,
+    LedgerStore,
+    Reason,
+    Result,
+    SignedDocument,
+    unpack_untrusted,
+)
 
 from ._admission import Verified
 from ._mempool import Mempool
@@ -52,8 +62,19 @@ def encode_entry(time_ms: int, proposer: str, wires: Sequence[bytes]) -> bytes:
     return out
 
 
+# A Raft entry comes from the leader, who may be hostile: it is decoded with bounds.
+# One entry is at most one Raft message (64 MiB on the wire); it is a flat array of
+# document wires (depth 2), each at most one block's worth of bytes; the proposer is
+# a member-state code.
+ENTRY_LIMITS = DecodeLimits(
+    bytes_max=64 << 20, depth_max=2, items_max=1_000_003, array_items_max=1_000_000,
+    str_bytes_max=16, bin_bytes_max=16 << 20, int_min=0, int_max=TIME_MS_MAX,
+)
+
+
 def decode_entry(data: bytes) -> tuple[int, str, list[bytes]]:
-    value = msgpack.unpackb(data, raw=False, use_list=True)
+    """An entry's block proposal; ValueError (a DecodeError) for anything else."""
+    value = unpack_untrusted(data, ENTRY_LIMITS)
     if (
         not isinstance(value, list)
         or len(value) != 3
@@ -164,7 +185,7 @@ class ApplyPipeline:
                 continue
             try:
                 time_ms, proposer, wires = decode_entry(entry.data)
-            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+            except ValueError:
                 # Every node sees the same bytes and skips them alike.
                 log.error("raft entry %d is not a block proposal; skipped", entry.index)
                 continue

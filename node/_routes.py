@@ -69,7 +69,7 @@ ROUTES: tuple[Route, ...] = (
                         "how long wait=commit waits; then 202 pending", default=h.WAIT_TIMEOUT_MS_DEFAULT)),
           reasons=("too_large", "unsupported_media_type", "wrong_chain", "duplicate", "expired",
                    "expiry_too_far", "not_registered", "revoked", "bad_signature", "mempool_full", "stopping",
-                   "diverged"),
+                   "diverged", "too_slow", "too_many_refusals"),
           body={"application/json": {"schema": {"oneOf": [
               {"$ref": "#/components/schemas/SignedDocument"},
               # A batch is admitted document by document: an item that is not a signed

@@ -32,6 +32,7 @@ LAYERS: dict[str, str] = {
     "tests/cli/test_offline.py": "unit",
     "tests/cli/test_epcis.py": "unit",
     "tests/test_boundaries.py": "unit",
+    "tests/test_decoders_fuzz.py": "unit",  # bounded examples; FUZZ_EXAMPLES for more
     "tests/test_layers.py": "unit",
 }
 
