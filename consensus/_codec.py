@@ -118,8 +118,18 @@ def decode_message(raw: bytes) -> Message:
     )
 
 
+# A change's context carries one governance document with its co-signatures: a few
+# KiB. 1 MiB bounds what a hostile leader can make every node keep in its log index.
+CONF_CONTEXT_BYTES_MAX = 1 << 20
+
+
 def encode_conf_change(cc: ConfChange) -> bytes:
-    out: bytes = msgpack.packb([FORMAT, int(cc.type), cc.node], use_bin_type=True)
+    # Without a context the bytes are those of the three-field form written before
+    # contexts existed, so old logs and new ones read alike.
+    fields: list[Any] = [FORMAT, int(cc.type), cc.node]
+    if cc.context:
+        fields.append(cc.context)
+    out: bytes = msgpack.packb(fields, use_bin_type=True)
     return out
 
 
@@ -129,13 +139,17 @@ def decode_conf_change(raw: bytes) -> ConfChange:
         obj = msgpack.unpackb(raw, raw=False, use_list=True)
     except Exception as exc:  # as in decode_message
         raise MalformedMessage(f"not msgpack: {type(exc).__name__}") from None
-    fields = _array(obj, 3, "conf change")
+    fields = _array(obj, 4 if isinstance(obj, list) and len(obj) == 4 else 3, "conf change")
     if _uint(fields[0], "format") != FORMAT:
         raise MalformedMessage(f"unknown conf change format {fields[0]}")
     node = NodeId(_uint(fields[2], "node"))
     if node == 0:
         raise MalformedMessage("a conf change must name a node")
-    return ConfChange(type=_enum(ConfChangeType, fields[1], "conf change type"), node=node)
+    context = _bytes(fields[3], "conf change context") if len(fields) == 4 else b""
+    if len(fields) == 4 and not 0 < len(context) <= CONF_CONTEXT_BYTES_MAX:
+        # An empty context is written as the three-field form: one change, one encoding.
+        raise MalformedMessage(f"a conf change context has 1 to {CONF_CONTEXT_BYTES_MAX} bytes")
+    return ConfChange(type=_enum(ConfChangeType, fields[1], "conf change type"), node=node, context=context)
 
 
 # -- checked accessors -----------------------------------------------------------------

@@ -35,6 +35,7 @@ class Reason(enum.StrEnum):
     NOT_IN_SHIPMENT = "not_in_shipment"
     INVALID_RECEIVER = "invalid_receiver"
     REPEATED_CODE = "repeated_code"
+    NO_QUORUM = "no_quorum"  # a governance document without a Byzantine quorum of regulators
 
 
 @dataclass(frozen=True, slots=True)
