@@ -526,6 +526,23 @@ def removed_members(reader: Reader, genesis: Genesis) -> list[tuple[int, str, by
     return out
 
 
+def next_conf_change(
+    reader: Reader, genesis: Genesis, voters: Sequence[int]
+) -> tuple[str, int, bytes] | None:
+    """The next Raft change ("add" | "remove", node id, certificate) that brings the
+    voters to the membership the states decided, first difference in genesis order;
+    None when they agree or no certificate can justify the difference (a genesis node
+    missing from Raft was not removed by governance, so nothing here re-adds it)."""
+    current = set(voters)
+    for node_id, _, certificate in removed_members(reader, genesis):
+        if node_id in current:
+            return "remove", node_id, certificate
+    for node_id, _, certificate in desired_voters(reader, genesis):
+        if node_id not in current and certificate:
+            return "add", node_id, certificate
+    return None
+
+
 __all__ = [
     "ACTIVE",
     "DOMAIN_GOVERNANCE",
@@ -549,6 +566,7 @@ __all__ = [
     "governed_member",
     "governed_params",
     "make_proposal",
+    "next_conf_change",
     "param_names",
     "proposal_id",
     "quorum_verdict",
