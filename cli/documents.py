@@ -49,6 +49,7 @@ REASON_WORDS: dict[str, str] = {
     "not_in_shipment": "not in the shipment",
     "invalid_receiver": "receiver cannot take goods",
     "repeated_code": "a code listed twice",
+    "no_quorum": "not signed by a Byzantine quorum of member states' regulators",
 }
 
 
