@@ -51,6 +51,7 @@ REASON_WORDS: dict[str, str] = {
     "repeated_code": "a code listed twice",
     "expiry_too_far": "expires too far ahead",
     "block_full": "beyond the block limits; submit again",
+    "no_quorum": "not signed by a Byzantine quorum of member states' regulators",
 }
 
 

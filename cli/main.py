@@ -68,7 +68,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Tamga: a permissioned ledger for marked goods in the Eurasian Economic Union.
 
     \b
-    Regulators:  participant register|revoke, code emit|suspend|release, flows
+    Regulators:  participant register|revoke, code emit|suspend|release, flows,
+                 governance propose|sign|submit|show
     Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return
     Everyone:    code parse|check|show|history, doc show, participant show|holdings
     Auditors:    audit verify|follow|prove|check, export epcis
@@ -81,11 +82,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from . import _cmd_audit, _cmd_code, _cmd_misc, _cmd_ops, _cmd_participant
+    from . import _cmd_audit, _cmd_code, _cmd_governance, _cmd_misc, _cmd_ops, _cmd_participant
 
     for command in (
         _cmd_misc.keys,
         _cmd_participant.participant,
+        _cmd_governance.governance,
         _cmd_code.code,
         _cmd_misc.doc,
         _cmd_misc.flows,

@@ -53,7 +53,8 @@ ENTRIES_MAX = 1 << 20
 # this bounds their sum, so a frame of nested empty arrays cannot become millions of
 # Python lists (issue 10, finding 7).
 ITEMS_MAX = 5 * ENTRIES_MAX + 2 * MEMBERS_MAX + 64
-# A conf change is [format, type, node]: anything longer is not one.
+# A conf change is [format, type, node], optionally with a context (its governance
+# certificate, bounded by CONF_CONTEXT_BYTES_MAX below): 64 bytes hold the rest.
 CONF_CHANGE_BYTES_MAX = 64
 
 
@@ -122,21 +123,35 @@ def decode_message(raw: bytes) -> Message:
     )
 
 
+# A change's context carries one governance document with its co-signatures: a few
+# KiB. 1 MiB bounds what a hostile leader can make every node keep in its log index.
+CONF_CONTEXT_BYTES_MAX = 1 << 20
+
+
 def encode_conf_change(cc: ConfChange) -> bytes:
-    out: bytes = msgpack.packb([FORMAT, int(cc.type), cc.node], use_bin_type=True)
+    # Without a context the bytes are those of the three-field form written before
+    # contexts existed, so old logs and new ones read alike.
+    fields: list[Any] = [FORMAT, int(cc.type), cc.node]
+    if cc.context:
+        fields.append(cc.context)
+    out: bytes = msgpack.packb(fields, use_bin_type=True)
     return out
 
 
 def decode_conf_change(raw: bytes) -> ConfChange:
     """Decode a CONF_CHANGE entry's data; raises MalformedMessage on anything else."""
-    obj = unpack_bounded(raw, bytes_max=CONF_CHANGE_BYTES_MAX, items_max=8)
-    fields = _array(obj, 3, "conf change")
+    obj = unpack_bounded(raw, bytes_max=CONF_CHANGE_BYTES_MAX + CONF_CONTEXT_BYTES_MAX, items_max=8)
+    fields = _array(obj, 4 if isinstance(obj, list) and len(obj) == 4 else 3, "conf change")
     if _uint(fields[0], "format") != FORMAT:
         raise MalformedMessage(f"unknown conf change format {fields[0]}")
     node = NodeId(_uint(fields[2], "node"))
     if node == 0:
         raise MalformedMessage("a conf change must name a node")
-    return ConfChange(type=_enum(ConfChangeType, fields[1], "conf change type"), node=node)
+    context = _bytes(fields[3], "conf change context") if len(fields) == 4 else b""
+    if len(fields) == 4 and not 0 < len(context) <= CONF_CONTEXT_BYTES_MAX:
+        # An empty context is written as the three-field form: one change, one encoding.
+        raise MalformedMessage(f"a conf change context has 1 to {CONF_CONTEXT_BYTES_MAX} bytes")
+    return ConfChange(type=_enum(ConfChangeType, fields[1], "conf change type"), node=node, context=context)
 
 
 # -- bounded decoding -------------------------------------------------------------------

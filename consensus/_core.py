@@ -27,6 +27,9 @@ promotes or demotes one node, so any two successive voter sets share a majority.
 leader whose removal commits hands over (TIMEOUT_NOW) and steps down. Every node must
 be started with the same initial `voters`/`learners` (the genesis membership); a node
 joining later starts with that too and learns the rest from the log or a snapshot.
+When `Config.conf_change_authorized` is set, a change it refuses (judged on the entry
+alone, so every node judges alike) stays in the log as a no-op: a hostile leader can
+append it, but no node's membership moves.
 """
 
 from __future__ import annotations
@@ -101,6 +104,12 @@ class Config:
     snapshot_chunk_bytes: int = 1 << 20
     # Committed entry data per Ready: bounds one apply batch of the application.
     max_committed_size_per_ready: int = 16 << 20
+    # Whether a configuration change takes effect. A node counts a change from the
+    # moment it is in its log (see the module docstring), so this must be decidable
+    # from the change alone (its context included) and give the same answer on every
+    # node: a pure function, no local view. A change it refuses stays in the log as a
+    # no-op on every node alike. None: every well-formed change takes effect.
+    conf_change_authorized: Callable[[ConfChange], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.id == NONE:
@@ -260,7 +269,7 @@ class Raft:
         lo, hi = self.log.first_index(), LogIndex(self.log.last_index() + 1)
         while lo < hi:
             batch = self.log.slice(lo, hi, 8 << 20)
-            self.conf_log.extend(_conf_changes(batch))
+            self.conf_log.extend(_conf_changes(batch, self.config.conf_change_authorized))
             lo = LogIndex(batch[-1].index + 1)
         self.tracker.set_conf(self.conf_at(self.log.last_index()), self.id, hi)
 
@@ -307,7 +316,7 @@ class Raft:
             self.conf_log = [(at, cc) for at, cc in self.conf_log if at < start]
             changed = True
         if any(e.type == EntryType.CONF_CHANGE for e in entries):
-            self.conf_log.extend(_conf_changes(entries))
+            self.conf_log.extend(_conf_changes(entries, self.config.conf_change_authorized))
             changed = True
         if changed:
             self._conf_changed()
@@ -872,7 +881,10 @@ class Raft:
             raise ProposalDropped("a configuration change is already pending")
         if not self._committed_in_term():
             raise ProposalDropped("the leader has not yet committed an entry of its term")
-        new = apply_change(self.conf_state(), decode_conf_change(data))
+        cc = decode_conf_change(data)
+        if not _authorized(self.config.conf_change_authorized, cc):
+            raise ProposalDropped("the configuration change is not authorized")
+        new = apply_change(self.conf_state(), cc)
         if not new.voters:
             raise ProposalDropped("the last voter cannot be removed")
 
@@ -971,9 +983,25 @@ class Raft:
         self.msgs.append(Message(kind, to, self.id, **fields))
 
 
-def _conf_changes(entries: Sequence[Entry]) -> list[tuple[LogIndex, ConfChange]]:
-    # A malformed change is skipped; every node skips the same entry the same way.
-    return [(index, cc) for index, cc in _pending_conf(entries) if cc is not None]
+def _conf_changes(
+    entries: Sequence[Entry], authorized: Callable[[ConfChange], bool] | None
+) -> list[tuple[LogIndex, ConfChange]]:
+    # A malformed or unauthorized change is skipped; every node skips the same entry
+    # the same way, since both verdicts depend on the entry's bytes alone.
+    return [
+        (index, cc)
+        for index, cc in _pending_conf(entries)
+        if cc is not None and _authorized(authorized, cc)
+    ]
+
+
+def _authorized(authorized: Callable[[ConfChange], bool] | None, cc: ConfChange) -> bool:
+    if authorized is None:
+        return True
+    try:
+        return authorized(cc) is True
+    except Exception:  # noqa: BLE001 - a judge that fails refuses, alike on every node
+        return False
 
 
 class RawNode:

@@ -356,6 +356,27 @@ class Driver:
         finally:
             self._leader_waiters = [(n, f) for n, f in self._leader_waiters if f is not future]
 
+    def request_conf_change(self, cc: ConfChange) -> bool:
+        """Ask the core to append a configuration change; False when it cannot be queued.
+
+        Fire and forget: the core drops it when this node does not lead, a change is
+        pending, or `Config.conf_change_authorized` refuses it. The caller compares the
+        membership (`status()`) later and asks again."""
+        if not self.running:
+            return False
+
+        def request(raw: RawNode) -> None:
+            try:
+                raw.propose_conf_change(cc)
+            except ProposalDropped as exc:  # NotLeader included
+                log.info("configuration change %s not proposed: %s", cc.type.name, exc)
+
+        try:
+            self._enqueue_request(request, lambda: None)
+        except ProposalDropped:
+            return False
+        return True
+
     def receive(self, message: Message) -> None:
         """Hand an inbound message to the node; dropped (and counted) when the inbox is full."""
         self.stats.messages_received += 1

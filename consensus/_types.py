@@ -81,6 +81,9 @@ class ConfState:
 class ConfChange:
     type: ConfChangeType
     node: NodeId
+    # What the application attaches to justify the change (Tamga: the governance
+    # document that authorizes it); opaque here, judged by `Config.conf_change_authorized`.
+    context: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,38 @@ from ._documents import (
 from ._encoding import DecodeLimits, pack, unpack, unpack_untrusted
 from ._errors import DecodeError, InvariantError, LedgerError, invariant
 from ._genesis import MEMBER_STATES, TIME_MS_MAX, ChainParams, Genesis, MemberState
+from ._governance import (
+    ACTIVE as MEMBER_ACTIVE,
+)
+from ._governance import (
+    DOMAIN_GOVERNANCE,
+    Action,
+    CoSignature,
+    GovernanceRefused,
+    MemberRecord,
+    NodeSpec,
+    Proposal,
+    QuorumVerdict,
+    byzantine_quorum,
+    certificate_bytes,
+    check_cosignatures_shape,
+    conf_change_authorization,
+    decode_proposal,
+    desired_voters,
+    faults_tolerated,
+    governance_applied,
+    governed_member,
+    governed_params,
+    make_proposal,
+    next_conf_change,
+    param_names,
+    proposal_id,
+    quorum_verdict,
+    removed_members,
+)
+from ._governance import (
+    REMOVED as MEMBER_REMOVED,
+)
 from ._identity import (
     DOMAIN_ATTESTATION,
     DOMAIN_DOCUMENT,
@@ -87,6 +119,32 @@ from ._store import (
 )
 
 __all__ = [
+    "MEMBER_ACTIVE",
+    "MEMBER_REMOVED",
+    "DOMAIN_GOVERNANCE",
+    "Action",
+    "CoSignature",
+    "GovernanceRefused",
+    "MemberRecord",
+    "NodeSpec",
+    "Proposal",
+    "QuorumVerdict",
+    "byzantine_quorum",
+    "certificate_bytes",
+    "check_cosignatures_shape",
+    "conf_change_authorization",
+    "decode_proposal",
+    "desired_voters",
+    "faults_tolerated",
+    "governance_applied",
+    "governed_member",
+    "governed_params",
+    "make_proposal",
+    "next_conf_change",
+    "param_names",
+    "proposal_id",
+    "quorum_verdict",
+    "removed_members",
     "RECORDED_REFUSALS",
     "admission",
     "ParticipantRecord",

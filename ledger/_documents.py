@@ -24,6 +24,7 @@ from typing import Any
 
 from ._encoding import pack, unpack, unpack_unchecked
 from ._errors import DecodeError
+from ._governance import PROPOSAL_BYTES_MAX, check_cosignatures_shape
 from ._identity import (
     DOMAIN_DOCUMENT,
     PARTICIPANT_ID_HEX,
@@ -62,6 +63,7 @@ class DocType(enum.StrEnum):
     RETURN = "return"
     SUSPEND = "suspend"
     RELEASE = "release"
+    GOVERNANCE = "governance"
 
 
 class Field(enum.Enum):
@@ -79,6 +81,8 @@ class Field(enum.Enum):
     CODES_OPT = "codes_opt"  # 0..CODES_PER_DOCUMENT_MAX code keys
     HASH = "hash"  # 32 bytes (a document id)
     REASON = "reason"  # one of RETIRE_REASONS
+    PROPOSAL = "proposal"  # a governance proposal's canonical bytes, bounded
+    COSIGNATURES = "cosignatures"  # 1..COSIGNATURES_MAX [regulator id, signature]
 
 
 PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
@@ -101,6 +105,7 @@ PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
     DocType.RETURN: (("codes", Field.CODES),),
     DocType.SUSPEND: (("codes", Field.CODES), ("note", Field.TEXT)),
     DocType.RELEASE: (("codes", Field.CODES),),
+    DocType.GOVERNANCE: (("proposal", Field.PROPOSAL), ("signatures", Field.COSIGNATURES)),
 }
 
 HEADER_FIELDS = ("chain_id", "type", "signer", "nonce", "expires_at_ms")
@@ -165,6 +170,14 @@ def _check_reason(name: str, value: Any) -> Any:
     return value
 
 
+def _check_proposal(name: str, value: Any) -> Any:
+    # Structure only, as for every field: whether it decodes to a proposal and carries
+    # a quorum is the state machine's verdict, recorded in the block like any other.
+    if not isinstance(value, bytes) or not 0 < len(value) <= PROPOSAL_BYTES_MAX:
+        raise DecodeError(f"{name} must be 1 to {PROPOSAL_BYTES_MAX} bytes")
+    return value
+
+
 _CHECKS: dict[Field, Callable[[str, Any], Any]] = {
     Field.PUBLIC_KEY: _check_bytes32,
     Field.HASH: _check_bytes32,
@@ -178,6 +191,8 @@ _CHECKS: dict[Field, Callable[[str, Any], Any]] = {
     Field.CODES: lambda name, value: _check_str_list(value, name, 1),
     Field.CODES_OPT: lambda name, value: _check_str_list(value, name, 0),
     Field.REASON: _check_reason,
+    Field.PROPOSAL: _check_proposal,
+    Field.COSIGNATURES: lambda name, value: check_cosignatures_shape(value),
 }
 
 
@@ -238,8 +253,35 @@ class Document:
             "expires_at_ms": self.expires_at_ms,
         }
         for (name, kind), value in zip(PAYLOADS[self.type], self.payload):
-            out[name] = value.hex() if kind in (Field.PUBLIC_KEY, Field.HASH) else value
+            out[name] = _field_json(kind, value)
         return out
+
+
+_HEX_FIELDS = (Field.PUBLIC_KEY, Field.HASH, Field.PROPOSAL)
+
+
+def _field_json(kind: Field, value: Any) -> Any:
+    if kind in _HEX_FIELDS:
+        return value.hex()
+    if kind is Field.COSIGNATURES:
+        return [[regulator, signature.hex()] for regulator, signature in value]
+    return value
+
+
+def _field_from_json(kind: Field, name: str, value: Any) -> Any:
+    """Hex back to bytes where the JSON form has hex; anything else is left to the checks."""
+    try:
+        if kind in _HEX_FIELDS and isinstance(value, str):
+            return bytes.fromhex(value)
+        if kind is Field.COSIGNATURES and isinstance(value, list):
+            return [
+                [item[0], bytes.fromhex(item[1])] if isinstance(item, list) and len(item) == 2
+                and isinstance(item[1], str) else item
+                for item in value
+            ]
+    except ValueError as exc:
+        raise DecodeError(f"{name} must be hex") from exc
+    return value
 
 
 def make_document(
@@ -297,11 +339,8 @@ def document_from_json(obj: Any) -> Document:
             continue
         fields[name] = value
     for name, field_kind in PAYLOADS[kind]:
-        if field_kind in (Field.PUBLIC_KEY, Field.HASH) and isinstance(fields.get(name), str):
-            try:
-                fields[name] = bytes.fromhex(fields[name])
-            except ValueError as exc:
-                raise DecodeError(f"{name} must be hex") from exc
+        if name in fields:
+            fields[name] = _field_from_json(field_kind, name, fields[name])
     return make_document(
         obj["chain_id"], kind, obj["signer"], obj["nonce"], obj["expires_at_ms"], **fields
     )

@@ -43,6 +43,7 @@ class Reason(enum.StrEnum):
     # `block_bytes_max`): only a leader that ignores them builds such a block. It is
     # not executed nor recorded, so it may be ordered again in a later block.
     BLOCK_FULL = "block_full"
+    NO_QUORUM = "no_quorum"  # a governance document without a Byzantine quorum of regulators
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from ._documents import DocType, SignedDocument, decode_signed, document_id
 from ._encoding import pack_trusted, unpack_trusted
 from ._errors import DecodeError, InvariantError
 from ._genesis import ChainParams, Genesis
+from ._governance import GovernanceRefused, governance_writes
 from ._identity import DOMAIN_DOCUMENT, Verifier, participant_id
 from ._reasons import APPLIED, Reason, Result
 from ._records import (
@@ -739,6 +740,22 @@ def _suspension(ctx: _Context, suspend: bool) -> None:
             parent = outer.parent
 
 
+def _governance(ctx: _Context) -> None:
+    """A governance certificate, submitted by any regulator; its quorum, not the
+    submitter, authorizes it (see _governance.py)."""
+    ctx.require_role(REGULATORS, "submitting a governance document")
+    proposal, signatures = ctx.doc.payload
+    try:
+        writes = governance_writes(
+            ctx.sm.genesis, ctx.sm.verifier, ctx.ov, proposal, signatures,
+            time_ms=ctx.time_ms, height=ctx.height, position=ctx.position,
+        )
+    except GovernanceRefused as refused:
+        raise Rejected(refused.reason, refused.message) from None
+    for key, value in writes.items():
+        ctx.ov.put(key, value)
+
+
 HANDLERS: dict[DocType, Callable[[_Context], None]] = {
     DocType.REGISTER_PARTICIPANT: _register,
     DocType.REVOKE_PARTICIPANT: _revoke,
@@ -754,6 +771,7 @@ HANDLERS: dict[DocType, Callable[[_Context], None]] = {
     DocType.RETURN: _return,
     DocType.SUSPEND: lambda ctx: _suspension(ctx, True),
     DocType.RELEASE: lambda ctx: _suspension(ctx, False),
+    DocType.GOVERNANCE: _governance,
 }
 
 __all__ = [

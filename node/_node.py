@@ -24,8 +24,28 @@ from typing import Any
 import aiohttp
 import msgpack
 
-from consensus import Config, Driver, DriverConfig, Entry, LogIndex, NodeId, Snapshot, Storage
-from ledger import AppliedBlock, Genesis, KeyPair, LedgerStore, SignedDocument, Verifier
+from consensus import (
+    ConfChange,
+    ConfChangeType,
+    Config,
+    Driver,
+    DriverConfig,
+    Entry,
+    LogIndex,
+    NodeId,
+    Snapshot,
+    Storage,
+)
+from ledger import (
+    AppliedBlock,
+    Genesis,
+    KeyPair,
+    LedgerStore,
+    SignedDocument,
+    Verifier,
+    conf_change_authorization,
+    next_conf_change,
+)
 
 from ._admission import Admission, Verified
 from ._attestations import Attestations
@@ -84,9 +104,27 @@ class _RaftApplication:
         await self._catchup.restore(snapshot)
 
 
+_CONF_TYPES = {"add": ConfChangeType.ADD_VOTER, "remove": ConfChangeType.REMOVE_NODE}
+
+
+def governance_judge(genesis: Genesis) -> Callable[[ConfChange], bool]:
+    """The Raft core's test for a configuration change: its context must be a governance
+    certificate with a Byzantine quorum of regulators for exactly this change. Pure (the
+    entry's bytes and genesis), so every honest node counts the same changes; a leader's
+    change without one is a no-op everywhere (issue 10, finding 4)."""
+    verifier = Verifier()  # its own: the core calls it from the driver task only
+
+    def judge(cc: ConfChange) -> bool:
+        granted = conf_change_authorization(genesis, verifier, cc.context)
+        return granted is not None and cc.type == _CONF_TYPES[granted[0]] and cc.node == granted[1]
+
+    return judge
+
+
 def raft_config(config: NodeConfig, genesis: Genesis) -> tuple[Config, DriverConfig]:
     raft = config.raft
     core = Config(
+        conf_change_authorized=governance_judge(genesis),
         id=NodeId(genesis.state(config.state).node_id),
         voters=tuple(NodeId(s.node_id) for s in genesis.states),
         election_tick=raft.election_ticks,
@@ -124,6 +162,7 @@ class Node:
         self.verifier = Verifier()
         self.fatal_error: str | None = None
         self._on_fatal = on_fatal
+        self._conf_asked: ConfChange | None = None  # the last change asked for, to log it once
         self.mempool = Mempool(config.mempool.documents_max, config.mempool.bytes_max)
         self.waiters = Waiters()
         verified = Verified()
@@ -211,9 +250,29 @@ class Node:
 
     def _applied(self, applied: AppliedBlock, accepted: bool) -> None:
         self.attestations.attest(applied.header, sign=accepted)
+        self.follow_governance()
 
     def _wake_proposer(self) -> None:
         self.proposer.wake()
+        self.follow_governance()
+
+    def follow_governance(self) -> None:
+        """On the leader: propose the next Raft change the applied governance documents
+        call for, one at a time (Raft refuses a second while one is pending; the next
+        applied block or committed entry asks again). Followers do nothing here: the
+        core's judge checks the certificate of whatever their leader appends."""
+        driver = self.driver
+        if not driver.is_leader or not driver.running or self.fatal_error is not None:
+            return
+        step = next_conf_change(self.store.db, self.genesis, driver.status().voters)
+        if step is None:
+            return
+        kind, node, certificate = step
+        cc = ConfChange(_CONF_TYPES[kind], NodeId(node), certificate)
+        if cc != self._conf_asked:
+            log.info("governance: proposing to %s node %d", kind, node)
+        self._conf_asked = cc
+        driver.request_conf_change(cc)
 
     def _raft_down(self, peer: str) -> None:
         self.driver.report_unreachable(NodeId(self.genesis.state(peer).node_id))

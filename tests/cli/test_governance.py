@@ -1,0 +1,64 @@
+"""`tamga governance propose|sign|submit|show` round trip against a three-state network:
+a quorum of regulators (2 of 3) changes a chain parameter; one signature does not."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .conftest import World, as_json, fails, ok
+
+
+def _propose(world: World, out: Path) -> str:
+    result = ok(["governance", "propose", "--action", "set_params", "--state", "RU",
+                 "--param", "block_documents_max=10000", "--genesis", world.genesis, "--out", str(out)])
+    return result.stdout.strip()
+
+
+def test_propose_sign_submit_show_round_trip(world: World, tmp_path: Path) -> None:
+    """Two regulators sign, a third submits; show reads it back from the chain, quorum met."""
+    file = tmp_path / "params.json"
+    proposal_id = _propose(world, file)
+    shown = as_json(ok(["governance", "show", str(file), "--genesis", world.genesis, "--json"]))
+    assert shown["id"] == proposal_id and shown["quorum"]["quorum_met"] is False
+    for state in ("RU", "KZ"):
+        ok(["governance", "sign", str(file), "--key", str(world.regulators[state].key)])
+    # Signing twice keeps one signature per regulator.
+    ok(["governance", "sign", str(file), "--key", str(world.regulators["KZ"].key)])
+    shown = as_json(ok(["governance", "show", str(file), "--genesis", world.genesis, "--json"]))
+    quorum = shown["quorum"]
+    assert sorted(quorum.pop("signed_by")) == ["KZ", "RU"]
+    assert quorum == {"needed": 2, "of": 3, "problem": None, "quorum_met": True}
+    submitted = as_json(ok(["governance", "submit", str(file), *world.regulators["KG"].args(), "--json"]))
+    assert submitted["status"] == "applied", submitted
+    assert submitted["proposal"] == proposal_id
+    on_chain = as_json(ok(["governance", "show", submitted["id"], "--node", world.regulators["KG"].node,
+                           "--key", str(world.regulators["KG"].key), "--genesis", world.genesis, "--json"]))
+    assert on_chain["status"] == "applied" and on_chain["id"] == proposal_id
+    assert on_chain["quorum"]["quorum_met"] is True
+    text = ok(["governance", "show", str(file), "--genesis", world.genesis]).stdout
+    assert "quorum:" in text and "met" in text
+    # The same proposal again is a replay: refused, exit 1, one line.
+    fails(["governance", "submit", str(file), *world.regulators["RU"].args()])
+
+
+def test_one_signature_is_not_a_quorum(world: World, tmp_path: Path) -> None:
+    """With one of three regulators the document is rejected (no_quorum), exit 1."""
+    file = tmp_path / "lonely.json"
+    _propose(world, file)
+    ok(["governance", "sign", str(file), "--key", str(world.regulators["RU"].key)])
+    result = fails(["governance", "submit", str(file), *world.regulators["RU"].args()])
+    assert "quorum" in result.stderr
+
+
+def test_bad_input_is_one_line(world: World, tmp_path: Path) -> None:
+    """Misuse and unreadable files fail with one line and no traceback."""
+    fails(["governance", "show", str(tmp_path / "missing.json")])
+    junk = tmp_path / "junk.json"
+    junk.write_text(json.dumps({"tamga_governance": 1, "proposal_bytes": "zz", "signatures": []}))
+    fails(["governance", "sign", str(junk), "--key", str(world.regulators["RU"].key)])
+    fails(["governance", "propose", "--action", "add_node", "--state", "KZ", "--genesis", world.genesis,
+           "--out", str(tmp_path / "x.json")], code=2)
+    unsigned = tmp_path / "unsigned.json"
+    _propose(world, unsigned)
+    fails(["governance", "submit", str(unsigned), *world.regulators["RU"].args()])

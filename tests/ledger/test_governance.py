@@ -1,0 +1,200 @@
+"""Governance by the states: a Byzantine quorum of regulators changes membership and
+chain parameters, and nothing less does (issue 10, finding 4)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import (
+    Action,
+    DecodeError,
+    DocType,
+    NodeSpec,
+    Proposal,
+    Reason,
+    Verifier,
+    byzantine_quorum,
+    conf_change_authorization,
+    decode_proposal,
+    decode_signed,
+    desired_voters,
+    document_from_json,
+    faults_tolerated,
+    governance_applied,
+    governed_member,
+    governed_params,
+    make_proposal,
+)
+from tests.ledger.world import CHAIN_ID, World, make_genesis, seeded_key
+
+STATES = ("AM", "BY", "KZ", "KG", "RU")
+NEW_NODE = NodeSpec(seeded_key("node-KZ-new").public_key, "ab" * 32, "127.0.0.1:7100", "http://127.0.0.1:8100")
+
+
+@pytest.mark.parametrize(
+    ("n", "f", "quorum"),
+    [(1, 0, 1), (2, 0, 2), (3, 0, 2), (4, 1, 3), (5, 1, 4), (6, 1, 4), (7, 2, 5)],
+)
+def test_byzantine_quorum_table(n: int, f: int, quorum: int) -> None:
+    """The quorum is ceil((n+f+1)/2), and any two quorums share at least f+1 states."""
+    assert faults_tolerated(n) == f
+    assert byzantine_quorum(n) == quorum == -(-(n + f + 1) // 2)
+    assert quorum <= n  # the honest states alone can always form one: n - f >= quorum
+    assert n - f >= quorum
+    for a, b in itertools.combinations(itertools.combinations(range(n), quorum), 2):
+        assert len(set(a) & set(b)) >= f + 1
+
+
+def _proposal(world: World, action: Action, state: str = "KZ", **kw: Any) -> Proposal:
+    return make_proposal(CHAIN_ID, action, state, kw.pop("nonce", 1), kw.pop("expires", world.time_ms + 60_000), **kw)
+
+
+def _cosigned(world: World, proposal: Proposal, signers: tuple[str, ...]) -> list[list[Any]]:
+    return [proposal.sign(world.regulator(s)).to_list() for s in signers]
+
+
+def _submit(world: World, proposal: Proposal, signatures: list[list[Any]], by: str = "AM") -> Any:
+    doc = world.doc(world.regulator(by), DocType.GOVERNANCE, proposal=proposal.canonical_bytes(),
+                    signatures=signatures)
+    (result,) = world.apply(doc)
+    return result
+
+
+def test_a_quorum_removes_a_node_and_one_fewer_does_not(tmp_path: Path) -> None:
+    """Four of five regulators remove KZ's node; three of five change nothing."""
+    world = World(tmp_path)
+    proposal = _proposal(world, Action.REMOVE_NODE)
+    result = _submit(world, proposal, _cosigned(world, proposal, ("AM", "BY", "KG")))
+    assert result.reason is Reason.NO_QUORUM, result
+    assert governed_member(world.store.db, world.genesis, "KZ").status == "active"
+
+    result = _submit(world, proposal, _cosigned(world, proposal, ("AM", "BY", "KG", "RU")))
+    assert result.applied, result
+    assert governed_member(world.store.db, world.genesis, "KZ").status == "removed"
+    assert [code for _, code, _ in desired_voters(world.store.db, world.genesis)] == ["AM", "BY", "KG", "RU"]
+    assert governance_applied(world.store.db, proposal.id) is not None
+    # The same proposal again, even signed by all, is a replay.
+    assert _submit(world, proposal, _cosigned(world, proposal, STATES)).reason is Reason.DUPLICATE
+
+
+@pytest.mark.parametrize(
+    ("label", "tamper", "reason"),
+    [
+        ("duplicate signer", lambda sigs, w, p: [*sigs[:3], sigs[0]], Reason.BAD_SIGNATURE),
+        ("non-regulator", lambda sigs, w, p: [*sigs[:3], p.sign(seeded_key("stranger")).to_list()],
+         Reason.BAD_SIGNATURE),
+        ("forged signature", lambda sigs, w, p: [*sigs[:3], [sigs[3][0], bytes(64)]], Reason.BAD_SIGNATURE),
+        ("signature on another proposal",
+         lambda sigs, w, p: [*sigs[:3], _proposal(w, Action.REMOVE_NODE, nonce=2).sign(w.regulator("RU")).to_list()],
+         Reason.BAD_SIGNATURE),
+    ],
+)
+def test_a_certificate_with_a_bad_entry_is_refused(tmp_path: Path, label: str, tamper: Any, reason: Reason) -> None:
+    """Three good signatures plus a bad fourth (a repeat, a stranger, a forgery) is no quorum."""
+    world = World(tmp_path)
+    proposal = _proposal(world, Action.REMOVE_NODE)
+    sigs = _cosigned(world, proposal, ("AM", "BY", "KG", "RU"))
+    result = _submit(world, proposal, tamper(sigs, world, proposal))
+    assert result.reason is reason, (label, result)
+    assert governed_member(world.store.db, world.genesis, "KZ").status == "active"
+
+
+def test_only_a_regulator_submits_and_only_before_expiry(tmp_path: Path) -> None:
+    """A business cannot submit a certificate; an expired proposal is refused."""
+    world = World(tmp_path)
+    business = world.register("KZ", ["producer"])
+    proposal = _proposal(world, Action.REMOVE_NODE)
+    doc = world.doc(business, DocType.GOVERNANCE, proposal=proposal.canonical_bytes(),
+                    signatures=_cosigned(world, proposal, STATES))
+    assert world.apply(doc)[0].reason is Reason.FORBIDDEN_ROLE
+    old = _proposal(world, Action.REMOVE_NODE, expires=world.time_ms - 1)
+    assert _submit(world, old, _cosigned(world, old, STATES)).reason is Reason.EXPIRED
+
+
+def test_add_replace_and_params(tmp_path: Path) -> None:
+    """Remove, add back with a new key, replace, and set a parameter: each recorded in state."""
+    world = World(tmp_path)
+    quorum = ("AM", "BY", "KG", "RU")
+    remove = _proposal(world, Action.REMOVE_NODE)
+    assert _submit(world, remove, _cosigned(world, remove, quorum)).applied
+    add = _proposal(world, Action.ADD_NODE, node=NEW_NODE)
+    assert _submit(world, add, _cosigned(world, add, quorum)).applied
+    member = governed_member(world.store.db, world.genesis, "KZ")
+    assert member.status == "active" and member.node == NEW_NODE and member.proposal == add.id
+    again = _proposal(world, Action.ADD_NODE, node=NEW_NODE, nonce=2)
+    assert _submit(world, again, _cosigned(world, again, quorum)).reason is Reason.ALREADY_EXISTS
+    params = _proposal(world, Action.SET_PARAMS, params={"block_documents_max": 500})
+    assert _submit(world, params, _cosigned(world, params, quorum)).applied
+    assert governed_params(world.store.db, world.genesis).block_documents_max == 500
+    assert governed_params(world.store.db, world.genesis).block_bytes_max == world.genesis.params.block_bytes_max
+
+
+def test_the_last_node_is_never_removed(tmp_path: Path) -> None:
+    """With one state, its regulator alone is a quorum, but it cannot remove the only node."""
+    world = World(tmp_path, make_genesis(("RU",)))
+    proposal = _proposal(world, Action.REMOVE_NODE, state="RU")
+    assert _submit(world, proposal, _cosigned(world, proposal, ("RU",)), by="RU").reason is Reason.WRONG_STATUS
+
+
+def test_proposal_bytes_are_canonical_and_checked() -> None:
+    """A proposal decodes back to itself; malformed ones raise DecodeError only."""
+    p = make_proposal(CHAIN_ID, "add_node", "KZ", 7, 10**12, node=NEW_NODE)
+    assert decode_proposal(p.canonical_bytes()) == p
+    for bad in (
+        lambda: make_proposal(CHAIN_ID, "add_node", "KZ", 1, 1),  # add without a node
+        lambda: make_proposal(CHAIN_ID, "remove_node", "KZ", 1, 1, node=NEW_NODE),
+        lambda: make_proposal(CHAIN_ID, "set_params", "KZ", 1, 1, params={"nope": 1}),
+        lambda: make_proposal(CHAIN_ID, "set_params", "KZ", 1, 1, params={"block_bytes_max": 0}),
+        lambda: make_proposal(CHAIN_ID, "explode", "KZ", 1, 1),
+        lambda: decode_proposal(b"\xc1"),
+        lambda: decode_proposal(b"\x90"),
+    ):
+        with pytest.raises(DecodeError):
+            bad()
+
+
+def test_the_document_round_trips_through_json(tmp_path: Path) -> None:
+    """The governance document's JSON form (hex bytes) gives back the same bytes."""
+    world = World(tmp_path)
+    proposal = _proposal(world, Action.REMOVE_NODE)
+    doc = world.doc(world.regulator("AM"), DocType.GOVERNANCE, proposal=proposal.canonical_bytes(),
+                    signatures=_cosigned(world, proposal, STATES))
+    assert document_from_json(doc.document.to_json()).body_bytes() == doc.body
+    assert decode_signed(doc.wire()).document == doc.document
+
+
+def test_conf_change_authorization_is_pure(tmp_path: Path) -> None:
+    """A Raft change is authorized by a quorum certificate for exactly that node, on this
+    chain; anything else (no quorum, other chain, params, junk) authorizes nothing."""
+    from ledger import certificate_bytes
+
+    world = World(tmp_path)
+    genesis, verifier = world.genesis, Verifier()
+    remove = _proposal(world, Action.REMOVE_NODE)
+    good = certificate_bytes(remove.canonical_bytes(), _cosigned(world, remove, ("AM", "BY", "KG", "RU")))
+    assert conf_change_authorization(genesis, verifier, good) == ("remove", 3)
+    short = certificate_bytes(remove.canonical_bytes(), _cosigned(world, remove, ("AM", "BY", "KG")))
+    assert conf_change_authorization(genesis, verifier, short) is None
+    other = make_proposal("another-chain", "remove_node", "KZ", 1, 10**13)
+    assert conf_change_authorization(
+        genesis, verifier, certificate_bytes(other.canonical_bytes(), _cosigned(world, other, STATES))
+    ) is None
+    params = _proposal(world, Action.SET_PARAMS, params={"block_bytes_max": 1024})
+    assert conf_change_authorization(
+        genesis, verifier, certificate_bytes(params.canonical_bytes(), _cosigned(world, params, STATES))
+    ) is None
+    for junk in (b"", b"\xc1", b"\x92\xc4\x01x\x90", bytes(100)):
+        assert conf_change_authorization(genesis, verifier, junk) is None
+
+
+def test_two_stores_agree_on_governance(tmp_path: Path) -> None:
+    """Two nodes applying the same governance block reach the same state hash."""
+    a, b = World(tmp_path / "a"), World(tmp_path / "b")
+    for world in (a, b):
+        proposal = make_proposal(CHAIN_ID, Action.REMOVE_NODE, "KZ", 1, a.genesis.time_ms + 10**9)
+        _submit(world, proposal, _cosigned(world, proposal, STATES))
+    assert a.store.head.state_hash == b.store.head.state_hash

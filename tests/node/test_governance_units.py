@@ -1,0 +1,94 @@
+"""The node's Raft judge with real governance certificates: a leader's "remove node 3"
+without a quorum of regulators is a no-op on every honest node, with one it takes
+effect everywhere (issue 10, finding 4)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from consensus import ConfChange, ConfChangeType, NodeId
+from ledger import Action, DocType, certificate_bytes, make_proposal, next_conf_change
+from node._node import governance_judge
+from tests.consensus.sim import Sim
+from tests.ledger.world import CHAIN_ID, World, make_genesis, seeded_key
+
+pytestmark = pytest.mark.unit
+
+STATES = ("AM", "BY", "KZ")  # node ids 1, 2, 3; a quorum is 2 of 3
+
+
+def _certificate(signers: tuple[str, ...], state: str = "KZ", chain_id: str = CHAIN_ID) -> bytes:
+    proposal = make_proposal(chain_id, Action.REMOVE_NODE, state, 1, 2**40)
+    sigs = [proposal.sign(seeded_key(f"regulator-{s}")).to_list() for s in signers]
+    return certificate_bytes(proposal.canonical_bytes(), sigs)
+
+
+def _cluster(seed: int) -> tuple[Sim, int]:
+    sim = Sim(seed=seed, n=3, conf_change_authorized=governance_judge(make_genesis(STATES)))
+    lead = sim.wait_leader()
+    sim.wait_applied(sim.commit(b"before"))
+    return sim, lead
+
+
+def _hostile_remove(sim: Sim, lead: int, context: bytes) -> int:
+    """The leader skips its own judge (as a hostile one would) and appends the change."""
+    raft = sim.raw(lead).raft
+    raft.config = replace(raft.config, conf_change_authorized=None)
+    return _propose(sim, ConfChange(ConfChangeType.REMOVE_NODE, NodeId(3), context))
+
+
+def _propose(sim: Sim, cc: ConfChange) -> int:
+    for _ in range(50):
+        index = sim.propose_conf_change(cc)
+        if index is not None:
+            return index
+        sim.run_for(20)
+    raise AssertionError("could not propose")
+
+
+@pytest.mark.parametrize(
+    ("label", "context"),
+    [
+        ("no certificate", b""),
+        ("one of three regulators", _certificate(("AM",))),
+        ("a quorum for another state's node", _certificate(("AM", "BY"), state="BY")),
+        ("a quorum on another chain", _certificate(("AM", "BY"), chain_id="other-chain")),
+        ("junk", b"\x92\xc4\x00\x90"),
+    ],
+)
+def test_an_unauthorized_removal_moves_no_honest_node(label: str, context: bytes) -> None:
+    """Every honest node keeps three voters after the hostile leader's entry commits."""
+    sim, lead = _cluster(seed=100)
+    index = _hostile_remove(sim, lead, context)
+    honest = [n for n in (1, 2, 3) if n != lead]
+    sim.wait_applied(index, [n for n in honest if n != 3] or honest)
+    for n in honest:
+        assert sim.raw(n).status().voters == (1, 2, 3), (label, n)
+
+
+def test_a_quorum_certificate_removes_node_3_everywhere() -> None:
+    """Two of three regulators' signatures: every node drops node 3, honest leader or not."""
+    sim, lead = _cluster(seed=101)
+    del lead
+    index = _propose(sim, ConfChange(ConfChangeType.REMOVE_NODE, NodeId(3), _certificate(("AM", "KZ"))))
+    sim.wait_applied(index, [1, 2])
+    for n in (1, 2):
+        assert sim.raw(n).status().voters == (1, 2)
+
+
+def test_the_leader_follows_the_ledger_one_change_at_a_time(tmp_path: Path) -> None:
+    """After a removal is applied by the ledger, the next Raft change is exactly it,
+    with the certificate the ledger recorded; once Raft agrees, nothing is left."""
+    world = World(tmp_path, make_genesis(STATES))
+    assert next_conf_change(world.store.db, world.genesis, [1, 2, 3]) is None
+    proposal = make_proposal(CHAIN_ID, Action.REMOVE_NODE, "KZ", 1, world.time_ms + 60_000)
+    sigs = [proposal.sign(world.regulator(s)).to_list() for s in ("AM", "BY")]
+    world.apply_ok(world.doc(world.regulator("AM"), DocType.GOVERNANCE, proposal=proposal.canonical_bytes(),
+                             signatures=sigs))
+    step = next_conf_change(world.store.db, world.genesis, [1, 2, 3])
+    assert step is not None and step[:2] == ("remove", 3)
+    assert governance_judge(world.genesis)(ConfChange(ConfChangeType.REMOVE_NODE, NodeId(3), step[2]))
+    assert next_conf_change(world.store.db, world.genesis, [1, 2]) is None
