@@ -1,7 +1,7 @@
 """End-to-end benchmark of a running testnet: signed documents committed per second.
 
     .venv/bin/python -m bench.tamga_bench --testnet DIR [--kind single|shipment]
-        [--duration 10] [--clients 64] [--batch 1] [--fresh] [--json]
+        [--duration 10] [--clients 64] [--batch 1] [--fresh [--plain-http]] [--json]
 
 Clients (asyncio, in this process) submit signed documents with wait=commit to every
 node in turn and time each until its commit answer: single-code shipments, or
@@ -32,7 +32,7 @@ import aiohttp
 import uvloop
 
 from bench.chart import write_chart
-from ledger import CODES_PER_DOCUMENT_MAX, KeyPair, SignedDocument
+from ledger import CODES_PER_DOCUMENT_MAX, Genesis, KeyPair, SignedDocument
 from node.client import NodeClient
 from testnet import (
     GTIN,
@@ -83,8 +83,10 @@ def cpu_seconds(pid: int) -> float:
 class Submitter:
     """Submits to the nodes in turn, through one client per node over one shared session."""
 
-    def __init__(self, session: aiohttp.ClientSession, urls: list[str]) -> None:
-        self.clients = [NodeClient(url, session=session, timeout_s=REQUEST_TIMEOUT_S) for url in urls]
+    def __init__(self, session: aiohttp.ClientSession, urls: list[str], genesis: Genesis) -> None:
+        # Each client checks its node's API certificate against the pin in genesis.
+        self.clients = [NodeClient(url, session=session, timeout_s=REQUEST_TIMEOUT_S, genesis=genesis)
+                        for url in urls]
 
     async def submit(
         self, wires: list[bytes], node: int, timeout_ms: int = COMMIT_WAIT_MS
@@ -141,7 +143,7 @@ async def run_bench_async(
     urls = [n.api_url for n in net.nodes.values()]
     connector = aiohttp.TCPConnector(limit=clients * 2 + 8)
     async with aiohttp.ClientSession(connector=connector) as session:
-        sub = Submitter(session, urls)
+        sub = Submitter(session, urls, net.genesis)
         docs, producer, buyer, codes = await _setup(net, sub, kind, codes_needed)
         wires = [d.wire() for d in _documents(docs, producer, buyer, codes, per_doc)]
         return await _measure(net, sub, wires, per_doc, duration_s, clients, batch, kind, progress)
@@ -226,7 +228,9 @@ async def _measure(net: Testnet, sub: Submitter, wires: list[bytes], per_doc: in
             round(1000 * percentile(sorted(second_latencies[s]), 0.99), 1) if s in second_latencies else 0.0
             for s in range(int(elapsed) + 1)
         ],
+        "client_api": "https" if net.node(next(iter(net.nodes))).api_url.startswith("https") else "http",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -240,10 +244,12 @@ def run_bench(testnet_dir: Path | str, kind: str = "single", duration_s: float =
         return runner.run(run_bench_async(testnet_dir, kind, duration_s, clients, batch, progress))
 
 
-def run_fresh(kind: str, duration_s: float, clients: int, batch: int) -> dict[str, Any]:
-    """Create, start, bench and stop a 3-state testnet of its own."""
+def run_fresh(kind: str, duration_s: float, clients: int, batch: int, api_tls: bool = True) -> dict[str, Any]:
+    """Create, start, bench and stop a 3-state testnet of its own (its client API over
+    HTTPS, or plain HTTP with `api_tls=False`, to measure what TLS costs)."""
     with tempfile.TemporaryDirectory(prefix="tamga-bench-") as tmp:
-        net = init_testnet(Path(tmp) / "net", ("BY", "KZ", "RU"), config={"log": {"level": "WARNING"}})
+        net = init_testnet(Path(tmp) / "net", ("BY", "KZ", "RU"), config={"log": {"level": "WARNING"}},
+                           api_tls=api_tls)
         try:
             up(net.dir)
             return run_bench(net.dir, kind, duration_s, clients, batch)
@@ -261,13 +267,15 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1, help="documents per request")
+    parser.add_argument("--plain-http", action="store_true",
+                        help="with --fresh: serve the client API over plain HTTP instead of HTTPS")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--png", type=Path, help="draw throughput and p99 latency over time here")
     args = parser.parse_args()
     if not args.fresh and not args.testnet:
         parser.error("give --testnet DIR or --fresh")
     if args.fresh:
-        result = run_fresh(args.kind, args.duration, args.clients, args.batch)
+        result = run_fresh(args.kind, args.duration, args.clients, args.batch, api_tls=not args.plain_http)
     else:
         result = run_bench(args.testnet, args.kind, args.duration, args.clients, args.batch)
     if args.png:
@@ -275,9 +283,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    for key in ("kind", "nodes", "clients", "batch", "duration_s", "documents", "errors", "docs_per_s",
-                "codes_per_s", "p50_ms", "p95_ms", "p99_ms", "cpu_percent_per_node",
-                "cpu_percent_bench_clients", "cpu_percent_other_processes", "machine"):
+    for key in ("kind", "client_api", "nodes", "clients", "batch", "duration_s", "documents", "errors",
+                "docs_per_s", "codes_per_s", "p50_ms", "p95_ms", "p99_ms", "cpu_percent_per_node",
+                "cpu_percent_bench_clients", "cpu_percent_other_processes", "machine", "load_average"):
         print(f"{key:28} {result[key]}")
 
 

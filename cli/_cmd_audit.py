@@ -15,10 +15,10 @@ import plyvel
 from click.core import ParameterSource
 
 import ledger
-from node.client import ClientError, SyncNodeClient
+from node.client import ClientError
 
 from . import audit as auditing
-from ._options import json_option, key_option, load_key, make_client, print_json
+from ._options import genesis_option, json_option, key_option, make_client, print_json
 from .documents import parse_one
 
 
@@ -92,7 +92,7 @@ def verify(ctx: click.Context, node: str | None, data_dir: Path | None, genesis:
                 result = auditing.verify_data_dir(data_dir, trusted, replica_path, workers, advance)
         else:
             assert node is not None
-            client = make_client(node, key)
+            client = make_client(node, key, trusted)
             target = int(client.status().get("height", 0))
             with progress_bar("verifying", target, start, progress and not as_json) as advance:
                 result = auditing.verify_node(client, trusted, replica_path, workers, advance)
@@ -162,7 +162,7 @@ def follow(node: str, genesis: Path, data_dir: Path, key: Path | None, interval_
     Stop it with Ctrl-C.
     """
     trusted = auditing.load_genesis(genesis)
-    client = SyncNodeClient(node, load_key(key) if key is not None else None)
+    client = make_client(node, key, trusted)
     follower = auditing.Follower(client, trusted, data_dir, workers)
     if not as_json:
         click.echo(f"following {client.url} into {data_dir}, from height {follower.state.height}", err=True)
@@ -197,15 +197,16 @@ def follow(node: str, genesis: Path, data_dir: Path, key: Path | None, interval_
 @click.option("--out", metavar="FILE", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the provenance bundle.")
 @click.option("--node", metavar="URL", envvar="TAMGA_NODE", show_envvar=True, required=True)
+@genesis_option()
 @key_option(required=False)
 @json_option
-def prove(raw: str, out: Path, node: str, key: Path | None, as_json: bool) -> None:
+def prove(raw: str, out: Path, node: str, genesis: Path | None, key: Path | None, as_json: bool) -> None:
     """Save a code's provenance bundle: every document that touched it, with proofs.
 
     Anyone can check the file offline with `tamga audit check FILE --genesis FILE`.
     """
     code_key = parse_one(os.fsencode(raw))
-    data, bundle = auditing.fetch_bundle(make_client(node, key), code_key)
+    data, bundle = auditing.fetch_bundle(make_client(node, key, genesis), code_key)
     out.write_bytes(data)
     summary = {"code": code_key, "documents": len(bundle.entries), "registrations": len(bundle.registrations),
                "bytes": len(data), "out": str(out)}

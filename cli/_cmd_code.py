@@ -83,11 +83,11 @@ def parse(raw: str, as_json: bool) -> None:
 @click.argument("raw", metavar="CODE")
 @node_option
 @json_option
-def check(raw: str, node: str, as_json: bool) -> None:
+def check(raw: str, node: str, genesis: Path | None, as_json: bool) -> None:
     """The public check anyone may make: is the code genuine, what product, what status."""
     key = parse_one(os.fsencode(raw))
     try:
-        info = make_client(node).check(key)
+        info = make_client(node, None, genesis).check(key)
     except NodeError as exc:
         if exc.status != 404:
             raise
@@ -109,9 +109,9 @@ def check(raw: str, node: str, as_json: bool) -> None:
 @node_option
 @key_option(required=False)
 @json_option
-def show(raw: str, node: str, key: Path | None, as_json: bool) -> None:
+def show(raw: str, node: str, genesis: Path | None, key: Path | None, as_json: bool) -> None:
     """A code's state: status, owner, aggregate, transit, suspension."""
-    info = make_client(node, key).code(parse_one(os.fsencode(raw)))
+    info = make_client(node, key, genesis).code(parse_one(os.fsencode(raw)))
     if as_json:
         print_json(info)
         return
@@ -128,10 +128,11 @@ def show(raw: str, node: str, key: Path | None, as_json: bool) -> None:
 @node_option
 @key_option(required=False)
 @json_option
-def history(raw: str, limit: int | None, node: str, key: Path | None, as_json: bool) -> None:
+def history(raw: str, limit: int | None, node: str, genesis: Path | None, key: Path | None,
+            as_json: bool) -> None:
     """Every document that touched a code, directly or by moving an aggregate it was in."""
     key_text = parse_one(os.fsencode(raw))
-    entries = make_client(node, key).history(key_text, limit)
+    entries = make_client(node, key, genesis).history(key_text, limit)
     if as_json:
         print_json({"code": key_text, "entries": entries})
         return

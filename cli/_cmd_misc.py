@@ -100,9 +100,9 @@ def doc() -> None:
 @node_option
 @key_option(required=False)
 @json_option
-def doc_show(doc_id: str, node: str, key: Path | None, as_json: bool) -> None:
+def doc_show(doc_id: str, node: str, genesis: Path | None, key: Path | None, as_json: bool) -> None:
     """A document's status, result and block, and what it says."""
-    client = make_client(node, key)
+    client = make_client(node, key, genesis)
     info = client.document(doc_id.strip().lower())
     if as_json:
         print_json(info)
@@ -148,13 +148,13 @@ def _document_body(value: Any) -> dict[str, Any] | None:
 @key_option(required=False)
 @json_option
 def flows(from_state: str, to_state: str, since: int, until: int | None, limit: int, node: str,
-          key: Path | None, as_json: bool) -> None:
+          genesis: Path | None, key: Path | None, as_json: bool) -> None:
     """Cross-border shipments from one member state to another (for regulators)."""
     states = [s.upper() for s in (from_state, to_state)]
     for s in states:
         if s not in ledger.MEMBER_STATES:
             raise click.BadParameter(f"{s} is not a member state ({', '.join(ledger.MEMBER_STATES)})")
-    client = make_client(node, key)
+    client = make_client(node, key, genesis)
     found = client.flows(states[0], states[1], since, until, limit)
     if as_json:
         print_json(found)
@@ -181,8 +181,9 @@ def export() -> None:
 @click.argument("code")
 @click.option("--out", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the EPCIS document here instead of standard output.")
-@genesis_option(help="Genesis file: check every document against it before exporting.")
 @node_option
+@genesis_option(help="Genesis file: pins the node's certificate; every document is checked against it "
+                     "before exporting.")
 @key_option(required=False)
 @json_option
 def export_epcis(code: str, out: Path | None, genesis: Path | None, node: str, key: Path | None,

@@ -91,7 +91,8 @@ def testnet_init(directory: Path, states: str, as_json: bool) -> None:
     click.echo(f"initialised a testnet of {', '.join(net.nodes)} in {net.dir} (chain {net.chain_id})")
     for row in info["states"]:
         click.echo(f"{row['state']:<3} {row['url']:<23} regulator key {row['regulator_key']}")
-    click.echo(f"start it with: tamga testnet up --dir {directory}", err=True)
+    click.echo(f"start it with: tamga testnet up --dir {directory}; other commands check the nodes' "
+               f"certificates against its genesis: export TAMGA_GENESIS={net.genesis_path}", err=True)
 
 
 @testnet.command("up")
@@ -174,7 +175,8 @@ def _print_status(rows: list[dict[str, Any]], as_json: bool, one: bool = False) 
         click.echo(" ".join(cells))
     if rows and not one and rows[0].get("regulator_key"):
         where = Path(str(rows[0]["regulator_key"])).parent.parent
-        click.echo(f"regulator keys: {where}/<STATE>/regulator.key; data: {where}/<STATE>/data", err=True)
+        click.echo(f"regulator keys: {where}/<STATE>/regulator.key; data: {where}/<STATE>/data; "
+                   f"genesis (pins the nodes' certificates): {where}/genesis.json", err=True)
 
 
 def _cell(row: dict[str, Any], key: str) -> str:

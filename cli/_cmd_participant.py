@@ -78,10 +78,10 @@ def revoke(participant_id: str, node: str, key: Path, genesis: Path | None, wait
 @node_option
 @key_option(required=False)
 @json_option
-def show(participant_id: str, node: str, key: Path | None, as_json: bool) -> None:
+def show(participant_id: str, node: str, genesis: Path | None, key: Path | None, as_json: bool) -> None:
     """A participant's state, roles, name and status."""
     _check_id(participant_id)
-    record = make_client(node, key).participant(participant_id)
+    record = make_client(node, key, genesis).participant(participant_id)
     if as_json:
         print_json(record)
         return
@@ -95,10 +95,11 @@ def show(participant_id: str, node: str, key: Path | None, as_json: bool) -> Non
 @node_option
 @key_option(required=False)
 @json_option
-def holdings(participant_id: str, limit: int | None, node: str, key: Path | None, as_json: bool) -> None:
+def holdings(participant_id: str, limit: int | None, node: str, genesis: Path | None, key: Path | None,
+             as_json: bool) -> None:
     """Codes and aggregates a participant holds (loose codes and outermost aggregates)."""
     _check_id(participant_id)
-    codes = make_client(node, key).holdings(participant_id, limit)
+    codes = make_client(node, key, genesis).holdings(participant_id, limit)
     if as_json:
         print_json({"participant": participant_id, "codes": codes})
         return

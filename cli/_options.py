@@ -2,6 +2,11 @@
 
 `--node` (TAMGA_NODE), `--key` (TAMGA_KEY), `--genesis` (TAMGA_GENESIS), `--json`, the
 wait options of commands that submit, and the three ways to give codes.
+
+Every command that talks to a node takes `--genesis`: the genesis file pins each
+node's API certificate, and the client refuses an https node whose certificate is not
+the pinned one (a testnet's is DIR/genesis.json; `tamga testnet up` says so). Without
+it only a plain-HTTP node on this machine can be reached.
 """
 
 from __future__ import annotations
@@ -26,10 +31,17 @@ PASSPHRASE_ENV = "TAMGA_KEY_PASSPHRASE"
 
 
 def node_option(f: F) -> F:
+    """`--node URL`, and `--genesis FILE` unless the command declares its own."""
+    if not _declares(f, "genesis"):
+        f = genesis_option()(f)
     return click.option(
         "--node", metavar="URL", envvar="TAMGA_NODE", required=True, show_envvar=True,
-        help="Client API of a node, e.g. http://127.0.0.1:8001.",
+        help="Client API of a node, e.g. https://127.0.0.1:8001.",
     )(f)
+
+
+def _declares(f: Callable[..., Any], name: str) -> bool:
+    return any(p.name == name for p in getattr(f, "__click_params__", []))
 
 
 def key_option(required: bool) -> Callable[[F], F]:
@@ -49,7 +61,7 @@ def genesis_option(required: bool = False, help: str | None = None) -> Callable[
         return click.option(
             "--genesis", metavar="FILE", envvar="TAMGA_GENESIS", required=required, show_envvar=True,
             type=click.Path(dir_okay=False, path_type=Path),
-            help=help or "Genesis file; gives the chain id when the node does not.",
+            help=help or "Genesis file: pins the node's certificate and gives the chain id.",
         )(f)
 
     return decorate
@@ -93,10 +105,13 @@ def load_genesis(path: Path) -> ledger.Genesis:
     return ledger.Genesis.load(path)
 
 
-def make_client(node: str, key: Path | None = None, genesis: Path | None = None) -> SyncNodeClient:
+def make_client(
+    node: str, key: Path | None = None, genesis: Path | ledger.Genesis | None = None
+) -> SyncNodeClient:
+    """A client of `node` that checks its certificate against the genesis pin."""
     key_pair = load_key(key) if key is not None else None
-    chain_id = load_genesis(genesis).chain_id if genesis is not None else None
-    return SyncNodeClient(node, key_pair, chain_id)
+    trusted = load_genesis(genesis) if isinstance(genesis, Path) else genesis
+    return SyncNodeClient(node, key_pair, genesis=trusted)
 
 
 def make_session(

@@ -84,6 +84,10 @@ class ChainParams:
         return min(max(proposed_ms, previous_ms), upper)
 
 
+def _is_sha256_hex(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 @dataclass(frozen=True, slots=True)
 class MemberState:
     code: str
@@ -94,6 +98,14 @@ class MemberState:
     tls_cert_sha256: str  # hex fingerprint of the node's TLS certificate (DER)
     peer_address: str  # host:port of the mutual-TLS peer API
     api_url: str  # base URL of the client API
+    # Hex SHA-256 of the client API's TLS certificate (DER), which clients pin; empty in
+    # a genesis from before HTTPS: no pin, and the API is plain HTTP on loopback only.
+    api_cert_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        pin = self.api_cert_sha256
+        if not isinstance(pin, str) or (pin and not _is_sha256_hex(pin)):
+            raise DecodeError(f"{self.code}: api_cert_sha256 must be 64 lower-case hex characters")
 
     @property
     def regulator_id(self) -> ParticipantId:
@@ -109,6 +121,9 @@ class MemberState:
             self.tls_cert_sha256,
             self.peer_address,
             self.api_url,
+            # Only when pinned: a genesis from before HTTPS keeps its hash, so the chains
+            # and proofs that link to it stay valid.
+            *([self.api_cert_sha256] if self.api_cert_sha256 else []),
         ]
 
 
@@ -184,6 +199,7 @@ class Genesis:
                     "tls_cert_sha256": s.tls_cert_sha256,
                     "peer_address": s.peer_address,
                     "api_url": s.api_url,
+                    **({"api_cert_sha256": s.api_cert_sha256} if s.api_cert_sha256 else {}),
                 }
                 for s in self.states
             ],
@@ -204,6 +220,7 @@ class Genesis:
                     tls_cert_sha256=s["tls_cert_sha256"],
                     peer_address=s["peer_address"],
                     api_url=s["api_url"],
+                    api_cert_sha256=s.get("api_cert_sha256", ""),
                 )
                 for s in obj["states"]
             )

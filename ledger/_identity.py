@@ -202,21 +202,41 @@ class Verifier:
 # Signed read requests: commercial data is read only by registered participants.
 REQUEST_HEADER_PARTICIPANT = "X-Tamga-Participant"
 REQUEST_HEADER_TIME = "X-Tamga-Time"
+REQUEST_HEADER_NODE = "X-Tamga-Node"
+REQUEST_HEADER_NONCE = "X-Tamga-Nonce"
 REQUEST_HEADER_SIGNATURE = "X-Tamga-Signature"
-# A signed request is good for five minutes either side of the node's clock: long
-# enough for clock drift between a business's ERP and a node, short enough to bound replay.
-REQUEST_SKEW_MS = 300_000
+# A signed request is good for 30 seconds either side of the node's clock: NTP keeps
+# an ERP's clock and a node's within a second or two, and every second of the window is
+# a second in which the node must remember the request's nonce to refuse a replay.
+REQUEST_SKEW_MS = 30_000
+# A nonce is 16 to 64 random bytes in lower-case hex: 16 bytes make a collision between
+# two honest requests of one participant within a window impossible in practice; the
+# upper bound keeps what the node remembers per request small.
+REQUEST_NONCE_BYTES_MIN = 16
+REQUEST_NONCE_BYTES_MAX = 64
 
 
-def request_message(method: str, path_qs: str, time_ms: int) -> bytes:
-    """What a signed read request's signature covers: method, path with query, time."""
-    return b"\n".join((method.upper().encode(), path_qs.encode(), str(time_ms).encode()))
+def request_message(method: str, path_qs: str, time_ms: int, node: str, nonce: str) -> bytes:
+    """What a signed read request's signature covers: method, path with query, time, the
+    member state whose node it is for, and a nonce. Naming the node keeps one node (or
+    anyone who saw the request) from replaying it at another; the nonce lets the node
+    refuse a second copy within the time window. No field can hold a newline (the path
+    is ASCII from a request line; the others are tokens), so the joining is unambiguous."""
+    fields = (method.upper(), path_qs, str(time_ms), node, nonce)
+    return b"\n".join(field.encode() for field in fields)
 
 
-def request_headers(key: KeyPair, chain_id: str, method: str, path_qs: str, time_ms: int) -> dict[str, str]:
-    signature = key.sign(DOMAIN_REQUEST, chain_id, request_message(method, path_qs, time_ms))
+def request_headers(
+    key: KeyPair, chain_id: str, method: str, path_qs: str, time_ms: int, node: str, nonce: str
+) -> dict[str, str]:
+    """The headers of a signed read of `path_qs` at the node of member state `node`; the
+    caller draws `nonce` (REQUEST_NONCE_BYTES_MIN or more random bytes, hex): the ledger
+    itself draws nothing at random."""
+    signature = key.sign(DOMAIN_REQUEST, chain_id, request_message(method, path_qs, time_ms, node, nonce))
     return {
         REQUEST_HEADER_PARTICIPANT: key.participant_id,
         REQUEST_HEADER_TIME: str(time_ms),
+        REQUEST_HEADER_NODE: node,
+        REQUEST_HEADER_NONCE: nonce,
         REQUEST_HEADER_SIGNATURE: signature.hex(),
     }

@@ -56,7 +56,7 @@ from ._node import Node
 from ._peer import make_peer_app
 from ._routes import add_routes
 from ._server import API_GATE, PEER_GATE, ConnectionGate, GateLimits, GuardedSite, runner_limits
-from ._tls import TlsError, client_context, load_trust, server_context
+from ._tls import TlsError, api_ssl_context, client_context, load_trust, server_context
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +238,14 @@ def make_gate(metrics: Metrics, server: str, limits: GateLimits) -> ConnectionGa
 async def serve(config: NodeConfig) -> int:
     """Serve until a signal or a fatal error; the exit status."""
     app = create_app(config)
+    try:
+        api_tls = api_ssl_context(config, app[GENESIS])
+    except TlsError as exc:
+        raise StartError(str(exc)) from exc
     runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_limits())
     try:
         await runner.setup()
-        site = GuardedSite(runner, config.api.host, config.api.port, reuse_address=True,
+        site = GuardedSite(runner, config.api.host, config.api.port, ssl_context=api_tls, reuse_address=True,
                            gate=make_gate(app[METRICS], "api", API_GATE))
         try:
             await site.start()
@@ -251,7 +255,8 @@ async def serve(config: NodeConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        log.info("node %s serving the API on http://%s:%d", config.state, config.api.host, config.api.port)
+        log.info("node %s serving the API on %s://%s:%d", config.state, config.api.scheme, config.api.host,
+                 config.api.port)
         await stop.wait()
         log.info("node %s stopping", config.state)
     finally:

@@ -14,10 +14,12 @@ names the key and says what is wrong, never a traceback from deep inside a libra
     key = "tls.key"
     peer_certs = "../peers.pem"       # the member nodes' certificates; only pinned ones count
 
-    [api]                             # the client API (plain HTTP)
+    [api]                             # the client API (HTTPS)
     host = "127.0.0.1"
     port = 8101
     body_bytes_max = 16777216
+    cert = "api.crt"                  # its certificate (genesis pins its SHA-256) and key;
+    key = "api.key"                   # or tls = false: plain HTTP, on a loopback host only
 
     [peer]                            # the peer API (mutual TLS); defaults from genesis
     host = "127.0.0.1"
@@ -46,9 +48,11 @@ names the key and says what is wrong, never a traceback from deep inside a libra
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from .client import is_loopback
 
 
 class ConfigError(Exception):
@@ -63,6 +67,15 @@ class ApiConfig:
     # documents at about 1.2 MB each. 16 MiB admits that and bounds what one client
     # can make the node buffer.
     body_bytes_max: int = 16 << 20
+    # HTTPS unless the file says `tls = false`: documents and signed reads carry
+    # commercial data, so plain HTTP is an explicit choice, and only on loopback.
+    tls: bool = True
+    cert: str = ""  # resolved against the config file's folder once parsed
+    key: str = ""
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +187,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> NodeConfig:
         tls_cert=_path(tls, "cert", base, path, "tls.cert"),
         tls_key=_path(tls, "key", base, path, "tls.key"),
         peer_certs=_path(tls, "peer_certs", base, path, "tls.peer_certs"),
-        api=_section(ApiConfig, raw, "api", path),
+        api=_api_section(raw, base, path),
         peer=_section(PeerConfig, raw, "peer", path),
         raft=_section(RaftConfig, raw, "raft", path),
         block=_section(BlockConfig, raw, "block", path),
@@ -182,6 +195,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> NodeConfig:
         log_level=level,
     )
     _check_limits(config)
+    _check_api_tls(config)
     return config
 
 
@@ -207,6 +221,22 @@ def _check_limits(c: NodeConfig) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"{c.path}: {message}")
+
+
+def _api_section(raw: dict[str, Any], base: Path, path: Path) -> ApiConfig:
+    api: ApiConfig = _section(ApiConfig, raw, "api", path)
+    cert, key = ((str((base / p).resolve()) if p else "") for p in (api.cert, api.key))
+    return replace(api, cert=cert, key=key)
+
+
+def _check_api_tls(c: NodeConfig) -> None:
+    api = c.api
+    if not api.tls and not is_loopback(api.host):
+        raise ConfigError(f"{c.path}: [api] tls = false serves plain HTTP, which is allowed only on a "
+                          f"loopback host (127.0.0.1, ::1, localhost), not {api.host!r}")
+    if api.tls and (not api.cert or not api.key):
+        raise ConfigError(f"{c.path}: [api] needs cert and key (the API certificate genesis pins) to serve "
+                          "HTTPS, or tls = false for plain HTTP on a loopback host")
 
 
 def _table(raw: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
@@ -236,6 +266,8 @@ def _section(cls: Any, raw: dict[str, Any], name: str, path: Path) -> Any:
     values: dict[str, Any] = {}
     for key, value in table.items():
         expected = type(getattr(cls(), key))
+        if expected is bool and not isinstance(value, bool):
+            raise ConfigError(f"{path}: {name}.{key} must be true or false")
         if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"{path}: {name}.{key} must be an integer")
         if expected is str and not isinstance(value, str):

@@ -130,17 +130,20 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "seen_ms_ago": {"type": "integer"}, "connected": {"type": "boolean"}}},
 }
 
-# The three headers of a signed read: all or none.
+# The five headers of a signed read: all or none.
 _SIGNED_HEADERS = {
     "tamgaParticipant": ("X-Tamga-Participant", "participant id of the reader"),
     "tamgaTime": ("X-Tamga-Time", "ms since the epoch, within ledger.REQUEST_SKEW_MS of the node's clock"),
+    "tamgaNode": ("X-Tamga-Node", "the member state whose node the request is for (its code, e.g. RU)"),
+    "tamgaNonce": ("X-Tamga-Nonce", "16 to 64 random bytes in lower-case hex, new for every request"),
     "tamgaSignature": ("X-Tamga-Signature", "hex Ed25519 signature of ledger.request_message(method, "
-                                            "path_with_query, time_ms); see docs/API.md"),
+                                            "path_with_query, time_ms, node, nonce); see docs/API.md"),
 }
 
 _STATUS_TEXT = {400: "malformed request", 401: "unsigned or badly signed request",
                 403: "not an active participant", 404: "not found", 409: "conflict", 413: "too large",
-                415: "unsupported content type", 422: "refused", 503: "the node cannot serve now"}
+                415: "unsupported content type", 422: "refused", 429: "too many requests",
+                503: "the node cannot serve now"}
 
 
 def _error_schema(reasons: Sequence[str]) -> dict[str, Any]:

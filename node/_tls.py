@@ -6,6 +6,10 @@ peers exactly the certificates whose fingerprints genesis names: its server asks
 client for a certificate and accepts only those, and its client, dialing a peer, trusts
 only that one peer's certificate. So a connection succeeds only between two nodes that
 genesis names, and each side knows which member state the other is.
+
+The client API has a certificate of its own per node, self-signed too, whose SHA-256
+genesis pins as `api_cert_sha256`; clients check it by that fingerprint, not by a CA
+(`api_ssl_context` serves it; node.client checks it).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ledger import Genesis
+
+from ._config import NodeConfig
 
 # Ten years: a testnet certificate should not expire under a running demo; a real
 # deployment rotates certificates with a new genesis long before.
@@ -140,3 +146,37 @@ def _load_chain(ctx: ssl.SSLContext, cert: Path, key: Path) -> None:
         ctx.load_cert_chain(str(cert), str(key))
     except (OSError, ssl.SSLError) as exc:
         raise TlsError(f"cannot load the TLS certificate {cert} with key {key}: {exc}") from exc
+
+
+# -- the client API --------------------------------------------------------------------
+
+
+def api_ssl_context(config: NodeConfig, genesis: Genesis) -> ssl.SSLContext | None:
+    """The client API's TLS context, or None for plain HTTP (configured, on loopback).
+
+    Clients pin the certificate by the fingerprint genesis names for this state, so the
+    node refuses to serve one genesis does not pin, and refuses plain HTTP where genesis
+    pins a certificate (its clients would refuse it anyway). No client certificate is
+    asked for: clients are authenticated by their signed documents and signed reads.
+    """
+    pin = genesis.state(config.state).api_cert_sha256.lower()
+    if not config.api.tls:
+        if pin:
+            raise TlsError(f"genesis pins an API certificate for {config.state}: serve HTTPS with it "
+                           "([api] cert and key), not plain HTTP")
+        return None
+    cert = Path(config.api.cert)
+    try:
+        own = cert_fingerprint_pem(cert.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise TlsError(f"cannot read the API certificate {cert}: {exc}") from exc
+    if own != pin:
+        pinned = f"pins sha256 {pin[:16]}..." if pin else "pins none (plain HTTP on loopback only)"
+        raise TlsError(f"the API certificate {cert} (sha256 {own[:16]}...) is not the one genesis pins for "
+                       f"{config.state}: genesis {pinned}")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # TLS 1.2 as well as 1.3: businesses' ERP systems reach this API, and some of their
+    # TLS stacks stop at 1.2; the peer API between nodes needs only 1.3.
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    _load_chain(ctx, cert, Path(config.api.key))
+    return ctx

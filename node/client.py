@@ -10,11 +10,17 @@ Two faces run the plans:
 - `NodeClient`, over aiohttp, for benchmarks, tests and tools that keep many requests
   in flight (`async with NodeClient(url) as c: await c.submit(doc)`).
 
-Both sign reads of commercial data when they hold a key (`ledger.request_headers`),
-decode answers with `decode_answer`, stream blocks through `BlockFrames`, and turn
-every failure into a `ClientError`: a `NodeError` when the node answered with an error
-status (its status, stable error code and message), `NodeUnreachable` when nothing
-answered. The message of each is one line a person can act on.
+Both talk HTTPS to a node whose API certificate genesis pins: given the genesis file,
+a client finds the member state whose `api_url` is its URL and accepts exactly the
+certificate whose SHA-256 genesis names for it (checked after the TLS handshake and
+before any request byte is sent; no CA is involved), refusing any other with
+`CertificateMismatch`. Plain HTTP is only for a node genesis pins no certificate for,
+and only on loopback. Both sign reads of commercial data when they hold a key
+(`ledger.request_headers`: for that one node, with a fresh nonce), decode answers
+with `decode_answer`, stream blocks through `BlockFrames`, and turn every failure
+into a `ClientError`: a `NodeError` when the node answered with an error status
+(its status, stable error code and message), `NodeUnreachable` when nothing answered.
+The message of each is one line a person can act on.
 
 This module imports only ledger, msgpack, aiohttp and the standard library, never the
 node's server modules: the CLI imports it and nothing else of the node.
@@ -23,8 +29,14 @@ node's server modules: the CLI imports it and nothing else of the node.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
+import http.client
+import ipaddress
 import json
+import secrets
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -72,6 +84,10 @@ class ClientError(Exception):
 
 class NodeUnreachable(ClientError):
     """No answer at all: nothing listens there, a timeout, a bad address, a broken stream."""
+
+
+class CertificateMismatch(ClientError):
+    """The node presented a TLS certificate other than the one genesis pins for it."""
 
 
 class NodeError(ClientError):
@@ -166,11 +182,129 @@ def normalise_url(url: str) -> str:
     if not url:
         raise ClientError("no node URL given: use --node URL or set TAMGA_NODE")
     if "://" not in url:
-        url = "http://" + url
+        url = "https://" + url
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ClientError(f"{url!r} is not a node URL such as http://127.0.0.1:8001")
+        raise ClientError(f"{url!r} is not a node URL such as https://127.0.0.1:8001")
     return url.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """Who a client expects at its URL."""
+
+    state: str | None  # the member state whose node it is; None: learnt from its status
+    cert_sha256: str | None  # the API certificate genesis pins; None: plain HTTP on loopback
+
+
+def node_identity(url: str, genesis: ledger.Genesis | None) -> NodeIdentity:
+    """The node at `url` as genesis names it (its state and pinned certificate); without
+    genesis, only a plain-HTTP node on loopback, whose state its status tells."""
+    parts = urllib.parse.urlsplit(url)
+    if genesis is None:
+        if parts.scheme == "https":
+            raise ClientError(f"cannot check the certificate of {url} without the genesis file that pins it: "
+                              "give --genesis FILE (or set TAMGA_GENESIS)")
+        _plain_http_allowed(url)
+        return NodeIdentity(None, None)
+    member = _member_at(genesis, url)
+    if member.api_cert_sha256:
+        if parts.scheme != "https":
+            raise ClientError(f"genesis pins an API certificate for the {member.code} node: use "
+                              f"https://{parts.netloc}, not {url}")
+        return NodeIdentity(member.code, member.api_cert_sha256.lower())
+    if parts.scheme == "https":
+        raise ClientError(f"genesis pins no API certificate for the {member.code} node, so it serves plain "
+                          f"HTTP: use http://{parts.netloc}")
+    _plain_http_allowed(url)
+    return NodeIdentity(member.code, None)
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ClientError(f"{url!r} has a bad port") from None
+    return (parts.hostname or "", port or (443 if parts.scheme == "https" else 80))
+
+
+def _member_at(genesis: ledger.Genesis, url: str) -> ledger.MemberState:
+    where = _host_port(url)
+    for member in genesis.states:
+        if _host_port(member.api_url) == where:
+            return member
+    known = ", ".join(f"{m.code} {m.api_url}" for m in genesis.states)
+    raise ClientError(f"genesis names no member node at {url} (its nodes: {known})")
+
+
+def _plain_http_allowed(url: str) -> None:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if not is_loopback(host):
+        raise ClientError(f"plain HTTP is allowed only to a node on this machine (loopback), not {url}: "
+                          "use https:// with the genesis file that pins the node's certificate")
+
+
+def check_certificate(url: str, identity: NodeIdentity, cert_der: bytes | None) -> None:
+    """Refuse a peer certificate other than the pinned one (`CertificateMismatch`)."""
+    got = hashlib.sha256(cert_der).hexdigest() if cert_der else "none"
+    if got != identity.cert_sha256:
+        raise _mismatch(url, identity, got)
+
+
+def _mismatch(url: str, identity: NodeIdentity, got: str) -> CertificateMismatch:
+    return CertificateMismatch(
+        f"the node at {url} presented a TLS certificate with sha256 {got[:16]}..., not the one genesis "
+        f"pins for {identity.state} ({(identity.cert_sha256 or '')[:16]}...): refusing to talk to it"
+    )
+
+
+def _pinning_context() -> ssl.SSLContext:
+    """Accepts any certificate in the handshake: the pin, checked right after it and
+    before a byte of the request is sent, is the whole of the trust (no CA, no name)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """urllib's HTTPS connection, refusing a server whose certificate is not the pin."""
+
+    def __init__(self, *args: Any, url: str, identity: NodeIdentity, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._url = url
+        self._identity = identity
+
+    def connect(self) -> None:
+        super().connect()
+        try:
+            check_certificate(self._url, self._identity, self.sock.getpeercert(binary_form=True))
+        except CertificateMismatch:
+            self.close()
+            raise
+
+
+class _PinnedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, url: str, identity: NodeIdentity) -> None:
+        self._pinning = _pinning_context()
+        super().__init__(context=self._pinning)
+        self._connection = functools.partial(_PinnedHTTPSConnection, url=url, identity=identity)
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        response: http.client.HTTPResponse = self.do_open(self._connection, req, context=self._pinning)
+        return response
 
 
 def quote_code(code: str | bytes) -> str:
@@ -275,11 +409,20 @@ def status_plan() -> Plan[dict[str, Any]]:
 
 def chain_id_plan(url: str) -> Plan[str]:
     """The chain id signatures must cover, as the node's status says it."""
+    chain, _state = yield from signing_plan(url)
+    return chain
+
+
+def signing_plan(url: str) -> Plan[tuple[str, str]]:
+    """What a signed read names, as the node's status says it: the chain id and the
+    node's member state (used only without genesis, with a node on loopback)."""
     status = yield from status_plan()
-    chain = status.get("chain_id")
+    chain, state = status.get("chain_id"), status.get("state")
     if not isinstance(chain, str) or not chain:
         raise ClientError(f"node {url} does not say its chain id; give --genesis FILE (or TAMGA_GENESIS)")
-    return chain
+    if not isinstance(state, str) or not state:
+        raise ClientError(f"node {url} does not say its member state; give --genesis FILE (or TAMGA_GENESIS)")
+    return chain, state
 
 
 def submit_request(wires: bytes | Sequence[bytes], wait: bool, timeout_ms: int | None) -> Request:
@@ -384,15 +527,26 @@ def flows_plan(
 
 
 class _Face:
-    """What both faces hold: the node, the signing key, the chain id once known."""
+    """What both faces hold: the node and who genesis says it is, the signing key, the
+    chain id and the node's state once known."""
 
     def __init__(
-        self, url: str, key: ledger.KeyPair | None, chain_id: str | None, timeout_s: float
+        self, url: str, key: ledger.KeyPair | None, chain_id: str | None, timeout_s: float,
+        genesis: ledger.Genesis | None,
     ) -> None:
-        self.url = normalise_url(url)
+        self.genesis = genesis
         self.key = key
-        self._chain_id = chain_id or None
+        self._chain_id = (genesis.chain_id if genesis is not None else chain_id) or None
         self.timeout_s = timeout_s
+        self.url = ""
+        self.identity = NodeIdentity(None, None)
+        self._learnt_state: str | None = None
+        self._set_url(url)
+
+    def _set_url(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self.identity = node_identity(self.url, self.genesis)
+        self._learnt_state = None
 
     @property
     def base_url(self) -> str:
@@ -401,20 +555,32 @@ class _Face:
 
     @base_url.setter
     def base_url(self, url: str) -> None:
-        self.url = normalise_url(url)
+        self._set_url(url)
 
-    def _needs_chain_id(self, request: Request) -> bool:
-        return request.signed and self.key is not None and self._chain_id is None
+    @property
+    def node_state(self) -> str | None:
+        """The member state whose node this client talks to: from genesis, else learnt."""
+        return self.identity.state or self._learnt_state
+
+    def _needs_signing_facts(self, request: Request) -> bool:
+        return request.signed and self.key is not None and (self._chain_id is None or self.node_state is None)
+
+    def _learnt(self, facts: tuple[str, str]) -> None:
+        chain, state = facts
+        self._chain_id = self._chain_id or chain
+        self._learnt_state = state
 
     def _headers(self, request: Request) -> dict[str, str]:
         headers = {"Accept": request.accept}
         if request.content_type:
             headers["Content-Type"] = request.content_type
-        if request.signed and self.key is not None and self._chain_id is not None:
+        state = self.node_state
+        if request.signed and self.key is not None and self._chain_id is not None and state is not None:
             now_ms = int(time.time() * 1000)
-            headers.update(
-                ledger.request_headers(self.key, self._chain_id, request.method, request.path_qs, now_ms)
-            )
+            headers.update(ledger.request_headers(
+                self.key, self._chain_id, request.method, request.path_qs, now_ms, state,
+                secrets.token_hex(ledger.REQUEST_NONCE_BYTES_MIN),
+            ))
         return headers
 
     def _timeout_s(self, request: Request) -> float:
@@ -430,8 +596,15 @@ class SyncNodeClient(_Face):
         key: ledger.KeyPair | None = None,
         chain_id: str | None = None,
         timeout_s: float = REQUEST_TIMEOUT_S,
+        *,
+        genesis: ledger.Genesis | None = None,
     ) -> None:
-        super().__init__(url, key, chain_id, timeout_s)
+        super().__init__(url, key, chain_id, timeout_s, genesis)
+
+    def _set_url(self, url: str) -> None:
+        super()._set_url(url)
+        handlers = [_PinnedHTTPSHandler(self.url, self.identity)] if self.identity.cert_sha256 else []
+        self._opener = urllib.request.build_opener(*handlers)
 
     # Running plans.
 
@@ -460,14 +633,14 @@ class SyncNodeClient(_Face):
             return decode_answer(self.url, response.status, response.headers.get_content_type(), body)
 
     def _open(self, request: Request) -> Any:
-        if self._needs_chain_id(request):
-            self._chain_id = self.run(chain_id_plan(self.url))
+        if self._needs_signing_facts(request):
+            self._learnt(self.run(signing_plan(self.url)))
         http = urllib.request.Request(
             self.url + request.path_qs, data=request.body, method=request.method,
             headers=self._headers(request),
         )
         try:
-            return urllib.request.urlopen(http, timeout=self._timeout_s(request))
+            return self._opener.open(http, timeout=self._timeout_s(request))
         except urllib.error.HTTPError as exc:
             raise _http_error(exc) from None
         except urllib.error.URLError as exc:
@@ -482,8 +655,8 @@ class SyncNodeClient(_Face):
     def chain_id(self) -> str:
         """The chain id signatures must cover: given, or learnt from the node once."""
         if self._chain_id is None:
-            self._chain_id = self.run(chain_id_plan(self.url))
-        return self._chain_id
+            self._learnt(self.run(signing_plan(self.url)))
+        return self._chain_id or ""
 
     def status(self) -> dict[str, Any]:
         return self.run(status_plan())
@@ -593,10 +766,20 @@ class NodeClient(_Face):
         *,
         session: aiohttp.ClientSession | None = None,
         timeout_s: float = COMMIT_TIMEOUT_S,
+        genesis: ledger.Genesis | None = None,
     ) -> None:
-        super().__init__(url, key, chain_id, timeout_s)
+        super().__init__(url, key, chain_id, timeout_s, genesis)
         self._own_session = session is None
         self._session = session
+
+    def _set_url(self, url: str) -> None:
+        super()._set_url(url)
+        # aiohttp checks a Fingerprint right after the handshake, before the request.
+        pin = self.identity.cert_sha256
+        self._ssl: aiohttp.Fingerprint | bool = aiohttp.Fingerprint(bytes.fromhex(pin)) if pin else True
+
+    def _pin_refused(self, exc: aiohttp.ServerFingerprintMismatch) -> CertificateMismatch:
+        return _mismatch(self.url, self.identity, exc.got.hex())
 
     async def __aenter__(self) -> NodeClient:
         if self._session is None:
@@ -634,14 +817,17 @@ class NodeClient(_Face):
             return result
 
     async def _send(self, request: Request) -> Any:
-        if self._needs_chain_id(request):
-            self._chain_id = await self.run(chain_id_plan(self.url))
+        if self._needs_signing_facts(request):
+            self._learnt(await self.run(signing_plan(self.url)))
         try:
             async with self.session.request(
                 request.method, URL(self.url + request.path_qs, encoded=True), data=request.body,
                 headers=self._headers(request), timeout=aiohttp.ClientTimeout(total=self._timeout_s(request)),
+                ssl=self._ssl,
             ) as response:
                 body = await response.read()
+        except aiohttp.ServerFingerprintMismatch as exc:
+            raise self._pin_refused(exc) from None
         except TimeoutError:
             raise NodeUnreachable(f"node at {self.url} did not answer in time") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
@@ -685,19 +871,22 @@ class NodeClient(_Face):
     ) -> AsyncIterator[tuple[bytes, list[Any]]]:
         """Blocks `first..last` as `(block bytes, [attestation lists])`, in height order."""
         request = blocks_request(first, last)
-        if self._needs_chain_id(request):
-            self._chain_id = await self.run(chain_id_plan(self.url))
+        if self._needs_signing_facts(request):
+            self._learnt(await self.run(signing_plan(self.url)))
         frames = BlockFrames(self.url)
         timeout = aiohttp.ClientTimeout(total=self._timeout_s(request))
         try:
             async with self.session.get(
-                URL(self.url + request.path_qs, encoded=True), headers=self._headers(request), timeout=timeout
+                URL(self.url + request.path_qs, encoded=True), headers=self._headers(request),
+                timeout=timeout, ssl=self._ssl,
             ) as response:
                 if response.status >= 400:
                     raise error_from_body(response.status, await response.read(), response.reason or "")
                 async for chunk in response.content.iter_chunked(STREAM_CHUNK_BYTES):
                     for frame in frames.feed(chunk):
                         yield frame
+        except aiohttp.ServerFingerprintMismatch as exc:
+            raise self._pin_refused(exc) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
             raise NodeUnreachable(f"the block stream from {self.url} broke: {_why(exc)}") from None
 
@@ -708,9 +897,11 @@ __all__ = [
     "MSGPACK",
     "REQUEST_TIMEOUT_S",
     "BlockFrames",
+    "CertificateMismatch",
     "ClientError",
     "NodeClient",
     "NodeError",
+    "NodeIdentity",
     "NodeUnreachable",
     "Pause",
     "Plan",
@@ -720,10 +911,14 @@ __all__ = [
     "chain_id_plan",
     "decode_answer",
     "document_plan",
+    "check_certificate",
     "error_from_body",
     "flows_plan",
+    "is_loopback",
+    "node_identity",
     "normalise_url",
     "quote_code",
+    "signing_plan",
     "status_plan",
     "submit_plan",
     "submit_request",

@@ -3,11 +3,16 @@
     DIR/genesis.json        the chain's root of trust (keys, pinned TLS fingerprints, addresses)
     DIR/peers.pem           every node's TLS certificate (nodes trust only those genesis pins)
     DIR/testnet.json        what this module wrote, for the process control in _procs.py
-    DIR/RU/node.toml        one folder per state: node config, node key, TLS key and
-    DIR/RU/node.key         certificate, the state regulator's key, the data dir, and
-    DIR/RU/tls.crt, tls.key (once running) node.log and node.pid
+    DIR/RU/node.toml        one folder per state: node config, node key, peer TLS key and
+    DIR/RU/node.key         certificate, client API TLS key and certificate, the state
+    DIR/RU/tls.crt, tls.key regulator's key, the data dir, and (once running) node.log
+    DIR/RU/api.crt, api.key and node.pid
     DIR/RU/regulator.key
     DIR/RU/data/
+
+The client API is HTTPS (https://127.0.0.1:PORT) with a certificate genesis pins
+(`api_cert_sha256`); clients given the genesis file check it. `api_tls=False` writes a
+plain-HTTP testnet instead (no pin; loopback only), to measure what TLS costs.
 
 Ports are free loopback ports, each checked by binding it, picked below Linux's
 ephemeral range so that outgoing connections do not take them between init and up.
@@ -15,6 +20,7 @@ ephemeral range so that outgoing connections do not take them between init and u
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import socket
@@ -26,6 +32,7 @@ from typing import Any
 
 from ledger import MEMBER_STATES, Genesis, KeyPair, MemberState
 from node import cert_fingerprint_pem, make_certificate, render_config
+from node.client import REQUEST_TIMEOUT_S, SyncNodeClient
 
 DEFAULT_STATES = ("AM", "BY", "KZ", "KG", "RU")
 HOST = "127.0.0.1"
@@ -69,6 +76,14 @@ class NodeLayout:
     def pid_file(self) -> Path:
         return self.dir / "node.pid"
 
+    @property
+    def genesis_path(self) -> Path:
+        return self.dir.parent / "genesis.json"
+
+    def client(self, key: KeyPair | None = None, timeout_s: float = REQUEST_TIMEOUT_S) -> SyncNodeClient:
+        """A client of this node that checks its pinned certificate (and signs with `key`)."""
+        return SyncNodeClient(self.api_url, key, timeout_s=timeout_s, genesis=load_genesis(self.genesis_path))
+
 
 @dataclass(frozen=True, slots=True)
 class Testnet:
@@ -94,6 +109,17 @@ class Testnet:
 
     def regulator(self, state: str) -> KeyPair:
         return KeyPair.load(self.node(state).regulator_key)
+
+
+def load_genesis(path: Path) -> Genesis:
+    """Genesis from `path`, parsed once per version of the file (status polls call this
+    many times a second)."""
+    return _load_genesis(path.resolve(), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_genesis(path: Path, _mtime_ns: int) -> Genesis:
+    return Genesis.load(path)
 
 
 def free_ports(count: int, host: str = HOST) -> list[int]:
@@ -137,9 +163,11 @@ def init_testnet(
     chain_id: str = "tamga-testnet",
     config: Mapping[str, Any] | None = None,
     force: bool = False,
+    api_tls: bool = True,
 ) -> Testnet:
     """Write a testnet for `states` into `directory`; `config` overrides node settings
-    (e.g. {"raft": {"snapshot_every_entries": 50}})."""
+    (e.g. {"raft": {"snapshot_every_entries": 50}}); `api_tls=False` serves the client
+    API over plain HTTP (loopback) instead of HTTPS."""
     root = Path(directory).resolve()
     states = tuple(s.strip().upper() for s in states)
     bad = [s for s in states if s not in MEMBER_STATES]
@@ -164,13 +192,23 @@ def init_testnet(
         (folder / "tls.key").chmod(0o600)
         certs.append(cert_pem)
         api_port, peer_port = ports[2 * i], ports[2 * i + 1]
-        layout = NodeLayout(state, folder, f"http://{HOST}:{api_port}", f"{HOST}:{peer_port}")
+        api_pin = ""
+        api: dict[str, Any] = {"host": HOST, "port": api_port}
+        if api_tls:
+            api_cert, api_key = make_certificate(f"tamga-{state.lower()}-api", (HOST, "localhost"))
+            _write_key_and_cert(folder, "api", api_cert, api_key)
+            api_pin = cert_fingerprint_pem(api_cert)
+            api.update(cert="api.crt", key="api.key")
+        else:
+            api["tls"] = False
+        scheme = "https" if api_tls else "http"
+        layout = NodeLayout(state, folder, f"{scheme}://{HOST}:{api_port}", f"{HOST}:{peer_port}")
         layouts[state] = layout
         members.append(MemberState(
             code=state, name=MEMBER_STATES[state], node_id=i + 1,
             node_public_key=node_key.public_key, regulator_public_key=regulator.public_key,
             tls_cert_sha256=cert_fingerprint_pem(cert_pem), peer_address=layout.peer_address,
-            api_url=layout.api_url,
+            api_url=layout.api_url, api_cert_sha256=api_pin,
         ))
         values: dict[str, Any] = {
             "state": state,
@@ -178,7 +216,7 @@ def init_testnet(
             "node_key": "node.key",
             "data_dir": "data",
             "tls": {"cert": "tls.crt", "key": "tls.key", "peer_certs": "../peers.pem"},
-            "api": {"host": HOST, "port": api_port},
+            "api": api,
             "peer": {"host": HOST, "port": peer_port},
         }
         (folder / "node.toml").write_text(render_config(_merge(values, config or {})), encoding="utf-8")
@@ -191,6 +229,12 @@ def init_testnet(
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return Testnet(root, chain_id, layouts)
+
+
+def _write_key_and_cert(folder: Path, name: str, cert_pem: bytes, key_pem: bytes) -> None:
+    (folder / f"{name}.crt").write_bytes(cert_pem)
+    (folder / f"{name}.key").write_bytes(key_pem)
+    (folder / f"{name}.key").chmod(0o600)
 
 
 def load_testnet(directory: Path | str) -> Testnet:

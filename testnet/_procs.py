@@ -9,16 +9,16 @@ reboot, or a pid reused) is never mistaken for a node.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from ledger import LedgerError
+from node.client import ClientError
 
 from ._init import NodeLayout, Testnet, TestnetError, load_testnet
 from ._poll import poll_until
@@ -73,11 +73,11 @@ def node_pid(node: NodeLayout) -> int | None:
 
 
 def fetch_status(node: NodeLayout, timeout_s: float = 1.0) -> dict[str, Any] | None:
+    """The node's status, over HTTPS checked against the pin in genesis; None if it does
+    not answer (or answers with a certificate genesis does not pin)."""
     try:
-        with urllib.request.urlopen(f"{node.api_url}/v1/status", timeout=timeout_s) as response:
-            value: dict[str, Any] = json.loads(response.read())
-            return value
-    except (urllib.error.URLError, OSError, ValueError):
+        return node.client(timeout_s=timeout_s).status()
+    except (ClientError, LedgerError, OSError, ValueError):
         return None
 
 

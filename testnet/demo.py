@@ -69,7 +69,8 @@ class Story:
         self.step = 0
 
     def client(self, state: str, key: ledger.KeyPair | None) -> SyncNodeClient:
-        return SyncNodeClient(self.net.node(state).api_url, key, self.net.chain_id)
+        # HTTPS, checked against the certificate genesis pins for that state's node.
+        return SyncNodeClient(self.net.node(state).api_url, key, genesis=self.genesis)
 
     def regulator(self, state: str) -> Actor:
         key_path = self.net.node(state).regulator_key
@@ -244,7 +245,7 @@ def look_around(net: testnet.Testnet, work: Path, cast: dict[str, Any]) -> None:
     say("Look around (the network keeps running):")
     say(f"    export TAMGA_NODE={net.node('KZ').api_url}")
     say(f"    export TAMGA_KEY={wholesaler.key_path}        # the Kazakh wholesaler")
-    say(f"    export TAMGA_GENESIS={net.genesis_path}")
+    say(f"    export TAMGA_GENESIS={net.genesis_path}      # pins every node's certificate")
     say(f"    {tamga_cmd} participant holdings {wholesaler.id}")
     say(f"    {tamga_cmd} code history {cast['sold']}")
     say(f"    {tamga_cmd} code check {ledger.parse_key(cast['sold']).digital_link()}")

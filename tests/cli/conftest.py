@@ -62,9 +62,15 @@ class Actor:
     key: Path
     id: str
     node: str
+    genesis: Path  # pins the nodes' API certificates
 
     def args(self, node: str | None = None) -> list[str]:
-        return ["--node", node or self.node, "--key", str(self.key)]
+        return [*node_args(node or self.node, self.genesis), "--key", str(self.key)]
+
+
+def node_args(url: str, genesis: Path | str) -> list[str]:
+    """`--node URL --genesis FILE`: the CLI checks the node's certificate against genesis."""
+    return ["--node", url, "--genesis", str(genesis)]
 
 
 @dataclass
@@ -79,6 +85,9 @@ class World:
     @property
     def genesis(self) -> str:
         return str(self.net.genesis_path)
+
+    def node_args(self, url: str) -> list[str]:
+        return node_args(url, self.genesis)
 
     def fresh_codes(self, count: int = 3) -> list[str]:
         """Codes emitted to the producer and introduced by it."""
@@ -95,8 +104,8 @@ def make_actor(tmp: Path, net: InProcessNetwork, name: str, state: str, role: st
     key.save(key_path)
     regulator = net.regulator_key(state)
     ok(["participant", "register", key.public_key.hex(), "--role", role, "--name", name,
-        "--node", net.url(state), "--key", str(regulator)])
-    return Actor(name, state, key_path, key.participant_id, net.url(state))
+        *node_args(net.url(state), net.genesis_path), "--key", str(regulator)])
+    return Actor(name, state, key_path, key.participant_id, net.url(state), net.genesis_path)
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +124,7 @@ def world(network: InProcessNetwork, tmp_path_factory: pytest.TempPathFactory) -
     for state in network.net.nodes:
         key = ledger.KeyPair.load(network.regulator_key(state))
         regulators[state] = Actor(f"regulator-{state}", state, network.regulator_key(state), key.participant_id,
-                                  network.url(state))
+                                  network.url(state), network.genesis_path)
     return World(
         network,
         regulators,

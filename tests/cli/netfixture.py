@@ -2,7 +2,7 @@
 
 Each node is its aiohttp application (node.create_app) on an event loop of its own in a
 background thread, on the ports `testnet.init_testnet` picked; CLI tests talk to them
-over real HTTP exactly as `tamga` does. Cheaper than processes (no interpreter start,
+over real HTTPS exactly as `tamga` does. Cheaper than processes (no interpreter start,
 no imports per node), and every node stops with the fixture: all at once, as
 `tamga testnet down` stops processes, so that no node waits on peers that stay up.
 """
@@ -20,7 +20,8 @@ from typing import Any
 from aiohttp import web
 
 import testnet
-from node import create_app, load_config
+from ledger import Genesis
+from node import api_ssl_context, create_app, load_config
 
 STATES = ("RU", "KZ", "KG")
 START_TIMEOUT_S = 30.0
@@ -46,7 +47,10 @@ class _NodeThread:
         runner = web.AppRunner(create_app(self.config), access_log=None, handle_signals=False)
         await runner.setup()
         self.runner = runner
-        await web.TCPSite(runner, self.config.api.host, self.config.api.port, reuse_address=True).start()
+        # HTTPS with the certificate genesis pins, as `serve` does.
+        tls = api_ssl_context(self.config, Genesis.load(self.config.genesis))
+        await web.TCPSite(runner, self.config.api.host, self.config.api.port, ssl_context=tls,
+                          reuse_address=True).start()
 
     async def _stop(self) -> None:
         if self.runner is not None:

@@ -26,14 +26,14 @@ def sold_code(world: World) -> str:
     ok(["code", "accept", second, *world.retailer.args()])
     sale = as_json(ok(["code", "retire", "--reason", "retail_sale", codes[0], *world.retailer.args(), "--json"]))
     # The auditor reads another node, which may apply the sale a moment after the retailer's.
-    SyncNodeClient(world.auditor.node).wait_height(sale["height"])
+    SyncNodeClient(world.auditor.node, genesis=ledger.Genesis.load(Path(world.genesis))).wait_height(sale["height"])
     return codes[0]
 
 
 def test_audit_verify_replays_the_chain_from_a_node(world: World) -> None:
     """`audit verify --node` checks every block from genesis and reports the head it reached."""
     world.fresh_codes(1)
-    head = SyncNodeClient(world.auditor.node).status()
+    head = SyncNodeClient(world.auditor.node, genesis=ledger.Genesis.load(Path(world.genesis))).status()
     report = as_json(ok(["audit", "verify", "--genesis", world.genesis, "--workers", "1", "--json",
                          *world.auditor.args()]))
     assert report["ok"] is True and report["failure"] is None

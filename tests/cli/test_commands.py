@@ -64,9 +64,9 @@ def test_revoked_participants_cannot_act_or_read(world: World, tmp_path: Path) -
     assert as_json(ok(["participant", "show", pid, *kz.args(), "--json"]))["status"] == "revoked"
     codes = world.fresh_codes(1)
     # The node refuses it at the door (403) or the ledger rejects it in a block: either way, revoked.
-    result = fails(["code", "ship", "--to", world.wholesaler.id, *codes, "--node", kz.node, "--key", str(key_file)])
+    result = fails(["code", "ship", "--to", world.wholesaler.id, *codes, *world.node_args(kz.node), "--key", str(key_file)])
     assert "revoked" in result.stderr
-    assert "revoked" in fails(["code", "show", codes[0], "--node", kz.node, "--key", str(key_file)]).stderr
+    assert "revoked" in fails(["code", "show", codes[0], *world.node_args(kz.node), "--key", str(key_file)]).stderr
 
 
 # Emission and introduction.
@@ -104,7 +104,7 @@ def test_introduce_rejections_name_their_reason(world: World) -> None:
     other_file = Path(str(world.producer.key) + ".other")
     other.save(other_file)
     ok(["participant", "register", other.public_key.hex(), "--role", "importer", "--name", "Importer", *ru.args()])
-    rejected(fails(["code", "introduce", emitted.stdout.strip(), "--node", ru.node, "--key", str(other_file)]).stderr,
+    rejected(fails(["code", "introduce", emitted.stdout.strip(), *world.node_args(ru.node), "--key", str(other_file)]).stderr,
              "not_owner")
     rejected(fails(["code", "introduce", f"01{GTIN}21NEVERISSUED", *world.producer.args()]).stderr,
              "unknown_code")
@@ -169,7 +169,7 @@ def test_retail_sale_return_and_roles(world: World) -> None:
     rejected(fails(["code", "retire", "--reason", "retail_sale", codes[0], *world.producer.args()]).stderr,
              "forbidden_role")
     ok(["code", "retire", "--reason", "retail_sale", codes[0], *world.retailer.args()])
-    check = as_json(ok(["code", "check", codes[0], "--node", world.retailer.node, "--json"]))
+    check = as_json(ok(["code", "check", codes[0], *world.node_args(world.retailer.node), "--json"]))
     assert check == {"code": codes[0], "status": "retired", "suspended": False, "gtin": GTIN}
     rejected(fails(["code", "ship", "--to", world.wholesaler.id, codes[0], *world.retailer.args()]).stderr,
              "wrong_status")
@@ -184,7 +184,7 @@ def test_suspend_blocks_movement_until_release(world: World) -> None:
     rejected(fails(["code", "suspend", *codes, "--note", "lab", *world.regulators["KZ"].args()]).stderr,
              "wrong_state")
     ok(["code", "suspend", *codes, "--note", "lab test", *world.regulators["RU"].args()])
-    assert as_json(ok(["code", "check", *codes, "--node", world.producer.node, "--json"]))["suspended"] is True
+    assert as_json(ok(["code", "check", *codes, *world.node_args(world.producer.node), "--json"]))["suspended"] is True
     rejected(fails(["code", "ship", "--to", world.wholesaler.id, *codes, *world.producer.args()]).stderr,
              "suspended")
     ok(["code", "release", *codes, *world.regulators["RU"].args()])
@@ -220,15 +220,15 @@ def test_rejected_json_is_one_object_and_exit_1(world: World) -> None:
 def test_check_is_public_and_unknown_codes_fail(world: World) -> None:
     """`code check` needs no key; a code nobody issued exits 1 saying so."""
     codes = world.fresh_codes(1)
-    text = ok(["code", "check", ledger.parse_key(codes[0]).digital_link(), "--node", world.producer.node]).stdout
+    text = ok(["code", "check", ledger.parse_key(codes[0]).digital_link(), *world.node_args(world.producer.node)]).stdout
     assert "introduced" in text and GTIN in text
-    assert "unknown" in fails(["code", "check", f"01{GTIN}21FAKE", "--node", world.producer.node]).stderr
+    assert "unknown" in fails(["code", "check", f"01{GTIN}21FAKE", *world.node_args(world.producer.node)]).stderr
 
 
 def test_reads_without_a_key_say_what_is_needed(world: World) -> None:
     """Commercial reads without --key tell the user to give one."""
     codes = world.fresh_codes(1)
-    assert "give --key FILE" in fails(["code", "show", codes[0], "--node", world.producer.node]).stderr
+    assert "give --key FILE" in fails(["code", "show", codes[0], *world.node_args(world.producer.node)]).stderr
 
 
 def test_flows_list_cross_border_shipments(world: World) -> None:
@@ -248,9 +248,9 @@ def test_errors_from_the_node_are_one_line(world: World) -> None:
 
 
 def test_commands_read_the_environment(world: World) -> None:
-    """TAMGA_NODE and TAMGA_KEY replace --node and --key."""
+    """TAMGA_NODE, TAMGA_KEY and TAMGA_GENESIS replace --node, --key and --genesis."""
     codes = world.fresh_codes(1)
-    env = {"TAMGA_NODE": world.producer.node, "TAMGA_KEY": str(world.producer.key)}
+    env = {"TAMGA_NODE": world.producer.node, "TAMGA_KEY": str(world.producer.key), "TAMGA_GENESIS": world.genesis}
     assert as_json(ok(["code", "show", codes[0], "--json"], env=env))["owner"] == world.producer.id
 
 

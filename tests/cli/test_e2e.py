@@ -34,7 +34,7 @@ def journey(tmp: Path, directory: Path, rows: dict[str, dict[str, Any]], schema:
     genesis = str(directory / "genesis.json")
 
     def at(state: str, key: Path | str) -> list[str]:
-        return ["--node", rows[state]["url"], "--key", str(key)]
+        return ["--node", rows[state]["url"], "--genesis", genesis, "--key", str(key)]
 
     def regulator(state: str) -> list[str]:
         return at(state, rows[state]["regulator_key"])
@@ -66,7 +66,7 @@ def journey(tmp: Path, directory: Path, rows: dict[str, dict[str, Any]], schema:
 
     def checked_in_armenia() -> str:
         # Committed means durable on a majority; the Armenian node may apply it a moment later.
-        status = as_json(ok(["code", "check", sold, "--node", rows["AM"]["url"], "--json"]))["status"]
+        status = as_json(ok(["code", "check", sold, "--node", rows["AM"]["url"], "--genesis", genesis, "--json"]))["status"]
         return str(status) if status == "retired" else ""
 
     poll_until(checked_in_armenia, 10, "the Armenian node to see the sale")

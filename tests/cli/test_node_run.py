@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import testnet
-from testnet import poll_until
-
-
-def status(url: str) -> dict[str, object] | None:
-    try:
-        with urllib.request.urlopen(f"{url}/v1/status", timeout=1) as response:
-            value: dict[str, object] = json.loads(response.read())
-            return value
-    except OSError:
-        return None
+from testnet import fetch_status, poll_until
 
 
 def test_node_run_serves_until_sigterm(tmp_path: Path) -> None:
-    """A one-state network's node, run as `tamga node run --config`, leads, serves, and exits 0 on SIGTERM."""
+    """A one-state network's node, run as `tamga node run --config`, leads, serves HTTPS
+    with the certificate genesis pins, and exits 0 on SIGTERM."""
     net = testnet.init_testnet(tmp_path / "tn", ("KZ",), config={"log": {"level": "WARNING"}})
     node = net.node("KZ")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -33,8 +23,8 @@ def test_node_run_serves_until_sigterm(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )
     try:
-        live = poll_until(lambda: (s := status(node.api_url)) and s.get("role") == "leader" and s, 30, "the node to lead")
-        assert live["state"] == "KZ" and live["chain_id"] == net.chain_id
+        live = poll_until(lambda: (s := fetch_status(node)) and s.get("role") == "leader" and s, 30, "the node to lead")
+        assert live["state"] == "KZ" and live["chain_id"] == net.chain_id and node.api_url.startswith("https://")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
     finally:

@@ -216,7 +216,7 @@ def test_testnet_init_writes_a_directory_and_status_reports_it_stopped(tmp_path:
     for row in rows:
         assert row["pid"] is None and row["role"] == "stopped"
         assert Path(row["regulator_key"]).exists() and Path(row["data_dir"]).is_dir()
-        assert row["url"].startswith("http://127.0.0.1:")
+        assert row["url"].startswith("https://127.0.0.1:")
     assert "already holds" in fails(["testnet", "init", "--dir", str(directory)]).stderr
     assert "holds no testnet" in fails(["testnet", "up", "--dir", str(tmp_path / "none")]).stderr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -37,8 +38,13 @@ class InProcessNode:
     def regulator(self) -> KeyPair:
         return self.net.regulator(self.state)
 
-    def signed(self, key: KeyPair, path: str, method: str = "GET") -> dict[str, str]:
-        return request_headers(key, self.net.chain_id, method, path, int(time.time() * 1000))
+    def signed(self, key: KeyPair, path: str, method: str = "GET", *, node: str | None = None,
+               time_ms: int | None = None, nonce: str | None = None) -> dict[str, str]:
+        """Headers of a signed read of `path` at this node (or for `node`), now (or at
+        `time_ms`), with a fresh nonce (or `nonce`)."""
+        return request_headers(key, self.net.chain_id, method, path,
+                               int(time.time() * 1000) if time_ms is None else time_ms,
+                               node or self.state, nonce or secrets.token_hex(16))
 
     async def submit(self, doc: Any, **params: str) -> tuple[int, Any]:
         query = {"wait": "commit", **params}

@@ -55,6 +55,10 @@ class Cluster:
     def url(self, state: str) -> str:
         return self.net.node(state).api_url
 
+    def client(self, state: str, **kwargs: Any) -> NodeClient:
+        """A client of one node over HTTPS, checking the certificate genesis pins for it."""
+        return NodeClient(self.url(state), genesis=self.net.genesis, **kwargs)
+
     def fresh_codes(self, count: int) -> list[str]:
         out = [c for c in self.codes if c not in self.used][:count]
         assert len(out) == count, "the module ran out of codes"
@@ -93,7 +97,7 @@ async def _setup(net: Testnet) -> Cluster:
     docs = DocFactory(net.chain_id)
     producer = KeyPair.generate()
     buyers = {s: KeyPair.generate() for s in STATES}
-    async with NodeClient(net.node("RU").api_url) as ru:
+    async with NodeClient(net.node("RU").api_url, genesis=net.genesis) as ru:
         batch = [docs.register(net.regulator("RU"), producer, "RU", ["producer"], "Producer")]
         batch += [docs.register(net.regulator(s), k, s, ["wholesaler"], f"Buyer {s}") for s, k in buyers.items()]
         results = (await ru.submit(batch))["results"]
@@ -129,7 +133,7 @@ async def test_documents_commit_through_every_node(cluster: Cluster) -> None:
     """A document submitted to any node commits, and all nodes then hold the same head."""
     buyer = cluster.buyers["KZ"]
     for state in STATES:
-        async with NodeClient(cluster.url(state)) as client:
+        async with cluster.client(state) as client:
             doc = cluster.docs.ship(cluster.producer, buyer, cluster.fresh_codes(1))
             result = await client.submit(doc)
             assert result["status"] == "applied", result
@@ -143,7 +147,7 @@ async def test_the_same_code_shipped_twice_at_once_applies_once(cluster: Cluster
         code = cluster.fresh_codes(1)
         first = cluster.docs.ship(cluster.producer, cluster.buyers["KZ"], code)
         second = cluster.docs.ship(cluster.producer, cluster.buyers["BY"], code)
-        async with NodeClient(cluster.url("BY")) as a, NodeClient(cluster.url("KZ")) as b:
+        async with cluster.client("BY") as a, cluster.client("KZ") as b:
             results = await asyncio.gather(a.submit(first), b.submit(second))
         assert sorted(r["status"] for r in results) == ["applied", "rejected"], results
         loser = next(r for r in results if r["status"] == "rejected")
@@ -158,7 +162,7 @@ async def _load(cluster: Cluster, acked: dict[str, str], stop_at: asyncio.Event,
 
     async def worker(i: int) -> None:
         turn = itertools.count(i)
-        async with NodeClient(urls[0], timeout_s=10) as client:
+        async with NodeClient(urls[0], timeout_s=10, genesis=cluster.net.genesis) as client:
             while not stop_at.is_set():
                 doc = cluster.docs.ship(cluster.producer, buyer, cluster.fresh_codes(1))
                 client.base_url = urls[next(turn) % len(urls)]
@@ -193,7 +197,7 @@ async def test_leader_killed_under_load_loses_nothing_acknowledged(cluster: Clus
         stop_at.set()
         await load
     assert all(status == "applied" for status in acked.values()), "single-code shipments of fresh codes apply"
-    async with NodeClient(cluster.url(new), key=cluster.producer, chain_id=cluster.net.chain_id) as client:
+    async with cluster.client(new, key=cluster.producer) as client:
         statuses = await asyncio.gather(*(doc_status(client, doc_id) for doc_id in acked))
     assert set(statuses) == {"applied"}, f"{statuses.count('unknown')} acknowledged documents are missing"
     await asyncio.to_thread(start, cluster.net.dir, old)
@@ -209,7 +213,7 @@ async def test_documents_admitted_while_the_leader_is_dead_reach_the_next_leader
     follower = next(s for s in STATES if s != old)
     docs = [cluster.docs.ship(cluster.producer, cluster.buyers["BY"], cluster.fresh_codes(1)) for _ in range(5)]
     try:
-        async with NodeClient(cluster.url(follower), key=cluster.producer, chain_id=cluster.net.chain_id) as client:
+        async with cluster.client(follower, key=cluster.producer) as client:
             pending = [await client.submit(doc, wait=False) for doc in docs]
             assert {p["status"] for p in pending} == {"pending"}, pending
 
@@ -231,7 +235,7 @@ async def test_a_node_far_behind_catches_up_from_a_snapshot(cluster: Cluster) ->
     lagging = next(s for s in STATES if s != leader)
     await asyncio.to_thread(kill, cluster.net.dir, lagging)
     height_before = fetch_status(cluster.net.node(leader))["height"]  # type: ignore[index]
-    async with NodeClient(cluster.url(leader)) as client:
+    async with cluster.client(leader) as client:
         for _ in range(int(CONFIG["raft"]["snapshot_every_entries"] * 1.5)):
             doc = cluster.docs.ship(cluster.producer, cluster.buyers["BY"], cluster.fresh_codes(1))
             assert (await client.submit(doc))["status"] == "applied"

@@ -163,7 +163,8 @@ async def test_signed_reads_are_checked_before_parameters(ru: InProcessNode) -> 
     """A signed route refuses an unsigned request whatever its parameters; the reader is known."""
     await expect_error(await ru.client.get("/v1/blocks/-1"), 401, "unsigned")
     await expect_error(await ru.client.get("/v1/blocks/1", headers={
-        "X-Tamga-Participant": "0" * 40, "X-Tamga-Time": "+1", "X-Tamga-Signature": "00"}),
+        "X-Tamga-Participant": "0" * 40, "X-Tamga-Time": "+1", "X-Tamga-Node": "RU", "X-Tamga-Nonce": "0" * 32,
+        "X-Tamga-Signature": "00"}),
         401, "bad_request_signature")
     revoked_reader = KeyPair.generate()
     path = "/v1/blocks/1"

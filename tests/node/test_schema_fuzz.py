@@ -154,7 +154,7 @@ def test_fuzz_the_client_api(live: Live, tmp_path: Path) -> None:
     spec_path.write_text(json.dumps(_with_known_examples(spec, live.known)))
     seed = int(os.environ.get("FUZZ_SEED", random.randrange(2**32)))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SCHEMATHESIS_HOOKS": "tests.node._fuzz_hooks",
-           "TAMGA_FUZZ_READER_KEY": str(live.reader_key), "TAMGA_FUZZ_CHAIN_ID": live.chain_id}
+           "TAMGA_FUZZ_READER_KEY": str(live.reader_key), "TAMGA_FUZZ_CHAIN_ID": live.chain_id, "TAMGA_FUZZ_NODE": "RU"}
     command = [cli, "run", str(spec_path), "--url", live.base_url, "--checks", CHECKS,
                "--phases", "examples,coverage,fuzzing", "--max-examples", str(EXAMPLES),
                "--seed", str(seed), "--workers", "1", "--request-timeout", str(REQUEST_TIMEOUT_S),

@@ -12,7 +12,7 @@ from node._mempool import Mempool, MempoolFull
 BASE = {
     "state": "RU", "genesis": "../genesis.json", "node_key": "node.key", "data_dir": "data",
     "tls": {"cert": "tls.crt", "key": "tls.key", "peer_certs": "../peers.pem"},
-    "api": {"port": 8100},
+    "api": {"port": 8100, "cert": "api.crt", "key": "api.key"},
 }
 
 
