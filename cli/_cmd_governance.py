@@ -240,7 +240,7 @@ def show(source: str, node: str | None, key: Path | None, genesis: Path | None, 
     """Print a proposal with its signatures and whether a Byzantine quorum signed it."""
     view: dict[str, Any]
     if node is not None:
-        record = make_client(node, key).document(_document_id(source))
+        record = make_client(node, key, genesis).document(_document_id(source))
         document = (record.get("document") or {}).get("document") or {}
         if document.get("type") != ledger.DocType.GOVERNANCE.value:
             raise click.ClickException(f"document {source} is not a governance document")
