@@ -24,7 +24,7 @@ from ._documents import DocType, SignedDocument, decode_signed, document_id
 from ._encoding import pack_trusted, unpack_trusted
 from ._errors import DecodeError, InvariantError
 from ._genesis import ChainParams, Genesis
-from ._governance import GovernanceRefused, governance_writes
+from ._governance import GovernanceRefused, governance_writes, governed_params
 from ._identity import DOMAIN_DOCUMENT, Verifier, participant_id
 from ._reasons import APPLIED, Reason, Result
 from ._records import (
@@ -156,6 +156,7 @@ class StateMachine:
         self.chain_id = genesis.chain_id
         self.member_states = {s.code for s in genesis.states}
         self.verifier = verifier or Verifier()
+        self.params = genesis.params  # the parameters in force, read at each block
         self._participants: dict[bytes, ParticipantRecord] = {}
 
     # The same few thousand participants sign block after block; decoding their record
@@ -188,7 +189,9 @@ class StateMachine:
         they decoded to, for documents the caller decoded already (each node decodes
         each document once)."""
         overlay = _Overlay(reader)
-        within = within_block_limits(documents, self.genesis.params)
+        # The parameters in force: genesis's, as governance documents last set them.
+        self.params = governed_params(reader, self.genesis)
+        within = within_block_limits(documents, self.params)
         if verified is None:
             verified = self._verify_ahead(reader, documents[:within]).__contains__
         results: list[Result] = []
@@ -323,7 +326,7 @@ class _Context:
 
         refusal = admission(
             signed, chain_id=sm.chain_id, time_ms=self.time_ms,
-            expiry_window_ms=sm.genesis.params.document_expiry_window_max_ms,
+            expiry_window_ms=sm.params.document_expiry_window_max_ms,
             signer=signer, signature_ok=signature_ok,
             known=lambda: self.ov.get(P_DOC + self.doc_id) is not None,
         )

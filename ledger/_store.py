@@ -22,7 +22,8 @@ from ._codes import Sscc, parse_key
 from ._documents import DocType, SignedDocument, document_id
 from ._encoding import pack, pack_trusted, unpack_trusted
 from ._errors import LedgerError, invariant
-from ._genesis import Genesis
+from ._genesis import ChainParams, Genesis
+from ._governance import governed_params
 from ._identity import Verifier
 from ._records import (
     AGGREGATE,
@@ -145,6 +146,7 @@ class LedgerStore:
         except plyvel.Error as exc:
             raise StoreError(f"cannot open ledger store {path}: {exc}") from exc
         self.machine = StateMachine(genesis)
+        self._params_at: tuple[int, ChainParams] | None = None
         self.head = self._open()
 
     def close(self) -> None:
@@ -234,7 +236,7 @@ class LedgerStore:
         height = head.height + 1
         # Block time never goes back and moves at most one step, whatever the proposer's
         # clock says (the node alarms when it had to clamp: node/_pipeline.py).
-        time_ms = self.genesis.params.block_time(time_ms, head.time_ms)
+        time_ms = self.params().block_time(time_ms, head.time_ms)
         outcome = self.machine.execute_block(self.db, documents, height, time_ms, verified, decoded)
         state_hash = state_hash_step(head.state_hash, outcome.writes)
         header = BlockHeader(
@@ -299,6 +301,15 @@ class LedgerStore:
         return True
 
     # Typed lookups for the node: nobody outside the ledger reads its keys.
+
+    def params(self) -> ChainParams:
+        """The chain parameters in force at the head: genesis's, as governance documents
+        last set them. Read once per head (callers ask per document)."""
+        cached = self._params_at
+        if cached is None or cached[0] != self.head.height:
+            cached = (self.head.height, governed_params(self.db, self.genesis))
+            self._params_at = cached
+        return cached[1]
 
     def participant_record(self, pid: str) -> ParticipantRecord | None:
         """A participant's record as of the head (cached decoding), or None."""

@@ -129,7 +129,6 @@ class Admission:
         self._verified = verified
         self._metrics = metrics
         self._on_admitted = on_admitted
-        self._window_ms = genesis.params.document_expiry_window_max_ms
         self.refused = RefusedWires()
 
     def check(self, signed: SignedDocument, now_ms: int) -> Result | None:
@@ -146,7 +145,8 @@ class Admission:
             return doc_id in self._mempool or doc_id in self._committed or self._store.is_recorded(doc_id)
 
         return admission(
-            signed, chain_id=self._chain_id, time_ms=now_ms, expiry_window_ms=self._window_ms,
+            signed, chain_id=self._chain_id, time_ms=now_ms,
+            expiry_window_ms=self._store.params().document_expiry_window_max_ms,
             signer=self._store.participant_record(signed.document.signer),
             signature_ok=signature_ok, known=known,
         )

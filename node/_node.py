@@ -185,7 +185,7 @@ class Node:
         self.proposer = Proposer(self.state, config.block, self.mempool, self.driver,
                                  delivered_term=lambda: self.pipeline.delivered_term,
                                  failed=lambda: self.fatal_error is not None,
-                                 params=genesis.params, head_time_ms=lambda: store.head.time_ms)
+                                 params=store.params, head_time_ms=lambda: store.head.time_ms)
         self.admission = Admission(genesis, store, self.mempool, committed, self.verifier, verified, metrics,
                                    self._admitted)
         self.gossip = GossipInbox(metrics, lambda: store.head.height, self.admission.admit_from_peer,

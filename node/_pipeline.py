@@ -153,7 +153,6 @@ class ApplyPipeline:
         """`on_applied(block, accepted)` after each block; `accepted` is False when this
         node refuses to attest it (its time: see `block_time_alarm`)."""
         self._store = store
-        self._params = store.genesis.params
         self._alarms = metrics.alarms
         self._clock_ms = clock_ms
         self._mempool = mempool
@@ -268,7 +267,7 @@ class ApplyPipeline:
     def _judge_time(self, proposed_ms: int, applied: AppliedBlock) -> bool:
         """Whether this node accepts the block's time; an alarm when it does not."""
         header = applied.header
-        verdict = block_time_alarm(proposed_ms, header.time_ms, self._clock_ms(), self._params)
+        verdict = block_time_alarm(proposed_ms, header.time_ms, self._clock_ms(), self._store.params())
         if verdict is None:
             return True
         kind, message = verdict

@@ -44,17 +44,16 @@ class Proposer:
         driver: Driver,
         delivered_term: Callable[[], int],
         failed: Callable[[], bool],
-        params: ChainParams,
+        params: Callable[[], ChainParams],
         head_time_ms: Callable[[], int],
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         """`delivered_term()` is the term of the last entry handed to the ledger;
-        `failed()` says whether the node stopped serving; `params` are the genesis
-        limits; `head_time_ms()` is the time of our ledger's head block."""
+        `failed()` says whether the node stopped serving; `params()` are the chain's
+        limits in force (genesis's, as governance set them); `head_time_ms()` is the
+        time of our ledger's head block."""
         self._state = state
-        self._step_ms = params.block_time_step_max_ms
-        self._documents_max = min(config.documents_max, params.block_documents_max)
-        self._bytes_max = min(config.bytes_max, params.block_bytes_max)
+        self._params = params
         self._head_time_ms = head_time_ms
         self._clock_ms = clock_ms
         self._config = config
@@ -88,7 +87,10 @@ class Proposer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
                 continue
-            if self._clock_ms() - self._head_time_ms() > self._step_ms:
+            params = self._params()
+            documents_max = min(config.documents_max, params.block_documents_max)
+            bytes_max = min(config.bytes_max, params.block_bytes_max)
+            if self._clock_ms() - self._head_time_ms() > params.block_time_step_max_ms:
                 # Chain time lags our clock by more than a step: catch it up first.
                 if self.in_flight == 0:
                     self.in_flight += 1
@@ -97,11 +99,11 @@ class Proposer:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
                 continue
-            full = pool.unproposed >= self._documents_max or pool.unproposed_bytes >= self._bytes_max
+            full = pool.unproposed >= documents_max or pool.unproposed_bytes >= bytes_max
             if not full and self.in_flight > 0 and wait_s > 0:
                 # Something is in flight already: gather a fuller block for a moment.
                 await asyncio.sleep(wait_s)
-            batch = pool.take(self._documents_max, self._bytes_max)
+            batch = pool.take(documents_max, bytes_max)
             if batch:
                 self.in_flight += 1
                 asyncio.get_running_loop().create_task(self._propose(batch))
@@ -110,7 +112,7 @@ class Proposer:
         """Our clock, but at most one step ahead of the head: the previous block of a
         block we propose now is the head or a later block, so the ledger never has to
         clamp it (honest nodes alarm when it does)."""
-        return min(self._clock_ms(), self._head_time_ms() + self._step_ms)
+        return min(self._clock_ms(), self._head_time_ms() + self._params().block_time_step_max_ms)
 
     async def _propose(self, batch: list[tuple[bytes, bytes]]) -> None:
         data = encode_entry(self.block_time_ms(), self._state, [w for _, w in batch])

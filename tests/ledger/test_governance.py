@@ -198,3 +198,19 @@ def test_two_stores_agree_on_governance(tmp_path: Path) -> None:
         proposal = make_proposal(CHAIN_ID, Action.REMOVE_NODE, "KZ", 1, a.genesis.time_ms + 10**9)
         _submit(world, proposal, _cosigned(world, proposal, STATES))
     assert a.store.head.state_hash == b.store.head.state_hash
+
+
+def test_parameters_set_by_governance_are_the_ones_applied(tmp_path: Path) -> None:
+    """A quorum lowers block_documents_max: the next block's documents beyond it are block_full,
+    and the store, the state machine and the node all read the parameters in force."""
+    world = World(tmp_path)
+    quorum = ("AM", "BY", "KG", "RU")
+    params = _proposal(world, Action.SET_PARAMS, params={"block_documents_max": 2})
+    assert _submit(world, params, _cosigned(world, params, quorum)).applied
+    assert world.store.params().block_documents_max == 2
+    docs = [world.doc(world.regulator("KZ"), DocType.REGISTER_PARTICIPANT,
+                      public_key=seeded_key(f"late-{n}").public_key, state="KZ", roles=["retailer"],
+                      name=f"Late {n}") for n in range(3)]
+    results = world.apply(*docs)
+    assert [r.applied for r in results[:2]] == [True, True]
+    assert results[2].reason is Reason.BLOCK_FULL
