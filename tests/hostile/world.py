@@ -9,9 +9,11 @@ is applied on each of them; each one's resident memory is below `RSS_BYTES_MAX`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -66,6 +68,33 @@ class Answer:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+
+class RssPeak:
+    """The highest resident memory of some processes, sampled on a thread."""
+
+    INTERVAL_S = 0.05
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.peak: dict[int, int] = dict.fromkeys(pids, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in self.pids:
+                with contextlib.suppress(OSError, ValueError):
+                    self.peak[pid] = max(self.peak[pid], rss_bytes(pid))
+            self._stop.wait(self.INTERVAL_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        worst = max(self.peak.values(), default=0)
+        assert worst < RSS_BYTES_MAX, \
+            f"an honest node reached {worst >> 20} MiB during the attack (bound {RSS_BYTES_MAX >> 20} MiB)"
 
 
 @dataclass
@@ -153,7 +182,10 @@ class World:
 
     def submit_acked(self, state: str) -> str:
         doc = self.honest_doc()
-        result = SyncNodeClient(self.url(state)).submit(doc, wait=True, timeout_s=COMMIT_TIMEOUT_S)
+        # The signer's key: a wait that outlasts the request goes on with signed reads.
+        client = SyncNodeClient(self.url(state), key=self.net.regulator(self.honest[0]),
+                                chain_id=self.net.chain_id)
+        result = client.submit(doc, wait=True, timeout_s=COMMIT_TIMEOUT_S)
         assert result.status == "applied", f"an honest document through {state}: {result}"
         self.acked.append(result.id)
         return result.id
@@ -166,6 +198,12 @@ class World:
             return f"error {exc}"
 
     # -- the invariants ------------------------------------------------------------------
+
+    def sample_rss(self) -> RssPeak:
+        """Start sampling the honest nodes' memory (the peak during an attack counts, not
+        only what is left after it)."""
+        pids = [p for p in (node_pid(self.net.node(s)) for s in self.honest) if p is not None]
+        return RssPeak(pids)
 
     def check_alive(self) -> None:
         for state in self.honest:
@@ -211,7 +249,9 @@ class World:
             self.check_alive()
             self.leader()
             doc = self.honest_doc()
-            result = SyncNodeClient(self.url(self.honest[0])).submit(doc, wait=True, timeout_s=10)
+            client = SyncNodeClient(self.url(self.honest[0]), key=self.net.regulator(self.honest[0]),
+                                    chain_id=self.net.chain_id)
+            result = client.submit(doc, wait=True, timeout_s=10)
             if result.status != "applied":
                 return False
             self.check_agree()
