@@ -50,6 +50,9 @@ def keys_new(out: Path, encrypt: bool, force: bool, as_json: bool) -> None:
     if encrypt:
         passphrase = click.prompt("Passphrase", hide_input=True, confirmation_prompt=True, err=True).encode()
     key = ledger.KeyPair.generate()
+    if force:
+        # Asked for in so many words: key files are otherwise never overwritten.
+        out.unlink(missing_ok=True)
     key.save(out, passphrase)
     public_path = out.with_name(out.name + ".pub")
     public_path.write_bytes(key.public_pem())

@@ -386,6 +386,11 @@ class Driver:
         self._queues.messages.append(message)
         self._wake.set()
 
+    def campaign(self) -> None:
+        """Stand for election now (a pre-vote first, when the core uses pre-vote)."""
+        if self.running:
+            self._enqueue_request(lambda raw: raw.campaign(), lambda: None)
+
     def report_unreachable(self, node: NodeId) -> None:
         """The transport could not reach `node`: the leader stops streaming to it for now."""
         if self.running:

@@ -355,7 +355,8 @@ def decode_body(body: bytes) -> Document:
     if not isinstance(value, list) or len(value) != 7:
         raise DecodeError("a document body is an array of 7 fields")
     version, chain_id, type_name, signer, nonce, expires, payload = value
-    if version != FORMAT_VERSION:
+    # `type(...) is int`: msgpack's true decodes to Python's True, which == 1.
+    if type(version) is not int or version != FORMAT_VERSION:
         raise DecodeError(f"unsupported document format version {version!r}")
     kind = _TYPES.get(type_name) if isinstance(type_name, str) else None
     if kind is None:

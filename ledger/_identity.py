@@ -8,6 +8,7 @@ chain can never be replayed as another.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -67,6 +68,25 @@ def signing_bytes(domain: bytes, chain_id: str, message: bytes) -> bytes:
     )
 
 
+# Private keys: created readable and writable by the owner only.
+PRIVATE_FILE_MODE = 0o600
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0600 and write `data`; KeyFileError if it exists."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        raise KeyFileError(f"{path} exists; a key file is never overwritten") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot create key file {path}: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 class KeyPair:
     """An Ed25519 signing key with its public half and participant id."""
 
@@ -105,10 +125,13 @@ class KeyPair:
         return public_key_pem(self.public_key)
 
     def save(self, path: Path, passphrase: bytes | None = None) -> None:
-        """Write the private key as PKCS#8 PEM, readable by the owner only."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.private_pem(passphrase))
-        path.chmod(0o600)
+        """Write the private key as PKCS#8 PEM into a new file readable by the owner only.
+
+        The file is created with mode 0600 in the same call that creates it (never
+        written first and restricted after, which leaves a moment when others may open
+        it), and an existing file is never overwritten: a key lost that way is lost for
+        good. KeyFileError if the file exists or cannot be created."""
+        write_private_file(path, self.private_pem(passphrase))
 
     @classmethod
     def load(cls, path: Path, passphrase: bytes | None = None) -> KeyPair:

@@ -116,6 +116,10 @@ def create_app(config: NodeConfig) -> web.Application:
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     try:
+        config.make_data_dirs()
+    except OSError as exc:
+        raise StartError(f"cannot create the data directory {config.data_dir}: {exc.strerror}") from exc
+    try:
         # No fsync per block: the block is already durable on a majority in the Raft
         # log before it is applied. After a power loss LevelDB comes back at an earlier
         # whole block; the Raft log replays what follows, or, where the log is already

@@ -34,7 +34,9 @@ class Housekeeping:
         metrics: Metrics,
         status_item: Callable[[], bytes],
         fail: Callable[[str], None],
+        watch_censorship: Callable[[float, int, str | None, bool], None] | None = None,
     ) -> None:
+        """`watch_censorship(now_s, now_ms, leader state, we lead)` runs every step."""
         self._genesis = genesis
         self._driver = driver
         self._links = links
@@ -43,6 +45,7 @@ class Housekeeping:
         self._metrics = metrics
         self._status_item = status_item
         self._fail = fail
+        self._watch_censorship = watch_censorship
         self._leader_seen = 0
 
     async def run(self) -> None:
@@ -63,7 +66,10 @@ class Housekeeping:
             for peer in self._links.raft:
                 self._metrics.peer_connected(peer).set(1 if self._links.connected(peer) else 0)
         self._resend_stale(now_s)
-        self._mempool.expire(int(time.time() * 1000))
+        now_ms = int(time.time() * 1000)
+        self._mempool.expire(now_ms)
+        if self._watch_censorship is not None and driver.running:
+            self._watch_censorship(now_s, now_ms, self._leader_state(), driver.is_leader)
         if driver.running:
             status = driver.status()
             self._metrics.term.set(status.term)
@@ -72,6 +78,15 @@ class Housekeeping:
                 self._mempool.clear_proposed()
         self._metrics.mempool_documents.set(len(self._mempool))
         self._metrics.mempool_bytes.set(self._mempool.size_bytes)
+
+    def _leader_state(self) -> str | None:
+        leader = self._driver.leader
+        if not leader:
+            return None
+        try:
+            return self._genesis.state_by_node(leader).code
+        except KeyError:
+            return None
 
     def _resend_stale(self, now_s: float) -> None:
         """Send the leader what waits too long; everything pending when a new leader

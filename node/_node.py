@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,6 +51,7 @@ from ledger import (
 from ._admission import Admission, Verified
 from ._attestations import Attestations
 from ._catchup import PROCESSED_HEADER, CatchUp
+from ._censorship import CensorshipWatch
 from ._config import NodeConfig
 from ._errors import Refusal
 from ._gossip import GossipInbox, document_item, status_item
@@ -193,8 +195,12 @@ class Node:
         self.views = Views(genesis, self.state, store, self.mempool, self.driver, self.links,
                            self.gossip.peers, self.pipeline.processed_index, lambda: self.fatal_error,
                            metrics.alarms)
+        # Censorship is visible (docs/THREATS.md): what we forward to the leader and it
+        # leaves unordered is counted per leader; housekeeping checks it.
+        self.censorship = CensorshipWatch(metrics.registry, self.state, campaign=self._campaign)
         self.housekeeping = Housekeeping(genesis, self.driver, self.links, self.mempool, self.proposer,
-                                         metrics, self._status_item, self.fail)
+                                         metrics, self._status_item, self.fail,
+                                         watch_censorship=self.censorship.check)
 
     def close(self) -> None:
         self.pipeline.close()
@@ -218,7 +224,9 @@ class Node:
         return self.views.document_status(doc_id)
 
     def status(self) -> dict[str, Any]:
-        return self.views.status()
+        out = self.views.status()
+        out["censorship"] = self.censorship.view()
+        return out
 
     def processed_index(self) -> int:
         return self.pipeline.processed_index()
@@ -247,10 +255,17 @@ class Node:
         elif driver.leader:
             with contextlib.suppress(KeyError):
                 self.links.gossip_to(self.genesis.state_by_node(driver.leader).code, document_item(wire))
+                self.censorship.forwarded(signed.id, signed.document.expires_at_ms, time.monotonic())
 
     def _applied(self, applied: AppliedBlock, accepted: bool) -> None:
         self.attestations.attest(applied.header, sign=accepted)
+        self.censorship.ordered(applied.document_ids, time.monotonic())
         self.follow_governance()
+
+    def _campaign(self) -> None:
+        """Stand for election against a censoring leader (a pre-vote campaign, which
+        respects the leader lease of voters that still follow the leader)."""
+        self.driver.campaign()
 
     def _wake_proposer(self) -> None:
         self.proposer.wake()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import random
 import socket
 import time
@@ -146,6 +147,25 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
     return ports
 
 
+# What a state's folder holds that only its operator may read.
+KEY_FILES = ("node.key", "regulator.key", "tls.key")
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def _private_dir(path: Path) -> None:
+    """A directory only its owner may enter (an existing one is restricted too)."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    path.chmod(PRIVATE_DIR_MODE)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A new file created with mode 0600 (never written first and restricted after)."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -175,21 +195,26 @@ def init_testnet(
         raise TestnetError(f"states must be distinct member states of the Union ({', '.join(MEMBER_STATES)})")
     if (root / MANIFEST).exists() and not force:
         raise TestnetError(f"{root} already holds a testnet; remove it first")
-    root.mkdir(parents=True, exist_ok=True)
+    # New folders are private; a folder the caller already had keeps its mode (the
+    # state folders inside, which hold the keys, are private in any case).
+    root.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     ports = free_ports(2 * len(states))
     members: list[MemberState] = []
     certs: list[bytes] = []
     layouts: dict[str, NodeLayout] = {}
     for i, state in enumerate(states):
         folder = root / state
-        (folder / "data").mkdir(parents=True, exist_ok=True)
+        _private_dir(folder)
+        _private_dir(folder / "data")
+        for name in KEY_FILES:
+            # Only with `force`, over an old testnet: key files are never overwritten.
+            (folder / name).unlink(missing_ok=True)
         node_key, regulator = KeyPair.generate(), KeyPair.generate()
         node_key.save(folder / "node.key")
         regulator.save(folder / "regulator.key")
         cert_pem, key_pem = make_certificate(f"tamga-{state.lower()}", (HOST,))
         (folder / "tls.crt").write_bytes(cert_pem)
-        (folder / "tls.key").write_bytes(key_pem)
-        (folder / "tls.key").chmod(0o600)
+        _write_private(folder / "tls.key", key_pem)
         certs.append(cert_pem)
         api_port, peer_port = ports[2 * i], ports[2 * i + 1]
         api_pin = ""

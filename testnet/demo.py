@@ -81,6 +81,7 @@ class Story:
     def business(self, name: str, state: str, file: str) -> Actor:
         key = ledger.KeyPair.generate()
         key_path = self.work / file
+        key_path.unlink(missing_ok=True)  # a rerun in the same folder makes a new business
         key.save(key_path)
         return Actor(name, state, key_path, Session(self.client(state, key), key))
 

@@ -455,3 +455,16 @@ async def test_read_contexts_differ_across_restarts() -> None:
         with pytest.raises(DriverStopped):
             await read
     assert contexts[0] != contexts[1]
+
+
+async def test_campaign_stands_for_election_without_waiting_for_a_timeout(tmp_path: Path) -> None:
+    """`Driver.campaign()` starts an election at once: with ticks far apart, no election
+    timeout can fire during the test, yet the node that campaigns becomes the leader."""
+    cluster = Cluster(tmp_path, dc=DriverConfig(tick_interval_s=30.0))
+    await cluster.start_all()
+    try:
+        assert not any(d.is_leader for d in cluster.net.drivers.values())
+        cluster.net.drivers[NodeId(2)].campaign()
+        assert (await cluster.leader(timeout_s=10)) is cluster.net.drivers[NodeId(2)]
+    finally:
+        await cluster.stop_all()
