@@ -42,8 +42,10 @@ FORMAT = 1
 # entry data or one snapshot chunk; 64 MiB leaves room for larger settings while
 # keeping a hostile peer from making us allocate without limit.
 MESSAGE_BYTES_MAX = 64 << 20
-# Terms, indexes and node ids are unsigned 64-bit on the wire.
-_U64_MAX = (1 << 64) - 1
+# Terms, indexes and node ids are non-negative and below 2^63 on the wire: that is room
+# for any honest history, and a hostile peer's term of 2^64-1 would otherwise become
+# every honest node's term, pinning it at a value no later term can exceed.
+NUMBER_MAX = (1 << 63) - 1
 # A membership has a handful of nodes (one per member state plus observers).
 MEMBERS_MAX = 1024
 # Bounds the per-entry overhead work of decoding one append.
@@ -213,8 +215,8 @@ def _array(obj: Any, length: int, what: str) -> list[Any]:
 
 def _uint(obj: Any, what: str) -> int:
     # bool is an int subclass in Python; msgpack's true/false must not pass as numbers.
-    if type(obj) is not int or not 0 <= obj <= _U64_MAX:
-        raise MalformedMessage(f"{what} must be an unsigned 64-bit integer")
+    if type(obj) is not int or not 0 <= obj <= NUMBER_MAX:
+        raise MalformedMessage(f"{what} must be an integer from 0 to 2^63-1")
     return obj
 
 

@@ -137,7 +137,29 @@ def _parse_json(body: bytes) -> Any:
         raise Refusal("malformed", f"the body is not JSON: {str(exc)[:200]}") from None
     if containers and _json_depth_exceeds(value, JSON_DEPTH_MAX):
         raise Refusal("malformed", f"the JSON body nests deeper than {JSON_DEPTH_MAX} levels")
+    # An unpaired surrogate can only come from a \u escape (raw UTF-8 cannot hold one):
+    # such a body is not Unicode text, whatever the parser let through.
+    if b"\\u" in body and not _all_strings_unicode(value):
+        raise Refusal("malformed", "the JSON body holds a string that is not valid Unicode (an unpaired "
+                                   "surrogate)")
     return value
+
+
+def _all_strings_unicode(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
 
 
 def _json_depth_exceeds(value: Any, depth_max: int) -> bool:
@@ -224,8 +246,12 @@ def _admit_one(request: web.Request, node: Node, item: tuple[SignedDocument, byt
 async def post_documents(request: web.Request, a: Args) -> web.Response:
     node = node_of(request)
     node.check_serving()
-    deferred, batch = _parse_body(request.content_type, await _read_body(request))
     budget, client = request.app[REFUSAL_BUDGET], request.remote or "unknown"
+    if not budget.clients.has_tokens(client):
+        # Spent before this request began: the whole request is refused unread.
+        node.metrics.refusal_budget_spent().inc()
+        raise _spent()
+    deferred, batch = _parse_body(request.content_type, await _read_body(request))
     now_ms = int(time.time() * 1000)
     admitted: list[tuple[bytes, Any] | Refusal] = []
     for count, parse in enumerate(deferred, 1):

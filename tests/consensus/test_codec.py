@@ -29,13 +29,13 @@ from consensus import (
     encode_message,
 )
 
-u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
+u63 = st.integers(min_value=0, max_value=(1 << 63) - 1)
 small = st.integers(min_value=0, max_value=1000)
 
 entries = st.builds(
     Entry,
-    term=u64.map(Term),
-    index=u64.map(LogIndex),
+    term=u63.map(Term),
+    index=u63.map(LogIndex),
     type=st.sampled_from(EntryType),
     data=st.binary(max_size=64),
 )
@@ -43,12 +43,12 @@ snapshots = st.builds(
     Snapshot,
     meta=st.builds(
         SnapshotMeta,
-        index=u64.map(LogIndex),
-        term=u64.map(Term),
+        index=u63.map(LogIndex),
+        term=u63.map(Term),
         conf=st.builds(
             ConfState,
-            voters=st.lists(u64.map(NodeId), max_size=5).map(tuple),
-            learners=st.lists(u64.map(NodeId), max_size=5).map(tuple),
+            voters=st.lists(u63.map(NodeId), max_size=5).map(tuple),
+            learners=st.lists(u63.map(NodeId), max_size=5).map(tuple),
         ),
     ),
     data=st.binary(max_size=64),
@@ -56,17 +56,17 @@ snapshots = st.builds(
 messages = st.builds(
     Message,
     type=st.sampled_from(MessageType),
-    to=u64.map(NodeId),
-    frm=u64.map(NodeId),
-    term=u64.map(Term),
-    log_term=u64.map(Term),
-    index=u64.map(LogIndex),
+    to=u63.map(NodeId),
+    frm=u63.map(NodeId),
+    term=u63.map(Term),
+    log_term=u63.map(Term),
+    index=u63.map(LogIndex),
     entries=st.lists(entries, max_size=4).map(tuple),
-    commit=u64.map(LogIndex),
+    commit=u63.map(LogIndex),
     reject=st.booleans(),
-    reject_hint=u64.map(LogIndex),
+    reject_hint=u63.map(LogIndex),
     snapshot=st.none() | snapshots,
-    snap_offset=u64,
+    snap_offset=u63,
     snap_done=st.booleans(),
     context=st.binary(max_size=16),
 )
@@ -161,3 +161,15 @@ def test_conf_change_round_trip_and_refusal() -> None:
     for bad in (b"", b"\xc1", msgpack.packb([1, 9, 7]), msgpack.packb([1, 0, 0])):
         with pytest.raises(MalformedMessage):
             decode_conf_change(bad)
+
+
+def test_numbers_at_or_above_two_to_the_63_are_malformed() -> None:
+    """A peer's term, index or commit of 2^63 or more is refused before the core sees it:
+    a term of 2^64-1 would pin every honest node at a term no later term can exceed."""
+    good = Message(MessageType.HEARTBEAT, to=NodeId(1), frm=NodeId(2), term=Term((1 << 63) - 1))
+    assert decode_message(encode_message(good)).term == (1 << 63) - 1
+    for field in ("term", "index", "commit", "log_term"):
+        fields: dict[str, int] = {"term": 3, field: 1 << 63}
+        bad = Message(MessageType.APP, to=NodeId(1), frm=NodeId(2), **fields)  # type: ignore[arg-type]
+        with pytest.raises(MalformedMessage):
+            decode_message(encode_message(bad))

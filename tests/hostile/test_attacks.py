@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -307,7 +308,7 @@ def _(w: World) -> None:
     ]
     for method, path, body, headers in cases:
         expect_4xx(w.http(state, method, path, body, headers).status, f"{method} {path} {str(body)[:30]}")
-    client = SyncNodeClient(w.url(state), key=w.net.regulator(state))
+    client = SyncNodeClient(w.url(state), key=w.net.regulator(state), genesis=w.net.genesis)
     try:
         client.block(-1)
         raise AssertionError("signed /v1/blocks/-1 answered 200")
@@ -320,7 +321,7 @@ def _signed_headers(w: World, state: str, path: str, at_s: float | None = None) 
     """The headers the client library signs for a read of `path` on `state` (at `at_s`)."""
     from node.client import Request
 
-    client = SyncNodeClient(w.url(state), key=w.net.regulator(w.honest[0]), chain_id=w.net.chain_id)
+    client = SyncNodeClient(w.url(state), key=w.net.regulator(w.honest[0]), genesis=w.net.genesis, chain_id=w.net.chain_id)
     request = Request("GET", path, signed=True)
     if at_s is None:
         return client._headers(request)
@@ -360,8 +361,13 @@ def _(w: World) -> None:
     state = w.honest[0]
     host, port = w.url(state).split("://")[1].split(":")
     conns = []
+    # The client API is HTTPS: the trickle comes after a completed TLS handshake, so it
+    # is the HTTP layer's header deadline that must cut it off.
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
     for _ in range(4 * SCALE):
-        s = socket.create_connection((host, int(port)), timeout=5)
+        s = tls.wrap_socket(socket.create_connection((host, int(port)), timeout=5))
         s.sendall(b"GET /v1/status HTTP/1.1\r\nHost: x\r\n")
         conns.append(s)
     deadline = time.monotonic() + 15

@@ -183,7 +183,7 @@ class World:
     def submit_acked(self, state: str) -> str:
         doc = self.honest_doc()
         # The signer's key: a wait that outlasts the request goes on with signed reads.
-        client = SyncNodeClient(self.url(state), key=self.net.regulator(self.honest[0]),
+        client = SyncNodeClient(self.url(state), key=self.net.regulator(self.honest[0]), genesis=self.net.genesis,
                                 chain_id=self.net.chain_id)
         result = client.submit(doc, wait=True, timeout_s=COMMIT_TIMEOUT_S)
         assert result.status == "applied", f"an honest document through {state}: {result}"
@@ -191,7 +191,7 @@ class World:
         return result.id
 
     def document_status(self, state: str, doc_id: str) -> str:
-        client = SyncNodeClient(self.url(state), key=self.net.regulator(self.honest[0]))
+        client = SyncNodeClient(self.url(state), key=self.net.regulator(self.honest[0]), genesis=self.net.genesis)
         try:
             return str(client.document(doc_id)["status"])
         except NodeError as exc:
@@ -249,7 +249,7 @@ class World:
             self.check_alive()
             self.leader()
             doc = self.honest_doc()
-            client = SyncNodeClient(self.url(self.honest[0]), key=self.net.regulator(self.honest[0]),
+            client = SyncNodeClient(self.url(self.honest[0]), key=self.net.regulator(self.honest[0]), genesis=self.net.genesis,
                                     chain_id=self.net.chain_id)
             result = client.submit(doc, wait=True, timeout_s=10)
             if result.status != "applied":
