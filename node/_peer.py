@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
-from consensus import MalformedMessage, decode_message
+from consensus import MalformedMessage, MessageType, decode_message
 
 from ._api import stream_blocks
 from ._errors import Refusal
@@ -26,6 +26,11 @@ from ._transport import FRAME_BYTES_LIMIT, unpack_frame
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Raft messages an honest Tamga peer never sends: HUP is local by definition; documents
+# travel to the leader as gossip, never as forwarded Raft proposals; and leadership
+# moves only when the leader itself decides, never at a peer's request (a hostile node
+# asking to be handed leadership would otherwise stall proposals while it runs).
+NOT_FROM_PEERS = frozenset({MessageType.HUP, MessageType.PROPOSE, MessageType.TRANSFER_LEADER})
 PEER_STATE = web.RequestKey("peer_state", str)
 
 
@@ -84,6 +89,9 @@ async def raft_socket(request: web.Request) -> web.WebSocketResponse:
             if message.frm != peer_id or message.to != own_id:
                 _drop(request, peer, "raft_sender",
                       f"a raft message from {message.frm} to {message.to} on {peer}'s link")
+                continue
+            if message.type in NOT_FROM_PEERS:
+                _drop(request, peer, "raft_type", f"a {message.type.name} message, which no peer sends")
                 continue
             # Whatever a well-formed message makes the driver do, a peer's bytes must not
             # end this handler (and with it every later message from that peer).

@@ -87,10 +87,8 @@ class Proposer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_WAKE_S)
                 continue
-            params = self._params()
-            documents_max = min(config.documents_max, params.block_documents_max)
-            bytes_max = min(config.bytes_max, params.block_bytes_max)
-            if self._clock_ms() - self._head_time_ms() > params.block_time_step_max_ms:
+            documents_max, bytes_max = self.limits()
+            if self._clock_ms() - self._head_time_ms() > self._params().block_time_step_max_ms:
                 # Chain time lags our clock by more than a step: catch it up first.
                 if self.in_flight == 0:
                     self.in_flight += 1
@@ -107,6 +105,12 @@ class Proposer:
             if batch:
                 self.in_flight += 1
                 asyncio.get_running_loop().create_task(self._propose(batch))
+
+    def limits(self) -> tuple[int, int]:
+        """Documents and bytes per block: this node's config within the chain's limits."""
+        params = self._params()
+        return (min(self._config.documents_max, params.block_documents_max),
+                min(self._config.bytes_max, params.block_bytes_max))
 
     def block_time_ms(self) -> int:
         """Our clock, but at most one step ahead of the head: the previous block of a

@@ -92,6 +92,20 @@ async def test_malformed_and_misaddressed_frames_are_dropped(ru: InProcessNode) 
     assert len(ru.node.mempool) == 0
 
 
+async def test_raft_messages_no_peer_sends_are_dropped(ru: InProcessNode) -> None:
+    """A peer asking to be handed leadership, forwarding a proposal, or sending a local
+    HUP is dropped and counted: leadership moves only at the leader's own decision."""
+    kz, me = NodeId(ru.net.genesis.state("KZ").node_id), NodeId(ru.net.genesis.state("RU").node_id)
+    before = ru.app[METRICS].drops("raft_type")
+    messages = [Message(type=t, to=me, frm=kz) for t in (MessageType.TRANSFER_LEADER, MessageType.PROPOSE,
+                                                        MessageType.HUP)]
+    raft_url = peer_url(ru, "/peer/raft").replace("https", "wss")
+    async with aiohttp.ClientSession() as s, s.ws_connect(raft_url, ssl=kz_context(ru)) as ws:
+        await ws.send_bytes(pack_frame([encode_message(m) for m in messages]))
+    await poll_until_async(lambda: ru.app[METRICS].drops("raft_type") >= before + 3, 10, "three drops")
+    assert ru.node.driver.running and ru.node.driver.stats.messages_received == 0
+
+
 async def test_a_majority_attesting_another_hash_stops_the_node(tmp_path: Path) -> None:
     """When a majority of member states sign a different hash at our height, the node stops."""
     async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:

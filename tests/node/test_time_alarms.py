@@ -184,9 +184,9 @@ def test_the_proposer_keeps_within_the_genesis_limits_and_one_step_ahead() -> No
     head_ms = 1_000_000
     clock = {"now": head_ms + 10 * STEP}
     proposer = Proposer("RU", BlockConfig(), Mempool(10, 1 << 20), driver=None,  # type: ignore[arg-type]
-                        delivered_term=lambda: 0, failed=lambda: False, params=params,
+                        delivered_term=lambda: 0, failed=lambda: False, params=lambda: params,
                         head_time_ms=lambda: head_ms, clock_ms=lambda: clock["now"])
-    assert proposer._documents_max == 7 and proposer._bytes_max == 1_000
+    assert proposer.limits() == (7, 1_000)
     assert proposer.block_time_ms() == head_ms + STEP
     clock["now"] = head_ms + 5
     assert proposer.block_time_ms() == head_ms + 5
