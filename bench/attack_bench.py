@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ssl
 import statistics
 import tempfile
 import time
@@ -41,6 +42,23 @@ EMPTY_ARRAYS = b"\xdd" + (6 << 20).to_bytes(4, "big") + b"\x90" * (6 << 20)
 JSON_ARRAYS = b"[" + b",".join([b"[]"] * 1_000_000) + b"]"
 
 
+def _attacker_tls() -> ssl.SSLContext:
+    """The attacker does not care whom it talks to, and the poller only times answers:
+    neither checks the node's certificate (clients do: node.client pins it)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+TLS = _attacker_tls()
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    return host, int(port)
+
+
 def _forged_batch(chain_id: str, regulator: str, count: int) -> bytes:
     now_ms = int(time.time() * 1000)
     wires = []
@@ -59,7 +77,7 @@ async def _poll(url: str, stop: asyncio.Event) -> tuple[list[float], int]:
         while not stop.is_set():
             start = time.perf_counter()
             try:
-                async with session.get(f"{url}/v1/status") as r:
+                async with session.get(f"{url}/v1/status", ssl=TLS) as r:
                     await r.read()
                     if r.status != 200:
                         failures += 1
@@ -74,7 +92,7 @@ async def _post_loop(url: str, body: bytes, content_type: str, stop: asyncio.Eve
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         while not stop.is_set():
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                async with session.post(f"{url}/v1/documents", data=body,
+                async with session.post(f"{url}/v1/documents", data=body, ssl=TLS,
                                         headers={"Content-Type": content_type}) as r:
                     await r.read()
 
@@ -87,7 +105,7 @@ def posting(body: bytes, content_type: str) -> Callable[[str, asyncio.Event], Co
 
 async def _open(host: str, port: int) -> asyncio.StreamWriter | None:
     try:
-        _, writer = await asyncio.open_connection(host, port)
+        _, writer = await asyncio.open_connection(host, port, ssl=TLS)
         return writer
     except OSError:
         return None
@@ -95,11 +113,11 @@ async def _open(host: str, port: int) -> asyncio.StreamWriter | None:
 
 async def trickle(url: str, stop: asyncio.Event) -> None:
     """Connections that send one header byte a second, reopened when closed."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
+    host, port = _host_port(url)
 
     async def one() -> None:
         while not stop.is_set():
-            writer = await _open(host, int(port))
+            writer = await _open(host, port)
             if writer is None:
                 await asyncio.sleep(0.1)
                 continue
@@ -119,13 +137,13 @@ async def trickle(url: str, stop: asyncio.Event) -> None:
 
 async def flood(url: str, stop: asyncio.Event) -> None:
     """Idle connections beyond the node's caps, reopened as they are closed."""
-    host, port = url.removeprefix("http://").rsplit(":", 1)
+    host, port = _host_port(url)
     writers: list[asyncio.StreamWriter] = []
     try:
         while not stop.is_set():
             writers = [w for w in writers if not w.is_closing()]
             if len(writers) < FLOOD_CONNECTIONS:
-                opened = await asyncio.gather(*(_open(host, int(port)) for _ in range(50)))
+                opened = await asyncio.gather(*(_open(host, port) for _ in range(50)))
                 writers += [w for w in opened if w is not None]
             await asyncio.sleep(0.05)
     finally:

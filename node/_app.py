@@ -276,8 +276,9 @@ def run_node(config_path: Path | str) -> int:
     """
     config = load_config(config_path)
     setup_logging(config.log_level)
-    # uvloop's event loop: measured in bench/README, about a quarter less CPU per HTTP
-    # request than asyncio's own loop, with the same semantics.
+    # uvloop's event loop, with asyncio's semantics: less CPU per HTTP request in the
+    # profile (x0.76) and in bench.loop_bench (x0.84 to x1.05 on a noisy day; see
+    # bench/README.md), and never measured worse beyond that noise.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(serve(config))
 
