@@ -133,32 +133,40 @@ def unpack_untrusted(data: bytes, limits: DecodeLimits = LEDGER_LIMITS) -> Any:
 
 
 def _check_value(value: Any, limits: DecodeLimits) -> None:
-    """Depth, integer range and floats of a decoded value, without recursion."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    """Depth, integer range and floats of a decoded value, without recursion.
+
+    Only arrays (and maps, where allowed) are pushed on the stack; scalars are looked at
+    where they stand. msgpack cannot encode an integer outside int64 or uint64, so with
+    the default range integers need no look at all. Every document passes through here
+    at admission and again at apply, so the loop is kept as tight as it reads well."""
+    int_min, int_max, floats, depth_max = limits.int_min, limits.int_max, limits.floats, limits.depth_max
+    check_ints = int_min > _MSGPACK_INT_MIN or int_max < _MSGPACK_INT_MAX
+    _check_scalar(value, int_min, int_max, check_ints, floats)
+    stack: list[tuple[Any, int]] = [(value, 0)] if type(value) in (list, dict) else []
     while stack:
-        v, depth = stack.pop()
-        kind = type(v)
-        if kind is list:
-            if depth >= limits.depth_max:
-                raise DecodeError(f"value nests deeper than {limits.depth_max} arrays")
-            # Most arrays hold only strings or bytes (a document's codes): one pass in C
-            # over their types spares a Python-level look at each element.
-            if not _PLAIN.issuperset(map(type, v)):
-                stack.extend((x, depth + 1) for x in v if type(x) in _CHECKED)
-        elif kind is dict:
-            if depth >= limits.depth_max:
-                raise DecodeError(f"value nests deeper than {limits.depth_max} levels")
-            stack.extend((x, depth + 1) for pair in v.items() for x in pair if type(x) in _CHECKED)
-        elif kind is int:
-            if not limits.int_min <= v <= limits.int_max:
-                raise DecodeError(f"integer out of range [{limits.int_min}, {limits.int_max}]")
-        elif kind is float and not limits.floats:
-            raise DecodeError("floats are not allowed")
+        container, depth = stack.pop()
+        if depth >= depth_max:
+            raise DecodeError(f"value nests deeper than {depth_max} arrays")
+        items = container if type(container) is list else [x for pair in container.items() for x in pair]
+        for x in items:
+            kind = type(x)
+            if kind is list or kind is dict:
+                stack.append((x, depth + 1))
+            elif (kind is int and check_ints) or kind is float:
+                _check_scalar(x, int_min, int_max, check_ints, floats)
 
 
-# The types `_check_value` looks into or at; bytes, str, bool and None need nothing.
-_CHECKED = (list, dict, int, float)
-_PLAIN = frozenset((bytes, str, bool, type(None)))
+def _check_scalar(x: Any, int_min: int, int_max: int, check_ints: bool, floats: bool) -> None:
+    kind = type(x)
+    if kind is int and check_ints and not int_min <= x <= int_max:
+        raise DecodeError(f"integer out of range [{int_min}, {int_max}]")
+    if kind is float and not floats:
+        raise DecodeError("floats are not allowed")
+
+
+# The integers msgpack can encode at all: int64 and uint64.
+_MSGPACK_INT_MIN = -(1 << 63)
+_MSGPACK_INT_MAX = (1 << 64) - 1
 
 
 def unpack_unchecked(data: bytes) -> Any:

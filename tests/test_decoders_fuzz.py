@@ -151,3 +151,27 @@ def test_the_bounds_of_unpack_untrusted() -> None:
         assert name
     assert unpack_untrusted(b"\x91" * 16 + b"\xc0") is not None
     assert unpack_untrusted(b"\x93\x01\xa1a\xc4\x01b", limits) == [1, "a", b"b"]
+
+
+@pytest.mark.parametrize(("value", "limits", "refused"), [
+    ([[[1]]], DecodeLimits(depth_max=3), False),
+    ([[[1]]], DecodeLimits(depth_max=2), True),
+    ([1, [2, [3, [2**63]]]], DecodeLimits(int_max=(1 << 63) - 1), True),
+    ([1, [2, [3, [2**63 - 1]]]], DecodeLimits(int_max=(1 << 63) - 1), False),
+    ([-5], DecodeLimits(int_min=0), True),
+    (-5, DecodeLimits(int_min=0), True),
+    ([b"x", "y", True, None, [1.5]], DecodeLimits(), True),
+    ([b"x", "y", True, None, [1.5]], DecodeLimits(floats=True), False),
+    ({"a": [{"b": 1}]}, DecodeLimits(maps=True, depth_max=2), True),
+    ({"a": [{"b": 1}]}, DecodeLimits(maps=True, depth_max=3), False),
+    ({"a": [{"b": -1}]}, DecodeLimits(maps=True, int_min=0), True),
+], ids=lambda v: repr(v)[:40])
+def test_depth_integer_range_and_floats_are_checked_at_every_level(value: Any, limits: DecodeLimits,
+                                                                   refused: bool) -> None:
+    """Each bound holds at any depth and inside maps, and only where it is set."""
+    data = msgpack.packb(value, use_bin_type=True)
+    if refused:
+        with pytest.raises(DecodeError):
+            unpack_untrusted(data, limits)
+    else:
+        assert unpack_untrusted(data, limits) == value
