@@ -55,6 +55,34 @@ PROCESSED_HEADER = "X-Tamga-Processed-Index"
 RESTORE_DEADLINE_S = 120.0
 # One streamed block is at most the genesis bound (16 MiB) plus framing and attestations.
 STREAM_BUFFER_BYTES_MAX = 64 << 20
+# Arrays in one streamed item, [block bytes, [attestation, ...]]: one attestation per
+# member state at most, so a few hundred are plenty. The buffer bound alone would let a
+# peer's 64 MiB of nested empty arrays become tens of millions of Python lists.
+STREAM_ITEM_ARRAY_ELEMENTS_MAX = 4_096
+
+
+def stream_unpacker() -> tuple[msgpack.Unpacker, Callable[[], None]]:
+    """A bounded unpacker for a peer's block stream, and the call that starts the count
+    of the next item. No maps, strings or extensions appear in the stream."""
+    elements = 0
+
+    def count(array: list[Any]) -> list[Any]:
+        nonlocal elements
+        elements += len(array) + 1
+        if elements > STREAM_ITEM_ARRAY_ELEMENTS_MAX:
+            raise Unproven(f"a streamed block holds more than {STREAM_ITEM_ARRAY_ELEMENTS_MAX} "
+                           "array elements")
+        return array
+
+    def next_item() -> None:
+        nonlocal elements
+        elements = 0
+
+    unpacker = msgpack.Unpacker(
+        raw=False, max_buffer_size=STREAM_BUFFER_BYTES_MAX, list_hook=count,
+        max_array_len=STREAM_ITEM_ARRAY_ELEMENTS_MAX, max_map_len=0, max_ext_len=0, max_str_len=64,
+    )
+    return unpacker, next_item
 FETCH_TIMEOUT_S = 300.0
 
 
@@ -143,10 +171,11 @@ class CatchUp:
         try:
             if response.status != 200:
                 raise Unproven(f"{peer} answered {response.status}")
-            unpacker = msgpack.Unpacker(raw=False, max_buffer_size=STREAM_BUFFER_BYTES_MAX)
+            unpacker, next_item = stream_unpacker()
             async for chunk in response.content.iter_any():
                 unpacker.feed(chunk)
                 for item in unpacker:
+                    next_item()
                     await self.replay(peer, item)
                     if self._store.head.raft_index >= target:
                         return

@@ -173,3 +173,20 @@ async def test_no_forged_stream_alone_restores_the_node(tmp_path: Path, case: st
         expected_height = 1 if case == "lying header only" else 0
         assert store.head.height == expected_height
         assert failures == []
+
+
+def test_a_stream_of_nested_empty_arrays_is_refused_before_it_is_built() -> None:
+    """The block stream is a peer's bytes: megabytes of empty arrays inside one item are
+    refused while decoding, not turned into millions of lists; a real item passes."""
+    from node._catchup import Unproven, stream_unpacker
+
+    unpacker, next_item = stream_unpacker()
+    unpacker.feed(msgpack.packb([b"block", [[b"KZ", 1, b"h" * 32, b"s" * 64]]], use_bin_type=True))
+    next_item()
+    assert next(unpacker)[0] == b"block"
+    bomb = b"\x92\xc4\x01x\xdc\x10\x00" + b"\xdc\x10\x00" + b"\x90" * 4096
+    unpacker, next_item = stream_unpacker()
+    unpacker.feed(bomb)
+    next_item()
+    with pytest.raises((Unproven, ValueError)):
+        next(unpacker)
