@@ -73,6 +73,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return
     Everyone:    code parse|check|show|history, doc show, participant show|holdings
     Auditors:    audit verify|follow|prove|check, export epcis
+    Analysts:    export parquet, sql
     Operators:   testnet init|up|down|status|kill|stop|start, node run, bench
 
     Most commands read TAMGA_NODE (a node's URL) and TAMGA_KEY (your key file).
@@ -82,7 +83,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from . import _cmd_audit, _cmd_code, _cmd_governance, _cmd_misc, _cmd_ops, _cmd_participant
+    from . import _cmd_audit, _cmd_code, _cmd_export, _cmd_governance, _cmd_misc, _cmd_ops, _cmd_participant
+
+    _cmd_misc.export.add_command(_cmd_export.parquet)
 
     for command in (
         _cmd_misc.keys,
@@ -96,6 +99,7 @@ def _register_commands() -> None:
         _cmd_ops.testnet,
         _cmd_ops.node,
         _cmd_ops.bench,
+        _cmd_export.sql,
     ):
         cli.add_command(command)
 
