@@ -32,6 +32,7 @@ LAYERS: dict[str, str] = {
     "tests/cli/test_offline.py": "unit",
     "tests/cli/test_epcis.py": "unit",
     "tests/cli/test_analytics.py": "unit",  # a ledger built in-process, exported and queried
+    "tests/cli/test_dashboards.py": "unit",
     "tests/hostile": "process",  # the hostile-peer harness against a three-state network
     "tests/test_boundaries.py": "unit",
     "tests/test_decoders_fuzz.py": "unit",  # bounded examples; FUZZ_EXAMPLES for more

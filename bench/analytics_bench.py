@@ -1,0 +1,117 @@
+"""Parquet export and `tamga sql` on a chain of a million code events.
+
+    python -m bench.analytics_bench --events 1000000 --dir /tmp/analytics-bench
+
+Builds the chain with the ledger directly (no nodes; bench/world.py), spread over
+months of block time, then times the two commands as a user runs them, each in its own
+process: `tamga export parquet --data-dir` and `tamga sql --report flows_by_month`.
+Figures: bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ledger import ChainParams, DocType, Genesis
+
+from .world import World, make_genesis
+
+# Codes per document: a pallet-sized batch, well under the 30,000 a document may carry.
+BATCH_CODES = 10_000
+# Each batch goes emit, introduce, ship RU->KZ, accept, ship to a KZ shop, accept, sell:
+# seven code events per code.
+EVENTS_PER_CODE = 7
+# Days of block time between batches, so that flows spread over months.
+DAYS_PER_BATCH = 9
+DAY_MS = 86_400_000
+GTINS = ("04680029460908", "02900002317701", "04600000000008")
+
+
+def bench_genesis() -> Genesis:
+    """The bench genesis, allowing blocks days apart (a real chain moves a minute at most
+    per block; the bench compresses months into a few hundred blocks)."""
+    base = make_genesis()
+    params = replace(ChainParams(), block_time_step_max_ms=60 * DAY_MS)
+    return Genesis(base.chain_id, base.time_ms, base.states, params)
+
+
+def build(path: Path, events: int) -> tuple[int, float]:
+    """A chain with at least `events` code events; (blocks, seconds)."""
+    started = time.perf_counter()
+    world = World(path / "ledger", bench_genesis())
+    maker = world.register("RU", ["producer"], "Maker")
+    trader = world.register("KZ", ["wholesaler"], "Trader")
+    shop = world.register("KZ", ["retailer"], "Shop")
+    batch = 0
+    while batch * BATCH_CODES * EVENTS_PER_CODE < events:
+        world.time_ms += DAYS_PER_BATCH * DAY_MS
+        codes = world.emit("RU", maker, BATCH_CODES, GTINS[batch % len(GTINS)])
+        world.apply_ok(world.doc(maker, DocType.INTRODUCE, codes=codes))
+        ship = world.doc(maker, DocType.SHIP, receiver=trader.participant_id, codes=codes)
+        world.apply_ok(ship)
+        world.apply_ok(world.doc(trader, DocType.ACCEPT, shipment=ship.id, codes=[]))
+        to_shop = world.doc(trader, DocType.SHIP, receiver=shop.participant_id, codes=codes)
+        world.apply_ok(to_shop)
+        world.apply_ok(world.doc(shop, DocType.ACCEPT, shipment=to_shop.id, codes=[]))
+        world.apply_ok(world.doc(shop, DocType.RETIRE, reason="retail_sale", codes=codes))
+        batch += 1
+    world.genesis.save(path / "genesis.json")
+    height = world.store.head.height
+    world.store.close()
+    return height, time.perf_counter() - started
+
+
+def tamga(*args: str) -> tuple[float, str]:
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "cli.main", *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"tamga {' '.join(args)} failed: {done.stderr.strip()}")
+    return seconds, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000, help="code events to build, at least")
+    parser.add_argument("--dir", type=Path, required=True, help="work directory (emptied first)")
+    parser.add_argument("--reuse", action="store_true", help="keep a chain built before in --dir")
+    args = parser.parse_args()
+    work: Path = args.dir
+    if not (args.reuse and (work / "genesis.json").exists()):
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        blocks, build_s = build(work, args.events)
+        print(f"built {blocks} blocks in {build_s:.1f} s", file=sys.stderr)
+    out = work / "export"
+    shutil.rmtree(out, ignore_errors=True)
+    export_s, text = tamga("export", "parquet", "--data-dir", str(work / "ledger"),
+                           "--genesis", str(work / "genesis.json"), "--out", str(out), "--json")
+    report = json.loads(text)
+    sql_s, text = tamga("sql", "--data", str(out), "--report", "flows_by_month", "--json")
+    months = len(text.splitlines())
+    again_s, _ = tamga("export", "parquet", "--data-dir", str(work / "ledger"),
+                       "--genesis", str(work / "genesis.json"), "--out", str(out), "--json")
+    print(json.dumps({
+        "code_events": report["rows"]["code_events"],
+        "documents": report["rows"]["documents"],
+        "blocks": report["blocks"],
+        "export_s": round(export_s, 2),
+        "export_bytes": report["bytes"],
+        "sql_flows_by_month_s": round(sql_s, 2),
+        "flows_by_month_rows": months,
+        "export_up_to_date_s": round(again_s, 2),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
