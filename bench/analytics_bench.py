@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ledger import ChainParams, DocType, Genesis
+from ledger import ChainParams, DocType, Genesis, LedgerStore
 
 from .world import World, make_genesis
 
@@ -101,7 +102,10 @@ def main() -> None:
     months = len(text.splitlines())
     again_s, _ = tamga("export", "parquet", "--data-dir", str(work / "ledger"),
                        "--genesis", str(work / "genesis.json"), "--out", str(out), "--json")
+    startup_s, _ = tamga("--version")
+    inside = in_process(work)
     print(json.dumps({
+        "load_average_1m": round(os.getloadavg()[0], 1),
         "code_events": report["rows"]["code_events"],
         "documents": report["rows"]["documents"],
         "blocks": report["blocks"],
@@ -110,7 +114,33 @@ def main() -> None:
         "sql_flows_by_month_s": round(sql_s, 2),
         "flows_by_month_rows": months,
         "export_up_to_date_s": round(again_s, 2),
+        "tamga_startup_s": round(startup_s, 2),
+        **inside,
     }, indent=2))
+
+
+def in_process(work: Path) -> dict[str, float]:
+    """The same two steps without a process start: the export and the query alone."""
+    from cli import analytics
+    from cli import sql as engine
+
+    genesis = Genesis.load(work / "genesis.json")
+    out = work / "export-in-process"
+    shutil.rmtree(out, ignore_errors=True)
+    store = LedgerStore(work / "ledger", genesis)
+    try:
+        started = time.perf_counter()
+        analytics.export(analytics.StoreSource(store), out, None, analytics.genesis_regulators(genesis),
+                         genesis.time_ms)
+        export_s = time.perf_counter() - started
+    finally:
+        store.close()
+    started = time.perf_counter()
+    con = engine.connect(out)
+    engine.run(con, engine.report_query(con, "flows_by_month"))
+    sql_s = time.perf_counter() - started
+    con.close()
+    return {"in_process_export_s": round(export_s, 2), "in_process_sql_s": round(sql_s, 3)}
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import ledger
-from node.client import ClientError
+from node.client import ClientError, SyncNodeClient
 
 MANIFEST = "_export.json"
 FORMAT_VERSION = 1
@@ -132,9 +132,9 @@ class StoreSource:
 class NodeSource:
     """A node's API: the block stream and participant reads, signed with the reader's key."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: SyncNodeClient) -> None:
         self.client = client
-        self.chain_id = str(client.chain_id)
+        self.chain_id = client.chain_id()
 
     def head(self) -> int:
         return int(self.client.status()["height"])
