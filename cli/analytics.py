@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import ledger
@@ -212,48 +213,74 @@ class Tracker:
 # Rows.
 
 
+# A document with at least this many codes becomes a record batch of its own: the values
+# it shares (document id, signer, time...) are repeated by Arrow in C rather than copied
+# into Python lists, which for a 10,000-code shipment costs more than everything else.
+BULK_ROWS_MIN = 256
+
+
 class Columns:
-    """One table's rows as column lists, turned into an Arrow table at the end."""
+    """One table's rows: small additions as column lists, large ones as record batches,
+    turned into one Arrow table at the end."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self.data: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self.batches: list[pa.RecordBatch] = []
+        self.rows = 0
 
     def add(self, **row: Any) -> None:
         for name, values in self.data.items():
             values.append(row.get(name))
+        self.rows += 1
 
     def extend(self, n: int, varying: dict[str, Sequence[Any]], same: dict[str, Any]) -> None:
         """n rows: `varying` gives a value per row, `same` one value for all of them."""
-        for name, values in self.data.items():
-            if name in varying:
-                values.extend(varying[name])
-            else:
-                values.extend([same.get(name)] * n)
+        if n >= BULK_ROWS_MIN:
+            self._seal()
+            columns = [
+                pa.array(varying[f.name], type=f.type) if f.name in varying
+                else pa.repeat(pa.scalar(same.get(f.name), type=f.type), n)
+                for f in self.schema
+            ]
+            self.batches.append(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+        else:
+            for name, values in self.data.items():
+                if name in varying:
+                    values.extend(varying[name])
+                else:
+                    values.extend([same.get(name)] * n)
+        self.rows += n
+
+    def _seal(self) -> None:
+        if not self.data[self.schema.names[0]]:
+            return
+        arrays = [pa.array(self.data[f.name], type=f.type) for f in self.schema]
+        self.batches.append(pa.RecordBatch.from_arrays(arrays, schema=self.schema))
+        self.data = {name: [] for name in self.schema.names}
 
     def __len__(self) -> int:
-        return len(self.data[self.schema.names[0]])
+        return self.rows
 
     def table(self) -> pa.Table:
-        return pa.table({n: pa.array(v, type=self.schema.field(n).type) for n, v in self.data.items()},
-                        schema=self.schema)
+        self._seal()
+        return pa.Table.from_batches(self.batches, schema=self.schema)
+
+
+def with_gtin_and_kind(table: pa.Table) -> pa.Table:
+    """Fill code_events' gtin and kind from the code, in Arrow: a unit key is "01" GTIN
+    "21" serial, an aggregate's "00" SSCC."""
+    code = table.column("code")
+    unit = pc.starts_with(code, "01")
+    aggregate = pc.starts_with(code, "00")
+    gtin = pc.if_else(unit, pc.utf8_slice_codeunits(code, 2, 16), pa.scalar(None, pa.string()))
+    kind = pc.if_else(unit, "unit", pc.if_else(aggregate, "aggregate", "other"))
+    table = table.set_column(table.schema.get_field_index("gtin"), "gtin", gtin)
+    return table.set_column(table.schema.get_field_index("kind"), "kind", kind)
 
 
 def _hex(value: bytes | None) -> str | None:
     return value.hex() if value else None
-
-
-def _gtin_and_kind(codes: Sequence[str]) -> tuple[list[str | None], list[str]]:
-    gtins: list[str | None] = []
-    kinds: list[str] = []
-    for code in codes:
-        if code.startswith("01"):
-            gtins.append(code[2:16])
-            kinds.append("unit")
-        else:
-            gtins.append(None)
-            kinds.append("aggregate" if code.startswith("00") else "other")
-    return gtins, kinds
 
 
 @dataclass(slots=True)
@@ -350,13 +377,14 @@ class Rows:
             gtin=fields.get("gtin"), sscc=fields.get("sscc"), retire_reason=fields.get("reason"),
             participant=_participant_field(doc, fields), bytes=len(wire),
         )
-        gtins, kinds = _gtin_and_kind(touched.codes)
         self.tables["code_events"].extend(
-            len(touched.codes), {"code": touched.codes, "gtin": gtins, "kind": kinds, "sscc": touched.ssccs},
-            common,
+            len(touched.codes), {"code": touched.codes, "sscc": touched.ssccs}, common,
         )
         if result.applied:
             self._applied(doc, doc_id, fields, common, tracker)
+            # After the rows, before the next document: one block may pack, ship and
+            # accept the same goods, each document seeing what the ones before it did.
+            tracker.apply(doc, doc_id)
 
     def _applied(self, doc: ledger.Document, doc_id: bytes, fields: dict[str, Any], common: dict[str, Any],
                  tracker: Tracker) -> None:
@@ -463,7 +491,10 @@ def _write_part(out: Path, rows: Rows, first: int, last: int) -> int:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / part_name(first, last)
         temporary = path.with_name(path.name + ".tmp")
-        pq.write_table(columns.table(), temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        table = columns.table()
+        if name == "code_events":
+            table = with_gtin_and_kind(table)
+        pq.write_table(table, temporary, compression="zstd", row_group_size=ROW_GROUP_ROWS)
         os.replace(temporary, path)
         written += path.stat().st_size
     return written
@@ -544,7 +575,6 @@ def export(
     for block in source.blocks(first, last):
         height = block.header.height
         rows.add_block(block, tracker)
-        _track(block, tracker)
         if progress is not None:
             progress(height)
         if rows.code_events() >= part_code_events_max:
@@ -559,11 +589,11 @@ def export(
 
 
 def _track(block: ledger.Block, tracker: Tracker) -> None:
+    """Follow a block without writing rows (the blocks before an export's first)."""
     for wire, result in zip(block.documents, block.results):
-        if not result.applied:
-            continue
-        signed = ledger.decode_signed(wire)
-        tracker.apply(signed.document, signed.id)
+        if result.applied:
+            signed = ledger.decode_signed(wire)
+            tracker.apply(signed.document, signed.id)
 
 
 def _flush(out: Path, rows: Rows, first: int, last: int, manifest: Manifest, totals: dict[str, int]) -> int:

@@ -62,10 +62,16 @@ def build_chain(world: World) -> dict[str, list[str]]:
     cancelled = world.doc(maker, DocType.SHIP, receiver=trader.participant_id, codes=[units[9]])
     world.apply_ok(cancelled)
     world.apply_ok(world.doc(maker, DocType.CANCEL_SHIPMENT, shipment=cancelled.id))
+    # One block packs a box, ships it and the receiver accepts it: each document sees
+    # what the ones before it in the block did.
+    box_c = sscc(4)
+    quick = world.doc(maker, DocType.SHIP, receiver=trader.participant_id, codes=[box_c])
+    world.apply_ok(world.doc(maker, DocType.AGGREGATE, sscc=box_c, codes=[units[10]]), quick,
+                   world.doc(trader, DocType.ACCEPT, shipment=quick.id, codes=[]))
     pending = world.doc(trader, DocType.SHIP, receiver=maker.participant_id, codes=[box_b])
     world.apply_ok(pending)
     world.apply_ok(world.doc(world.regulator("RU"), DocType.SUSPEND, codes=[units[11]], note="check"))
-    return {"units": units, "other": other, "boxes": [box_a, box_b, pallet], "unknown": [unknown],
+    return {"units": units, "other": other, "boxes": [box_a, box_b, pallet, box_c], "unknown": [unknown],
             "pending": [pending.id.hex()]}
 
 
@@ -126,7 +132,7 @@ def test_counts_and_histories_round_trip(chain: tuple[World, dict[str, list[str]
     flows = con.execute("SELECT gtin, units FROM flows ORDER BY height, gtin LIMIT 2").fetchall()
     assert flows == [(GTIN_2, 1), (GTIN, 9)]
     statuses = dict(con.execute("SELECT status, count(*) FROM shipments GROUP BY ALL").fetchall())
-    assert statuses == {"accepted": 1, "partially_accepted": 1, "rejected": 1, "cancelled": 1, "pending": 1}
+    assert statuses == {"accepted": 2, "partially_accepted": 1, "rejected": 1, "cancelled": 1, "pending": 1}
 
 
 def test_reports_find_the_anomalies_built_into_the_chain(chain: tuple[World, dict[str, list[str]]],
@@ -154,8 +160,8 @@ def test_reports_find_the_anomalies_built_into_the_chain(chain: tuple[World, dic
     engine.set_param(con, "circulation_days_max", "-1")
     assert len(report("long_in_circulation")) > 0
     # RU->KZ: the pallet's 8 units and 2 loose ones, then one unit rejected and one
-    # cancelled (a flow is the shipment, whatever its outcome); KZ->RU: box B's 4 units.
-    assert sum(r[5] for r in report("flows_by_month")) == 10 + 1 + 1 + 4
+    # cancelled (a flow is the shipment, whatever its outcome), box C's one; KZ->RU: box B's 4.
+    assert sum(r[5] for r in report("flows_by_month")) == 10 + 1 + 1 + 1 + 4
 
 
 def test_nightly_exports_equal_one_full_export(chain: tuple[World, dict[str, list[str]]], tmp_path: Path) -> None:
@@ -226,7 +232,7 @@ def test_the_commands_export_query_and_report(chain: tuple[World, dict[str, list
     assert code == 0 and "up to date" in text
     code, text = run_cli("sql", "--data", str(out), "--json", "SELECT type, count(*) AS n FROM documents "
                          "WHERE type = 'ship' GROUP BY type")
-    assert code == 0 and json.loads(text.splitlines()[0]) == {"type": "ship", "n": 6}
+    assert code == 0 and json.loads(text.splitlines()[0]) == {"type": "ship", "n": 7}
     code, text = run_cli("sql", "--data", str(out), "--report", "unaccepted_cross_border",
                          "--param", "unaccepted_days_max=0")
     assert code == 0 and "KZ" in text
