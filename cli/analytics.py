@@ -453,7 +453,9 @@ class Manifest:
     def load(cls, out: Path, chain_id: str) -> Manifest:
         path = out / MANIFEST
         if not path.exists():
-            if out.exists() and any(out.iterdir()):
+            # Table folders without a manifest are a first export that crashed: redone.
+            mine = set(TABLES) | {MANIFEST + ".tmp"}
+            if out.exists() and any(p.name not in mine for p in out.iterdir()):
                 raise ExportError(f"{out} is not empty and holds no export ({MANIFEST} is missing)")
             return cls(chain_id)
         try:
