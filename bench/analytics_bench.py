@@ -80,12 +80,12 @@ def _children_cpu_s() -> float:
 CPU_S: dict[str, float] = {}
 
 
-def tamga(*args: str) -> tuple[float, str]:
+def tamga(label: str, *args: str) -> tuple[float, str]:
     started, cpu = time.perf_counter(), _children_cpu_s()
     command = [sys.executable, "-m", "cli.main", *args]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
-    CPU_S[" ".join(args[:2])] = round(_children_cpu_s() - cpu, 2)
+    CPU_S[label] = round(_children_cpu_s() - cpu, 2)
     if done.returncode != 0:
         raise SystemExit(f"tamga {' '.join(args)} failed: {done.stderr.strip()}")
     return seconds, done.stdout
@@ -107,15 +107,14 @@ def main() -> None:
         print(f"built {blocks} blocks in {build_s:.1f} s", file=sys.stderr)
     out = work / "export"
     shutil.rmtree(out, ignore_errors=True)
-    export_s, text = tamga("export", "parquet", "--data-dir", str(work / "ledger"),
+    export_s, text = tamga("export", "export", "parquet", "--data-dir", str(work / "ledger"),
                            "--genesis", str(work / "genesis.json"), "--out", str(out), "--json")
     report = json.loads(text)
-    sql_s, text = tamga("sql", "--data", str(out), "--report", "flows_by_month", "--json")
+    sql_s, text = tamga("sql_flows_by_month", "sql", "--data", str(out), "--report", "flows_by_month", "--json")
     months = len(text.splitlines())
-    again_s, _ = tamga("export", "parquet", "--data-dir", str(work / "ledger"),
+    again_s, _ = tamga("export_up_to_date", "export", "parquet", "--data-dir", str(work / "ledger"),
                        "--genesis", str(work / "genesis.json"), "--out", str(out), "--json")
-    startup_s, _ = tamga("--version")
-    del CPU_S["--version"]
+    startup_s, _ = tamga("tamga_startup", "--version")
     inside = in_process(work)
     print(json.dumps({
         "load_average_1m": round(os.getloadavg()[0], 1),
