@@ -110,7 +110,8 @@ def main() -> None:
     export_s, text = tamga("export", "export", "parquet", "--data-dir", str(work / "ledger"),
                            "--genesis", str(work / "genesis.json"), "--out", str(out), "--json")
     report = json.loads(text)
-    sql_s, text = tamga("sql_flows_by_month", "sql", "--data", str(out), "--report", "flows_by_month", "--json")
+    sql_s, text = tamga("sql_flows_by_month", "sql", "--data", str(out), "--report", "flows_by_month",
+                        "--json")
     months = len(text.splitlines())
     again_s, _ = tamga("export_up_to_date", "export", "parquet", "--data-dir", str(work / "ledger"),
                        "--genesis", str(work / "genesis.json"), "--out", str(out), "--json")
