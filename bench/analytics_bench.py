@@ -1,6 +1,7 @@
 """Parquet export and `tamga sql` on a chain of a million code events.
 
-    python -m bench.analytics_bench --events 1000000 --dir /tmp/analytics-bench
+    python -m bench.analytics_bench --events 1000000 --dir /tmp/analytics-bench \
+        [--codes-per-document 10000] [--reuse]
 
 Builds the chain with the ledger directly (no nodes; bench/world.py), spread over
 months of block time, then times the two commands as a user runs them, each in its own
@@ -44,17 +45,19 @@ def bench_genesis() -> Genesis:
     return Genesis(base.chain_id, base.time_ms, base.states, params)
 
 
-def build(path: Path, events: int) -> tuple[int, float]:
-    """A chain with at least `events` code events; (blocks, seconds)."""
+def build(path: Path, events: int, batch_codes: int = BATCH_CODES) -> tuple[int, float]:
+    """A chain with at least `events` code events, documents of `batch_codes` codes;
+    (blocks, seconds). Block time moves in proportion, so any batch size spans the same
+    months."""
     started = time.perf_counter()
     world = World(path / "ledger", bench_genesis())
     maker = world.register("RU", ["producer"], "Maker")
     trader = world.register("KZ", ["wholesaler"], "Trader")
     shop = world.register("KZ", ["retailer"], "Shop")
     batch = 0
-    while batch * BATCH_CODES * EVENTS_PER_CODE < events:
-        world.time_ms += DAYS_PER_BATCH * DAY_MS
-        codes = world.emit("RU", maker, BATCH_CODES, GTINS[batch % len(GTINS)])
+    while batch * batch_codes * EVENTS_PER_CODE < events:
+        world.time_ms += DAYS_PER_BATCH * DAY_MS * batch_codes // BATCH_CODES
+        codes = world.emit("RU", maker, batch_codes, GTINS[batch % len(GTINS)])
         world.apply_ok(world.doc(maker, DocType.INTRODUCE, codes=codes))
         ship = world.doc(maker, DocType.SHIP, receiver=trader.participant_id, codes=codes)
         world.apply_ok(ship)
@@ -97,13 +100,15 @@ def main() -> None:
     )
     parser.add_argument("--events", type=int, default=1_000_000, help="code events to build, at least")
     parser.add_argument("--dir", type=Path, required=True, help="work directory (emptied first)")
+    parser.add_argument("--codes-per-document", type=int, default=BATCH_CODES,
+                        help="codes in each document (1 to 30,000)")
     parser.add_argument("--reuse", action="store_true", help="keep a chain built before in --dir")
     args = parser.parse_args()
     work: Path = args.dir
     if not (args.reuse and (work / "genesis.json").exists()):
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        blocks, build_s = build(work, args.events)
+        blocks, build_s = build(work, args.events, args.codes_per_document)
         print(f"built {blocks} blocks in {build_s:.1f} s", file=sys.stderr)
     out = work / "export"
     shutil.rmtree(out, ignore_errors=True)
