@@ -212,7 +212,9 @@ def test_an_export_from_a_height_replays_earlier_blocks_for_context(
 
 
 def run_cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args))
+    """`tamga ARGS` in-process, with no TAMGA_* setting from the real environment."""
+    clean: dict[str, str | None] = {k: None for k in ("TAMGA_NODE", "TAMGA_KEY", "TAMGA_GENESIS", "TAMGA_DATA")}
+    result = CliRunner().invoke(cli, list(args), env=clean)
     return result.exit_code, result.output
 
 
@@ -248,6 +250,7 @@ def test_the_commands_export_query_and_report(chain: tuple[World, dict[str, list
     (["export", "parquet", "--data-dir", "{tmp}", "--out", "{out}", "--since", "0"], 2, "--since"),
     (["export", "parquet", "--data-dir", "{tmp}/nothing", "--genesis", "{genesis}", "--out", "{out}"], 1,
      "not a node's data directory"),
+    (["export", "parquet", "--node", "http://127.0.0.1:1", "--out", "{out}"], 1, "connection refused"),
     (["sql", "--data", "{tmp}/nowhere", "SELECT 1"], 1, "holds no export"),
     (["sql", "--data", "{out}"], 2, "give a QUERY or --report NAME"),
     (["sql", "--data", "{out}", "SELECT * FROM no_such_table"], 1, "no_such_table"),
