@@ -168,16 +168,17 @@ class Tracker:
     """Participants' states, open shipments and packed aggregates, block after block."""
 
     participant_state: Callable[[str], str | None]
-    states: dict[str, str] = field(default_factory=dict)
+    states: dict[str, str | None] = field(default_factory=dict)
     shipments: dict[bytes, OpenShipment] = field(default_factory=dict)
     children: dict[str, list[str]] = field(default_factory=dict)
 
     def state_of(self, pid: str) -> str | None:
-        state = self.states.get(pid)
-        if state is None:
-            state = self.participant_state(pid)
-            if state is not None:
-                self.states[pid] = state
+        if pid in self.states:
+            return self.states[pid]
+        # Asked once per participant the blocks did not register (a node answers over
+        # HTTP); an unknown one, a refused document's signer, is remembered as unknown.
+        state = self.participant_state(pid)
+        self.states[pid] = state
         return state
 
     def units(self, items: Sequence[str]) -> Iterator[str]:
