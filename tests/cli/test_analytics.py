@@ -295,3 +295,18 @@ def test_an_export_refuses_gaps_split_parts_and_another_chain(chain: tuple[World
     (stranger / "notes.txt").write_text("mine")
     with pytest.raises(analytics.ExportError, match="not empty"):
         export_store(store, stranger)
+
+
+def test_a_participant_the_blocks_did_not_register_is_looked_up_once() -> None:
+    """The tracker asks its source once per unknown participant, also when the answer
+    is "unknown", and a later registration wins."""
+    asked: list[str] = []
+
+    def lookup(pid: str) -> str | None:
+        asked.append(pid)
+        return "RU" if pid == "regulator" else None
+
+    tracker = analytics.Tracker(lookup)
+    assert [tracker.state_of(p) for p in ("regulator", "stranger", "regulator", "stranger")] == [
+        "RU", None, "RU", None]
+    assert asked == ["regulator", "stranger"]
