@@ -299,7 +299,7 @@ def test_an_export_refuses_gaps_split_parts_and_another_chain(chain: tuple[World
 
 def test_a_participant_the_blocks_did_not_register_is_looked_up_once() -> None:
     """The tracker asks its source once per unknown participant, also when the answer
-    is "unknown", and a later registration wins."""
+    is "unknown"."""
     asked: list[str] = []
 
     def lookup(pid: str) -> str | None:
