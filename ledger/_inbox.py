@@ -23,9 +23,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._documents import DocType, Document
+from ._documents import DocType, Document, SignedDocument
 from ._encoding import unpack_trusted
 from ._identity import participant_id
+from ._reasons import Result
 from ._records import (
     P_DOC,
     P_PARTICIPANT,
@@ -207,6 +208,29 @@ class InboxEntry:
     position: int
     kind: str
     document_id: bytes
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.height}.{self.position}"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    """A document of the chain as the read rule sees it: where it is, what it is, its
+    outcome, and whom and which member states it involved (from P_INVOLVED, or the
+    signer's state alone for a document that named nobody else)."""
+
+    height: int
+    position: int
+    document_id: bytes
+    signed: SignedDocument | None  # None where the bytes did not decode
+    result: Result
+    parties: tuple[str, ...]
+    states: tuple[str, ...]
+
+    @property
+    def signer(self) -> str | None:
+        return self.signed.document.signer if self.signed is not None else None
 
     @property
     def cursor(self) -> str:
