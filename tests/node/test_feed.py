@@ -13,6 +13,7 @@ import pytest
 
 from ledger import DocType, KeyPair
 from node import _feed
+from node._errors import Refusal
 from node._feed import Feed, standin_visible
 from testnet import GTIN, code_key, poll_until_async
 
@@ -124,7 +125,7 @@ async def test_an_expired_cursor_is_refused(ru: InProcessNode) -> None:
     """A cursor older than the node keeps answers cursor_expired (the node says where it starts)."""
     await actors(ru)
     feed = Feed(ru.node.store, standin_visible(ru.node.store), retained_from=lambda: 4)
-    with pytest.raises(_feed.Refusal) as refused:
+    with pytest.raises(Refusal) as refused:
         feed.check_cursor((1, 0))
     assert refused.value.reason == "cursor_expired"
     assert feed.check_cursor((3, 0)) == (3, 0)
@@ -222,5 +223,5 @@ async def test_final_events_follow_each_final_block(ru: InProcessNode) -> None:
     # Resuming after a final event, or a document, gives the same suffix.
     resumed = feed.page(producer.participant_id, feed.check_cursor((2, 1)), 100)
     assert [(e["event"], e["height"]) for e in resumed.events] == [("document", 3), ("final", 3)]
-    with pytest.raises(_feed.Refusal):
+    with pytest.raises(Refusal):
         feed.check_cursor((store.head.height, 0))  # not final yet: past what the feed serves
