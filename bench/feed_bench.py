@@ -113,7 +113,8 @@ def run_fresh(duration_s: float, clients: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--testnet", help="directory of a running testnet")
     parser.add_argument("--fresh", action="store_true", help="start a 3-state testnet of its own")
     parser.add_argument("--duration", type=float, default=15.0)
