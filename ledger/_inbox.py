@@ -90,13 +90,15 @@ class Involvement:
 
 def involvement(
     doc: Document, doc_id: bytes, signer: ParticipantRecord, read: Read, height: int, position: int,
+    decode: Callable[[bytes], ParticipantRecord] = ParticipantRecord.unpack,
 ) -> Involvement | None:
     """What an applied document addresses, read from the state it left; None when it
-    names nobody but its signer (introduce, aggregate, retire, ...)."""
+    names nobody but its signer (introduce, aggregate, retire, ...). `decode` reads a
+    participant record (the state machine passes its cached decoding)."""
     handler = _ADDRESSEES.get(doc.type)
     if handler is None:
         return None
-    notices, states, resolves = handler(doc, read)
+    notices, states, resolves = handler(doc, _Reads(read, decode))
     # Nobody is notified of their own document; each participant once per document.
     kept: dict[str, Notice] = {}
     for notice in notices:
@@ -109,9 +111,25 @@ def involvement(
 _Found = tuple[list[Notice], list[str], tuple[tuple[str, int, int], ...]]
 
 
+class _Reads:
+    """The state as the document left it, and how to decode a participant from it."""
+
+    __slots__ = ("get", "decode")
+
+    def __init__(self, get: Read, decode: Callable[[bytes], ParticipantRecord]) -> None:
+        self.get = get
+        self.decode = decode
+
+    def __call__(self, key: bytes) -> bytes | None:
+        return self.get(key)
+
+
 def _state_of(read: Read, pid: str) -> list[str]:
     raw = read(P_PARTICIPANT + pid.encode())
-    return [ParticipantRecord.unpack(raw).state] if raw is not None else []
+    if raw is None:
+        return []
+    decode = read.decode if isinstance(read, _Reads) else ParticipantRecord.unpack
+    return [decode(raw).state]
 
 
 def _register(doc: Document, read: Read) -> _Found:

@@ -207,7 +207,8 @@ class StateMachine:
             signed_documents.append(signed)
             results.append(result)
             if result is APPLIED and signed is not None:
-                found = involvement(signed.document, signed.id, ctx.signer, overlay.get, height, position)
+                found = involvement(signed.document, signed.id, ctx.signer, overlay.get, height, position,
+                                    self.participant_record)
                 if found is not None:
                     involved.append(found)
         for wire in documents[within:]:
