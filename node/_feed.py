@@ -360,7 +360,11 @@ async def stream(
         await response.prepare(request)
         if request.transport is not None:
             request.transport.set_write_buffer_limits(high=STREAM_BUFFER_BYTES_MAX)
-        await _pump(response, feed, reader, after, limit)
+        response.force_close()  # a stream ends its connection; the reader reconnects with its cursor
+        if not await _pump(response, feed, reader, after, limit) and request.transport is not None:
+            # The reader left or stalled: drop the connection and what it left unread,
+            # rather than let the final write wait on it too.
+            request.transport.abort()
         return response
     finally:
         left = feed.streams[reader] - 1
@@ -372,21 +376,22 @@ async def stream(
 
 async def _pump(
     response: web.StreamResponse, feed: Feed, reader: str, after: Place | None, limit: int
-) -> None:
+) -> bool:
+    """Write events until the reader loses its entitlement (True: told so) or a write
+    fails or stalls (False)."""
     last_write = time.monotonic()
     while True:
         if not _active(feed, reader):
             gone = {"event": "error", "cursor": cursor_text(after), "error": "revoked",
                     "message": f"participant {reader} is no longer active"}
-            await _write(response, sse_frame(gone))
-            return
+            return await _write(response, sse_frame(gone))
         page = feed.page(reader, after, limit)
         for event in page.events:
             # Checked per event: a revocation applied while a page is written counts at once.
             if not _active(feed, reader):
                 break
             if not await _write(response, sse_frame(event)):
-                return
+                return False
             after, last_write = _place(event["cursor"]), time.monotonic()
         else:
             after = _place(page.next) if page.next != "0.0" else None
@@ -396,7 +401,7 @@ async def _pump(
             idle = STREAM_HEARTBEAT_S - (time.monotonic() - last_write)
             if idle <= 0:
                 if not await _write(response, b": keepalive\n\n"):
-                    return
+                    return False
                 last_write, idle = time.monotonic(), STREAM_HEARTBEAT_S
             await feed.wait(idle)
 
