@@ -87,6 +87,17 @@ def inbox(everything: bool, limit: int | None, node: str, key: Path, genesis: Pa
             click.echo(line)
 
 
+def event_words(event: dict[str, Any]) -> str:
+    """One event as a line: cursor, what, outcome, document id."""
+    if event.get("event") == "final":
+        return f"{event['cursor']:<10} block {event['height']} is final"
+    outcome = event.get("status") or "-"
+    if event.get("reason"):
+        outcome += f" ({event['reason']})"
+    what = event.get("type") or "undecodable"
+    return f"{event['cursor']:<10} {what:<20} {outcome:<10} {event.get('document_id')}"
+
+
 @click.group("events")
 def events() -> None:
     """Your event feed: every document you may see, in chain order, resumable from a cursor."""
@@ -106,12 +117,16 @@ def _warn(message: str) -> None:
 @json_option
 def events_follow(after: str | None, cursor_file: Path | None, node: str, key: Path, genesis: Path | None,
                   as_json: bool) -> None:
-    """Print one JSON line per event as the chain grows (until interrupted); a killed
-    follower resumes from its cursor file, on this node or any other."""
+    """Print each event as the chain grows (until interrupted): one JSON line each with
+    --json, else one line of words; a killed follower resumes from its cursor file, on
+    this node or any other."""
     client = make_client(node, key, genesis)
 
     def show(event: dict[str, Any]) -> None:
-        click.echo(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+        if as_json:
+            click.echo(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+        else:
+            click.echo(event_words(event))
 
     follow(client, CursorFile(cursor_file), show, after=after, warn=_warn)
 

@@ -166,6 +166,9 @@ class Backoff:
 
 # Node errors a follower waits out: a node behind the cursor catches up, a busy or
 # stopping node comes back. Anything else (a bad cursor, a revoked key) ends it.
+# A node behind the cursor catches up within seconds (even from a snapshot); a cursor
+# still ahead after this long is not of this chain (or this node is stuck): stop and say so.
+CURSOR_AHEAD_WAIT_S = 120.0
 RETRIED_ERRORS = ("cursor_ahead", "mempool_full", "stopping", "signed_reads_busy", "feed_busy",
                   "too_many_refusals", "stale_request")
 
@@ -180,6 +183,7 @@ def follow(
     cannot cure."""
     position = cursor.load() or after
     backoff = backoff or Backoff()
+    ahead_since: float | None = None
     while not stop():
         try:
             page = client.events_page(position, EVENTS_PAGE, FOLLOW_WAIT_MS)
@@ -190,10 +194,15 @@ def follow(
         except NodeError as exc:
             if exc.code not in RETRIED_ERRORS:
                 raise
+            if exc.code == "cursor_ahead":
+                ahead_since = ahead_since if ahead_since is not None else time.monotonic()
+                if time.monotonic() - ahead_since > CURSOR_AHEAD_WAIT_S:
+                    raise
             warn(f"{exc}; retrying in {backoff.next_s:g} s")
             backoff.pause()
             continue
         backoff.reset()
+        ahead_since = None
         for event in page.get("events", []):
             handle(event)
             position = str(event["cursor"])

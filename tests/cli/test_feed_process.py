@@ -126,13 +126,13 @@ async def test_follow_resumes_on_another_node_after_a_kill(journey: Journey, tmp
     """A follower whose node is killed mid-stream resumes on another node from its cursor file: no gap, no reorder."""
     j, cursor = journey, tmp_path / "cursor"
     out1, out2 = tmp_path / "follow1.jsonl", tmp_path / "follow2.jsonl"
-    follower = await tamga(j, "RU", out1, "follow", "--cursor-file", str(cursor))
+    follower = await tamga(j, "RU", out1, "follow", "--json", "--cursor-file", str(cursor))
     shipping = asyncio.create_task(ship_all(j))
     try:
         await poll_until_async(lambda: len(printed(out1)) >= 8, 60, "the follower to print some events")
         kill(j.net.dir, "RU")
         await stop_process(follower)
-        follower = await tamga(j, "KZ", out2, "follow", "--cursor-file", str(cursor))
+        follower = await tamga(j, "KZ", out2, "follow", "--json", "--cursor-file", str(cursor))
         await asyncio.wait_for(shipping, 120)
         expected = chain_events(j)
         assert len(expected) == SHIPMENTS + 3  # registered, emitted to, introduced, and each shipment

@@ -34,3 +34,12 @@ def test_ages_read_as_people_say_them() -> None:
     """Ages print in the largest whole unit."""
     assert [age_words(ms) for ms in (0, 59_000, 61_000, 7_200_000, 2 * 86_400_000)] == [
         "0 s", "59 s", "1 min", "2 h", "2 d"]
+
+
+def test_event_lines_in_words() -> None:
+    """Without --json, follow prints cursor, type, outcome and id on one line."""
+    from cli._cmd_inbox import event_words
+    line = event_words({"event": "document", "cursor": "12.3", "type": "ship", "status": "rejected",
+                        "reason": "not_owner", "document_id": "ab" * 32})
+    assert line.split() == ["12.3", "ship", "rejected", "(not_owner)", "ab" * 32]
+    assert event_words({"event": "final", "cursor": "12.4", "height": 12}) == "12.4       block 12 is final"
