@@ -208,8 +208,13 @@ class Feed:
             header = store.header(after[0])
             final_done = after[0] if header is not None and after[1] >= header.documents else after[0] - 1
         results: dict[int, list[Result]] = {}
-        for height, position, wire in store.documents_after(after, scan_max):
+        documents = store.documents_after(after, scan_max)
+        # Only a scan that reached the end may add the final events of the blocks after
+        # its last document: a scan cut short by scan_max has not seen their documents.
+        reached_end = len(documents) < scan_max
+        for height, position, wire in documents:
             if height > upto:
+                reached_end = True
                 break
             if final is not None:
                 for h in range(final_done + 1, height):
@@ -218,7 +223,7 @@ class Feed:
             if height not in results:
                 results = {height: store.results(height)}
             yield (height, position), self._document_event(height, position, wire, results[height])
-        if final is not None:
+        if final is not None and reached_end:
             for h in range(final_done + 1, upto + 1):
                 yield (h, self._count(h)), self._final_event(h)
 

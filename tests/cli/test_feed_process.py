@@ -85,6 +85,21 @@ def chain_events(j: Journey) -> list[tuple[str, str]]:
     return [(e["cursor"], e["document_id"]) for e in event_pages(client)]
 
 
+async def all_chain_events(j: Journey) -> list[tuple[str, str]]:
+    """The reader's events once the KZ node applied every shipment (a shipment commits
+    when durable on a majority; KZ may apply its block a moment later): registered,
+    emitted to, introduced, and each shipment."""
+    found: list[list[tuple[str, str]]] = []
+
+    def complete() -> bool:
+        found[:] = [chain_events(j)]
+        return len(found[0]) >= SHIPMENTS + 3
+
+    await poll_until_async(complete, 30, "the KZ node to apply every shipment")
+    assert len(found[0]) == SHIPMENTS + 3
+    return found[0]
+
+
 async def tamga(j: Journey, state: str, out: Path, *args: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for name in ("TAMGA_NODE", "TAMGA_KEY", "TAMGA_GENESIS"):
@@ -134,8 +149,7 @@ async def test_follow_resumes_on_another_node_after_a_kill(journey: Journey, tmp
         await stop_process(follower)
         follower = await tamga(j, "KZ", out2, "follow", "--json", "--cursor-file", str(cursor))
         await asyncio.wait_for(shipping, 120)
-        expected = chain_events(j)
-        assert len(expected) == SHIPMENTS + 3  # registered, emitted to, introduced, and each shipment
+        expected = await all_chain_events(j)
         await poll_until_async(lambda: len(joined(printed(out1), printed(out2))) >= len(expected),
                                60, "the second follower to reach the head")
         assert joined(printed(out1), printed(out2)) == expected
@@ -204,7 +218,7 @@ async def test_forward_delivers_every_event_in_order_through_failures(journey: J
         await stop_process(forwarder)
         forwarder = await tamga(j, "KZ", tmp_path / "forward2.log", *args)
         await asyncio.wait_for(shipping, 120)
-        expected = chain_events(j)
+        expected = await all_chain_events(j)
         await poll_until_async(lambda: len(in_order_once(delivered)) >= len(expected), 120,
                                "every event delivered")
         assert in_order_once(delivered) == expected

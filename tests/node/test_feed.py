@@ -225,3 +225,25 @@ async def test_final_events_follow_each_final_block(ru: InProcessNode) -> None:
     assert [(e["event"], e["height"]) for e in resumed.events] == [("document", 3), ("final", 3)]
     with pytest.raises(Refusal):
         feed.check_cursor((store.head.height, 0))  # not final yet: past what the feed serves
+
+
+async def test_a_scan_cut_short_skips_no_document_before_final_events(ru: InProcessNode) -> None:
+    """With finality and pages that look at few documents, the final events never run ahead of unseen documents."""
+    producer, _buyer, _codes = await actors(ru)
+    store = ru.node.store
+    feed = Feed(store, standin_visible(store), final=lambda: store.head.height)
+    whole = feed.page(producer.participant_id, None, 1000).events
+    original = _feed.SCAN_DOCUMENTS_MAX
+    _feed.SCAN_DOCUMENTS_MAX = 1
+    try:
+        pieces: list[dict[str, object]] = []
+        after = None
+        for _ in range(100):
+            page = feed.page(producer.participant_id, after, 1000)
+            pieces += page.events
+            if page.at_head:
+                break
+            after = feed.check_cursor(tuple(map(int, page.next.split("."))))  # type: ignore[arg-type]
+    finally:
+        _feed.SCAN_DOCUMENTS_MAX = original
+    assert pieces == whole and [e["event"] for e in whole].count("final") == store.head.height
