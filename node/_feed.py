@@ -69,9 +69,10 @@ STREAM_HEARTBEAT_S = 15.0
 STREAM_BUFFER_BYTES_MAX = 256 << 10
 STREAM_STALL_S = 10.0
 # Streams open at once: each holds a connection and a task. Per reader, a few (an ERP
-# and an operator's console); for the node, enough for every business of a state's
-# larger customers without letting streams crowd out the rest of the API.
-STREAMS_MAX = 512
+# and an operator's console); for the node, half the client API's connections
+# (node/_server.py API_CONNECTIONS_MAX = 512), so that streams cannot crowd out the
+# rest of the API.
+STREAMS_MAX = 256
 STREAMS_PER_READER_MAX = 4
 
 EVENT_STREAM = "text/event-stream"
@@ -118,6 +119,7 @@ class Feed:
         self.retained_from = retained_from
         self._advanced = asyncio.Event()
         self.streams: dict[str, int] = {}
+        self.closing = False
 
     # -- waking -----------------------------------------------------------------------
 
@@ -125,6 +127,12 @@ class Feed:
         """A block was applied (or became final): wake every waiting reader."""
         event, self._advanced = self._advanced, asyncio.Event()
         event.set()
+
+    def close(self) -> None:
+        """The node is stopping: long polls answer now and streams end (readers resume
+        from their cursors elsewhere)."""
+        self.closing = True
+        self.advanced()
 
     async def wait(self, timeout_s: float) -> None:
         """Until the next block, or the timeout."""
@@ -339,7 +347,7 @@ async def long_poll(feed: Feed, reader: str, after: Place | None, limit: int, wa
     while True:
         page = feed.page(reader, after, limit)
         left = deadline - time.monotonic()
-        if page.events or not page.at_head or left <= 0:
+        if page.events or not page.at_head or left <= 0 or feed.closing:
             return {"events": page.events, "next": page.next, "head": feed.upto()}
         after = feed.check_cursor(_place(page.next))
         await feed.wait(left)
@@ -385,7 +393,7 @@ async def _pump(
     """Write events until the reader loses its entitlement (True: told so) or a write
     fails or stalls (False)."""
     last_write = time.monotonic()
-    while True:
+    while not feed.closing:
         if not _active(feed, reader):
             gone = {"event": "error", "cursor": cursor_text(after), "error": "revoked",
                     "message": f"participant {reader} is no longer active"}
@@ -409,6 +417,7 @@ async def _pump(
                     return False
                 last_write, idle = time.monotonic(), STREAM_HEARTBEAT_S
             await feed.wait(idle)
+    return True
 
 
 def _active(feed: Feed, reader: str) -> bool:

@@ -247,3 +247,17 @@ async def test_a_scan_cut_short_skips_no_document_before_final_events(ru: InProc
     finally:
         _feed.SCAN_DOCUMENTS_MAX = original
     assert pieces == whole and [e["event"] for e in whole].count("final") == store.head.height
+
+
+async def test_stopping_the_node_ends_long_polls_and_streams(ru: InProcessNode) -> None:
+    """At shutdown the feed answers waiting long polls and ends its streams, instead of holding the stop."""
+    producer, _buyer, _codes = await actors(ru)
+    head = f"{ru.node.store.head.height}.0"
+    polling = asyncio.create_task(signed_get(ru, producer, f"/v1/events?after={head}&wait_ms=30000"))
+    stream = await signed_get(ru, producer, f"/v1/events?after={head}", Accept="text/event-stream")
+    await asyncio.sleep(0.2)
+    assert not polling.done()
+    ru.node.feed.close()
+    answer = await asyncio.wait_for(polling, 10)
+    assert answer.status == 200 and (await answer.json())["events"] == []
+    assert await asyncio.wait_for(stream.content.read(), 10) == b""
