@@ -8,8 +8,12 @@ the block. The store keeps it in three store-local indexes (ledger/_records.py):
               addressed to the participant, in chain order (a page costs O(page));
 - P_PENDING   participant, height, position -> document id: incoming shipments still
               awaiting the participant's accept or reject (deleted when one ends it);
-- P_INVOLVED  height, position -> [parties, states]: the participants a document named
-              and the member states it touched, for the read rule of the event feed.
+- P_INVOLVED  height, position -> [parties, states]: for a suspension or release, the
+              holders it named and their member states as of that moment, for the read
+              rule of the event feed. Every other document's parties and states follow
+              from the document and records that never change (a participant's state,
+              a shipment's two ends), so the feed works them out when it reads
+              (`involvement` again) rather than the apply path writing them per document.
 
 They are derived from the documents and the state, the same on every node, but they
 are not state: they are not in the state hash (a store may add or rebuild an index
@@ -82,6 +86,8 @@ class Involvement:
     states: tuple[str, ...]  # member states the document touched, in first-seen order
     # Pending incoming shipments this document ends: (receiver, height, position of the ship).
     resolves: tuple[tuple[str, int, int], ...] = ()
+    # Whether the parties depend on the moment (the holders of codes), so must be stored.
+    stored: bool = False
 
     @property
     def parties(self) -> tuple[str, ...]:
@@ -95,6 +101,10 @@ def involvement(
     """What an applied document addresses, read from the state it left; None when it
     names nobody but its signer (introduce, aggregate, retire, ...). `decode` reads a
     participant record (the state machine passes its cached decoding)."""
+    if doc.type is DocType.SHIP:  # the common case, kept short: one notice, nothing to read
+        receiver = doc.payload[0]
+        notice = Notice(receiver, INCOMING_SHIPMENT, pending=True)
+        return Involvement(height, position, doc_id, (notice,), (signer.state,))
     handler = _ADDRESSEES.get(doc.type)
     if handler is None:
         return None
@@ -105,7 +115,8 @@ def involvement(
         if notice.participant != doc.signer and notice.participant not in kept:
             kept[notice.participant] = notice
     all_states = tuple(dict.fromkeys((signer.state, *states)))
-    return Involvement(height, position, doc_id, tuple(kept.values()), all_states, resolves)
+    stored = doc.type in (DocType.SUSPEND, DocType.RELEASE)
+    return Involvement(height, position, doc_id, tuple(kept.values()), all_states, resolves, stored)
 
 
 _Found = tuple[list[Notice], list[str], tuple[tuple[str, int, int], ...]]
@@ -145,11 +156,6 @@ def _revoke(doc: Document, read: Read) -> _Found:
 def _emit(doc: Document, read: Read) -> _Found:
     owner = doc.payload[0]
     return [Notice(owner, CODES_EMITTED)], _state_of(read, owner), ()
-
-
-def _ship(doc: Document, read: Read) -> _Found:
-    receiver = doc.payload[0]
-    return [Notice(receiver, INCOMING_SHIPMENT, pending=True)], _state_of(read, receiver), ()
 
 
 def _shipment_end(kind_of: Callable[[ShipmentRecord], tuple[str, str]]) -> Callable[[Document, Read], _Found]:
@@ -209,7 +215,6 @@ _ADDRESSEES: dict[DocType, Callable[[Document, Read], _Found]] = {
     DocType.REGISTER_PARTICIPANT: _register,
     DocType.REVOKE_PARTICIPANT: _revoke,
     DocType.EMIT: _emit,
-    DocType.SHIP: _ship,
     DocType.ACCEPT: _shipment_end(_accepted),
     DocType.REJECT: _shipment_end(lambda s: (s.shipper, SHIPMENT_REJECTED)),
     DocType.CANCEL_SHIPMENT: _shipment_end(lambda s: (s.receiver, SHIPMENT_CANCELLED)),

@@ -576,12 +576,12 @@ class LedgerStore:
                 break
         return out
 
-    def involved(self, height: int, position: int) -> tuple[list[str], list[str]]:
-        """The participants a document named (beyond its signer) and the member states it
-        touched; empty lists for a document that named nobody else or was rejected."""
+    def involved(self, height: int, position: int) -> tuple[list[str], list[str]] | None:
+        """The holders a suspension or release named and their member states, as stored
+        when it applied; None for any other document (ledger/_inbox.py)."""
         raw = self.db.get(P_INVOLVED + u64(height) + u32(position))
         if raw is None:
-            return [], []
+            return None
         parties, states = unpack_trusted(raw)
         return list(parties), list(states)
 
@@ -610,7 +610,8 @@ def _write_involved(batch: Any, involved: Sequence[Involvement]) -> None:
                 batch.put(P_PENDING + who + place, inv.document_id)
         for receiver, height, position in inv.resolves:
             batch.delete(P_PENDING + receiver.encode() + u64(height) + u32(position))
-        batch.put(P_INVOLVED + place, pack_trusted([list(inv.parties), list(inv.states)]))
+        if inv.stored:
+            batch.put(P_INVOLVED + place, pack_trusted([list(inv.parties), list(inv.states)]))
 
 
 def _place_of(key: bytes) -> Place:

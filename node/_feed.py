@@ -42,6 +42,7 @@ from ledger import (
     Result,
     SignedDocument,
     decode_signed,
+    involvement,
 )
 
 from ._errors import Refusal
@@ -263,12 +264,34 @@ class Feed:
         except DecodeError:
             signed = None
         result = results[position] if position < len(results) else Result(Reason.MALFORMED)
-        parties, states = self.store.involved(height, position)
-        if not states and signed is not None:
-            signer = self.store.participant_record(signed.document.signer)
-            states = [signer.state] if signer is not None else []
-        doc_id = signed.id if signed is not None else b""
-        return DocumentRecord(height, position, doc_id, signed, result, tuple(parties), tuple(states))
+        if signed is None:
+            return DocumentRecord(height, position, b"", None, result, (), ())
+        parties, states = self._involved(height, position, signed, result)
+        return DocumentRecord(height, position, signed.id, signed, result, parties, states)
+
+    def _involved(
+        self, height: int, position: int, signed: SignedDocument, result: Result
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Whom a document named and the member states it touched: stored for a
+        suspension or release (the holders of the moment), worked out again from the
+        document for any other (ledger/_inbox.py says why that gives the same)."""
+        store = self.store
+        signer = store.participant_record(signed.document.signer)
+        own = (signer.state,) if signer is not None else ()
+        stored = store.involved(height, position)
+        if stored is not None:
+            return tuple(stored[0]), tuple(dict.fromkeys((*own, *stored[1])))
+        if not result.applied or signer is None:
+            return (), own
+        found = involvement(signed.document, signed.id, signer, store.db.get, height, position)
+        if found is None:
+            return (), own
+        states = [*found.states]
+        for party in found.parties:
+            record = store.participant_record(party)
+            if record is not None:
+                states.append(record.state)
+        return found.parties, tuple(dict.fromkeys(states))
 
     # -- the inbox --------------------------------------------------------------------
 
