@@ -71,6 +71,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Regulators:  participant register|revoke, code emit|suspend|release, flows,
                  governance propose|sign|submit|show
     Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return
+                 inbox, events follow|forward
     Everyone:    code parse|check|show|history, doc show, participant show|holdings
     Auditors:    audit verify|follow|prove|check, export epcis
     Analysts:    export parquet, sql
@@ -83,7 +84,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from . import _cmd_audit, _cmd_code, _cmd_export, _cmd_governance, _cmd_misc, _cmd_ops, _cmd_participant
+    from . import (
+        _cmd_audit,
+        _cmd_code,
+        _cmd_export,
+        _cmd_governance,
+        _cmd_inbox,
+        _cmd_misc,
+        _cmd_ops,
+        _cmd_participant,
+    )
 
     _cmd_misc.export.add_command(_cmd_export.parquet)
 
@@ -100,6 +110,8 @@ def _register_commands() -> None:
         _cmd_ops.node,
         _cmd_ops.bench,
         _cmd_export.sql,
+        _cmd_inbox.inbox,
+        _cmd_inbox.events,
     ):
         cli.add_command(command)
 

@@ -100,6 +100,7 @@ from ._identity import (
     request_message,
     signing_bytes,
 )
+from ._inbox import INBOX_KINDS, INCOMING_SHIPMENT, DocumentRecord, InboxEntry, Involvement, involvement
 from ._merkle import MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
 from ._proofs import (
     InclusionProof,
@@ -123,6 +124,12 @@ from ._store import (
 )
 
 __all__ = [
+    "INBOX_KINDS",
+    "INCOMING_SHIPMENT",
+    "DocumentRecord",
+    "InboxEntry",
+    "Involvement",
+    "involvement",
     "MEMBER_ACTIVE",
     "MEMBER_REMOVED",
     "DOMAIN_GOVERNANCE",

@@ -24,6 +24,10 @@ P_FLOW = b"x"  # from state, to state, height, position -> shipment id
 # Store-local indexes: derived from the state when a block is written, never part of the
 # state hash, so a store may add or rebuild one without changing any block.
 P_NESTING = b"n"  # code key 0x00 height position -> [type, sscc]: the code's packs and unpacks
+# The inbox and the parties of each document (ledger/_inbox.py).
+P_INBOX = b"i"  # participant id height position -> [kind, document id]
+P_PENDING = b"j"  # participant id height position -> document id of a shipment awaiting it
+P_INVOLVED = b"v"  # height position -> [parties, member states] of a document naming others
 # Chain
 P_BLOCK = b"B"  # height -> header bytes
 P_BLOCK_DOC = b"D"  # height position -> signed document wire bytes

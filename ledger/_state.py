@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
 from ._admission import RECORDED_REFUSALS, admission
@@ -26,6 +26,7 @@ from ._errors import DecodeError, InvariantError
 from ._genesis import ChainParams, Genesis
 from ._governance import GovernanceRefused, governance_writes, governed_params
 from ._identity import DOMAIN_DOCUMENT, Verifier, participant_id
+from ._inbox import Involvement, involvement
 from ._reasons import APPLIED, Reason, Result
 from ._records import (
     ACCEPTED,
@@ -87,6 +88,8 @@ class BlockOutcome:
     results: list[Result]
     writes: dict[bytes, bytes | None]
     documents: list[SignedDocument | None]  # None where the bytes did not decode
+    # Who each applied document addresses (ledger/_inbox.py): store-local indexes, not state.
+    involved: list[Involvement] = field(default_factory=list)
 
 
 class _Overlay:
@@ -198,14 +201,20 @@ class StateMachine:
         signed_documents: list[SignedDocument | None] = []
         ctx = _Context(self, overlay, height, time_ms)
         known = decoded or {}
+        involved: list[Involvement] = []
         for position, wire in enumerate(documents[:within]):
             signed, result = ctx.run(wire, position, verified, known.get(wire))
             signed_documents.append(signed)
             results.append(result)
+            if result is APPLIED and signed is not None:
+                found = involvement(signed.document, signed.id, ctx.signer, overlay.get, height, position,
+                                    self.participant_record)
+                if found is not None:
+                    involved.append(found)
         for wire in documents[within:]:
             signed_documents.append(known.get(wire) or _decoded_or_none(wire))
             results.append(BLOCK_FULL_RESULT)
-        return BlockOutcome(results, overlay.block, signed_documents)
+        return BlockOutcome(results, overlay.block, signed_documents, involved)
 
 
     def _verify_ahead(self, reader: Reader, documents: Sequence[bytes]) -> set[bytes]:

@@ -25,6 +25,7 @@ from ._errors import LedgerError, invariant
 from ._genesis import ChainParams, Genesis
 from ._governance import governed_params
 from ._identity import Verifier
+from ._inbox import INCOMING_SHIPMENT, InboxEntry, Involvement
 from ._records import (
     AGGREGATE,
     META_GENESIS,
@@ -39,8 +40,11 @@ from ._records import (
     P_FLOW,
     P_HISTORY,
     P_HOLDING,
+    P_INBOX,
+    P_INVOLVED,
     P_NESTING,
     P_PARTICIPANT,
+    P_PENDING,
     P_RESULTS,
     P_SHIPMENT,
     CodeRecord,
@@ -103,6 +107,7 @@ class PreparedBlock:
     applied: AppliedBlock
     documents: list[bytes]
     writes: dict[bytes, bytes | None]
+    involved: Sequence[Involvement] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +258,8 @@ class LedgerStore:
             documents=len(documents),
         )
         ids = [d.id if d is not None else None for d in outcome.documents]
-        return PreparedBlock(AppliedBlock(header, outcome.results, ids), list(documents), outcome.writes)
+        return PreparedBlock(AppliedBlock(header, outcome.results, ids), list(documents), outcome.writes,
+                             outcome.involved)
 
     def write_block(self, prepared: PreparedBlock, attestations: Sequence[Attestation] = ()) -> None:
         """Write a prepared block and its state changes in one atomic, durable batch, with
@@ -280,6 +286,7 @@ class LedgerStore:
             results = [r.to_list() for r in prepared.applied.results]
             batch.put(P_RESULTS + u64(height), pack_trusted(results))
             batch.put(P_BLOCK + u64(height), header.encode())
+            _write_involved(batch, prepared.involved)
             for attestation in attestations:
                 batch.put(P_ATTEST + u64(height) + attestation.state.encode(), attestation.signature)
             batch.put(META_HEAD, pack(new_head.to_list()))
@@ -546,6 +553,65 @@ class LedgerStore:
         wire = self.db.get(P_BLOCK_DOC + u64(height) + u32(position))
         invariant(wire is not None, f"history names a document at {height}/{position} that is missing")
         return document_id(unpack_trusted(cast(bytes, wire))[0])
+
+    # The inbox and the event feed (ledger/_inbox.py; node/_feed.py).
+
+    def inbox(self, pid: str, pending: bool = False, after: Place | None = None,
+              limit: int = 100) -> list[InboxEntry]:
+        """What was addressed to a participant, oldest first, a page of at most `limit`
+        after `after`; with `pending`, only incoming shipments still awaiting it. One
+        seek and `limit` keys, however long the inbox."""
+        limit = max(1, min(limit, PAGE_LIMIT_MAX))
+        prefix = (P_PENDING if pending else P_INBOX) + pid.encode()
+        start = prefix + at_height_position(after[0], after[1] + 1) if after is not None else prefix
+        out: list[InboxEntry] = []
+        for key, value in self.db.iterator(start=start, stop=prefix_end(prefix)):
+            height, position = _place_of(key)
+            if pending:
+                out.append(InboxEntry(height, position, INCOMING_SHIPMENT, value))
+            else:
+                kind, doc_id = unpack_trusted(value)
+                out.append(InboxEntry(height, position, kind, doc_id))
+            if len(out) >= limit:
+                break
+        return out
+
+    def involved(self, height: int, position: int) -> tuple[list[str], list[str]] | None:
+        """The holders a suspension or release named and their member states, as stored
+        when it applied; None for any other document (ledger/_inbox.py)."""
+        raw = self.db.get(P_INVOLVED + u64(height) + u32(position))
+        if raw is None:
+            return None
+        parties, states = unpack_trusted(raw)
+        return list(parties), list(states)
+
+    def documents_after(self, after: Place | None, limit: int) -> list[tuple[int, int, bytes]]:
+        """The next `limit` documents of the chain after `after`, in chain order, as
+        (height, position, wire bytes), up to the head: one seek, `limit` keys."""
+        start = P_BLOCK_DOC + (at_height_position(after[0], after[1] + 1) if after is not None else b"")
+        stop = P_BLOCK_DOC + u64(self.head.height + 1)
+        out: list[tuple[int, int, bytes]] = []
+        for key, wire in self.db.iterator(start=start, stop=stop):
+            out.append((*_place_of(key), wire))
+            if len(out) >= limit:
+                break
+        return out
+
+
+def _write_involved(batch: Any, involved: Sequence[Involvement]) -> None:
+    """The block's inbox items, pending shipments and parties (ledger/_inbox.py), in
+    document order: a shipment accepted later in the same block leaves no pending item."""
+    for inv in involved:
+        place = u64(inv.height) + u32(inv.position)
+        for notice in inv.notices:
+            who = notice.participant.encode()
+            batch.put(P_INBOX + who + place, pack_trusted([notice.kind, inv.document_id]))
+            if notice.pending:
+                batch.put(P_PENDING + who + place, inv.document_id)
+        for receiver, height, position in inv.resolves:
+            batch.delete(P_PENDING + receiver.encode() + u64(height) + u32(position))
+        if inv.stored:
+            batch.put(P_INVOLVED + place, pack_trusted([list(inv.parties), list(inv.states)]))
 
 
 def _place_of(key: bytes) -> Place:

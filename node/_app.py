@@ -106,11 +106,18 @@ def create_app(config: NodeConfig) -> web.Application:
     app[EXIT_CODE] = [0]
     app[REFUSAL_BUDGET] = RefusalBudget()
     add_routes(app)
+    # Long polls and event streams end at shutdown rather than hold it for their wait.
+    app.on_shutdown.append(_close_feed)
     app.cleanup_ctx.extend(
         [_store_ctx, _raft_log_ctx, _sessions_ctx, _node_ctx, _peer_server_ctx, _links_ctx, _driver_ctx,
          _tasks_ctx]
     )
     return app
+
+
+async def _close_feed(app: web.Application) -> None:
+    if NODE in app:
+        app[NODE].feed.close()
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

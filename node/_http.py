@@ -73,6 +73,11 @@ HTTP_STATUS: dict[str, int] = {
     "unknown_participant": 404,
     "unknown_shipment": 404,
     "unknown_block": 404,
+    # The event feed's cursor (node/_feed.py): past this node's head (it may be behind:
+    # retry or ask another), or older than it keeps.
+    "cursor_ahead": 400,
+    "cursor_expired": 400,
+    "feed_busy": 429,
     "method_not_allowed": 405,
     "duplicate": 409,
     "too_large": 413,

@@ -54,6 +54,7 @@ from ._catchup import PROCESSED_HEADER, CatchUp
 from ._censorship import CensorshipWatch
 from ._config import NodeConfig
 from ._errors import Refusal
+from ._feed import Feed, standin_visible
 from ._gossip import GossipInbox, document_item, status_item
 from ._housekeeping import Housekeeping
 from ._mempool import Mempool
@@ -198,6 +199,10 @@ class Node:
         # Censorship is visible (docs/THREATS.md): what we forward to the leader and it
         # leaves unordered is counted per leader; housekeeping checks it.
         self.censorship = CensorshipWatch(metrics.registry, self.state, campaign=self._campaign)
+        # The inbox and the event feed. The read rule is the one callable `visible`:
+        # the stand-in below until ledger/_access.py gives the real one; `final=` the
+        # highest final height once finality exists (the feed then serves final blocks).
+        self.feed = Feed(store, visible=standin_visible(store))
         self.housekeeping = Housekeeping(genesis, self.driver, self.links, self.mempool, self.proposer,
                                          metrics, self._status_item, self.fail,
                                          watch_censorship=self.censorship.check)
@@ -258,6 +263,7 @@ class Node:
                 self.censorship.forwarded(signed.id, signed.document.expires_at_ms, time.monotonic())
 
     def _applied(self, applied: AppliedBlock, accepted: bool) -> None:
+        self.feed.advanced()
         self.attestations.attest(applied.header, sign=accepted)
         self.censorship.ordered(applied.document_ids, time.monotonic())
         self.follow_governance()

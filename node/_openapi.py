@@ -89,6 +89,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     }),
     "Flows": _object({"from_state": _STR, "to_state": _STR,
                       "shipments": {"type": "array", "items": _ref("Shipment")}}),
+    # The inbox and the event feed (node/_feed.py).
+    "Inbox": _object({
+        "participant": _PID, "status": {"enum": ["pending", "all"]},
+        "items": {"type": "array", "items": _object(
+            {"cursor": _STR, "height": _UINT, "position": _UINT, "kind": _STR, "document_id": _HEX64,
+             "time_ms": _nullable(_UINT)},
+            {"shipment": _object({"id": _HEX64, "shipper": _PID, "receiver": _PID, "items": _UINT,
+                                  "status": _STR, "from_state": _STR, "to_state": _STR,
+                                  "accepted": _UINT})})},
+        "next": _nullable(_STR), "now_ms": _UINT,
+    }),
+    "Events": _object({
+        "events": {"type": "array", "items": _object(
+            {"event": {"enum": ["document", "final"]}, "cursor": _STR, "height": _UINT},
+            {"position": _UINT, "document_id": _nullable(_HEX64), "type": _nullable(_STR),
+             "signer": _nullable(_STR), **_RESULT, "document": {"type": "object"},
+             "block_hash": _nullable(_HEX64)})},
+        "next": {"type": "string", "pattern": "^[0-9]+\\.[0-9]+$"}, "head": _UINT,
+    }),
     "BlockHeader": _object({
         "chain_id": _STR, "height": _UINT, "hash": _HEX64, "prev_hash": _HEX64, "documents_root": _HEX64,
         "results_root": _HEX64, "state_hash": _HEX64, "time_ms": _UINT, "proposer": _STR,

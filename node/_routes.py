@@ -13,8 +13,22 @@ from aiohttp import web
 from ledger import MEMBER_STATES
 
 from . import _api as h
+from . import _feed_api as feed
 from ._errors import Refusal
-from ._http import COMMON_REASONS, HTTP_STATUS, JSON, SIGNED_REASONS, Choice, Integer, Ok, Param, Route, Text
+from ._feed import EVENT_STREAM, EVENTS_PAGE_MAX, LONG_POLL_WAIT_MS_DEFAULT, LONG_POLL_WAIT_MS_MAX
+from ._http import (
+    COMMON_REASONS,
+    HTTP_STATUS,
+    JSON,
+    MSGPACK,
+    SIGNED_REASONS,
+    Choice,
+    Integer,
+    Ok,
+    Param,
+    Route,
+    Text,
+)
 from ._http import add_routes as _register
 from ._openapi import openapi
 
@@ -139,6 +153,25 @@ ROUTES: tuple[Route, ...] = (
                       "ProvenanceBundle", msgpack_binary=True),),
           params=(path("code", CODE, "a code key or any form a scanner reads"),), signed=True,
           reasons=("unknown_code",)),
+    Route("GET", "/v1/inbox", feed.get_inbox, "What is addressed to the signed-in participant",
+          answers=(Ok(200, "a page of inbox items, oldest first", "Inbox"),),
+          params=(Param("status", Choice(("pending", "all")),
+                        "`pending`: incoming shipments awaiting acceptance; `all`: everything addressed "
+                        "to the reader", default="pending"),
+                  Param("after", HISTORY_CURSOR, "page after this cursor (the `next` of the previous page)"),
+                  LIMIT),
+          signed=True),
+    Route("GET", "/v1/events", feed.get_events,
+          "The documents the reader may see, in chain order, from a cursor: a long-poll page, or "
+          "server-sent events with `Accept: text/event-stream`",
+          answers=(Ok(200, "a page of events (waits up to wait_ms for a first one) or, with Accept: "
+                           "text/event-stream, a stream of them", "Events", (JSON, MSGPACK, EVENT_STREAM)),),
+          params=(Param("after", HISTORY_CURSOR, "events after this cursor (an event's `cursor`, or a "
+                                                 "page's `next`); 0.0 or none: from the start"),
+                  Param("limit", Integer(1, EVENTS_PAGE_MAX), "events per page", default=100),
+                  Param("wait_ms", Integer(0, LONG_POLL_WAIT_MS_MAX),
+                        "how long a page with no event waits for one", default=LONG_POLL_WAIT_MS_DEFAULT)),
+          signed=True, reasons=("cursor_ahead", "cursor_expired", "feed_busy")),
     Route("GET", "/v1/status", h.get_status, "The node's view: role, term, height, head, peers",
           answers=(Ok(200, "the node's status", "Status"),)),
     Route("GET", "/v1/openapi.json", h.get_openapi, "This description",

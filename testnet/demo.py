@@ -94,6 +94,22 @@ class Story:
         outcome = regulator.session.register(public_key, [role], who.name, who.state)
         self.expect_applied(outcome, f"participant {who.id}")
 
+    def find_in_inbox(self, who: Actor, shipment_id: str) -> None:
+        """The shipment among `who`'s pending inbox items (its node applies the block a
+        moment after the commit, so this polls with a deadline)."""
+        found: list[dict[str, Any]] = []
+
+        def arrived() -> bool:
+            items = who.session.client.inbox(pending=True)
+            found[:] = [i for i in items if i.get("document_id") == shipment_id]
+            return bool(found)
+
+        testnet.poll_until(arrived, HEADS_AGREE_TIMEOUT_S, "the shipment in the wholesaler's inbox")
+        shipment = found[0]["shipment"]
+        say(f"    -> incoming shipment {short(shipment_id)} from {short(shipment['shipper'])} "
+            f"({shipment['from_state']}): {shipment['items']} item(s), {shipment['status']}")
+        say(f"       `tamga inbox` shows it; `tamga code accept {short(shipment_id)}` takes it on")
+
     def expect_applied(self, outcome: Outcome, detail: str = "") -> Outcome:
         r = outcome.result
         if not outcome.applied:
@@ -135,6 +151,9 @@ class Story:
         self.tell(f"The pallet ships from Russia to {wholesaler.name} in Kazakhstan.")
         first = self.expect_applied(factory.session.ship(wholesaler.id, [pallet]))
         say(f"       shipment {first.id}")
+
+        self.tell("The wholesaler opens its inbox on the Kazakh node and finds the pallet waiting.")
+        self.find_in_inbox(wholesaler, first.id)
 
         self.tell("The wholesaler accepts the pallet on the Kazakh node, and unpacks it.")
         self.expect_applied(wholesaler.session.accept(first.id), "the pallet is the wholesaler's now")
@@ -247,6 +266,8 @@ def look_around(net: testnet.Testnet, work: Path, cast: dict[str, Any]) -> None:
     say(f"    export TAMGA_NODE={net.node('KZ').api_url}")
     say(f"    export TAMGA_KEY={wholesaler.key_path}        # the Kazakh wholesaler")
     say(f"    export TAMGA_GENESIS={net.genesis_path}      # pins every node's certificate")
+    say(f"    {tamga_cmd} inbox --all")
+    say(f"    {tamga_cmd} events follow --cursor-file {work}/wholesaler.cursor")
     say(f"    {tamga_cmd} participant holdings {wholesaler.id}")
     say(f"    {tamga_cmd} code history {cast['sold']}")
     say(f"    {tamga_cmd} code check {ledger.parse_key(cast['sold']).digital_link()}")

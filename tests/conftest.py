@@ -28,6 +28,8 @@ LAYERS: dict[str, str] = {
     "tests/consensus/test_random.py": "sim",
     "tests/node": "process",  # in-process nodes serve on loopback; test_cluster runs processes
     "tests/node/test_units.py": "unit",
+    "tests/node/test_feed_client.py": "unit",  # the feed's client side, without a node
+    "tests/node/test_feed_properties.py": "sim",  # random journeys against the feed and inbox (seeded)
     "tests/cli": "process",  # commands against a three-state network on loopback
     "tests/cli/test_offline.py": "unit",
     "tests/cli/test_epcis.py": "unit",

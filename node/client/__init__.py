@@ -29,6 +29,19 @@ node's server modules: the CLI imports it and nothing else of the node.
 from __future__ import annotations
 
 from ._async import NodeClient
+from ._events import (
+    SIGNATURE_HEADER,
+    Backoff,
+    CursorFile,
+    SseParser,
+    deliver,
+    event_pages,
+    events_plan,
+    follow,
+    inbox_plan,
+    sign_body,
+    verify_body,
+)
 from ._plans import (
     chain_id_plan,
     document_plan,
@@ -66,6 +79,17 @@ from ._wire import (
 )
 
 __all__ = [
+    "SIGNATURE_HEADER",
+    "Backoff",
+    "CursorFile",
+    "SseParser",
+    "deliver",
+    "event_pages",
+    "events_plan",
+    "follow",
+    "inbox_plan",
+    "sign_body",
+    "verify_body",
     "COMMIT_TIMEOUT_S",
     "JSON",
     "MSGPACK",

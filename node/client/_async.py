@@ -11,6 +11,7 @@ from yarl import URL
 
 import ledger
 
+from ._events import SseParser, events_plan, events_request, inbox_plan
 from ._plans import _one, document_plan, signing_plan, status_plan, submit_request
 from ._sync import _Face
 from ._wire import (
@@ -147,6 +148,43 @@ class NodeClient(_Face):
 
     async def document(self, doc_id: str) -> dict[str, Any]:
         return await self.run(document_plan(doc_id))
+
+    async def inbox_page(self, pending: bool = True, after: str | None = None,
+                         limit: int = 100) -> dict[str, Any]:
+        """A page of what is addressed to the signed-in participant, oldest first."""
+        return await self.run(inbox_plan(pending, after, limit))
+
+    async def events_page(
+        self, after: str | None = None, limit: int = 100, wait_ms: int = 0
+    ) -> dict[str, Any]:
+        """A page of the event feed after a cursor; waits up to `wait_ms` when there is none yet."""
+        return await self.run(events_plan(after, limit, wait_ms))
+
+    async def stream_events(
+        self, after: str | None = None, limit: int = 100
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The event feed after a cursor as server-sent events, until the node closes the
+        stream (the reader fell behind, or lost its entitlement: an `error` event says so)."""
+        request = events_request(after, limit, 0, stream=True)
+        if self._needs_signing_facts(request):
+            self._learnt(await self.run(signing_plan(self.url)))
+        parser = SseParser()
+        # No total timeout: a stream lasts as long as the reader reads.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s)
+        try:
+            async with self.session.get(
+                URL(self.url + request.path_qs, encoded=True), headers=self._headers(request),
+                timeout=timeout, ssl=self._ssl,
+            ) as response:
+                if response.status >= 400:
+                    raise error_from_body(response.status, await response.read(), response.reason or "")
+                async for chunk in response.content.iter_any():
+                    for event in parser.feed(chunk):
+                        yield event
+        except aiohttp.ServerFingerprintMismatch as exc:
+            raise self._pin_refused(exc) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
+            raise NodeUnreachable(f"the event stream from {self.url} broke: {_why(exc)}") from None
 
     async def stream_blocks(
         self, first: int, last: int | None = None

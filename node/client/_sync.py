@@ -12,6 +12,7 @@ from typing import Any
 
 import ledger
 
+from ._events import events_plan, inbox_plan
 from ._plans import (
     _list,
     _object,
@@ -257,6 +258,27 @@ class SyncNodeClient(_Face):
         request = Request("GET", f"/v1/proofs/codes/{quote_code(code)}", accept=MSGPACK, answer="bytes")
         data: bytes = self.run(_one(request))
         return data
+
+    def inbox_page(self, pending: bool = True, after: str | None = None,
+                   limit: int = PAGE_ITEMS_MAX) -> dict[str, Any]:
+        """A page of what is addressed to the signed-in participant, oldest first."""
+        return self.run(inbox_plan(pending, after, limit))
+
+    def inbox(self, pending: bool = True, limit: int | None = None) -> list[dict[str, Any]]:
+        """The whole inbox (or its first `limit` items), following pages."""
+        items: list[dict[str, Any]] = []
+        after: str | None = None
+        while limit is None or len(items) < limit:
+            page = self.inbox_page(pending, after)
+            items.extend(page.get("items", []))
+            after = page.get("next")
+            if not after:
+                break
+        return items[:limit] if limit is not None else items
+
+    def events_page(self, after: str | None = None, limit: int = 100, wait_ms: int = 0) -> dict[str, Any]:
+        """A page of the event feed after a cursor; waits up to `wait_ms` when there is none yet."""
+        return self.run(events_plan(after, limit, wait_ms))
 
     def stream_blocks(self, first: int, last: int | None = None) -> Iterator[tuple[bytes, list[Any]]]:
         """Blocks `first..last` as `(block bytes, [attestation lists])`, in height order."""
