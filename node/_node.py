@@ -45,6 +45,7 @@ from ledger import (
     SignedDocument,
     Verifier,
     conf_change_authorization,
+    conf_change_follows,
     next_conf_change,
 )
 
@@ -127,6 +128,9 @@ def raft_config(config: NodeConfig, genesis: Genesis) -> tuple[Config, DriverCon
     raft = config.raft
     core = Config(
         conf_change_authorized=governance_judge(genesis),
+        # A certificate's membership epoch must be above that of the change before it:
+        # a change carried out once is never carried out again (a replayed removal).
+        conf_change_follows=lambda prior, cc: conf_change_follows(prior, cc.context),
         id=NodeId(genesis.state(config.state).node_id),
         voters=tuple(NodeId(s.node_id) for s in genesis.states),
         election_tick=raft.election_ticks,
@@ -226,6 +230,8 @@ class Node:
     def status(self) -> dict[str, Any]:
         out = self.views.status()
         out["censorship"] = self.censorship.view()
+        # The member table in force (governance proposals name its epoch).
+        out["membership"] = self.store.members().to_json()
         return out
 
     def processed_index(self) -> int:
