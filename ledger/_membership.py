@@ -10,11 +10,12 @@ applied the same blocks holds the same table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._chain import Attestation
 from ._genesis import Genesis
-from ._governance import ACTIVE, Reader, governed_member, membership_epoch
+from ._governance import _K_EPOCH, ACTIVE, Reader, governed_member, membership_epoch
 from ._identity import Verifier
 
 
@@ -93,4 +94,25 @@ def governed_membership(reader: Reader, genesis: Genesis) -> Membership:
     return Membership(genesis.chain_id, membership_epoch(reader), tuple(members))
 
 
-__all__ = ["Member", "Membership", "governed_membership"]
+def membership_changed(writes: Mapping[bytes, object]) -> bool:
+    """Whether a block's writes change the member table (every change moves the epoch)."""
+    return _K_EPOCH in writes
+
+
+class _After:
+    """Reads the state after a block: its writes over the state before it."""
+
+    def __init__(self, writes: Mapping[bytes, bytes | None], before: Reader) -> None:
+        self._writes = writes
+        self._before = before
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._writes[key] if key in self._writes else self._before.get(key)
+
+
+def membership_after(writes: Mapping[bytes, bytes | None], before: Reader, genesis: Genesis) -> Membership:
+    """The member table after a block whose writes are `writes`, over the state `before`."""
+    return governed_membership(_After(writes, before), genesis)
+
+
+__all__ = ["Member", "Membership", "governed_membership", "membership_after", "membership_changed"]

@@ -287,3 +287,30 @@ def test_raft_accepts_certificates_only_in_increasing_epochs(tmp_path: Path) -> 
     assert not conf_change_follows(b"", b"junk")
     params = _proposal(world, Action.SET_PARAMS, params={"block_bytes_max": 1024})
     assert certificate_epoch(certificate_bytes(params.canonical_bytes(), [])) is None
+
+
+def test_a_replaced_node_key_attests_for_its_state_in_the_store_and_the_audit(tmp_path: Path) -> None:
+    """Once governance replaced KZ's node key, the store keeps KZ's attestations under
+    the new key and refuses the old one's; the auditor, replaying, accepts both where
+    each was in force. Before, the store checked genesis's key only."""
+    from ledger import Attestation, Auditor
+
+    world = World(tmp_path / "db")
+    quorum = ("AM", "BY", "KG", "RU")
+    replace = _proposal(world, Action.REPLACE_NODE, node=NEW_NODE)
+    assert _submit(world, replace, _cosigned(world, replace, quorum)).applied
+    world.register("KZ", ["retailer"], "After the replacement")
+    header = world.store.header(world.store.head.height)
+    assert header is not None
+    verifier = Verifier()
+    old = Attestation.make(world.node_key("KZ"), CHAIN_ID, "KZ", header)
+    new = Attestation.make(seeded_key("node-KZ-new"), CHAIN_ID, "KZ", header)
+    assert not world.store.add_attestation(old, verifier)
+    assert world.store.add_attestation(new, verifier)
+    for state in ("AM", "BY", "RU"):
+        assert world.store.add_attestation(Attestation.make(world.node_key(state), CHAIN_ID, state, header), verifier)
+    world.store.close()
+    with Auditor(world.genesis, tmp_path / "replica") as auditor:
+        report = auditor.verify_data_dir(tmp_path / "db")
+    assert report.ok, report.to_json()
+    assert header.height not in report.unattested
