@@ -1,5 +1,5 @@
 """Governance changes membership in transport, not only in the ledger: three real node
-processes; the states replace KZ's TLS certificate, then remove KZ's node."""
+processes; the states replace KZ's TLS certificate, remove KZ's node, and add it back."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def _linked(net: Testnet, state: str, peer: str) -> bool:
 async def test_a_replaced_certificate_is_pinned_and_a_removed_node_is_refused(tmp_path: Path) -> None:
     """BY and RU accept KZ's new certificate once governance replaced it and refuse the
     old one; KZ restarted with the new one links up and commits with them. Once
-    governance removes KZ's node, its requests are refused and its links closed."""
+    governance removes KZ's node, its requests are refused and its links closed; once
+    it adds it back, it is dialed again and commits with them."""
     net = init_testnet(tmp_path / "net", STATES, config=CONFIG)
     kz = net.node("KZ")
     cert_pem, key_pem = make_certificate("tamga-kz-2")
@@ -116,6 +117,20 @@ async def test_a_replaced_certificate_is_pinned_and_a_removed_node_is_refused(tm
         async with NodeClient(net.node("BY").api_url, genesis=net.genesis) as client:
             result = await client.submit(docs.register(net.regulator("BY"), KeyPair.generate(), "BY",
                                                        ["producer"], "After KZ"))
+        assert result["status"] == "applied", result
+
+        # The states add KZ's node back: BY and RU dial it again, and it commits with them.
+        await _govern(net, docs, Action.ADD_NODE, 2, spec)
+        await poll_until_async(lambda: _epoch(net, "BY") == 3 and _epoch(net, "RU") == 3, SETTLE_S,
+                               "BY and RU to apply the addition")
+        for s in ("BY", "RU"):
+            assert await _peer_status(net, s, new[s]) == 200, s
+        await poll_until_async(lambda: _linked(net, "BY", "KZ") and _linked(net, "RU", "KZ"), SETTLE_S,
+                               "BY and RU linked to KZ again")
+        await poll_until_async(lambda: _epoch(net, "KZ") == 3, SETTLE_S, "KZ to catch up")
+        async with NodeClient(kz.api_url, genesis=net.genesis) as client:
+            result = await client.submit(docs.register(net.regulator("KZ"), KeyPair.generate(), "KZ",
+                                                       ["producer"], "Back"))
         assert result["status"] == "applied", result
     finally:
         down(net.dir)
