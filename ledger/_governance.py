@@ -474,6 +474,11 @@ def membership_epoch(reader: Reader) -> int:
     return 0 if raw is None else int(unpack_trusted(raw))
 
 
+def membership_changed(writes: Mapping[bytes, object]) -> bool:
+    """Whether a block's writes change the member table (every change moves the epoch)."""
+    return _K_EPOCH in writes
+
+
 def governed_params(reader: Reader, genesis: Genesis) -> ChainParams:
     """The chain parameters in force: genesis's, as governance last set them."""
     raw = reader.get(_K_PARAMS)
@@ -638,6 +643,7 @@ __all__ = [
     "governed_member",
     "governed_params",
     "make_proposal",
+    "membership_changed",
     "membership_epoch",
     "next_conf_change",
     "param_names",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ._chain import Attestation
 from ._genesis import Genesis
-from ._governance import _K_EPOCH, ACTIVE, Reader, governed_member, membership_epoch
+from ._governance import ACTIVE, Reader, governed_member, membership_changed, membership_epoch
 from ._identity import Verifier
 
 
@@ -92,11 +92,6 @@ def governed_membership(reader: Reader, genesis: Genesis) -> Membership:
                    node.peer_address, node.api_url)
         )
     return Membership(genesis.chain_id, membership_epoch(reader), tuple(members))
-
-
-def membership_changed(writes: Mapping[bytes, object]) -> bool:
-    """Whether a block's writes change the member table (every change moves the epoch)."""
-    return _K_EPOCH in writes
 
 
 class _After:

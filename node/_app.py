@@ -85,15 +85,14 @@ def create_app(config: NodeConfig) -> web.Application:
         genesis = Genesis.load(config.genesis)
     except DecodeError as exc:
         raise StartError(str(exc)) from exc
-    try:
-        member = genesis.state(config.state)
-    except KeyError:
-        raise StartError(f"genesis {config.genesis} has no member state {config.state}") from None
+    if config.state not in {s.code for s in genesis.states}:
+        raise StartError(f"genesis {config.genesis} has no member state {config.state}")
     try:
         key = KeyPair.load(config.node_key)
     except KeyFileError as exc:
         raise StartError(str(exc)) from exc
-    del member  # the node key and certificate are checked against the member table (_store_ctx)
+    # The node key and our certificate are checked against the member table once the
+    # store is open (_store_ctx): governance may have replaced genesis's.
     try:
         # Genesis's pins for now: the store, opened next, holds the pins in force.
         trust = load_trust(genesis, config.state, config.tls_cert, config.peer_certs, check_own=False)
