@@ -151,9 +151,14 @@ def _check_membership(config: NodeConfig, key: KeyPair, store: LedgerStore, trus
     with it; until then it logs why its peers may refuse it."""
     table = store.members()
     member = table.member(config.state)
-    if member is None or not member.active:
-        raise StartError(f"the member table has no active node for {config.state}: governance removed it")
-    pins = table.pins()
+    if member is None:
+        raise StartError(f"the member table has no member state {config.state}")
+    if not member.active:
+        # Not an error that stops it: only a running node learns that the states add
+        # it back (its peers refuse it until then).
+        log.error("governance removed %s's node at or before block %d: its peers refuse it until the "
+                  "states add it back", config.state, store.head.height)
+    pins = {**table.pins(), config.state: member.tls_cert_sha256}
     try:
         if key.public_key != member.node_public_key:
             raise TlsError(f"the node key {config.node_key} is not the one pinned for {config.state} "
