@@ -140,6 +140,10 @@ def _params(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--api-url", metavar="URL", help="add/replace: the node's client API URL.")
 @click.option("--param", "params", metavar="NAME=VALUE", multiple=True,
               help=f"set_params: a chain parameter ({', '.join(ledger.param_names())}); repeat for several.")
+@click.option("--epoch", metavar="N", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="add/remove/replace: the membership epoch the change is made for (`membership.epoch` "
+                   "in a node's status); the certificate applies only at that epoch, so it cannot be "
+                   "replayed later.")
 @click.option("--expires-in", metavar="HOURS", type=click.IntRange(1, EXPIRES_IN_HOURS_MAX),
               default=EXPIRES_IN_HOURS_DEFAULT, show_default=True, help="How long the proposal stays valid.")
 @click.option("--chain-id", metavar="ID", help="The chain (default: from --genesis).")
@@ -148,8 +152,8 @@ def _params(values: tuple[str, ...]) -> dict[str, int]:
               help="Where to write the proposal file.")
 @json_option
 def propose(action: str, state: str, node_key: str | None, tls_cert_sha256: str | None,
-            peer_address: str | None, api_url: str | None, params: tuple[str, ...], expires_in: int,
-            chain_id: str | None, genesis: Path | None, out: Path, as_json: bool) -> None:
+            peer_address: str | None, api_url: str | None, params: tuple[str, ...], epoch: int,
+            expires_in: int, chain_id: str | None, genesis: Path | None, out: Path, as_json: bool) -> None:
     """Write a new proposal file, with no signature yet."""
     if chain_id is None:
         if genesis is None:
@@ -168,10 +172,12 @@ def propose(action: str, state: str, node_key: str | None, tls_cert_sha256: str 
         raise click.UsageError(f"{action} takes no node options")
     if params and action != ledger.Action.SET_PARAMS:
         raise click.UsageError(f"{action} takes no --param")
+    if epoch and action in (ledger.Action.SET_PARAMS, ledger.Action.CLEAR_EVIDENCE):
+        raise click.UsageError(f"{action} takes no --epoch: only membership changes name one")
     # A random nonce keeps two proposals of the same change distinct documents.
     expires = int(time.time() * 1000) + expires_in * 3_600_000
     proposal = ledger.make_proposal(chain_id, action, state.upper(), secrets.randbits(63), expires, node=node,
-                                    params=_params(params))
+                                    params=_params(params), epoch=epoch)
     write_file(out, proposal.canonical_bytes(), [])
     if as_json:
         print_json(file_json(proposal.canonical_bytes(), []))
@@ -264,7 +270,8 @@ def show(source: str, node: str | None, key: Path | None, genesis: Path | None, 
 def _lines(view: dict[str, Any]) -> list[tuple[str, Any]]:
     p = view["proposal"]
     lines: list[tuple[str, Any]] = [("id", view["id"]), ("action", p["action"]), ("state", p["state"]),
-                                    ("chain", p["chain_id"]), ("expires at ms", p["expires_at_ms"])]
+                                    ("chain", p["chain_id"]), ("expires at ms", p["expires_at_ms"]),
+                                    ("membership epoch", p.get("epoch", 0))]
     for name, value in (p.get("node") or {}).items():
         lines.append((name.replace("_", " "), value))
     for name, value in (p.get("params") or {}).items():

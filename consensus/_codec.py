@@ -74,6 +74,8 @@ def encode_message(m: Message) -> bytes:
             list(meta.conf.voters),
             list(meta.conf.learners),
             m.snapshot.data,
+            # Only when set, so that a snapshot without one encodes as it always did.
+            *([meta.conf_context] if meta.conf_context else []),
         ]
     out: bytes = msgpack.packb(
         [
@@ -264,10 +266,11 @@ def _members(obj: Any, what: str) -> tuple[NodeId, ...]:
 
 
 def _snapshot(obj: Any) -> Snapshot:
-    f = _array(obj, 5, "snapshot")
+    f = _array(obj, 6 if isinstance(obj, list) and len(obj) == 6 else 5, "snapshot")
     meta = SnapshotMeta(
         index=LogIndex(_uint(f[0], "snapshot index")),
         term=Term(_uint(f[1], "snapshot term")),
         conf=ConfState(voters=_members(f[2], "voters"), learners=_members(f[3], "learners")),
+        conf_context=_bytes(f[5], "snapshot conf context") if len(f) == 6 else b"",
     )
     return Snapshot(meta=meta, data=_bytes(f[4], "snapshot data"))

@@ -29,7 +29,9 @@ be started with the same initial `voters`/`learners` (the genesis membership); a
 joining later starts with that too and learns the rest from the log or a snapshot.
 When `Config.conf_change_authorized` is set, a change it refuses (judged on the entry
 alone, so every node judges alike) stays in the log as a no-op: a hostile leader can
-append it, but no node's membership moves.
+append it, but no node's membership moves. `Config.conf_change_follows` judges a change
+against the context of the change before it in the log (or in the snapshot's metadata),
+so an application can refuse a change that was already carried out (a replay).
 """
 
 from __future__ import annotations
@@ -110,6 +112,11 @@ class Config:
     # node: a pure function, no local view. A change it refuses stays in the log as a
     # no-op on every node alike. None: every well-formed change takes effect.
     conf_change_authorized: Callable[[ConfChange], bool] | None = None
+    # Whether a change may follow the one before it: called with the context of the
+    # last change that took effect before it (b"": none since the initial membership)
+    # and the change. Pure, like `conf_change_authorized`; a change it refuses is a
+    # no-op on every node alike. None: any authorized change may follow any other.
+    conf_change_follows: Callable[[bytes, ConfChange], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.id == NONE:
@@ -262,14 +269,16 @@ class Raft:
         snap_meta = storage.snapshot().meta
         if snap_meta.index > 0:
             self.conf_base = snap_meta.conf
+            self.conf_base_context = snap_meta.conf_context
         else:
             self.conf_base = ConfState(voters=self.config.voters, learners=self.config.learners)
+            self.conf_base_context = b""
         self.conf_base_index = snap_meta.index
         self.conf_log: list[tuple[LogIndex, ConfChange]] = []
         lo, hi = self.log.first_index(), LogIndex(self.log.last_index() + 1)
         while lo < hi:
             batch = self.log.slice(lo, hi, 8 << 20)
-            self.conf_log.extend(_conf_changes(batch, self.config.conf_change_authorized))
+            self.conf_log.extend(self._conf_changes(batch))
             lo = LogIndex(batch[-1].index + 1)
         self.tracker.set_conf(self.conf_at(self.log.last_index()), self.id, hi)
 
@@ -297,6 +306,21 @@ class Raft:
     def conf_state(self) -> ConfState:
         return self.tracker.conf_state()
 
+    def conf_context_at(self, index: LogIndex) -> bytes:
+        """The context of the last change that took effect at or before `index`."""
+        context = self.conf_base_context
+        for at, cc in self.conf_log:
+            if at > index:
+                break
+            context = cc.context
+        return context
+
+    def _conf_changes(self, entries: Sequence[Entry]) -> list[tuple[LogIndex, ConfChange]]:
+        """The changes in `entries` that take effect, appended after `conf_log`."""
+        prior = self.conf_log[-1][1].context if self.conf_log else self.conf_base_context
+        config = self.config
+        return _conf_changes(entries, config.conf_change_authorized, config.conf_change_follows, prior)
+
     def last_conf_index(self) -> LogIndex:
         return self.conf_log[-1][0] if self.conf_log else self.conf_base_index
 
@@ -305,6 +329,7 @@ class Raft:
         if index <= self.conf_base_index:
             return
         self.conf_base = self.conf_at(index)
+        self.conf_base_context = self.conf_context_at(index)
         self.conf_base_index = index
         self.conf_log = [(at, cc) for at, cc in self.conf_log if at > index]
 
@@ -316,7 +341,7 @@ class Raft:
             self.conf_log = [(at, cc) for at, cc in self.conf_log if at < start]
             changed = True
         if any(e.type == EntryType.CONF_CHANGE for e in entries):
-            self.conf_log.extend(_conf_changes(entries, self.config.conf_change_authorized))
+            self.conf_log.extend(self._conf_changes(entries))
             changed = True
         if changed:
             self._conf_changed()
@@ -640,6 +665,7 @@ class Raft:
             return False
         self.log.restore(snap)
         self.conf_base = meta.conf
+        self.conf_base_context = meta.conf_context
         self.conf_base_index = meta.index
         self.conf_log = []
         self._conf_changed()
@@ -884,6 +910,9 @@ class Raft:
         cc = decode_conf_change(data)
         if not _authorized(self.config.conf_change_authorized, cc):
             raise ProposalDropped("the configuration change is not authorized")
+        prior = self.conf_log[-1][1].context if self.conf_log else self.conf_base_context
+        if not _follows(self.config.conf_change_follows, prior, cc):
+            raise ProposalDropped("the configuration change may not follow the one before it")
         new = apply_change(self.conf_state(), cc)
         if not new.voters:
             raise ProposalDropped("the last voter cannot be removed")
@@ -984,15 +1013,29 @@ class Raft:
 
 
 def _conf_changes(
-    entries: Sequence[Entry], authorized: Callable[[ConfChange], bool] | None
+    entries: Sequence[Entry],
+    authorized: Callable[[ConfChange], bool] | None,
+    follows: Callable[[bytes, ConfChange], bool] | None,
+    prior: bytes,
 ) -> list[tuple[LogIndex, ConfChange]]:
     # A malformed or unauthorized change is skipped; every node skips the same entry
-    # the same way, since both verdicts depend on the entry's bytes alone.
-    return [
-        (index, cc)
-        for index, cc in _pending_conf(entries)
-        if cc is not None and _authorized(authorized, cc)
-    ]
+    # the same way, since the verdicts depend on the log's bytes alone (the entry, and
+    # the context of the change that took effect before it).
+    out = []
+    for index, cc in _pending_conf(entries):
+        if cc is not None and _authorized(authorized, cc) and _follows(follows, prior, cc):
+            out.append((index, cc))
+            prior = cc.context
+    return out
+
+
+def _follows(follows: Callable[[bytes, ConfChange], bool] | None, prior: bytes, cc: ConfChange) -> bool:
+    if follows is None:
+        return True
+    try:
+        return follows(prior, cc) is True
+    except Exception:  # noqa: BLE001 - a judge that fails refuses, alike on every node
+        return False
 
 
 def _authorized(authorized: Callable[[ConfChange], bool] | None, cc: ConfChange) -> bool:
@@ -1147,7 +1190,8 @@ class RawNode:
             return  # already compacted that far
         if index > max(r.log.applied, self._applying):
             raise RaftUsageError(f"cannot snapshot at {index}: not applied yet")
-        meta = SnapshotMeta(index=index, term=r.log.term(index), conf=r.conf_at(index))
+        meta = SnapshotMeta(index=index, term=r.log.term(index), conf=r.conf_at(index),
+                            conf_context=r.conf_context_at(index))
         storage.compact(index, Snapshot(meta, data))
         r.fold_conf(index)
 

@@ -420,7 +420,10 @@ def _decode_conf(raw: bytes, offset: int) -> tuple[ConfState, int]:
 
 
 def _encode_snapshot_meta(meta: SnapshotMeta) -> bytes:
-    return _SNAPSHOT_HEAD.pack(VALUE_FORMAT, meta.index, meta.term) + _encode_conf(meta.conf)
+    # The configuration's context follows the membership to the end of the value (none
+    # in metadata written before it existed).
+    head = _SNAPSHOT_HEAD.pack(VALUE_FORMAT, meta.index, meta.term)
+    return head + _encode_conf(meta.conf) + meta.conf_context
 
 
 def _decode_snapshot_meta(raw: bytes) -> SnapshotMeta:
@@ -431,6 +434,6 @@ def _decode_snapshot_meta(raw: bytes) -> SnapshotMeta:
     if fmt != VALUE_FORMAT:
         raise StorageCorrupt(f"snapshot metadata: unknown value format {fmt}")
     conf, end = _decode_conf(raw, _SNAPSHOT_HEAD.size)
-    if end != len(raw):
-        raise StorageCorrupt("snapshot metadata: trailing bytes")
-    return SnapshotMeta(LogIndex(index), Term(term), conf)
+    if end > len(raw):
+        raise StorageCorrupt("snapshot metadata: truncated membership")
+    return SnapshotMeta(LogIndex(index), Term(term), conf, bytes(raw[end:]))

@@ -91,6 +91,10 @@ class SnapshotMeta:
     index: LogIndex = LogIndex(0)
     term: Term = Term(0)
     conf: ConfState = field(default_factory=ConfState)
+    # The context of the last configuration change folded into `conf` (b"": none since
+    # the initial membership): what `Config.conf_change_follows` judges the next change
+    # against, so a node that restores this snapshot judges it as one that kept the log.
+    conf_context: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

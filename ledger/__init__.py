@@ -58,8 +58,10 @@ from ._governance import (
     QuorumVerdict,
     byzantine_quorum,
     certificate_bytes,
+    certificate_epoch,
     check_cosignatures_shape,
     conf_change_authorization,
+    conf_change_follows,
     decode_proposal,
     desired_voters,
     faults_tolerated,
@@ -67,6 +69,7 @@ from ._governance import (
     governed_member,
     governed_params,
     make_proposal,
+    membership_epoch,
     next_conf_change,
     param_names,
     proposal_id,
@@ -101,6 +104,7 @@ from ._identity import (
     signing_bytes,
 )
 from ._inbox import INBOX_KINDS, INCOMING_SHIPMENT, DocumentRecord, InboxEntry, Involvement, involvement
+from ._membership import Member, Membership, governed_membership
 from ._merkle import MerkleTree, ProofError, leaf_hash, verify_consistency, verify_inclusion
 from ._proofs import (
     InclusionProof,
@@ -130,6 +134,12 @@ __all__ = [
     "InboxEntry",
     "Involvement",
     "involvement",
+    "Member",
+    "Membership",
+    "certificate_epoch",
+    "conf_change_follows",
+    "governed_membership",
+    "membership_epoch",
     "MEMBER_ACTIVE",
     "MEMBER_REMOVED",
     "DOMAIN_GOVERNANCE",

@@ -28,6 +28,7 @@ from ._encoding import pack, pack_trusted, unpack
 from ._errors import DecodeError
 from ._genesis import Genesis
 from ._identity import Verifier
+from ._membership import Member, membership_after, membership_changed
 from ._records import P_ATTEST, P_BLOCK, P_BLOCK_DOC, P_PARTICIPANT, P_RESULTS, ParticipantRecord, u64
 from ._state import Result
 from ._store import LedgerStore, PreparedBlock, prefix_end
@@ -149,6 +150,12 @@ class Auditor:
         self.verifier = Verifier()
         self.workers = max(1, workers)
         self._workers: SignatureWorkers | None = None
+        # Every key each state's node has held: genesis's, and those governance gave it
+        # (replacing or re-adding its node). A node stores a state's attestation only
+        # under the key its member table names, which may be the key of a table a few
+        # blocks later than the block's; the workers check genesis's keys.
+        self._node_keys: dict[str, set[bytes]] = {s.code: {s.node_public_key} for s in genesis.states}
+        self._learn_keys(self.replica.members().members)
 
     def close(self) -> None:
         self._close_workers()
@@ -268,6 +275,8 @@ class Auditor:
         )
         self._check_results(expected, raw, prepared.applied.results)
         self._check_header(header, prepared.applied.header)
+        if membership_changed(prepared.writes):
+            self._learn_keys(membership_after(prepared.writes, self.replica.db, self.genesis).members)
         attested = self._check_attestations(
             header, raw.attestations, verdicts.attestations if verdicts is not None else None
         )
@@ -287,6 +296,10 @@ class Auditor:
                 report.final_height = height
         else:
             report.unattested.append(height)
+
+    def _learn_keys(self, members: Iterable[Member]) -> None:
+        for m in members:
+            self._node_keys.setdefault(m.code, set()).add(m.node_public_key)
 
     def _check_link(self, header: BlockHeader, expected: int) -> None:
         head = self.replica.head
@@ -341,6 +354,9 @@ class Auditor:
         for i, (state, signature) in enumerate(raw):
             att = Attestation(state, header.height, block_hash, signature)
             ok = hold[i] if hold is not None else att.verify(self.genesis, self.verifier)
+            if not ok:
+                ok = any(att.verify_key(key, self.genesis.chain_id, self.verifier)
+                         for key in self._node_keys.get(state, ()))
             if not ok:
                 raise _fail(header.height, "attestation", f"the attestation by {state!r} does not verify")
             out.append(att)

@@ -135,15 +135,20 @@ class Attestation:
         return cls(state, header.height, header.hash, key.sign(DOMAIN_ATTESTATION, chain_id, message))
 
     def verify(self, genesis: Genesis, verifier: Verifier) -> bool:
+        """Against the genesis key of its state (the auditor's check; a node checks
+        against the member table governance keeps, `Membership.verify_attestation`)."""
         try:
             member = genesis.state(self.state)
         except KeyError:
             return False
+        return self.verify_key(member.node_public_key, genesis.chain_id, verifier)
+
+    def verify_key(self, public_key: bytes, chain_id: str, verifier: Verifier) -> bool:
         return verifier.verify(
-            member.node_public_key,
+            public_key,
             self.signature,
             DOMAIN_ATTESTATION,
-            genesis.chain_id,
+            chain_id,
             attestation_message(self.height, self.block_hash),
         )
 

@@ -26,6 +26,15 @@ deterministically, and would make regulators race each other.
 
 The regulators are genesis's: a state whose node is removed is still a member state,
 and its regulator still counts towards the quorum.
+
+Every membership proposal (add, remove, replace) names the *membership epoch* it was
+made for: how many membership changes the ledger had applied. It applies only at that
+epoch, and applying it moves the epoch on, so a certificate can never be used again
+once membership moved past it: not as a document (however it is re-wrapped), and not
+in Raft, whose judge accepts a change only when its epoch is above that of the change
+before it (`conf_change_follows`). The member table every node derives from genesis
+and these documents (`governed_membership`) is what the node's peer links, TLS pins,
+sender checks and attestation checks follow.
 """
 
 from __future__ import annotations
@@ -52,7 +61,8 @@ from ._identity import (
 from ._reasons import Reason
 
 DOMAIN_GOVERNANCE = b"tamga/governance/v1"
-PROPOSAL_FORMAT = 1
+# Format 2 added the membership epoch (format 1 certificates could be replayed).
+PROPOSAL_FORMAT = 2
 # A proposal is a few hundred bytes; 16 KiB leaves room for many parameters and bounds
 # what a document (and a Raft configuration change) can make every node decode.
 PROPOSAL_BYTES_MAX = 16 << 10
@@ -70,6 +80,7 @@ P_GOVERNANCE = b"g"
 _K_PROPOSAL = P_GOVERNANCE + b"p"  # proposal id -> [height, position, action, state]
 _K_MEMBER = P_GOVERNANCE + b"m"  # state code -> MemberRecord as a list
 _K_PARAMS = P_GOVERNANCE + b"c"  # -> [[name, value], ...]: the parameters in force
+_K_EPOCH = P_GOVERNANCE + b"e"  # -> the membership epoch (absent: 0, genesis's membership)
 
 ACTIVE = "active"
 REMOVED = "removed"
@@ -84,6 +95,7 @@ class Action(enum.StrEnum):
 
 
 _WITH_NODE = frozenset((Action.ADD_NODE, Action.REPLACE_NODE))
+MEMBERSHIP_ACTIONS = frozenset((Action.ADD_NODE, Action.REMOVE_NODE, Action.REPLACE_NODE))
 
 
 class GovernanceRefused(Exception):
@@ -163,6 +175,9 @@ class Proposal:
     expires_at_ms: int
     node: NodeSpec | None = None
     params: tuple[tuple[str, int], ...] = ()
+    # The membership epoch a membership proposal is made for (0: genesis's membership);
+    # other actions carry 0 and ignore it.
+    epoch: int = 0
 
     def canonical_bytes(self) -> bytes:
         return pack(
@@ -175,6 +190,7 @@ class Proposal:
                 self.expires_at_ms,
                 self.node.to_list() if self.node is not None else None,
                 [[name, value] for name, value in self.params],
+                self.epoch,
             ]
         )
 
@@ -193,6 +209,7 @@ class Proposal:
             "state": self.state,
             "nonce": self.nonce,
             "expires_at_ms": self.expires_at_ms,
+            "epoch": self.epoch,
         }
         if self.node is not None:
             out["node"] = self.node.to_json()
@@ -213,6 +230,7 @@ def make_proposal(
     expires_at_ms: int,
     node: NodeSpec | None = None,
     params: Mapping[str, int] | None = None,
+    epoch: int = 0,
 ) -> Proposal:
     """A proposal with every structural check (the bytes are decoded back to be sure)."""
     try:
@@ -220,7 +238,7 @@ def make_proposal(
     except ValueError:
         raise DecodeError(f"unknown governance action {action!r}") from None
     ordered = tuple(sorted((params or {}).items()))
-    proposal = Proposal(chain_id, kind, state, nonce, expires_at_ms, node, ordered)
+    proposal = Proposal(chain_id, kind, state, nonce, expires_at_ms, node, ordered, epoch)
     try:
         raw = proposal.canonical_bytes()
     except (TypeError, ValueError, OverflowError) as exc:
@@ -233,9 +251,9 @@ def decode_proposal(raw: bytes) -> Proposal:
     if not isinstance(raw, bytes) or len(raw) > PROPOSAL_BYTES_MAX:
         raise DecodeError(f"a proposal is at most {PROPOSAL_BYTES_MAX} bytes")
     value = unpack(raw)
-    if not isinstance(value, list) or len(value) != 8:
-        raise DecodeError("a proposal is an array of 8 fields")
-    version, chain_id, action, state, nonce, expires, node, params = value
+    if not isinstance(value, list) or len(value) != 9:
+        raise DecodeError("a proposal is an array of 9 fields")
+    version, chain_id, action, state, nonce, expires, node, params, epoch = value
     if version != PROPOSAL_FORMAT or type(version) is not int:
         raise DecodeError(f"unsupported proposal format {version!r}")
     if not isinstance(chain_id, str) or not 0 < len(chain_id) <= 64:
@@ -246,14 +264,16 @@ def decode_proposal(raw: bytes) -> Proposal:
         raise DecodeError(f"unknown governance action {action!r}") from None
     if not isinstance(state, str) or len(state) != 2 or not state.isascii() or not state.isupper():
         raise DecodeError("state must be a two-letter member state code such as RU")
-    for name, number in (("nonce", nonce), ("expires_at_ms", expires)):
+    for name, number in (("nonce", nonce), ("expires_at_ms", expires), ("epoch", epoch)):
         if type(number) is not int or not 0 <= number <= _U64_MAX:
             raise DecodeError(f"{name} must be an unsigned 64-bit integer")
     if (node is not None) != (kind in _WITH_NODE):
         raise DecodeError(f"{kind.value} {'needs' if kind in _WITH_NODE else 'takes no'} node")
     spec = NodeSpec.from_list(node) if node is not None else None
     checked = _check_params(params, kind)
-    proposal = Proposal(chain_id, kind, state, nonce, expires, spec, checked)
+    if epoch and kind not in MEMBERSHIP_ACTIONS:
+        raise DecodeError(f"{kind.value} carries epoch 0: only membership changes name an epoch")
+    proposal = Proposal(chain_id, kind, state, nonce, expires, spec, checked, epoch)
     if proposal.canonical_bytes() != raw:
         raise DecodeError("the proposal's encoding is not canonical")
     return proposal
@@ -376,6 +396,33 @@ def conf_change_authorization(genesis: Genesis, verifier: Verifier, context: byt
     return ("add" if proposal.action is Action.ADD_NODE else "remove"), member.node_id
 
 
+def certificate_epoch(context: bytes) -> int | None:
+    """The membership epoch a certificate's proposal names; None when `context` is not a
+    certificate of a membership proposal (structure only: no signature is checked)."""
+    try:
+        value = unpack(context)
+        if not isinstance(value, list) or len(value) != 2:
+            return None
+        proposal = decode_proposal(value[0])
+    except DecodeError:
+        return None
+    return proposal.epoch if proposal.action in MEMBERSHIP_ACTIONS else None
+
+
+def conf_change_follows(prior_context: bytes, context: bytes) -> bool:
+    """Whether a Raft change carrying certificate `context` may follow the change that
+    carried `prior_context` (b"": none since genesis): its epoch must be above the
+    prior one. The ledger applies membership certificates at strictly increasing epochs
+    and the leader carries them out in that order (`next_conf_change`), so an honest
+    change always follows; a certificate Raft already carried out, or one older than
+    it, never does again (a replayed removal after the node was added back)."""
+    epoch = certificate_epoch(context)
+    if epoch is None:
+        return False
+    prior = certificate_epoch(prior_context) if prior_context else -1
+    return prior is not None and epoch > prior
+
+
 def _member_state(genesis: Genesis, code: str) -> MemberState | None:
     for s in genesis.states:
         if s.code == code:
@@ -419,6 +466,17 @@ def governed_member(reader: Reader, genesis: Genesis, state: str) -> MemberRecor
     s = genesis.state(state)
     node = NodeSpec(s.node_public_key, s.tls_cert_sha256, s.peer_address, s.api_url)
     return MemberRecord(ACTIVE, node, b"", b"")
+
+
+def membership_epoch(reader: Reader) -> int:
+    """How many membership changes (add, remove, replace) the ledger has applied."""
+    raw = reader.get(_K_EPOCH)
+    return 0 if raw is None else int(unpack_trusted(raw))
+
+
+def membership_changed(writes: Mapping[bytes, object]) -> bool:
+    """Whether a block's writes change the member table (every change moves the epoch)."""
+    return _K_EPOCH in writes
 
 
 def governed_params(reader: Reader, genesis: Genesis) -> ChainParams:
@@ -470,6 +528,17 @@ def governance_writes(
     if _member_state(genesis, proposal.state) is None:
         raise GovernanceRefused(Reason.WRONG_STATE, f"{proposal.state} is not a member state of this chain")
     writes = _action_writes(genesis, reader, proposal, pid, certificate_bytes(proposal_bytes, signatures))
+    if proposal.action in MEMBERSHIP_ACTIONS:
+        # Checked after the action's own checks so that a refused change says why it
+        # does not fit; either way nothing is written.
+        epoch = membership_epoch(reader)
+        if proposal.epoch != epoch:
+            raise GovernanceRefused(
+                Reason.STALE_EPOCH,
+                f"the proposal was made for membership epoch {proposal.epoch}; the membership "
+                f"is at epoch {epoch} (a certificate is good for one change, at one epoch)",
+            )
+        writes[_K_EPOCH] = pack_trusted(epoch + 1)
     writes[_K_PROPOSAL + pid] = pack_trusted([height, position, proposal.action.value, proposal.state])
     return writes
 
@@ -530,17 +599,23 @@ def next_conf_change(
     reader: Reader, genesis: Genesis, voters: Sequence[int]
 ) -> tuple[str, int, bytes] | None:
     """The next Raft change ("add" | "remove", node id, certificate) that brings the
-    voters to the membership the states decided, first difference in genesis order;
-    None when they agree or no certificate can justify the difference (a genesis node
-    missing from Raft was not removed by governance, so nothing here re-adds it)."""
+    voters to the membership the states decided: of the differences, the one whose
+    certificate has the lowest epoch (Raft's judge accepts changes only in increasing
+    epochs); None when they agree or no certificate can justify the difference (a
+    genesis node missing from Raft was not removed by governance, so nothing here
+    re-adds it)."""
     current = set(voters)
+    steps: list[tuple[int, str, int, bytes]] = []
     for node_id, _, certificate in removed_members(reader, genesis):
         if node_id in current:
-            return "remove", node_id, certificate
+            steps.append((certificate_epoch(certificate) or 0, "remove", node_id, certificate))
     for node_id, _, certificate in desired_voters(reader, genesis):
         if node_id not in current and certificate:
-            return "add", node_id, certificate
-    return None
+            steps.append((certificate_epoch(certificate) or 0, "add", node_id, certificate))
+    if not steps:
+        return None
+    _, kind, node_id, certificate = min(steps)
+    return kind, node_id, certificate
 
 
 __all__ = [
@@ -556,6 +631,8 @@ __all__ = [
     "QuorumVerdict",
     "byzantine_quorum",
     "certificate_bytes",
+    "certificate_epoch",
+    "conf_change_follows",
     "check_cosignatures_shape",
     "conf_change_authorization",
     "decode_proposal",
@@ -566,6 +643,8 @@ __all__ = [
     "governed_member",
     "governed_params",
     "make_proposal",
+    "membership_changed",
+    "membership_epoch",
     "next_conf_change",
     "param_names",
     "proposal_id",

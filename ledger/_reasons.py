@@ -44,6 +44,9 @@ class Reason(enum.StrEnum):
     # not executed nor recorded, so it may be ordered again in a later block.
     BLOCK_FULL = "block_full"
     NO_QUORUM = "no_quorum"  # a governance document without a Byzantine quorum of regulators
+    # A membership certificate made for another membership epoch than the ledger's: it
+    # was carried already, or membership moved on since the regulators signed it.
+    STALE_EPOCH = "stale_epoch"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from ._genesis import ChainParams, Genesis
 from ._governance import governed_params
 from ._identity import Verifier
 from ._inbox import INCOMING_SHIPMENT, InboxEntry, Involvement
+from ._membership import Membership, governed_membership
 from ._records import (
     AGGREGATE,
     META_GENESIS,
@@ -152,6 +153,7 @@ class LedgerStore:
             raise StoreError(f"cannot open ledger store {path}: {exc}") from exc
         self.machine = StateMachine(genesis)
         self._params_at: tuple[int, ChainParams] | None = None
+        self._members_at: tuple[int, Membership] | None = None
         self.head = self._open()
 
     def close(self) -> None:
@@ -301,7 +303,7 @@ class LedgerStore:
         header = self.header(attestation.height)
         if header is None or header.hash != attestation.block_hash:
             return False
-        if not attestation.verify(self.genesis, verifier):
+        if not self.members().verify_attestation(attestation, verifier):
             return False
         key = P_ATTEST + u64(attestation.height) + attestation.state.encode()
         self.db.put(key, attestation.signature, sync=False)
@@ -316,6 +318,15 @@ class LedgerStore:
         if cached is None or cached[0] != self.head.height:
             cached = (self.head.height, governed_params(self.db, self.genesis))
             self._params_at = cached
+        return cached[1]
+
+    def members(self) -> Membership:
+        """The member table at the head: genesis's nodes, as governance documents last
+        added, removed or replaced them. Read once per head."""
+        cached = self._members_at
+        if cached is None or cached[0] != self.head.height:
+            cached = (self.head.height, governed_membership(self.db, self.genesis))
+            self._members_at = cached
         return cached[1]
 
     def participant_record(self, pid: str) -> ParticipantRecord | None:

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -56,7 +56,15 @@ from ._node import Node
 from ._peer import make_peer_app
 from ._routes import add_routes
 from ._server import API_GATE, PEER_GATE, ConnectionGate, GateLimits, GuardedSite, runner_limits
-from ._tls import TlsError, api_ssl_context, client_context, load_trust, server_context
+from ._tls import (
+    PeerTrust,
+    TlsError,
+    api_ssl_context,
+    check_own_certificate,
+    client_context,
+    load_trust,
+    server_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +85,19 @@ def create_app(config: NodeConfig) -> web.Application:
         genesis = Genesis.load(config.genesis)
     except DecodeError as exc:
         raise StartError(str(exc)) from exc
-    try:
-        member = genesis.state(config.state)
-    except KeyError:
-        raise StartError(f"genesis {config.genesis} has no member state {config.state}") from None
+    if config.state not in {s.code for s in genesis.states}:
+        raise StartError(f"genesis {config.genesis} has no member state {config.state}")
     try:
         key = KeyPair.load(config.node_key)
     except KeyFileError as exc:
         raise StartError(str(exc)) from exc
-    if key.public_key != member.node_public_key:
-        raise StartError(f"the node key {config.node_key} is not the one genesis names for {config.state}")
+    # The node key and our certificate are checked against the member table once the
+    # store is open (_store_ctx): governance may have replaced genesis's.
     try:
-        trust = load_trust(genesis, config.state, config.tls_cert, config.peer_certs)
+        # Genesis's pins for now: the store, opened next, holds the pins in force.
+        trust = load_trust(genesis, config.state, config.tls_cert, config.peer_certs, check_own=False)
     except TlsError as exc:
         raise StartError(str(exc)) from exc
-    missing = [s.code for s in genesis.states if s.code != config.state and s.code not in trust.certs_pem]
-    if missing:
-        log.warning("no pinned certificate found for %s in %s: they are unreachable", ", ".join(missing),
-                    config.peer_certs)
 
     app = web.Application(client_max_size=config.api.body_bytes_max, middlewares=[error_middleware])
     app[CONFIG] = config
@@ -134,9 +137,50 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         store = LedgerStore(config.ledger_dir, app[GENESIS], sync=False)
     except StoreError as exc:
         raise StartError(str(exc)) from exc
+    try:
+        _check_membership(config, app[NODE_KEY], store, app[TRUST])
+    except StartError:
+        store.close()
+        raise
     app[STORE] = store
     yield
     store.close()
+
+
+def _check_membership(config: NodeConfig, key: KeyPair, store: LedgerStore, trust: PeerTrust) -> None:
+    """Our key and certificate against the member table (genesis's nodes, as the
+    governance documents this ledger applied changed them); pin the peers' certificates.
+
+    A key or certificate the local table does not pin is an error only at the start of
+    the chain (genesis's table, nothing applied): a node whose certificate governance
+    replaced may restart with the new one before its ledger applied that replacement
+    (its peers cut the old certificate off as soon as they applied it), and catches up
+    with it; until then it logs why its peers may refuse it."""
+    table = store.members()
+    member = table.member(config.state)
+    if member is None:
+        raise StartError(f"the member table has no member state {config.state}")
+    if not member.active:
+        # Not an error that stops it: only a running node learns that the states add
+        # it back (its peers refuse it until then).
+        log.error("governance removed %s's node at or before block %d: its peers refuse it until the "
+                  "states add it back", config.state, store.head.height)
+    pins = {**table.pins(), config.state: member.tls_cert_sha256}
+    try:
+        if key.public_key != member.node_public_key:
+            raise TlsError(f"the node key {config.node_key} is not the one pinned for {config.state} "
+                           "(by genesis, as governance last changed it)")
+        check_own_certificate(config.tls_cert, config.state, pins)
+    except TlsError as exc:
+        if store.head.height == 0:
+            raise StartError(str(exc)) from exc
+        log.error("%s at block %d; starting anyway, in case governance replaced it in a block this "
+                  "node has not applied yet", exc, store.head.height)
+    trust.set_pins(pins)
+    missing = [m.code for m in table.active() if m.code != config.state and m.code not in trust.certs_pem]
+    if missing:
+        log.warning("no pinned certificate found for %s in %s: they are unreachable", ", ".join(missing),
+                    config.peer_certs)
 
 
 async def _raft_log_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -151,14 +195,29 @@ async def _raft_log_ctx(app: web.Application) -> AsyncIterator[None]:
     storage.close()
 
 
-async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One client session per peer, each trusting only that peer's pinned certificate."""
-    config, trust = app[CONFIG], app[TRUST]
-    sessions: dict[str, aiohttp.ClientSession] = {}
-    for state, pem in trust.certs_pem.items():
+def session_factory(config: NodeConfig, trust: PeerTrust) -> Callable[[str], aiohttp.ClientSession | None]:
+    """Opens a client session to one peer that trusts only its pinned certificate (None
+    when the bundle holds none for it)."""
+
+    def make(state: str) -> aiohttp.ClientSession | None:
+        pem = trust.certs_pem.get(state)
+        if pem is None:
+            return None
         ctx = client_context(config.tls_cert, config.tls_key, pem)
-        connector = aiohttp.TCPConnector(ssl=ctx, limit=16)
-        sessions[state] = aiohttp.ClientSession(connector=connector)
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=16))
+
+    return make
+
+
+async def _sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One client session per peer, each trusting only that peer's pinned certificate;
+    the links open and close sessions in this dict as the member table changes."""
+    make = session_factory(app[CONFIG], app[TRUST])
+    sessions: dict[str, aiohttp.ClientSession] = {}
+    for state in app[TRUST].certs_pem:
+        session = make(state)
+        if session is not None:
+            sessions[state] = session
     app[SESSIONS] = sessions
     yield
     await asyncio.gather(*(s.close() for s in sessions.values()))
@@ -196,7 +255,8 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         app[STOP].set()
 
     node = Node(app[CONFIG], app[GENESIS], app[NODE_KEY], app[STORE], app[RAFT_LOG], app[SESSIONS],
-                app[METRICS], on_fatal)
+                app[METRICS], on_fatal, make_session=session_factory(app[CONFIG], app[TRUST]),
+                pin_peers=app[TRUST].set_pins)
     app[NODE] = node
     yield
     node.close()

@@ -100,7 +100,8 @@ class Attestations:
             if not self._store.has_attestation(att.height, att.state):
                 self._store.add_attestation(att, self._verifier)
             return
-        if not att.verify(self._genesis, self._verifier):
+        # The member table's key: governance may have replaced or removed this node's.
+        if not self._store.members().verify_attestation(att, self._verifier):
             return
         log.error("%s attests block %d as %s..., we hold %s...", att.state, att.height,
                   att.block_hash.hex()[:16], header.hash.hex()[:16])

@@ -225,6 +225,9 @@ class CatchUp:
         """The valid attestations of exactly this block, one per genesis state."""
         block_hash = header.hash
         by_state: dict[str, Attestation] = {}
+        # Keys of the member table before this block (our head is the block before it):
+        # a removed node's attestation, or one under a replaced key, does not verify.
+        members = self._store.members()
         for raw in raws[: 4 * len(self._genesis.states)]:  # more than a few per state is junk
             try:
                 att = Attestation.from_list(raw)
@@ -232,6 +235,6 @@ class CatchUp:
                 continue
             if att.state in by_state or att.height != header.height or att.block_hash != block_hash:
                 continue
-            if att.verify(self._genesis, self._verifier):  # an unknown state does not verify
+            if members.verify_attestation(att, self._verifier):  # an unknown state does not verify
                 by_state[att.state] = att
         return list(by_state.values())

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -45,6 +45,7 @@ from ledger import (
     SignedDocument,
     Verifier,
     conf_change_authorization,
+    conf_change_follows,
     next_conf_change,
 )
 
@@ -57,6 +58,7 @@ from ._errors import Refusal
 from ._feed import Feed, standin_visible
 from ._gossip import GossipInbox, document_item, status_item
 from ._housekeeping import Housekeeping
+from ._membership import MembershipFollower, peer_addresses
 from ._mempool import Mempool
 from ._metrics import Metrics
 from ._pipeline import ApplyPipeline, decode_entry, encode_entry
@@ -128,6 +130,9 @@ def raft_config(config: NodeConfig, genesis: Genesis) -> tuple[Config, DriverCon
     raft = config.raft
     core = Config(
         conf_change_authorized=governance_judge(genesis),
+        # A certificate's membership epoch must be above that of the change before it:
+        # a change carried out once is never carried out again (a replayed removal).
+        conf_change_follows=lambda prior, cc: conf_change_follows(prior, cc.context),
         id=NodeId(genesis.state(config.state).node_id),
         voters=tuple(NodeId(s.node_id) for s in genesis.states),
         election_tick=raft.election_ticks,
@@ -155,7 +160,12 @@ class Node:
         sessions: dict[str, aiohttp.ClientSession],
         metrics: Metrics,
         on_fatal: Callable[[str], None],
+        make_session: Callable[[str], aiohttp.ClientSession | None] | None = None,
+        pin_peers: Callable[[Mapping[str, str]], set[str]] | None = None,
     ) -> None:
+        """`make_session(peer)` opens a session trusting the peer's pinned certificate
+        and `pin_peers(pins)` moves the pins the peer API accepts, when governance
+        changes the member table (None: the table's first pins stay)."""
         self.config = config
         self.genesis = genesis
         self.state = config.state
@@ -173,8 +183,12 @@ class Node:
         # duplicates for admission, though no longer in the mempool.
         committed: set[bytes] = set()
 
-        self.links = PeerLinks(sessions, {s.code: s.peer_address for s in genesis.states},
-                               on_raft_down=self._raft_down, on_gossip_up=self._gossip_up)
+        # The peers are the member table's active nodes; they follow governance.
+        self.links = PeerLinks(sessions, peer_addresses(store.members(), self.state),
+                               on_raft_down=self._raft_down, on_gossip_up=self._gossip_up,
+                               make_session=make_session)
+        self.membership = MembershipFollower(self.state, key.public_key, store.members,
+                                             pin_peers or (lambda _pins: set()), self.links.set_peers)
         self.attestations = Attestations(genesis, self.state, key, store, self.verifier,
                                          self.links.gossip_all, self.links.gossip_to, self.fail)
         self.pipeline = ApplyPipeline(self.state, store, self.mempool, committed, verified, self.waiters,
@@ -231,6 +245,8 @@ class Node:
     def status(self) -> dict[str, Any]:
         out = self.views.status()
         out["censorship"] = self.censorship.view()
+        # The member table in force (governance proposals name its epoch).
+        out["membership"] = self.store.members().to_json()
         return out
 
     def processed_index(self) -> int:
@@ -266,6 +282,7 @@ class Node:
         self.feed.advanced()
         self.attestations.attest(applied.header, sign=accepted)
         self.censorship.ordered(applied.document_ids, time.monotonic())
+        self.membership.follow()
         self.follow_governance()
 
     def _campaign(self) -> None:

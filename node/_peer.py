@@ -1,9 +1,12 @@
 """The peer API under /peer: served over mutual TLS to the member-state nodes only.
 
-The TLS layer already refuses any client without a certificate that genesis pins; the
-middleware here maps the client's certificate to its member state once more, so every
-handler knows which node it talks to, and a Raft message that claims to come from
-another node than the one on the connection is dropped.
+The TLS layer already refuses any client without a certificate that was pinned; the
+middleware here maps the client's certificate to its member state by the pins in force
+(the member table: genesis, as governance last changed it), so every handler knows
+which node it talks to, and a Raft message that claims to come from another node than
+the one on the connection is dropped. A websocket stays open only while its
+certificate stays pinned: once governance removes the node or replaces its
+certificate, its next frame is refused and the socket closed.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ._errors import Refusal
 from ._http import MSGPACK, Args, Integer, Ok, Param, Route, add_routes, respond
 from ._keys import METRICS, NODE, TRUST
 from ._node import PROCESSED_HEADER
+from ._tls import fingerprint
 from ._transport import FRAME_BYTES_LIMIT, unpack_frame
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # asking to be handed leadership would otherwise stall proposals while it runs).
 NOT_FROM_PEERS = frozenset({MessageType.HUP, MessageType.PROPOSE, MessageType.TRANSFER_LEADER})
 PEER_STATE = web.RequestKey("peer_state", str)
+PEER_CERT = web.RequestKey("peer_cert", str)  # the SHA-256 of the certificate it presented
 
 
 def _peer_of(request: web.Request) -> str:
@@ -43,9 +48,10 @@ async def peer_identity(request: web.Request, handler: Handler) -> web.StreamRes
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     der = ssl_object.getpeercert(binary_form=True) if isinstance(ssl_object, ssl.SSLObject) else None
     state = request.app[TRUST].state_of(der)
-    if state is None:
-        raise Refusal("not_a_peer", "the peer API serves only the member-state nodes named in genesis")
+    if state is None or der is None:
+        raise Refusal("not_a_peer", "the peer API serves only the member-state nodes the member table pins")
     request[PEER_STATE] = state
+    request[PEER_CERT] = fingerprint(der)
     return await handler(request)
 
 
@@ -59,7 +65,13 @@ async def _frames(request: web.Request, ws: web.WebSocketResponse, what: str) ->
     """The items of each well-formed frame from one peer's websocket; anything else is
     dropped and counted, never raised."""
     peer = _peer_of(request)
+    trust, cert = request.app[TRUST], request[PEER_CERT]
     async for msg in ws:
+        if not trust.holds(peer, cert):
+            _drop(request, peer, "peer_unpinned", f"a frame on the {what} socket of a certificate no longer "
+                  "pinned (governance removed the node or replaced its certificate); closing it")
+            await ws.close()
+            return
         if msg.type != WSMsgType.BINARY:
             _drop(request, peer, "frame_type", f"a {msg.type.name} frame on the {what} socket")
             continue

@@ -1,11 +1,12 @@
 """Mutual TLS between member-state nodes, with every certificate pinned by genesis.
 
 Each node has a self-signed certificate (not a CA: it cannot vouch for any other key).
-Genesis names the SHA-256 fingerprint of each node's certificate. A node trusts as
-peers exactly the certificates whose fingerprints genesis names: its server asks every
+Genesis names the SHA-256 fingerprint of each node's certificate, and governance
+documents replace or withdraw those pins (the member table, `LedgerStore.members()`).
+A node trusts as peers exactly the certificates whose fingerprints the table pins: its server asks every
 client for a certificate and accepts only those, and its client, dialing a peer, trusts
 only that one peer's certificate. So a connection succeeds only between two nodes that
-genesis names, and each side knows which member state the other is.
+the table pins, and each side knows which member state the other is.
 
 The client API has a certificate of its own per node, self-signed too, whose SHA-256
 genesis pins as `api_cert_sha256`; clients check it by that fingerprint, not by a CA
@@ -17,8 +18,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import logging
 import ssl
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography import x509
@@ -29,6 +31,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ledger import Genesis
 
 from ._config import NodeConfig
+
+log = logging.getLogger(__name__)
 
 # Ten years: a testnet certificate should not expire under a running demo; a real
 # deployment rotates certificates with a new genesis long before.
@@ -81,34 +85,70 @@ def cert_fingerprint_pem(cert_pem: bytes) -> str:
     return fingerprint(x509.load_pem_x509_certificate(cert_pem).public_bytes(serialization.Encoding.DER))
 
 
-@dataclass(frozen=True, slots=True)
 class PeerTrust:
-    """The pinned certificates of the other member-state nodes, by state code."""
+    """The pinned certificates of the other member-state nodes, by state code.
 
-    own_state: str
-    certs_pem: dict[str, str]  # state -> certificate PEM, only those genesis pins
-    by_fingerprint: dict[str, str]  # fingerprint -> state, from genesis
+    The pins are the member table's (genesis's nodes, as governance documents last
+    added, removed or replaced them): `set_pins` moves them when a governance document
+    applies. Certificates themselves come from the peer bundle file, re-read then: a
+    certificate is trusted only while the member table pins its fingerprint. The TLS
+    layer of a server context cannot forget a certificate once loaded, so it accepts a
+    superset (every certificate pinned since start); the peer API's middleware and its
+    per-frame check (`holds`) refuse one that is no longer pinned.
+    """
+
+    def __init__(self, own_state: str, bundle_path: Path, pins: Mapping[str, str]) -> None:
+        self.own_state = own_state
+        self.bundle_path = bundle_path
+        self.pins: dict[str, str] = {}  # state -> fingerprint, active nodes only
+        self.by_fingerprint: dict[str, str] = {}  # fingerprint -> state
+        self.certs_pem: dict[str, str] = {}  # state -> PEM of its pinned certificate, peers only
+        self._server_contexts: list[tuple[ssl.SSLContext, set[str]]] = []  # with what each trusts
+        self.set_pins(pins)
 
     def state_of(self, cert_der: bytes | None) -> str | None:
         if not cert_der:
             return None
         return self.by_fingerprint.get(fingerprint(cert_der))
 
+    def holds(self, state: str, cert_sha256: str) -> bool:
+        """Whether `state`'s node is still pinned to this certificate."""
+        return self.pins.get(state) == cert_sha256
 
-def load_trust(genesis: Genesis, own_state: str, cert_path: Path, bundle_path: Path) -> PeerTrust:
-    """Check our own certificate against genesis and pick the pinned peers' certificates
-    out of a PEM bundle; certificates that genesis does not pin are ignored."""
-    pinned = {s.tls_cert_sha256.lower(): s.code for s in genesis.states}
-    try:
-        own = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise TlsError(f"cannot read the TLS certificate {cert_path}: {exc}") from exc
-    own_fp = fingerprint(own.public_bytes(serialization.Encoding.DER))
-    if pinned.get(own_fp) != own_state:
-        raise TlsError(
-            f"the TLS certificate {cert_path} (sha256 {own_fp[:16]}...) "
-            f"is not the one genesis pins for {own_state}"
-        )
+    def set_pins(self, pins: Mapping[str, str]) -> set[str]:
+        """Pin these certificates (state -> fingerprint of each active node); the states
+        whose pin was added, replaced or removed. The bundle is read again for the
+        certificates; an unreadable bundle keeps those already found for unchanged pins."""
+        new = {state: fp.lower() for state, fp in pins.items()}
+        changed = {s for s in set(new) | set(self.pins) if new.get(s) != self.pins.get(s)}
+        self.pins = new
+        self.by_fingerprint = {fp: state for state, fp in new.items()}
+        try:
+            found = _pinned_in_bundle(self.bundle_path, self.by_fingerprint, self.own_state)
+        except TlsError as exc:
+            log.error("%s; keeping the peer certificates read before", exc)
+            found = {s: pem for s, pem in self.certs_pem.items() if s not in changed}
+        self.certs_pem = found
+        for ctx, trusted in self._server_contexts:
+            _trust_in(ctx, trusted, found)
+        return changed
+
+    def attach(self, ctx: ssl.SSLContext) -> None:
+        """A server context that trusts the pinned peers' certificates, now and later."""
+        trusted: set[str] = set()
+        self._server_contexts.append((ctx, trusted))
+        _trust_in(ctx, trusted, self.certs_pem)
+
+
+def _trust_in(ctx: ssl.SSLContext, trusted: set[str], certs_pem: Mapping[str, str]) -> None:
+    for pem in certs_pem.values():
+        fp = cert_fingerprint_pem(pem.encode())
+        if fp not in trusted:
+            ctx.load_verify_locations(cadata=pem)
+            trusted.add(fp)
+
+
+def _pinned_in_bundle(bundle_path: Path, pinned: Mapping[str, str], own_state: str) -> dict[str, str]:
     try:
         certs = x509.load_pem_x509_certificates(bundle_path.read_bytes())
     except (OSError, ValueError) as exc:
@@ -118,18 +158,51 @@ def load_trust(genesis: Genesis, own_state: str, cert_path: Path, bundle_path: P
         state = pinned.get(fingerprint(cert.public_bytes(serialization.Encoding.DER)))
         if state is not None and state != own_state:
             found[state] = cert.public_bytes(serialization.Encoding.PEM).decode()
-    return PeerTrust(own_state, found, pinned)
+    return found
+
+
+def load_trust(
+    genesis: Genesis,
+    own_state: str,
+    cert_path: Path,
+    bundle_path: Path,
+    pins: Mapping[str, str] | None = None,
+    *,
+    check_own: bool = True,
+) -> PeerTrust:
+    """Check our own certificate against the pins (genesis's unless given) and pick the
+    pinned peers' certificates out of a PEM bundle; certificates not pinned are ignored.
+    `check_own=False` leaves our certificate to be checked once the pins in force are
+    known (the node reads them from its ledger)."""
+    if pins is None:
+        pins = {s.code: s.tls_cert_sha256 for s in genesis.states}
+    if check_own:
+        check_own_certificate(cert_path, own_state, pins)
+    _pinned_in_bundle(bundle_path, {fp.lower(): s for s, fp in pins.items()}, own_state)  # readable at start
+    return PeerTrust(own_state, bundle_path, pins)
+
+
+def check_own_certificate(cert_path: Path, own_state: str, pins: Mapping[str, str]) -> None:
+    try:
+        own = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise TlsError(f"cannot read the TLS certificate {cert_path}: {exc}") from exc
+    own_fp = fingerprint(own.public_bytes(serialization.Encoding.DER))
+    if pins.get(own_state, "").lower() != own_fp:
+        raise TlsError(
+            f"the TLS certificate {cert_path} (sha256 {own_fp[:16]}...) "
+            f"is not the one pinned for {own_state} (by genesis, as governance last changed it)"
+        )
 
 
 def server_context(cert: Path, key: Path, trust: PeerTrust) -> ssl.SSLContext:
-    """Require a client certificate, and accept only the pinned peers' certificates."""
+    """Require a client certificate, and accept only the pinned peers' certificates
+    (those pinned later too: `trust` adds them as the member table changes)."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     _load_chain(ctx, cert, key)
     ctx.verify_mode = ssl.CERT_REQUIRED
-    pems = "".join(trust.certs_pem.values())
-    if pems:
-        ctx.load_verify_locations(cadata=pems)
+    trust.attach(ctx)
     return ctx
 
 

@@ -9,6 +9,11 @@ a frame is one msgpack array of byte strings, each one item.
 When a link is down it redials with exponential backoff. Raft tolerates lost messages
 (it retransmits), so a full Raft queue drops its oldest messages and a broken
 connection drops the whole queue; gossip keeps its queue across a reconnect, bounded.
+
+The peers are the member table's active nodes (genesis's, as governance last changed
+them): `PeerLinks.set_peers` closes the links of a node that was removed or whose
+address or certificate was replaced, and dials the new ones with a session that
+trusts exactly the newly pinned certificate.
 """
 
 from __future__ import annotations
@@ -191,32 +196,85 @@ class PeerLinks:
         addresses: dict[str, str],
         on_raft_down: Callable[[str], None],
         on_gossip_up: Callable[[str], None],
+        make_session: Callable[[str], aiohttp.ClientSession | None] | None = None,
     ) -> None:
         """`on_raft_down(peer)` when a Raft link breaks; `on_gossip_up(peer)` when a
-        gossip link (re)connects. Nothing is dialed before `start`."""
+        gossip link (re)connects. `make_session(peer)` opens a session that trusts the
+        peer's pinned certificate (None: none is known) when `set_peers` links a new
+        node; `sessions` holds the open ones (their owner closes what is left at the
+        end). Nothing is dialed before `start`."""
         self.sessions = sessions
-        self.addresses = addresses
+        self.addresses = dict(addresses)
         self.raft: dict[str, Link] = {}
         self.gossip: dict[str, Link] = {}
+        self._on_raft_down = on_raft_down
+        self._on_gossip_up = on_gossip_up
+        self._make_session = make_session
+        self._started = False
+        self._closing: set[asyncio.Task[None]] = set()
         for peer, session in sessions.items():
-            base = f"wss://{self.addresses[peer]}/peer"
-            self.raft[peer] = Link(
-                peer, f"{base}/raft", session, items_max=RAFT_QUEUE_ITEMS_MAX,
-                bytes_max=RAFT_QUEUE_BYTES_MAX, drop_on_disconnect=True,
-                on_down=lambda p=peer: on_raft_down(p),  # type: ignore[misc]
-            )
-            self.gossip[peer] = Link(
-                peer, f"{base}/gossip", session, items_max=GOSSIP_QUEUE_ITEMS_MAX,
-                bytes_max=GOSSIP_QUEUE_BYTES_MAX, drop_on_disconnect=False,
-                on_up=lambda p=peer: on_gossip_up(p),  # type: ignore[misc]
-            )
+            if peer in self.addresses:
+                self._link(peer, session)
+
+    def _link(self, peer: str, session: aiohttp.ClientSession) -> None:
+        base = f"wss://{self.addresses[peer]}/peer"
+        self.raft[peer] = Link(
+            peer, f"{base}/raft", session, items_max=RAFT_QUEUE_ITEMS_MAX,
+            bytes_max=RAFT_QUEUE_BYTES_MAX, drop_on_disconnect=True,
+            on_down=lambda p=peer: self._on_raft_down(p),  # type: ignore[misc]
+        )
+        self.gossip[peer] = Link(
+            peer, f"{base}/gossip", session, items_max=GOSSIP_QUEUE_ITEMS_MAX,
+            bytes_max=GOSSIP_QUEUE_BYTES_MAX, drop_on_disconnect=False,
+            on_up=lambda p=peer: self._on_gossip_up(p),  # type: ignore[misc]
+        )
 
     def start(self) -> None:
+        self._started = True
         for link in [*self.raft.values(), *self.gossip.values()]:
             link.start()
 
     async def stop(self) -> None:
+        self._started = False
         await asyncio.gather(*(link.stop() for link in [*self.raft.values(), *self.gossip.values()]))
+        await asyncio.gather(*self._closing, return_exceptions=True)
+
+    def set_peers(self, addresses: dict[str, str], changed: set[str]) -> None:
+        """Link exactly the nodes in `addresses` (state -> peer address): close the
+        links of a node no longer there, or whose address or pinned certificate
+        (`changed`) is not what it was, and link the new ones. What was queued for a
+        closed link is dropped: it was meant for a node that is no longer trusted."""
+        for peer in list(self.raft):
+            if peer not in addresses or peer in changed or addresses[peer] != self.addresses.get(peer):
+                self._unlink(peer)
+        self.addresses = dict(addresses)
+        for peer in addresses:
+            if peer in self.raft or self._make_session is None:
+                continue
+            session = self._make_session(peer)
+            if session is None:
+                log.warning("no pinned certificate for %s in the peer bundle: it is unreachable", peer)
+                continue
+            self.sessions[peer] = session
+            self._link(peer, session)
+            if self._started:
+                self.raft[peer].start()
+                self.gossip[peer].start()
+            log.info("linked to %s at %s", peer, addresses[peer])
+
+    def _unlink(self, peer: str) -> None:
+        links = (self.raft.pop(peer), self.gossip.pop(peer))
+        session = self.sessions.pop(peer, None)
+        log.info("closing the links to %s", peer)
+
+        async def close() -> None:
+            await asyncio.gather(*(link.stop() for link in links))
+            if session is not None:
+                await session.close()
+
+        task = asyncio.get_running_loop().create_task(close(), name=f"unlink-{peer}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def gossip_all(self, item: bytes) -> None:
         for link in self.gossip.values():
@@ -228,13 +286,19 @@ class PeerLinks:
             link.put(item)
 
     def connected(self, peer: str) -> bool:
-        return self.raft[peer].connected and self.gossip[peer].connected
+        raft, gossip = self.raft.get(peer), self.gossip.get(peer)
+        return raft is not None and gossip is not None and raft.connected and gossip.connected
 
     async def get(self, peer: str, path: str, timeout_s: float = 30.0) -> Any:
-        """A GET on a peer's API; the response object is for streaming (caller closes)."""
+        """A GET on a peer's API; the response object is for streaming (caller closes).
+        A peer that is not linked (removed, or no pinned certificate) raises
+        aiohttp.ClientError, as an unreachable one does."""
+        session = self.sessions.get(peer)
+        if session is None or peer not in self.addresses:
+            raise aiohttp.ClientConnectionError(f"{peer} is not a linked peer")
         url = f"https://{self.addresses[peer]}{path}"
         timeout = aiohttp.ClientTimeout(total=timeout_s)
-        return await self.sessions[peer].get(url, timeout=timeout)
+        return await session.get(url, timeout=timeout)
 
 
 class RaftTransport:

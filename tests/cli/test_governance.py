@@ -62,3 +62,16 @@ def test_bad_input_is_one_line(world: World, tmp_path: Path) -> None:
     unsigned = tmp_path / "unsigned.json"
     _propose(world, unsigned)
     fails(["governance", "submit", str(unsigned), *world.regulators["RU"].args()])
+
+
+def test_a_membership_proposal_names_its_epoch(world: World, tmp_path: Path) -> None:
+    """`--epoch` goes into what the regulators sign (show prints it); a parameter change
+    takes none."""
+    file = tmp_path / "remove.json"
+    ok(["governance", "propose", "--action", "remove_node", "--state", "KZ", "--epoch", "3",
+        "--genesis", world.genesis, "--out", str(file)])
+    shown = as_json(ok(["governance", "show", str(file), "--json"]))
+    assert shown["proposal"]["epoch"] == 3
+    assert "membership epoch: 3" in ok(["governance", "show", str(file)]).stdout
+    fails(["governance", "propose", "--action", "set_params", "--state", "RU", "--param", "block_documents_max=5",
+           "--epoch", "1", "--genesis", world.genesis, "--out", str(tmp_path / "p.json")], code=2)
