@@ -104,6 +104,7 @@ async def _setup(net: Testnet, sub: Submitter, kind: str, codes_needed: int) -> 
     docs = DocFactory(net.chain_id)
     producer, buyer = KeyPair.generate(), KeyPair.generate()
     regs = [docs.register(net.regulator(home), producer, home, ["producer"], "Bench producer"),
+            docs.register_product(net.regulator(home), producer),
             docs.register(net.regulator(away), buyer, away, ["wholesaler"], "Bench buyer")]
     results = await sub.submit([d.wire() for d in regs], 0)
     if not all(r["status"] == "applied" for r in results):

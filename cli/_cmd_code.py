@@ -196,11 +196,32 @@ def release(codes: tuple[str, ...], codes_file: IO[bytes] | None, as_json: bool,
 
 @code.command("introduce")
 @codes_input()
+@click.option("--attr", "attrs", multiple=True, metavar="AI=VALUE",
+              help="An attribute of every code, as its GS1 AI: 17=270630 (expiry), 10=LOT (batch), "
+                   "8005=015000 (price, kopecks), 11, 3103, 240, 7003; repeat for several.")
 @submitting
-def introduce(codes: tuple[str, ...], codes_file: IO[bytes] | None, as_json: bool, **params: Any) -> None:
-    """Put emitted codes into circulation (producer or importer)."""
+def introduce(codes: tuple[str, ...], codes_file: IO[bytes] | None, attrs: tuple[str, ...], as_json: bool,
+              **params: Any) -> None:
+    """Put emitted codes into circulation (producer or importer), with the attributes
+    their product group requires (expiry for dairy, the price for tobacco)."""
     keys = gather_codes(codes, codes_file)
-    _run(params, as_json, lambda s: s.introduce(keys))
+    attributes = _attributes(attrs)
+    _run(params, as_json, lambda s: s.introduce(keys, attributes))
+
+
+def _attributes(attrs: tuple[str, ...]) -> list[list[str]]:
+    """AI=VALUE options as the document's sorted [AI, value] pairs, each checked."""
+    pairs: dict[str, str] = {}
+    for item in attrs:
+        ai, sep, value = item.partition("=")
+        if not sep or ai in pairs:
+            raise click.BadParameter(f"{item!r}: give each attribute once, as AI=VALUE", param_hint="--attr")
+        try:
+            ledger.check_attribute(ai, value)
+        except ledger.CodeError as exc:
+            raise click.BadParameter(exc.message, param_hint="--attr") from None
+        pairs[ai] = value
+    return [[ai, pairs[ai]] for ai in sorted(pairs)]
 
 
 @code.command("aggregate")

@@ -52,6 +52,12 @@ REASON_WORDS: dict[str, str] = {
     "expiry_too_far": "expires too far ahead",
     "block_full": "beyond the block limits; submit again",
     "no_quorum": "not signed by a Byzantine quorum of member states' regulators",
+    "unknown_product": "GTIN not in the product catalogue",
+    "invalid_product": "not a valid product registration",
+    "wrong_layout": "serial not of the product group's layout",
+    "bad_attribute": "attribute malformed or not used by the product group",
+    "missing_attribute": "attribute the product group requires is missing",
+    "not_for_group": "not used by the product group",
 }
 
 

@@ -68,10 +68,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Tamga: a permissioned ledger for marked goods in the Eurasian Economic Union.
 
     \b
-    Regulators:  participant register|revoke, code emit|suspend|release, flows,
+    Regulators:  participant register|revoke, product register, code emit|suspend|release, flows,
                  governance propose|sign|submit|show
     Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return
-    Everyone:    code parse|check|show|history, doc show, participant show|holdings
+    Everyone:    code parse|check|show|history, doc show, participant show|holdings,
+                 product show|list
     Auditors:    audit verify|follow|prove|check, export epcis
     Operators:   testnet init|up|down|status|kill|stop|start, node run, bench
 
@@ -82,7 +83,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from . import _cmd_audit, _cmd_code, _cmd_governance, _cmd_misc, _cmd_ops, _cmd_participant
+    from . import _cmd_audit, _cmd_code, _cmd_governance, _cmd_misc, _cmd_ops, _cmd_participant, _cmd_product
 
     for command in (
         _cmd_misc.keys,
@@ -96,6 +97,7 @@ def _register_commands() -> None:
         _cmd_ops.testnet,
         _cmd_ops.node,
         _cmd_ops.bench,
+        _cmd_product.product,
     ):
         cli.add_command(command)
 

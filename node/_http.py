@@ -73,6 +73,7 @@ HTTP_STATUS: dict[str, int] = {
     "unknown_participant": 404,
     "unknown_shipment": 404,
     "unknown_block": 404,
+    "unknown_product": 404,
     "method_not_allowed": 405,
     "duplicate": 409,
     "too_large": 413,

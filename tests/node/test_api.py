@@ -28,6 +28,9 @@ async def ru(tmp_path: Path) -> AsyncIterator[InProcessNode]:
 async def producer_with_codes(n: InProcessNode, count: int = 3) -> tuple[KeyPair, list[str]]:
     producer = KeyPair.generate()
     await n.submit_ok(n.docs.register(n.regulator(), producer, "RU", ["producer"], "Producer"))
+    # The catalogue entry emit needs; a second producer of the test finds it there already.
+    _, body = await n.submit(n.docs.register_product(n.regulator(), producer))
+    assert body["reason"] in (None, "already_exists"), body
     serials = n.docs.serials(count)
     await n.submit_ok(n.docs.emit(n.regulator(), producer, serials))
     codes = [code_key(GTIN, s) for s in serials]
