@@ -13,9 +13,8 @@ from click.testing import CliRunner, Result
 
 import ledger
 from cli.main import cli
-from tests.shared_data import SHARED_DATA
-
 from testnet import DEMO_GROUP, DEMO_TNVED
+from tests.shared_data import SHARED_DATA
 
 from .netfixture import InProcessNetwork
 
