@@ -54,7 +54,8 @@ def parser_before() -> ModuleType:
 def shared_codes() -> Path:
     """../shared/data/codes beside the checkout, or under TAMGA_SHARED_DATA."""
     override = os.environ.get("TAMGA_SHARED_DATA")
-    candidates = [Path(override)] if override else [ROOT.parent / "shared" / "data", Path("/work/shared/data")]
+    beside = [ROOT.parent / "shared" / "data", Path("/work/shared/data")]
+    candidates = [Path(override)] if override else beside
     for data in candidates:
         if (data / "codes").is_dir():
             return data / "codes"
