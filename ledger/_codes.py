@@ -358,6 +358,17 @@ def _ai_spec(ai: str) -> _AiSpec:
 
 # Read once at import: the hot paths look AIs up in a dict, never in biip.
 _SPECS = {ai: _ai_spec(ai) for ai in ("00", "01", "21", *CRYPTO_AIS, *ATTRIBUTE_AIS)}
+# The ledger's verdicts depend on these formats, so every node must read the same ones:
+# a biip whose table says otherwise stops the import (and the node) rather than letting
+# one node's ledger refuse what another's applies.
+_FORMATS = {
+    "00": "N2+N18", "01": "N2+N14", "21": "N2+X..20", "91": "N2+X..90", "92": "N2+X..90",
+    "93": "N2+X..90", "10": "N2+X..20", "11": "N2+N6", "17": "N2+N6", "240": "N3+X..30",
+    "3103": "N4+N6", "7003": "N4+N10", "8005": "N4+N6",
+}
+_drift = {ai: GS1ApplicationIdentifier.extract(ai).format for ai in _FORMATS} != _FORMATS
+if _drift:  # pragma: no cover - another biip release
+    raise ImportError("biip's AI table differs from the formats Tamga's ledger was built on")
 _KNOWN_AFTER_SERIAL = frozenset((*CRYPTO_AIS, *ATTRIBUTE_AIS))
 _FIELD_NAMES = {"00": "the SSCC", "01": "the GTIN", "21": "the serial"}
 
