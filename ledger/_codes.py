@@ -729,7 +729,8 @@ def _build(pairs: Pairs, *, serial_suspect: bool, unterminated: str = "") -> Sca
     if first_ai != "01":
         raise _unknown_ai(first_ai, ai_title(first_ai), "at the start")
     gtin = first_value
-    _check_number("GTIN", gtin, 14, "bad_gtin")
+    if not _gtin_ok(gtin):  # a document's codes share a few GTINs: the check is cached
+        _check_number("GTIN", gtin, 14, "bad_gtin")
     if len(pairs) == 1 or pairs[1][0] != "21":
         raise _missing_serial(gtin, pairs[1:])
     serial = pairs[1][1]
