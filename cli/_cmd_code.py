@@ -73,8 +73,10 @@ def parse(raw: str, as_json: bool) -> None:
     if as_json:
         print_json(info)
     elif info["ok"]:
-        order = ("kind", "key", "gtin", "serial", "sscc", "element_string", "digital_link")
-        click.echo("\n".join(kv_lines([(k.replace("_", " "), info[k]) for k in order if k in info])))
+        order = ("kind", "layout", "key", "gtin", "serial", "sscc", "element_string", "digital_link")
+        rows = [(k.replace("_", " "), info[k]) for k in order if k in info]
+        rows += [(name.replace("_", " "), value) for name, value in info.get("attributes", {}).items()]
+        click.echo("\n".join(kv_lines(rows)))
     if not info["ok"]:
         raise click.ClickException(f"refused ({info['reason']}): {info['message']}")
 

@@ -168,7 +168,8 @@ def describe_code(raw: str | bytes) -> dict[str, Any]:
             "element_string": f"(00){code.value}",
             "digital_link": code.digital_link(),
         }
-    return {
+    scanned = ledger.read_code(raw)
+    out: dict[str, Any] = {
         "kind": "unit",
         "key": code.key,
         "gtin": code.gtin,
@@ -176,6 +177,11 @@ def describe_code(raw: str | bytes) -> dict[str, Any]:
         "element_string": code.element_string(),
         "digital_link": code.digital_link(),
     }
+    if scanned.form != "gs1":
+        out["layout"] = scanned.form  # the 29-character pack code, the 27-character SGTIN
+    if scanned.attributes:
+        out["attributes"] = scanned.attributes_json()
+    return out
 
 
 # Emission: the regulator makes the serials.
