@@ -5,7 +5,7 @@ each also as HRI and as Digital Link, cycled to `--codes` inputs. Three parsers 
 same inputs:
 
 - `read_code` (this round): identification and attributes apart, every layout;
-- the parser before it (`ledger/_codes.py` at commit BEFORE, read from git): it refuses
+- the parser before it (`ledger/_codes.py` at 03fbba6, kept as bench/_codes_before.py): it refuses
   codes with attributes (8005, 17, 10, 3103, 240), the 29-character pack code, the
   27-character SGTIN and fur signs, so the two are compared on the inputs both parse;
 - biip's own `biip.parse` on the GS1 inputs, for scale: what calling biip per code would
@@ -17,38 +17,20 @@ same inputs:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import biip
 
 from ledger import CodeError, UnitCode, read_code
 
+from . import _codes_before as before
+
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = "03fbba6"  # main before issue 13: the parser that read 01 + 21 (+ 91, 92, 93) only
 GS = "\x1d"
-
-
-def parser_before() -> ModuleType:
-    """`ledger/_codes.py` as it was at BEFORE, loaded beside today's as ledger._codes_before."""
-    source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{BEFORE}:ledger/_codes.py"],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    spec = importlib.util.spec_from_loader("ledger._codes_before", loader=None)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    module.__package__ = "ledger"
-    sys.modules[spec.name] = module
-    exec(compile(source, f"{BEFORE}:ledger/_codes.py", "exec"), module.__dict__)  # noqa: S102
-    return module
 
 
 def shared_codes() -> Path:
@@ -112,7 +94,6 @@ def main() -> None:
     parser.add_argument("--codes", type=int, default=50_000, help="inputs per pass (the mix cycled)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    before = parser_before()
     mix = inputs()
     both = accepted(before.parse_code, mix)
     gs1 = [raw for raw in mix if read_code(raw).form == "gs1" and not raw.startswith("http")]

@@ -65,7 +65,9 @@ starts a new element; a serial containing such text is refused in that form
 Every refusal is a `CodeError` with a stable ``reason`` and a ``message`` that
 names what is wrong. `parse_key` is the hot path of the state machine: plain
 slicing, one regular expression and a cached check digit, no biip. biip gives
-the AI table (names, lengths, value patterns) once, at import; its date reading
+the AI table (names, lengths, value patterns), read from its data file once, at
+import, without importing the biip package (its GS1 prefix tables cost about 0.3 s
+of every process start and the ledger does not use them); its date reading
 is not used, because it picks the century from the wall clock (GS1's sliding
 window), which would make the ledger's verdict depend on the day it runs:
 `attribute_date` reads YYMMDD as 20YY instead.
@@ -77,15 +79,14 @@ from __future__ import annotations
 import calendar
 import datetime
 import functools
+import importlib.util
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn, TypeAlias
 from urllib.parse import quote, unquote, urlsplit
-
-from biip import ParseError
-from biip.gs1_application_identifiers import GS1ApplicationIdentifier
-from biip.symbology import GS1Symbology
 
 from ._errors import LedgerError
 
@@ -114,7 +115,8 @@ _URI_SCHEMES = ("http://", "https://")
 
 # Symbologies that carry GS1 element strings, plus plain DataMatrix and QR,
 # which is where a Digital Link URI is printed.
-_SYMBOLOGIES = frozenset({"]" + s.value for s in GS1Symbology.with_gs1_messages()} | {"]d1", "]Q1"})
+# (biip's GS1Symbology.with_gs1_messages(): GS1-128, DataBar, DataMatrix, QR, DotCode.)
+_SYMBOLOGIES = frozenset({"]C1", "]e0", "]d2", "]Q3", "]J1", "]d1", "]Q1"})
 _TAIL_SHAPED = 4  # Russian crypto key (AI 91) and short tail (AI 93) are 4 characters.
 _SHOWN_CHARS_MAX = 48
 
@@ -345,15 +347,38 @@ class _AiSpec:
     value: re.Pattern[str]
 
 
+def _biip_table() -> list[dict[str, Any]]:
+    """biip's AI table: its bundled data file, read without importing the biip package,
+    whose import also loads GS1 prefix tables the ledger never uses (about 0.3 s of every
+    process start, bench/README.md)."""
+    spec = importlib.util.find_spec("biip")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover
+        raise ImportError("biip is not installed; the ledger reads its AI table")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "gs1_application_identifiers"
+    table: list[dict[str, Any]] = json.loads((folder / "_application_identifiers.json").read_text("utf-8"))
+    return table
+
+
+_TABLE = {entry["ai"]: entry for entry in _biip_table()}
+
+
+def _extract(value: str) -> dict[str, Any] | None:
+    """The AI of biip's table that starts `value` (biip's own `extract` rule), if any."""
+    for ai, entry in _TABLE.items():
+        if value.startswith(ai):
+            return entry
+    return None
+
+
 def _ai_spec(ai: str) -> _AiSpec:
     """One AI as biip's table describes it: name, value length and value pattern."""
-    known = GS1ApplicationIdentifier.extract(ai)
-    if known.ai != ai:  # pragma: no cover - a biip table without one of our AIs
+    known = _TABLE.get(ai)
+    if known is None:  # pragma: no cover - a biip table without one of our AIs
         raise ImportError(f"biip's AI table has no AI {ai}")
-    data = known.format.split("+", 1)[1]  # "N14", "X..20", "N6"
+    data = known["format"].split("+", 1)[1]  # "N14", "X..20", "N6"
     chars = int(data.lstrip("NX."))
-    value = re.compile("^" + known.pattern[1 + len(ai) :])
-    return _AiSpec(ai, known.data_title, 0 if ".." in data else chars, chars, value)
+    value = re.compile("^" + known["pattern"][1 + len(ai) :])
+    return _AiSpec(ai, known["data_title"], 0 if ".." in data else chars, chars, value)
 
 
 # Read once at import: the hot paths look AIs up in a dict, never in biip.
@@ -366,7 +391,7 @@ _FORMATS = {
     "93": "N2+X..90", "10": "N2+X..20", "11": "N2+N6", "17": "N2+N6", "240": "N3+X..30",
     "3103": "N4+N6", "7003": "N4+N10", "8005": "N4+N6",
 }
-_drift = {ai: GS1ApplicationIdentifier.extract(ai).format for ai in _FORMATS} != _FORMATS
+_drift = {ai: _TABLE[ai]["format"] for ai in _FORMATS} != _FORMATS
 if _drift:  # pragma: no cover - another biip release
     raise ImportError("biip's AI table differs from the formats Tamga's ledger was built on")
 _KNOWN_AFTER_SERIAL = frozenset((*CRYPTO_AIS, *ATTRIBUTE_AIS))
@@ -387,10 +412,8 @@ def ai_title(ai: str) -> str:
     spec = _SPECS.get(ai)
     if spec is not None:
         return spec.title
-    try:
-        return GS1ApplicationIdentifier.extract(ai).data_title
-    except ParseError:
-        return "not a GS1 AI"
+    known = _extract(ai)
+    return str(known["data_title"]) if known is not None and known["ai"] == ai else "not a GS1 AI"
 
 
 def attribute_date(value: str) -> datetime.date:
@@ -692,16 +715,15 @@ def _unexpected(rest: str, pairs: Pairs) -> CodeError:
     where = (
         f"after {_FIELD_NAMES.get(pairs[-1][0], 'AI ' + pairs[-1][0])}" if pairs else "at the start"
     )
-    try:
-        ai = GS1ApplicationIdentifier.extract(rest)
-    except ParseError:
+    known = _extract(rest)
+    if known is None:
         if not pairs:
             return CodeError(
                 "not_a_code",
                 f"not a code: {_show(rest)} does not start with AI 01 (GTIN) or 00 (SSCC)",
             )
         return CodeError("trailing_data", f"unexpected data {_show(rest)} {where}")
-    return _unknown_ai(ai.ai, ai.data_title, where)
+    return _unknown_ai(known["ai"], known["data_title"], where)
 
 
 def _unknown_ai(ai: str, title: str, where: str) -> CodeError:
