@@ -52,14 +52,18 @@ def _session(params: dict[str, Any]) -> Session:
 
 @code.command("parse")
 @click.argument("raw", metavar="RAW")
+@click.option("--group", default=None, help="Also check the layouts of this product group (needs --genesis).")
+@genesis_option(help="Genesis file whose product-group table --group names.")
 @json_option
-def parse(raw: str, as_json: bool) -> None:
+def parse(raw: str, group: str | None, genesis: Path | None, as_json: bool) -> None:
     """What the ledger understands a scanned code to be, or why it refuses it.
 
     RAW is the code as scanned (GS1 element string with GS separators, ]d2 prefix,
     (01)...(21)... or a Digital Link URI); '-' reads the first line of standard input,
-    keeping GS bytes.
+    keeping GS bytes. With --group, an AI the group does not use, a serial it does not
+    print and a dropped GS are refused as the group's rules say.
     """
+    layouts = _group_layouts(group, genesis) if group else None
     data = os.fsencode(raw)
     if raw == "-":
         lines = split_lines(stdin_bytes(), "standard input")
@@ -67,6 +71,8 @@ def parse(raw: str, as_json: bool) -> None:
             raise click.UsageError("standard input holds no code")
         data = lines[0].raw
     try:
+        if layouts is not None:
+            ledger.read_code(data, layouts, str(group))
         info: dict[str, Any] = {"input": data.decode("latin-1"), "ok": True, **describe_code(data)}
     except ledger.CodeError as exc:
         info = {"input": data.decode("latin-1"), "ok": False, "reason": exc.reason, "message": exc.message}
@@ -79,6 +85,15 @@ def parse(raw: str, as_json: bool) -> None:
         click.echo("\n".join(kv_lines(rows)))
     if not info["ok"]:
         raise click.ClickException(f"refused ({info['reason']}): {info['message']}")
+
+
+def _group_layouts(group: str, genesis: Path | None) -> tuple[ledger.Layout, ...]:
+    if genesis is None:
+        raise click.UsageError("--group reads the product-group table of a genesis file: give --genesis FILE")
+    found = ledger.Genesis.load(genesis).product_group(group)
+    if found is None:
+        raise click.BadParameter(f"genesis {genesis} names no product group {group!r}", param_hint="--group")
+    return found.layouts
 
 
 @code.command("check")
