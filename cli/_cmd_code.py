@@ -52,14 +52,18 @@ def _session(params: dict[str, Any]) -> Session:
 
 @code.command("parse")
 @click.argument("raw", metavar="RAW")
+@click.option("--group", default=None, help="Also check the layouts of this product group (needs --genesis).")
+@genesis_option(help="Genesis file whose product-group table --group names.")
 @json_option
-def parse(raw: str, as_json: bool) -> None:
+def parse(raw: str, group: str | None, genesis: Path | None, as_json: bool) -> None:
     """What the ledger understands a scanned code to be, or why it refuses it.
 
     RAW is the code as scanned (GS1 element string with GS separators, ]d2 prefix,
     (01)...(21)... or a Digital Link URI); '-' reads the first line of standard input,
-    keeping GS bytes.
+    keeping GS bytes. With --group, an AI the group does not use, a serial it does not
+    print and a dropped GS are refused as the group's rules say.
     """
+    layouts = _group_layouts(group, genesis) if group else None
     data = os.fsencode(raw)
     if raw == "-":
         lines = split_lines(stdin_bytes(), "standard input")
@@ -67,16 +71,29 @@ def parse(raw: str, as_json: bool) -> None:
             raise click.UsageError("standard input holds no code")
         data = lines[0].raw
     try:
+        if layouts is not None:
+            ledger.read_code(data, layouts, str(group))
         info: dict[str, Any] = {"input": data.decode("latin-1"), "ok": True, **describe_code(data)}
     except ledger.CodeError as exc:
         info = {"input": data.decode("latin-1"), "ok": False, "reason": exc.reason, "message": exc.message}
     if as_json:
         print_json(info)
     elif info["ok"]:
-        order = ("kind", "key", "gtin", "serial", "sscc", "element_string", "digital_link")
-        click.echo("\n".join(kv_lines([(k.replace("_", " "), info[k]) for k in order if k in info])))
+        order = ("kind", "layout", "key", "gtin", "serial", "sscc", "element_string", "digital_link")
+        rows = [(k.replace("_", " "), info[k]) for k in order if k in info]
+        rows += [(name.replace("_", " "), value) for name, value in info.get("attributes", {}).items()]
+        click.echo("\n".join(kv_lines(rows)))
     if not info["ok"]:
         raise click.ClickException(f"refused ({info['reason']}): {info['message']}")
+
+
+def _group_layouts(group: str, genesis: Path | None) -> tuple[ledger.Layout, ...]:
+    if genesis is None:
+        raise click.UsageError("--group reads the product-group table of a genesis file: give --genesis FILE")
+    found = ledger.Genesis.load(genesis).product_group(group)
+    if found is None:
+        raise click.BadParameter(f"genesis {genesis} names no product group {group!r}", param_hint="--group")
+    return found.layouts
 
 
 @code.command("check")
@@ -196,11 +213,32 @@ def release(codes: tuple[str, ...], codes_file: IO[bytes] | None, as_json: bool,
 
 @code.command("introduce")
 @codes_input()
+@click.option("--attr", "attrs", multiple=True, metavar="AI=VALUE",
+              help="An attribute of every code, as its GS1 AI: 17=270630 (expiry), 10=LOT (batch), "
+                   "8005=015000 (price, kopecks), 11, 3103, 240, 7003; repeat for several.")
 @submitting
-def introduce(codes: tuple[str, ...], codes_file: IO[bytes] | None, as_json: bool, **params: Any) -> None:
-    """Put emitted codes into circulation (producer or importer)."""
+def introduce(codes: tuple[str, ...], codes_file: IO[bytes] | None, attrs: tuple[str, ...], as_json: bool,
+              **params: Any) -> None:
+    """Put emitted codes into circulation (producer or importer), with the attributes
+    their product group requires (expiry for dairy, the price for tobacco)."""
     keys = gather_codes(codes, codes_file)
-    _run(params, as_json, lambda s: s.introduce(keys))
+    attributes = _attributes(attrs)
+    _run(params, as_json, lambda s: s.introduce(keys, attributes))
+
+
+def _attributes(attrs: tuple[str, ...]) -> list[list[str]]:
+    """AI=VALUE options as the document's sorted [AI, value] pairs, each checked."""
+    pairs: dict[str, str] = {}
+    for item in attrs:
+        ai, sep, value = item.partition("=")
+        if not sep or ai in pairs:
+            raise click.BadParameter(f"{item!r}: give each attribute once, as AI=VALUE", param_hint="--attr")
+        try:
+            ledger.check_attribute(ai, value)
+        except ledger.CodeError as exc:
+            raise click.BadParameter(exc.message, param_hint="--attr") from None
+        pairs[ai] = value
+    return [[ai, pairs[ai]] for ai in sorted(pairs)]
 
 
 @code.command("aggregate")

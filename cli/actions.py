@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ledger
-from node.client import ClientError, Submitted, SyncNodeClient
+from node.client import ClientError, NodeError, Submitted, SyncNodeClient
 
-from .documents import InputError, Signer, check_gtin, random_serials, rejection
+from .documents import SERIAL_CHARS, InputError, Signer, check_gtin, random_serials, rejection
 
 DocType = ledger.DocType
 
@@ -109,9 +109,20 @@ class Session:
 
     def emit(self, gtin: str, count: int, owner: str) -> Outcome:
         gtin14 = check_gtin(gtin)
-        serials = random_serials(gtin14, count)
+        serials = random_serials(gtin14, count, self.serial_chars(gtin14))
         codes = ["01" + gtin14 + "21" + s for s in serials]
         return self.submit(DocType.EMIT, {"codes": codes}, owner=owner, gtin=gtin14, serials=serials)
+
+    def serial_chars(self, gtin14: str) -> int:
+        """The serial length the product's group prints (its first layout's), or the
+        default on a chain without a catalogue or for a GTIN it does not hold, where the
+        ledger's answer to the emission says what is wrong."""
+        try:
+            layouts = self.client.product(gtin14).get("layouts") or []
+        except NodeError:
+            return SERIAL_CHARS
+        chars = layouts[0].get("serial_chars") if layouts else None
+        return chars if isinstance(chars, int) and 0 < chars <= 20 else SERIAL_CHARS
 
     def suspend(self, codes: list[str], note: str) -> Outcome:
         return self.submit(DocType.SUSPEND, codes=codes, note=note)
@@ -121,8 +132,8 @@ class Session:
 
     # Businesses.
 
-    def introduce(self, codes: list[str]) -> Outcome:
-        return self.submit(DocType.INTRODUCE, codes=codes)
+    def introduce(self, codes: list[str], attributes: list[list[str]] | None = None) -> Outcome:
+        return self.submit(DocType.INTRODUCE, codes=codes, attributes=attributes or [])
 
     def aggregate(self, sscc: str, codes: list[str]) -> Outcome:
         return self.submit(DocType.AGGREGATE, {"sscc": sscc}, sscc=sscc, codes=codes)

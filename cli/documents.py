@@ -53,6 +53,12 @@ REASON_WORDS: dict[str, str] = {
     "block_full": "beyond the block limits; submit again",
     "no_quorum": "not signed by a Byzantine quorum of member states' regulators",
     "stale_epoch": "made for another membership epoch (carried out already, or membership moved on)",
+    "unknown_product": "GTIN not in the product catalogue",
+    "invalid_product": "not a valid product registration",
+    "wrong_layout": "serial not of the product group's layout",
+    "bad_attribute": "attribute malformed or not used by the product group",
+    "missing_attribute": "attribute the product group requires is missing",
+    "not_for_group": "not used by the product group",
 }
 
 
@@ -163,7 +169,8 @@ def describe_code(raw: str | bytes) -> dict[str, Any]:
             "element_string": f"(00){code.value}",
             "digital_link": code.digital_link(),
         }
-    return {
+    scanned = ledger.read_code(raw)
+    out: dict[str, Any] = {
         "kind": "unit",
         "key": code.key,
         "gtin": code.gtin,
@@ -171,6 +178,11 @@ def describe_code(raw: str | bytes) -> dict[str, Any]:
         "element_string": code.element_string(),
         "digital_link": code.digital_link(),
     }
+    if scanned.form != "gs1":
+        out["layout"] = scanned.form  # the 29-character pack code, the 27-character SGTIN
+    if scanned.attributes:
+        out["attributes"] = scanned.attributes_json()
+    return out
 
 
 # Emission: the regulator makes the serials.

@@ -68,11 +68,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Tamga: a permissioned ledger for marked goods in the Eurasian Economic Union.
 
     \b
-    Regulators:  participant register|revoke, code emit|suspend|release, flows,
+    Regulators:  participant register|revoke, product register, code emit|suspend|release, flows,
                  governance propose|sign|submit|show
     Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return
                  inbox, events follow|forward
-    Everyone:    code parse|check|show|history, doc show, participant show|holdings
+    Everyone:    code parse|check|show|history, doc show, participant show|holdings,
+                 product show|list
     Auditors:    audit verify|follow|prove|check, export epcis
     Analysts:    export parquet, sql
     Operators:   testnet init|up|down|status|kill|stop|start, node run, bench
@@ -93,6 +94,7 @@ def _register_commands() -> None:
         _cmd_misc,
         _cmd_ops,
         _cmd_participant,
+        _cmd_product,
     )
 
     _cmd_misc.export.add_command(_cmd_export.parquet)
@@ -112,6 +114,7 @@ def _register_commands() -> None:
         _cmd_export.sql,
         _cmd_inbox.inbox,
         _cmd_inbox.events,
+        _cmd_product.product,
     ):
         cli.add_command(command)
 

@@ -6,6 +6,7 @@ no network. Everything a node, a tool or an auditor needs is exported here.
 
 from ._admission import RECORDED_REFUSALS, admission
 from ._auditor import AuditFailure, Auditor, AuditReport, RawBlock, read_data_dir
+from ._catalogue import ProductGroup, ProductRecord, groups_from_json
 from ._chain import (
     Attestation,
     Block,
@@ -16,15 +17,22 @@ from ._chain import (
     results_root,
 )
 from ._codes import (
+    ATTRIBUTE_AIS,
+    ATTRIBUTE_NAMES,
     CodeError,
+    FurSign,
+    Layout,
     MarkingCode,
+    Scanned,
     Sscc,
     UnitCode,
+    check_attribute,
     gs1_check_digit,
     is_valid_gtin,
     is_valid_sscc,
     parse_code,
     parse_key,
+    read_code,
 )
 from ._documents import (
     CODES_PER_DOCUMENT_MAX,
@@ -140,6 +148,16 @@ __all__ = [
     "conf_change_follows",
     "governed_membership",
     "membership_epoch",
+    "ATTRIBUTE_AIS",
+    "ATTRIBUTE_NAMES",
+    "FurSign",
+    "Layout",
+    "ProductGroup",
+    "ProductRecord",
+    "Scanned",
+    "read_code",
+    "groups_from_json",
+    "check_attribute",
     "MEMBER_ACTIVE",
     "MEMBER_REMOVED",
     "DOMAIN_GOVERNANCE",

@@ -64,6 +64,8 @@ class DocType(enum.StrEnum):
     SUSPEND = "suspend"
     RELEASE = "release"
     GOVERNANCE = "governance"
+    # The product catalogue (issue 13).
+    REGISTER_PRODUCT = "register_product"
 
 
 class Field(enum.Enum):
@@ -83,6 +85,9 @@ class Field(enum.Enum):
     REASON = "reason"  # one of RETIRE_REASONS
     PROPOSAL = "proposal"  # a governance proposal's canonical bytes, bounded
     COSIGNATURES = "cosignatures"  # 1..COSIGNATURES_MAX [regulator id, signature]
+    # 0..ATTRIBUTES_MAX [AI, value] pairs sorted by AI; only ever a payload's last field,
+    # which a document leaves out when empty (see OPTIONAL_LAST).
+    ATTRIBUTES = "attributes"
 
 
 PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
@@ -94,7 +99,7 @@ PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
     ),
     DocType.REVOKE_PARTICIPANT: (("participant", Field.PARTICIPANT),),
     DocType.EMIT: (("owner", Field.PARTICIPANT), ("gtin", Field.GTIN), ("serials", Field.SERIALS)),
-    DocType.INTRODUCE: (("codes", Field.CODES),),
+    DocType.INTRODUCE: (("codes", Field.CODES), ("attributes", Field.ATTRIBUTES)),
     DocType.AGGREGATE: (("sscc", Field.CODE), ("codes", Field.CODES)),
     DocType.DISAGGREGATE: (("sscc", Field.CODE),),
     DocType.SHIP: (("receiver", Field.PARTICIPANT), ("codes", Field.CODES)),
@@ -106,7 +111,19 @@ PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
     DocType.SUSPEND: (("codes", Field.CODES), ("note", Field.TEXT)),
     DocType.RELEASE: (("codes", Field.CODES),),
     DocType.GOVERNANCE: (("proposal", Field.PROPOSAL), ("signatures", Field.COSIGNATURES)),
+    DocType.REGISTER_PRODUCT: (
+        ("gtin", Field.GTIN),
+        ("group", Field.TEXT),
+        ("name", Field.TEXT),
+        ("tnved", Field.TEXT),
+        ("producer", Field.PARTICIPANT),
+    ),
 }
+
+# Types whose last field is optional: left out of the body when empty, so a document
+# from before the field existed keeps its bytes and its id, and present only when not
+# empty, so each document has one body.
+OPTIONAL_LAST = frozenset(kind for kind, spec in PAYLOADS.items() if spec and spec[-1][1] is Field.ATTRIBUTES)
 
 HEADER_FIELDS = ("chain_id", "type", "signer", "nonce", "expires_at_ms")
 
@@ -178,6 +195,31 @@ def _check_proposal(name: str, value: Any) -> Any:
     return value
 
 
+# One of each attribute AI at most (ledger._codes.ATTRIBUTE_AIS has seven); values as
+# GS1 bounds them (at most 90 characters).
+ATTRIBUTES_MAX = 8
+ATTRIBUTE_CHARS_MAX = 90
+
+
+def _check_attributes(name: str, value: Any) -> Any:
+    # Structure only; which AIs a product group uses and what their values mean is the
+    # state machine's verdict.
+    if not isinstance(value, list) or len(value) > ATTRIBUTES_MAX:
+        raise DecodeError(f"{name} must be a list of at most {ATTRIBUTES_MAX} [AI, value] pairs")
+    for pair in value:
+        if (
+            not isinstance(pair, list) or len(pair) != 2
+            or not isinstance(pair[0], str) or not 2 <= len(pair[0]) <= 4 or not pair[0].isdigit()
+            or not pair[0].isascii()
+            or not isinstance(pair[1], str) or not 0 < len(pair[1]) <= ATTRIBUTE_CHARS_MAX
+        ):
+            raise DecodeError(f"every entry of {name} is [AI of 2 to 4 digits, value of 1 to 90 characters]")
+    ais = [pair[0] for pair in value]
+    if ais != sorted(set(ais)):
+        raise DecodeError(f"{name} must be sorted by AI, each AI once")
+    return value
+
+
 _CHECKS: dict[Field, Callable[[str, Any], Any]] = {
     Field.PUBLIC_KEY: _check_bytes32,
     Field.HASH: _check_bytes32,
@@ -193,6 +235,7 @@ _CHECKS: dict[Field, Callable[[str, Any], Any]] = {
     Field.REASON: _check_reason,
     Field.PROPOSAL: _check_proposal,
     Field.COSIGNATURES: lambda name, value: check_cosignatures_shape(value),
+    Field.ATTRIBUTES: _check_attributes,
 }
 
 
@@ -225,6 +268,9 @@ class Document:
         raise KeyError(name)
 
     def body_bytes(self) -> bytes:
+        payload = list(self.payload)
+        if self.type in OPTIONAL_LAST and not payload[-1]:
+            payload.pop()
         return pack(
             [
                 FORMAT_VERSION,
@@ -233,7 +279,7 @@ class Document:
                 self.signer,
                 self.nonce,
                 self.expires_at_ms,
-                list(self.payload),
+                payload,
             ]
         )
 
@@ -253,6 +299,8 @@ class Document:
             "expires_at_ms": self.expires_at_ms,
         }
         for (name, kind), value in zip(PAYLOADS[self.type], self.payload):
+            if kind is Field.ATTRIBUTES and not value:
+                continue  # left out when empty, as in the body
             out[name] = _field_json(kind, value)
         return out
 
@@ -301,6 +349,8 @@ def make_document(
     unknown = set(fields) - {name for name, _ in spec}
     if unknown:
         raise DecodeError(f"unknown field(s) for {kind.value}: {', '.join(sorted(unknown))}")
+    if kind in OPTIONAL_LAST:
+        fields.setdefault(spec[-1][0], [])
     missing = [name for name, _ in spec if name not in fields]
     if missing:
         raise DecodeError(f"missing field(s) for {kind.value}: {', '.join(missing)}")
@@ -362,6 +412,11 @@ def decode_body(body: bytes) -> Document:
     if kind is None:
         raise DecodeError(f"unknown document type {type_name!r}")
     checks = _PAYLOAD_CHECKS[kind]
+    if kind in OPTIONAL_LAST and isinstance(payload, list):
+        if len(payload) == len(checks) - 1:
+            payload = [*payload, []]
+        elif len(payload) == len(checks) and payload[-1] == []:
+            raise DecodeError(f"an empty {checks[-1][0]} is left out of a {kind.value} payload")
     if not isinstance(payload, list) or len(payload) != len(checks):
         raise DecodeError(f"a {kind.value} payload has {len(checks)} fields")
     checked = tuple([check(name, v) for (name, check), v in zip(checks, payload)])

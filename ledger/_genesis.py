@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._catalogue import ProductGroup, groups_from_json
 from ._encoding import pack
 from ._errors import DecodeError
 from ._identity import PUBLIC_KEY_BYTES, ParticipantId, participant_id
@@ -133,6 +134,9 @@ class Genesis:
     time_ms: int
     states: tuple[MemberState, ...]
     params: ChainParams = field(default_factory=ChainParams)
+    # The catalogue's product-group table (see _catalogue.py). Empty in a genesis from
+    # before the catalogue, which then hashes as it did and keeps its rules.
+    product_groups: tuple[ProductGroup, ...] = ()
 
     def __post_init__(self) -> None:
         codes = [s.code for s in self.states]
@@ -140,6 +144,9 @@ class Genesis:
             raise DecodeError("genesis names no member state")
         if len(set(codes)) != len(codes):
             raise DecodeError("genesis names a member state twice")
+        group_names = [g.name for g in self.product_groups]
+        if len(set(group_names)) != len(group_names):
+            raise DecodeError("genesis names a product group twice")
         if type(self.time_ms) is not int or not 0 <= self.time_ms <= TIME_MS_MAX:
             raise DecodeError("genesis time_ms must be within 0..2^63-1")
         ids = [s.node_id for s in self.states]
@@ -164,8 +171,16 @@ class Genesis:
                 self.time_ms,
                 [s.to_list() for s in self.states],
                 self.params.to_list(),
+                # Only when named: a genesis from before the catalogue keeps its hash.
+                *([[g.to_list() for g in self.product_groups]] if self.product_groups else []),
             ]
         )
+
+    def product_group(self, name: str) -> ProductGroup | None:
+        for group in self.product_groups:
+            if group.name == name:
+                return group
+        return None
 
     @property
     def quorum(self) -> int:
@@ -203,6 +218,7 @@ class Genesis:
                 }
                 for s in self.states
             ],
+            **({"product_groups": [g.to_json() for g in self.product_groups]} if self.product_groups else {}),
         }
 
     @classmethod
@@ -224,7 +240,8 @@ class Genesis:
                 )
                 for s in obj["states"]
             )
-            return cls(str(obj["chain_id"]), int(obj["time_ms"]), states, params)
+            groups = groups_from_json(obj.get("product_groups", []))
+            return cls(str(obj["chain_id"]), int(obj["time_ms"]), states, params, groups)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DecodeError(f"genesis is malformed: {exc!r}") from exc
 

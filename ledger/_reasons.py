@@ -47,6 +47,13 @@ class Reason(enum.StrEnum):
     # A membership certificate made for another membership epoch than the ledger's: it
     # was carried already, or membership moved on since the regulators signed it.
     STALE_EPOCH = "stale_epoch"
+    # The product catalogue (issue 13).
+    UNKNOWN_PRODUCT = "unknown_product"  # a GTIN the catalogue does not hold
+    INVALID_PRODUCT = "invalid_product"  # a product registration with a bad group, name or tariff code
+    WRONG_LAYOUT = "wrong_layout"  # a serial the product's group does not print
+    BAD_ATTRIBUTE = "bad_attribute"  # a malformed attribute, or one the product's group does not use
+    MISSING_ATTRIBUTE = "missing_attribute"  # an attribute the product's group requires is not given
+    NOT_FOR_GROUP = "not_for_group"  # a document or withdrawal reason the product's group does not use
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
 from ._admission import RECORDED_REFUSALS, admission
+from ._catalogue import (
+    TNVED_RE,
+    ProductGroup,
+    ProductRecord,
+    attributes_key,
+    attributes_problem,
+    product_key,
+)
 from ._codes import CodeError, Sscc, is_valid_gtin, parse_key
 from ._documents import DocType, SignedDocument, decode_signed, document_id
 from ._encoding import pack_trusted, unpack_trusted
@@ -160,6 +168,9 @@ class StateMachine:
         self.member_states = {s.code for s in genesis.states}
         self.verifier = verifier or Verifier()
         self.params = genesis.params  # the parameters in force, read at each block
+        # The catalogue's group table; empty on a chain from before the catalogue,
+        # which then keeps the rules it was built under (see _catalogue.py).
+        self.groups = {g.name: g for g in genesis.product_groups}
         self._participants: dict[bytes, ParticipantRecord] = {}
 
     # The same few thousand participants sign block after block; decoding their record
@@ -468,6 +479,24 @@ class _Context:
         self.require_role(REGULATORS, f"{self.doc.type.value}")
         return self.signer.state
 
+    def product_group(self, gtin: str, groups: dict[str, ProductGroup]) -> ProductGroup:
+        """The group of a registered GTIN, memoised in `groups` for the document; refuses
+        an unregistered GTIN and a group that does not use this document type."""
+        group = groups.get(gtin)
+        if group is None:
+            raw = self.ov.get(product_key(gtin))
+            if raw is None:
+                raise Rejected(Reason.UNKNOWN_PRODUCT, f"GTIN {gtin} is not in the product catalogue")
+            name = ProductRecord.unpack(raw).group
+            found = self.sm.groups.get(name)
+            if found is None:  # pragma: no cover - registration checks the group
+                raise InvariantError(f"product {gtin} names group {name}, which genesis lacks")
+            kind = self.doc.type.value
+            if kind not in found.documents:
+                raise Rejected(Reason.NOT_FOR_GROUP, f"product group {name} does not use {kind} documents")
+            groups[gtin] = group = found
+        return group
+
 
 def _first_repeat(keys: Sequence[str]) -> str:
     seen: set[str] = set()
@@ -517,6 +546,8 @@ def _emit(ctx: _Context) -> None:
         raise Rejected(Reason.FORBIDDEN_ROLE, "codes are emitted to producers and importers only")
     if len(gtin) != 14 or not is_valid_gtin(gtin):
         raise Rejected(Reason.INVALID_CODE, f"{gtin} is not a valid GTIN-14")
+    if ctx.sm.groups:
+        _check_layout(ctx.product_group(gtin, {}), serials)
     prefix = "01" + gtin + "21"
     seen: set[str] = set()
     for serial in serials:
@@ -533,6 +564,17 @@ def _emit(ctx: _Context) -> None:
         ctx.put_code(key, CodeRecord.new(UNIT, EMITTED, owner_id))
         ctx.ov.put(holding_key(owner_id, key), b"")
         ctx.history(key)
+
+
+def _check_layout(group: ProductGroup, serials: Sequence[str]) -> None:
+    lengths = group.serial_lengths
+    for serial in serials:
+        if len(serial) not in lengths:
+            raise Rejected(
+                Reason.WRONG_LAYOUT,
+                f"serial {serial!r} has {len(serial)} characters; product group {group.name} prints "
+                f"serials of {' or '.join(map(str, lengths))}",
+            )
 
 
 def _distinct(keys: Sequence[str]) -> Sequence[str]:
@@ -556,12 +598,30 @@ def _owned_and_free(ctx: _Context, keys: Sequence[str], not_owner: str) -> Itera
 
 def _introduce(ctx: _Context) -> None:
     ctx.require_role(MAKERS, "introducing goods")
-    for key, record in _owned_and_free(ctx, ctx.doc.payload[0], "was emitted to someone else"):
+    keys, attributes = ctx.doc.payload
+    groups: dict[str, ProductGroup] = {}
+    checked: set[str] = set()
+    packed = pack_trusted(attributes) if attributes else b""
+    for key, record in _owned_and_free(ctx, keys, "was emitted to someone else"):
         if record.status != EMITTED:
             raise Rejected(Reason.WRONG_STATUS, f"{key} is {record.status}, not emitted")
+        gtin = key[2:16]  # an emitted code is a unit: "01" GTIN "21" serial
+        if gtin not in checked:
+            group = ctx.product_group(gtin, groups) if ctx.sm.groups else None
+            _check_attributes(attributes, group)
+            checked.add(gtin)
         record.status = INTRODUCED
         ctx.put_code(key, record)
+        if packed:
+            ctx.ov.put(attributes_key(key), packed)
         ctx.history(key)
+
+
+def _check_attributes(attributes: list[list[str]], group: ProductGroup | None) -> None:
+    problem = attributes_problem(attributes, group)
+    if problem is not None:
+        kind, message = problem
+        raise Rejected(Reason.MISSING_ATTRIBUTE if kind == "missing" else Reason.BAD_ATTRIBUTE, message)
 
 
 def _aggregate(ctx: _Context) -> None:
@@ -705,10 +765,17 @@ def _retire(ctx: _Context) -> None:
     else:
         ctx.require_role(BUSINESS_ROLES, "retiring goods")
     seen: set[str] = set()
+    groups: dict[str, ProductGroup] = {}
     for key in keys:
         record = ctx.movable(key, seen)
         if record.kind != UNIT:
             raise Rejected(Reason.WRONG_STATUS, f"{key} is an aggregate: disaggregate it first")
+        if ctx.sm.groups:
+            group = ctx.product_group(key[2:16], groups)
+            if reason not in group.withdrawal_reasons:
+                raise Rejected(
+                    Reason.NOT_FOR_GROUP, f"product group {group.name} does not use the reason {reason}"
+                )
         record.status = RETIRED
         record.retire_reason = reason
         ctx.put_code(key, record)
@@ -768,6 +835,32 @@ def _governance(ctx: _Context) -> None:
         ctx.ov.put(key, value)
 
 
+def _register_product(ctx: _Context) -> None:
+    """The regulator of the producer's (or importer's) state registers a product."""
+    gtin, group_name, name, tnved, producer_id = ctx.doc.payload
+    state = ctx.regulator_state()
+    if group_name not in ctx.sm.groups:
+        names = ", ".join(sorted(ctx.sm.groups)) or "none: genesis has no product-group table"
+        raise Rejected(Reason.INVALID_PRODUCT, f"no product group {group_name!r} (genesis names {names})")
+    if len(gtin) != 14 or not is_valid_gtin(gtin):
+        raise Rejected(Reason.INVALID_CODE, f"{gtin} is not a valid GTIN-14")
+    if not TNVED_RE.fullmatch(tnved):
+        raise Rejected(Reason.INVALID_PRODUCT, f"TN VED code {tnved!r} must be 4, 6, 8 or 10 digits")
+    if not name.strip():
+        raise Rejected(Reason.INVALID_PRODUCT, "a product needs a name")
+    producer = ctx.participant(producer_id)
+    if producer.status == REVOKED:
+        raise Rejected(Reason.REVOKED, f"participant {producer_id} is revoked")
+    if producer.state != state:
+        raise Rejected(Reason.WRONG_STATE, f"{producer_id} is registered in {producer.state}, not {state}")
+    if MAKERS.isdisjoint(producer.roles):
+        raise Rejected(Reason.FORBIDDEN_ROLE, "products are registered for producers and importers only")
+    if ctx.ov.get(product_key(gtin)) is not None:
+        raise Rejected(Reason.ALREADY_EXISTS, f"GTIN {gtin} is already in the catalogue")
+    record = ProductRecord(gtin, group_name, name, tnved, producer_id, state, ctx.height)
+    ctx.ov.put(product_key(gtin), record.pack())
+
+
 HANDLERS: dict[DocType, Callable[[_Context], None]] = {
     DocType.REGISTER_PARTICIPANT: _register,
     DocType.REVOKE_PARTICIPANT: _revoke,
@@ -784,6 +877,7 @@ HANDLERS: dict[DocType, Callable[[_Context], None]] = {
     DocType.SUSPEND: lambda ctx: _suspension(ctx, True),
     DocType.RELEASE: lambda ctx: _suspension(ctx, False),
     DocType.GOVERNANCE: _governance,
+    DocType.REGISTER_PRODUCT: _register_product,
 }
 
 __all__ = [

@@ -17,8 +17,9 @@ from typing import Any, cast
 
 import plyvel
 
+from ._catalogue import P_PRODUCT, ProductRecord, attributes_key, product_key
 from ._chain import Attestation, Block, BlockHeader, documents_root, results_root
-from ._codes import Sscc, parse_key
+from ._codes import Scanned, Sscc, parse_key
 from ._documents import DocType, SignedDocument, document_id
 from ._encoding import pack, pack_trusted, unpack_trusted
 from ._errors import LedgerError, invariant
@@ -61,6 +62,8 @@ from ._records import (
 from ._state import Result, StateMachine, genesis_writes, state_hash_step
 
 PAGE_LIMIT_MAX = 1000
+# Records one catalogue page may read while filtering by group: ten pages' worth.
+PRODUCT_SCAN_MAX = 10 * PAGE_LIMIT_MAX
 # A code's history follows the aggregates it was packed in, and theirs in turn. Aggregates
 # nest at most four levels at once; eight bounds the walk with room to spare.
 HISTORY_DEPTH_MAX = 8
@@ -421,7 +424,39 @@ class LedgerStore:
         else:
             view["gtin"] = parsed.gtin
             view["serial"] = parsed.serial
+            attributes = self.attributes(key)
+            if attributes:
+                view["attributes"] = Scanned(parsed, tuple((ai, v) for ai, v in attributes)).attributes_json()
         return view
+
+    def product(self, gtin: str) -> dict[str, Any] | None:
+        """A registered product, as the catalogue holds it."""
+        raw = self.db.get(product_key(gtin))
+        return ProductRecord.unpack(raw).to_json() if raw is not None else None
+
+    def products(
+        self, group: str = "", after: str = "", limit: int = 100
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Registered products in GTIN order, of one group when `group` is given, and the
+        cursor of the next page (None at the end). A page reads at most PRODUCT_SCAN_MAX
+        records, so a rare group cannot make one request walk the whole catalogue: a short
+        page with a cursor says where to go on."""
+        limit = max(1, min(limit, PAGE_LIMIT_MAX))
+        start = product_key(after) + b"\x00" if after else P_PRODUCT
+        out: list[dict[str, Any]] = []
+        rows = self.db.iterator(start=start, stop=prefix_end(P_PRODUCT))
+        for scanned, (_, raw) in enumerate(rows, 1):
+            record = ProductRecord.unpack(raw)
+            if not group or record.group == group:
+                out.append(record.to_json())
+            if len(out) >= limit or scanned >= PRODUCT_SCAN_MAX:
+                return out, record.gtin
+        return out, None
+
+    def attributes(self, key: str) -> list[list[str]]:
+        """The attributes a unit was introduced with ([AI, value] pairs), if any."""
+        raw = self.db.get(attributes_key(key))
+        return list(unpack_trusted(raw)) if raw is not None else []
 
     def children(self, sscc: str) -> list[str]:
         raw = self.db.get(P_CHILDREN + sscc.encode())

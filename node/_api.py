@@ -356,6 +356,30 @@ async def get_holdings(request: web.Request, a: Args) -> web.Response:
     return respond(request, {"participant": pid, "codes": codes, "next": nxt})
 
 
+def product_view(node: Node, gtin: str) -> dict[str, Any] | None:
+    """A product with the rules of its group, as genesis states them."""
+    view = node.store.product(gtin)
+    if view is None:
+        return None
+    group = node.genesis.product_group(view["group"])
+    if group is not None:
+        view["layouts"] = [layout.to_json() for layout in group.layouts]
+        view["required"] = list(group.required)
+    return view
+
+
+async def get_product(request: web.Request, a: Args) -> web.Response:
+    view = product_view(node_of(request), a["gtin"])
+    if view is None:
+        raise Refusal("unknown_product", f"GTIN {a['gtin']} is not in the product catalogue")
+    return respond(request, view)
+
+
+async def get_products(request: web.Request, a: Args) -> web.Response:
+    products, nxt = node_of(request).store.products(a["group"] or "", a["after"] or "", a["limit"])
+    return respond(request, {"products": products, "next": nxt})
+
+
 async def get_shipment(request: web.Request, a: Args) -> web.Response:
     view = node_of(request).store.shipment(a["id"])
     if view is None:

@@ -78,6 +78,7 @@ HTTP_STATUS: dict[str, int] = {
     "cursor_ahead": 400,
     "cursor_expired": 400,
     "feed_busy": 429,
+    "unknown_product": 404,
     "method_not_allowed": 405,
     "duplicate": 409,
     "too_large": 413,

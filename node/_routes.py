@@ -59,6 +59,8 @@ CODE = Text("[0-9A-Za-z(\\]\\x1d][\\x1d\\x20-\\x7e]*", 2048, "a marking code", h
 CODE_KEY = Text('(?:01[0-9]{14}21[!"%-?A-Z_a-z]{1,20}|00[0-9]{18})', 40, "a code key")
 HISTORY_CURSOR = Text("[0-9]{1,19}\\.[0-9]{1,10}", 30, "HEIGHT.POSITION, e.g. 12.0", _position)
 STATE = Choice(tuple(sorted(MEMBER_STATES)))
+GTIN = Text("[0-9]{14}", 14, "a GTIN-14 (14 digits)")
+GROUP = Text("[a-z][a-z0-9_]{0,31}", 32, "a product group name")
 
 LIMIT = Param("limit", Integer(1, PAGE_LIMIT_MAX), "page size", default=100)
 
@@ -172,6 +174,17 @@ ROUTES: tuple[Route, ...] = (
                   Param("wait_ms", Integer(0, LONG_POLL_WAIT_MS_MAX),
                         "how long a page with no event waits for one", default=LONG_POLL_WAIT_MS_DEFAULT)),
           signed=True, reasons=("cursor_ahead", "cursor_expired", "feed_busy")),
+    # The product catalogue (issue 13): public, as a product's card is in the national systems.
+    Route("GET", "/v1/products/{gtin}", h.get_product, "A registered product and its group's rules",
+          answers=(Ok(200, "the product, with its group's layouts and required attributes",
+                      {"type": "object"}),),
+          params=(path("gtin", GTIN, "GTIN-14"),), reasons=("unknown_product",)),
+    Route("GET", "/v1/products", h.get_products, "Registered products in GTIN order",
+          answers=(Ok(200, "a page of products; `next` is the cursor of the following page",
+                      {"type": "object"}),),
+          params=(Param("group", GROUP, "only products of this group"),
+                  Param("after", GTIN, "page after this GTIN (the `next` of the previous page)"),
+                  LIMIT)),
     Route("GET", "/v1/status", h.get_status, "The node's view: role, term, height, head, peers",
           answers=(Ok(200, "the node's status", "Status"),)),
     Route("GET", "/v1/openapi.json", h.get_openapi, "This description",

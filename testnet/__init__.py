@@ -8,6 +8,7 @@ wraps these as `tamga testnet ...`; `python -m testnet.demo` tells a cross-borde
 """
 
 from ._docs import GTIN, DocFactory, code_key
+from ._groups import DEMO_GROUP, DEMO_TNVED, product_groups
 from ._init import (
     DEFAULT_STATES,
     NodeLayout,
@@ -21,6 +22,9 @@ from ._poll import POLL_INTERVAL_S, PollTimeout, poll_until, poll_until_async
 from ._procs import down, fetch_status, kill, leader_agreed, node_pid, start, status, stop, up
 
 __all__ = [
+    "DEMO_GROUP",
+    "DEMO_TNVED",
+    "product_groups",
     "DEFAULT_STATES",
     "GTIN",
     "DocFactory",

@@ -13,8 +13,13 @@ from collections.abc import Sequence
 
 from ledger import DocType, KeyPair, SignedDocument, make_document
 
-# A real GTIN with a valid check digit.
+from ._groups import DEMO_GROUP, DEMO_TNVED
+
+# A real GTIN with a valid check digit, registered as packaged water (testnet/_groups.py).
 GTIN = "04680029460908"
+# Packaged water prints serials of 13 characters: 4 of the run, 9 of a counter.
+SERIAL_RUN_CHARS = 4
+SERIAL_COUNTER_CHARS = 9
 EXPIRY_MS = 3_600_000
 
 
@@ -28,7 +33,7 @@ class DocFactory:
         # Nonces start from the clock so that two factories of one run never collide.
         self._nonce = itertools.count(time.time_ns())
         self._serial = itertools.count(1)
-        self._run = os.urandom(3).hex().upper()
+        self._run = os.urandom(SERIAL_RUN_CHARS // 2).hex().upper()
 
     def doc(self, key: KeyPair, doc_type: DocType | str, *, expires_in_ms: int = EXPIRY_MS,
             chain_id: str | None = None, **fields: object) -> SignedDocument:
@@ -39,12 +44,21 @@ class DocFactory:
         return document.sign(key)
 
     def serials(self, count: int) -> list[str]:
-        return [f"S{self._run}{next(self._serial):010d}" for _ in range(count)]
+        return [f"{self._run}{next(self._serial):0{SERIAL_COUNTER_CHARS}d}" for _ in range(count)]
 
     def register(self, regulator: KeyPair, key: KeyPair, state: str, roles: Sequence[str],
                  name: str) -> SignedDocument:
         return self.doc(regulator, DocType.REGISTER_PARTICIPANT, public_key=key.public_key, state=state,
                         roles=sorted(roles), name=name)
+
+    def register_product(
+        self, regulator: KeyPair, producer: KeyPair, gtin: str = GTIN, group: str = DEMO_GROUP,
+        name: str = "Drinking water 0.5 l", tnved: str = DEMO_TNVED,
+    ) -> SignedDocument:
+        """The catalogue entry `emit` needs on a chain with product groups (regulator of
+        the producer's state)."""
+        return self.doc(regulator, DocType.REGISTER_PRODUCT, gtin=gtin, group=group, name=name,
+                        tnved=tnved, producer=producer.participant_id)
 
     def emit(
         self, regulator: KeyPair, owner: KeyPair, serials: list[str], gtin: str = GTIN

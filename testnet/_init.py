@@ -35,6 +35,8 @@ from ledger import MEMBER_STATES, Genesis, KeyPair, MemberState
 from node import cert_fingerprint_pem, make_certificate, render_config
 from node.client import REQUEST_TIMEOUT_S, SyncNodeClient
 
+from ._groups import product_groups
+
 DEFAULT_STATES = ("AM", "BY", "KZ", "KG", "RU")
 HOST = "127.0.0.1"
 MANIFEST = "testnet.json"
@@ -245,7 +247,7 @@ def init_testnet(
             "peer": {"host": HOST, "port": peer_port},
         }
         (folder / "node.toml").write_text(render_config(_merge(values, config or {})), encoding="utf-8")
-    genesis = Genesis(chain_id, int(time.time() * 1000), tuple(members))
+    genesis = Genesis(chain_id, int(time.time() * 1000), tuple(members), product_groups=product_groups())
     genesis.save(root / "genesis.json")
     (root / "peers.pem").write_bytes(b"".join(certs))
     manifest = {

@@ -31,6 +31,7 @@ from cli.epcis import bundle_events, epcis_document
 from node.client import ClientError, SyncNodeClient
 
 GTIN = "04680029460908"  # a GTIN from Russia's GS1 range (46)
+PRICE_KOPECKS = 15_000  # the packs' maximum retail price, as AI 8005 carries it
 CODES = 6
 HEADS_AGREE_TIMEOUT_S = 20.0
 
@@ -110,6 +111,20 @@ class Story:
             f"({shipment['from_state']}): {shipment['items']} item(s), {shipment['status']}")
         say(f"       `tamga inbox` shows it; `tamga code accept {short(shipment_id)}` takes it on")
 
+    def register_product(self, regulator: Actor, producer: Actor) -> None:
+        """The catalogue entry emit needs; a demonstration run again on the same testnet
+        finds it there already."""
+        try:
+            regulator.session.client.product(GTIN)
+            say("    -> already in the catalogue")
+            return
+        except ClientError:
+            pass
+        self.expect_applied(regulator.session.submit(
+            ledger.DocType.REGISTER_PRODUCT, gtin=GTIN, group="tobacco",
+            name="Tula filter cigarettes, 20 pcs", tnved="2402209000", producer=producer.id,
+        ))
+
     def expect_applied(self, outcome: Outcome, detail: str = "") -> Outcome:
         r = outcome.result
         if not outcome.applied:
@@ -135,14 +150,19 @@ class Story:
         say(f'    The Russian regulator also registers "{auditor.name}" as an auditor.')
         self.register(ru, auditor, "auditor")
 
+        self.tell(f"The Russian regulator enters the factory's cigarettes, GTIN {GTIN}, in the product "
+                  "catalogue (group tobacco, TN VED 2402209000).")
+        self.register_product(ru, factory)
+
         self.tell(f"The Russian regulator issues {CODES} marking codes for GTIN {GTIN} to the factory.")
         emitted = self.expect_applied(ru.session.emit(GTIN, CODES, factory.id))
         codes: list[str] = emitted.extra["codes"]
         for c in codes:
             say(f"       {ledger.parse_key(c).digital_link()}")
 
-        self.tell("The factory prints them on packs and introduces the packs into circulation.")
-        self.expect_applied(factory.session.introduce(codes))
+        self.tell("The factory prints them on packs and introduces the packs into circulation, with the "
+                  f"maximum retail price tobacco requires ({PRICE_KOPECKS // 100} roubles, AI 8005).")
+        self.expect_applied(factory.session.introduce(codes, [["8005", f"{PRICE_KOPECKS:06d}"]]))
 
         pallet = make_sscc("4600000")
         self.tell(f"The factory packs the {CODES} packs on a pallet, SSCC {pallet[2:]}.")

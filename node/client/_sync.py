@@ -53,6 +53,7 @@ from ._wire import (
     node_identity,
     normalise_url,
     quote_code,
+    with_query,
 )
 
 # -- the two faces -------------------------------------------------------------------------
@@ -232,6 +233,21 @@ class SyncNodeClient(_Face):
 
     def holdings(self, pid: str, limit: int | None = None) -> list[str]:
         return self.run(all_pages_plan(holdings_path(pid), "codes", limit))
+
+    def product(self, gtin: str) -> dict[str, Any]:
+        """A registered product (public: no signature needed)."""
+        return self.run(_object(Request("GET", f"/v1/products/{urllib.parse.quote(gtin, safe='')}",
+                                        signed=False)))
+
+    def products_page(
+        self, group: str | None = None, after: str | None = None, limit: int = PAGE_ITEMS_MAX
+    ) -> dict[str, Any]:
+        query = {"limit": str(limit)}
+        if group:
+            query["group"] = group
+        if after:
+            query["after"] = after
+        return self.run(_object(Request("GET", with_query("/v1/products", query), signed=False)))
 
     def shipment(self, shipment_id: str) -> dict[str, Any]:
         return self.run(_object(Request("GET", f"/v1/shipments/{shipment_id}")))

@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 import ledger
 from cli.main import cli
+from testnet import DEMO_GROUP, DEMO_TNVED
 from tests.shared_data import SHARED_DATA
 
 from .netfixture import InProcessNetwork
@@ -125,7 +126,7 @@ def world(network: InProcessNetwork, tmp_path_factory: pytest.TempPathFactory) -
         key = ledger.KeyPair.load(network.regulator_key(state))
         regulators[state] = Actor(f"regulator-{state}", state, network.regulator_key(state), key.participant_id,
                                   network.url(state), network.genesis_path)
-    return World(
+    world = World(
         network,
         regulators,
         make_actor(tmp, network, "producer", "RU", "producer"),
@@ -133,6 +134,10 @@ def world(network: InProcessNetwork, tmp_path_factory: pytest.TempPathFactory) -
         make_actor(tmp, network, "retailer", "KG", "retailer"),
         make_actor(tmp, network, "auditor", "RU", "auditor"),
     )
+    # The catalogue entry every emission of GTIN needs (packaged water: no attributes).
+    ok(["product", "register", "--gtin", GTIN, "--group", DEMO_GROUP, "--name", "Water 0.5 l",
+        "--tnved", DEMO_TNVED, "--producer", world.producer.id, *regulators["RU"].args()])
+    return world
 
 
 @pytest.fixture(scope="session")

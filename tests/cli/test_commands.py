@@ -281,3 +281,31 @@ def test_bench_reports_throughput_and_latency(world: World) -> None:
     assert result["documents"] > 0 and result["errors"] == 0
     for key in ("docs_per_s", "codes_per_s", "p50_ms", "p95_ms", "p99_ms"):
         assert result[key] > 0
+
+
+# The product catalogue.
+
+
+def test_product_register_show_and_list(world: World) -> None:
+    """The regulator registers a product; anyone shows and lists it; a business may not
+    register one, and a GTIN is registered once."""
+    ru = world.regulators["RU"]
+    tobacco = "04609999000020"
+    registered = ok(["product", "register", "--gtin", tobacco, "--group", "tobacco", "--name", "Filter 20",
+                     "--tnved", "2402209000", "--producer", world.producer.id, *ru.args()])
+    assert registered.stdout.splitlines()[0] == tobacco
+    shown = ok(["product", "show", tobacco, *world.node_args(world.wholesaler.node)]).stdout
+    assert "tobacco" in shown and "pack29: serial of 7, 8005" in shown and "required:" in shown
+    listed = as_json(ok(["product", "list", "--group", "tobacco", "--json", *world.node_args(ru.node)]))
+    assert [p["gtin"] for p in listed["products"]] == [tobacco] and listed["next"] is None
+    rejected(fails(["product", "register", "--gtin", tobacco, "--group", "tobacco", "--name", "X", "--tnved",
+                    "2402", "--producer", world.producer.id, *ru.args()]).stderr, "already_exists")
+    rejected(fails(["product", "register", "--gtin", "04609999000105", "--group", "tobacco", "--name", "X",
+                    "--tnved", "2402", "--producer", world.producer.id, *world.producer.args()]).stderr,
+             "forbidden_role")
+    emitted = ok(["code", "emit", "--gtin", tobacco, "--count", "2", "--to", world.producer.id, *ru.args()])
+    codes = emitted.stdout.split()
+    assert all(len(c) == 2 + 14 + 2 + 7 for c in codes), codes
+    rejected(fails(["code", "introduce", *codes, *world.producer.args()]).stderr, "missing_attribute")
+    ok(["code", "introduce", *codes, "--attr", "8005=015000", *world.producer.args()])
+    assert "--attr" in fails(["code", "introduce", *codes, "--attr", "8005=15", *world.producer.args()], 2).stderr

@@ -48,11 +48,19 @@ def journey(tmp: Path, directory: Path, rows: dict[str, dict[str, Any]], schema:
         out = ok(["participant", "register", f"{keys[name]}.pub", "--role", role, "--name", name, *regulator(state)])
         assert out.stdout.strip() == ids[name]
 
+    # Dairy: the catalogue gives the group, the group its 6-character serials and the expiry
+    # date that introduce must give.
+    ok(["product", "register", "--gtin", GTIN, "--group", "dairy", "--name", "Kefir 1 l", "--tnved", "0403",
+        "--producer", ids["producer"], *regulator("RU")])
+    shown = as_json(ok(["product", "show", GTIN, "--node", rows["KG"]["url"], "--genesis", genesis, "--json"]))
+    assert shown["group"] == "dairy" and shown["required"] == ["17"], shown
     codes = ok(["code", "emit", "--gtin", GTIN, "--count", "6", "--to", ids["producer"], *regulator("RU")])
+    assert all(len(c) == 2 + 14 + 2 + 6 for c in codes.stdout.split()), codes.stdout
     codes_file = tmp / "codes.txt"
     codes_file.write_text(codes.stdout)
     producer, wholesaler, retailer = at("RU", keys["producer"]), at("KZ", keys["wholesaler"]), at("KG", keys["retailer"])
-    ok(["code", "introduce", "--file", str(codes_file), *producer])
+    assert "needs attribute(s) 17" in fails(["code", "introduce", "--file", str(codes_file), *producer]).stderr
+    ok(["code", "introduce", "--file", str(codes_file), "--attr", "17=270630", *producer])
     pallet = documents.make_sscc("4600000")
     ok(["code", "aggregate", "--sscc", pallet, "--file", str(codes_file), *producer])
     to_kz = ok(["code", "ship", "--to", ids["wholesaler"], pallet, *producer]).stdout.strip()
@@ -90,7 +98,9 @@ def journey(tmp: Path, directory: Path, rows: dict[str, dict[str, Any]], schema:
 
     auditor = at("AM", keys["auditor"])
     report = as_json(ok(["audit", "verify", "--genesis", genesis, "--workers", "2", "--json", *auditor]))
-    assert report["ok"] and report["failure"] is None and report["rejected"] == 1
+    # Two rejected documents: the introduce without the expiry dairy requires, and the one
+    # the journey provokes further on.
+    assert report["ok"] and report["failure"] is None and report["rejected"] == 2
 
     proof = tmp / "proof.bin"
     ok(["audit", "prove", sold, "--out", str(proof), *auditor])

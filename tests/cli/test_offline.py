@@ -86,6 +86,30 @@ def test_code_parse_reads_what_scanners_send() -> None:
     assert "digital link:" in human and f"https://id.gs1.org/01/{GTIN}/21/ABC123xyz" in human
 
 
+def test_code_parse_shows_attributes_and_the_pack_layout() -> None:
+    """A cigarette block's price and a pack code's layout and price are shown apart from the key."""
+    block = as_json(ok(["code", "parse", f"0104609999000105{'21'}Aemm1za{GS}8005230000{GS}93xlqV", "--json"]))
+    assert block["key"] == "010460999900010521Aemm1za" and block["attributes"] == {"price": 230000}
+    pack = as_json(ok(["code", "parse", "04609999000020G0tm>KXADvoF3Pf", "--json"]))
+    assert pack["layout"] == "pack29" and pack["serial"] == "G0tm>KX" and pack["attributes"] == {"price": 23000}
+    human = ok(["code", "parse", "04609999000020G0tm>KXADvoF3Pf"]).stdout
+    assert "pack29" in human and "price:" in human
+
+
+def test_code_parse_applies_a_product_groups_rules(tmp_path: Path) -> None:
+    """With --group and a genesis, an AI the group does not use is refused by its name."""
+    from testnet import product_groups
+    from tests.ledger.world import make_genesis
+
+    make_genesis(groups=product_groups()).save(tmp_path / "genesis.json")
+    block = f"0104609999000105{'21'}Aemm1za{GS}8005230000{GS}93xlqV"
+    genesis = ["--genesis", str(tmp_path / "genesis.json")]
+    assert as_json(ok(["code", "parse", block, "--group", "tobacco", *genesis, "--json"]))["ok"]
+    refused = as_json(run(["code", "parse", block, "--group", "dairy", *genesis, "--json"]))
+    assert refused["reason"] == "unknown_ai" and "AI 8005 (PRICE PER UNIT)" in refused["message"]
+    assert "no product group" in fails(["code", "parse", block, "--group", "caviar", *genesis], 2).stderr
+
+
 def test_code_parse_from_stdin_keeps_gs_bytes() -> None:
     """'-' reads the code as scanned from standard input, GS bytes and CRLF included."""
     info = as_json(ok(["code", "parse", "-", "--json"], input=f"01{GTIN}21ABC123xyz{GS}93abcd\r\n".encode()))

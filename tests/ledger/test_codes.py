@@ -29,6 +29,7 @@ DATA = SHARED_DATA / "codes"
 GS = "\x1d"
 CSET82 = "!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 REASONS = {
+    "bad_attribute",
     "bad_check_digit",
     "bad_gtin",
     "bad_sscc",
@@ -195,7 +196,7 @@ REFUSALS = [
     ("(21)abc", "unknown_ai"),
     ("(01)" + GTIN, "missing_serial"),
     ("(01)" + GTIN + "(21)", "missing_serial"),
-    ("(01)" + GTIN + "(21)ab(10)LOT", "unknown_ai"),
+    ("(01)" + GTIN + "(21)ab(15)250101", "unknown_ai"),
     ("(01)" + GTIN + "(21)ab(93)", "bad_tail"),
     ("(hello)", "not_a_code"),
     ("x(01)" + GTIN, "not_a_code"),
@@ -206,7 +207,7 @@ REFUSALS = [
     ("01" + GTIN + GS, "missing_serial"),
     (UNIT + GS + "93abcd", "missing_serial"),
     ("01" + GTIN + "93abcd", "missing_serial"),
-    ("01" + GTIN + "10LOT" + GS + "21abc", "unknown_ai"),
+    ("01" + GTIN + "10LOT" + GS + "21abc", "missing_serial"),
     ("01" + GTIN + "01" + GTIN + "21abc", "duplicate_ai"),
     (UNIT + "abc" + GS + "21def", "duplicate_ai"),
     (UNIT + "abc" + GS + "93abcd" + GS + "93efgh", "duplicate_ai"),
@@ -214,7 +215,10 @@ REFUSALS = [
     (UNIT + "a" * 21, "serial_too_long"),
     (UNIT + "ab cd", "bad_serial"),
     (UNIT + "ab#cd", "bad_serial"),
-    (UNIT + "abc" + GS + "17250101", "unknown_ai"),
+    (UNIT + "abc" + GS + "15250101", "unknown_ai"),
+    (UNIT + "abc" + GS + "17251301", "bad_attribute"),
+    (UNIT + "abc" + GS + "17250230", "bad_attribute"),
+    (UNIT + "abc" + GS + "8005" + "12a456", "bad_attribute"),
     (UNIT + "abc" + GS + "zz", "trailing_data"),
     (UNIT + "abc" + GS + "93" + "a" * 91, "bad_tail"),
     (UNIT + "abc" + GS + "93ab cd", "bad_tail"),
@@ -233,7 +237,8 @@ REFUSALS = [
     ("https://id.gs1.org/01/" + GTIN, "missing_serial"),
     ("https://id.gs1.org/01/" + GTIN + "/21", "missing_serial"),
     ("https://id.gs1.org/01/" + GTIN + "/21/", "missing_serial"),
-    ("https://id.gs1.org/01/" + GTIN + "/10/LOT/21/abc", "unknown_ai"),
+    ("https://id.gs1.org/01/" + GTIN + "/22/CPV/21/abc", "unknown_ai"),
+    ("https://id.gs1.org/01/" + GTIN + "/21/abc?15=250101", "unknown_ai"),
     ("https://id.gs1.org/01/" + GTIN + "/21/abc/10/LOT", "trailing_data"),
     ("https://id.gs1.org/01/" + GTIN + "/21/abc/", "trailing_data"),
     ("https://id.gs1.org/01/" + GTIN + "/21/a%zz", "bad_uri"),
@@ -264,8 +269,8 @@ def test_check_digit_refusal_names_the_expected_digit() -> None:
 
 def test_unknown_ai_refusal_names_the_ai() -> None:
     """An AI outside marking codes is named with its GS1 title."""
-    error = refusal(UNIT + "abc" + GS + "17250101")
-    assert "AI 17" in error.message and "EXPIRY" in error.message
+    error = refusal(UNIT + "abc" + GS + "15250101")
+    assert "AI 15" in error.message and "BEST BEFORE" in error.message
 
 
 # --- the missing-GS field failure --------------------------------------------------------------

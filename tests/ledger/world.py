@@ -13,6 +13,7 @@ from ledger import (
     KeyPair,
     LedgerStore,
     MemberState,
+    ProductGroup,
     Result,
     SignedDocument,
     make_document,
@@ -28,7 +29,10 @@ def seeded_key(label: str) -> KeyPair:
     return KeyPair.from_seed(hashlib.sha256(label.encode()).digest())
 
 
-def make_genesis(states: tuple[str, ...] = ("AM", "BY", "KZ", "KG", "RU")) -> Genesis:
+def make_genesis(
+    states: tuple[str, ...] = ("AM", "BY", "KZ", "KG", "RU"), groups: tuple[ProductGroup, ...] = ()
+) -> Genesis:
+    """A genesis of these states; with `groups`, a chain with the product catalogue."""
     members = tuple(
         MemberState(
             code=code,
@@ -42,7 +46,7 @@ def make_genesis(states: tuple[str, ...] = ("AM", "BY", "KZ", "KG", "RU")) -> Ge
         )
         for i, code in enumerate(states)
     )
-    return Genesis(CHAIN_ID, GENESIS_TIME_MS, members)
+    return Genesis(CHAIN_ID, GENESIS_TIME_MS, members, product_groups=groups)
 
 
 class World:
@@ -54,6 +58,7 @@ class World:
         self.time_ms = self.genesis.time_ms + 1_000
         self._nonce = 0
         self._serial = 0
+        self._products: set[str] = set()
 
     def regulator(self, state: str) -> KeyPair:
         return seeded_key(f"regulator-{state}")
@@ -98,7 +103,21 @@ class World:
             out.append(f"S{self._serial:012d}")
         return out
 
+    def register_product(
+        self, state: str, producer: KeyPair, gtin: str = GTIN, group: str = "water", tnved: str = "2201"
+    ) -> None:
+        """Enter a GTIN in the catalogue (the regulator of the producer's state)."""
+        self.apply_ok(
+            self.doc(self.regulator(state), DocType.REGISTER_PRODUCT, gtin=gtin, group=group,
+                     name=f"Product {gtin}", tnved=tnved, producer=producer.participant_id)
+        )
+        self._products.add(gtin)
+
     def emit(self, state: str, owner: KeyPair, count: int, gtin: str = GTIN) -> list[str]:
+        """Codes emitted to `owner`; on a chain with the catalogue, the GTIN is registered
+        first (as packaged water, whose serials of 13 characters `serials` makes)."""
+        if self.genesis.product_groups and gtin not in self._products:
+            self.register_product(state, owner, gtin)
         serials = self.serials(count)
         self.apply_ok(
             self.doc(self.regulator(state), DocType.EMIT, owner=owner.participant_id, gtin=gtin,

@@ -28,6 +28,9 @@ async def ru(tmp_path: Path) -> AsyncIterator[InProcessNode]:
 async def producer_with_codes(n: InProcessNode, count: int = 3) -> tuple[KeyPair, list[str]]:
     producer = KeyPair.generate()
     await n.submit_ok(n.docs.register(n.regulator(), producer, "RU", ["producer"], "Producer"))
+    # The catalogue entry emit needs; a second producer of the test finds it there already.
+    _, body = await n.submit(n.docs.register_product(n.regulator(), producer))
+    assert body["reason"] in (None, "already_exists"), body
     serials = n.docs.serials(count)
     await n.submit_ok(n.docs.emit(n.regulator(), producer, serials))
     codes = [code_key(GTIN, s) for s in serials]
@@ -210,13 +213,13 @@ async def test_openapi_describes_exactly_the_routes(ru: InProcessNode) -> None:
 
 async def test_metrics_and_status(ru: InProcessNode) -> None:
     """/metrics exports height, role and document counters in Prometheus text."""
-    await producer_with_codes(ru, 1)
+    await producer_with_codes(ru, 1)  # four blocks: producer, product, emit, introduce
     text = await (await ru.client.get("/metrics")).text()
-    assert 'tamga_height{state="RU"} 3.0' in text
+    assert 'tamga_height{state="RU"} 4.0' in text
     assert "tamga_documents_applied_total" in text and "tamga_apply_latency_seconds_bucket" in text
     assert "tamga_commit_latency_seconds_count" in text
     status = await (await ru.client.get("/v1/status", headers={"Accept": MSGPACK})).read()
-    assert msgpack.unpackb(status)["height"] == 3
+    assert msgpack.unpackb(status)["height"] == 4
 
 
 async def test_json_and_msgpack_reads_agree(ru: InProcessNode) -> None:
@@ -248,3 +251,20 @@ async def test_proofs_verify_offline(ru: InProcessNode) -> None:
     verify_provenance(ProvenanceBundle.decode(raw), genesis)
     path = "/v1/proofs/codes/010468002946090821NOPE"
     await expect_error(ru, await ru.client.get(path, headers=ru.signed(producer, path)), 404, "unknown_code")
+
+
+async def test_products_are_public_with_their_groups_rules(ru: InProcessNode) -> None:
+    """GET /v1/products/{gtin} shows a registered product and its group's layouts to anyone,
+    unsigned; an unknown GTIN is 404; the list pages by GTIN and filters by group."""
+    await producer_with_codes(ru, 1)
+    product = await (await ru.client.get(f"/v1/products/{GTIN}")).json()
+    assert (product["gtin"], product["group"], product["state"]) == (GTIN, "water", "RU"), product
+    assert product["layouts"] == [{"form": "gs1", "serial_chars": 13, "ais": ["93"]}]
+    assert product["required"] == []
+    await expect_error(ru, await ru.client.get("/v1/products/04609999000341"), 404, "unknown_product")
+    await expect_error(ru, await ru.client.get("/v1/products/123"), 400, "malformed")
+    page = await (await ru.client.get("/v1/products", params={"group": "water", "limit": "5"})).json()
+    assert [p["gtin"] for p in page["products"]] == [GTIN] and page["next"] is None
+    empty = await (await ru.client.get("/v1/products", params={"group": "dairy"})).json()
+    assert empty == {"products": [], "next": None}
+    await expect_error(ru, await ru.client.get("/v1/products", params={"group": "Dairy!"}), 400, "malformed")

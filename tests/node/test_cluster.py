@@ -98,7 +98,8 @@ async def _setup(net: Testnet) -> Cluster:
     producer = KeyPair.generate()
     buyers = {s: KeyPair.generate() for s in STATES}
     async with NodeClient(net.node("RU").api_url, genesis=net.genesis) as ru:
-        batch = [docs.register(net.regulator("RU"), producer, "RU", ["producer"], "Producer")]
+        batch = [docs.register(net.regulator("RU"), producer, "RU", ["producer"], "Producer"),
+                 docs.register_product(net.regulator("RU"), producer)]
         batch += [docs.register(net.regulator(s), k, s, ["wholesaler"], f"Buyer {s}") for s, k in buyers.items()]
         results = (await ru.submit(batch))["results"]
         assert all(r["status"] == "applied" for r in results), results

@@ -92,6 +92,7 @@ def _seed_ledger(base_url: str, docs: DocFactory, regulator: KeyPair) -> dict[st
     producer, buyer = KeyPair.generate(), KeyPair.generate()
     _post(base_url, docs.register(regulator, producer, "RU", ["producer"], "Producer"))
     _post(base_url, docs.register(regulator, buyer, "RU", ["wholesaler"], "Buyer"))
+    _post(base_url, docs.register_product(regulator, producer))
     serials = docs.serials(3)
     _post(base_url, docs.emit(regulator, producer, serials))
     codes = [code_key(GTIN, s) for s in serials]
