@@ -31,6 +31,9 @@ async def actors(n: InProcessNode, count: int = 3) -> tuple[KeyPair, KeyPair, li
     producer, buyer = KeyPair.generate(), KeyPair.generate()
     await n.submit_ok(n.docs.register(n.regulator(), producer, "RU", ["producer"], "Producer"))
     await n.submit_ok(n.docs.register(n.regulator(), buyer, "RU", ["wholesaler"], "Buyer"))
+    # The catalogue entry emit needs; a second producer of the test finds it there already.
+    _, body = await n.submit(n.docs.register_product(n.regulator(), producer))
+    assert body["reason"] in (None, "already_exists"), body
     serials = n.docs.serials(count)
     await n.submit_ok(n.docs.emit(n.regulator(), producer, serials))
     codes = [code_key(GTIN, s) for s in serials]
@@ -217,12 +220,13 @@ async def test_final_events_follow_each_final_block(ru: InProcessNode) -> None:
     feed = Feed(store, standin_visible(store), final=lambda: final_height)
     page = feed.page(producer.participant_id, None, 100)
     kinds = [(e["event"], e["height"]) for e in page.events]
-    # Block 2 registers the buyer, which the producer does not see; its block still becomes final.
-    assert kinds == [("document", 1), ("final", 1), ("final", 2), ("document", 3), ("final", 3)]
+    # Blocks 2 and 3 register the buyer and the product, which the producer does not see;
+    # those blocks still become final.
+    assert kinds == [("document", 1), ("final", 1), ("final", 2), ("final", 3), ("document", 4), ("final", 4)]
     assert page.at_head and page.next == f"{final_height}.1"
     # Resuming after a final event, or a document, gives the same suffix.
-    resumed = feed.page(producer.participant_id, feed.check_cursor((2, 1)), 100)
-    assert [(e["event"], e["height"]) for e in resumed.events] == [("document", 3), ("final", 3)]
+    resumed = feed.page(producer.participant_id, feed.check_cursor((3, 1)), 100)
+    assert [(e["event"], e["height"]) for e in resumed.events] == [("document", 4), ("final", 4)]
     with pytest.raises(Refusal):
         feed.check_cursor((store.head.height, 0))  # not final yet: past what the feed serves
 
