@@ -62,6 +62,9 @@ async def journey(net: Testnet, tmp_path: Path) -> AsyncIterator[Journey]:
         batch = [docs.register(net.regulator("RU"), producer, "RU", ["producer"], "Producer"),
                  docs.register(net.regulator("KZ"), buyer, "KZ", ["wholesaler"], "Buyer")]
         assert all(r["status"] == "applied" for r in (await kz.submit(batch))["results"])
+        # The catalogue entry emit needs; the module's second test finds it there already.
+        product = await kz.submit(docs.register_product(net.regulator("RU"), producer))
+        assert product["status"] == "applied" or product.get("reason") == "already_exists", product
         for doc in (docs.emit(net.regulator("RU"), producer, serials), docs.introduce(producer, codes)):
             assert (await kz.submit(doc))["status"] == "applied"
     key_file = tmp_path / "producer.key"
