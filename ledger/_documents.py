@@ -64,6 +64,9 @@ class DocType(enum.StrEnum):
     SUSPEND = "suspend"
     RELEASE = "release"
     GOVERNANCE = "governance"
+    # A regulator lets an auditor read what it reads of its own state, and takes it back.
+    GRANT_AUDIT = "grant_audit"
+    REVOKE_AUDIT = "revoke_audit"
 
 
 class Field(enum.Enum):
@@ -106,6 +109,8 @@ PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
     DocType.SUSPEND: (("codes", Field.CODES), ("note", Field.TEXT)),
     DocType.RELEASE: (("codes", Field.CODES),),
     DocType.GOVERNANCE: (("proposal", Field.PROPOSAL), ("signatures", Field.COSIGNATURES)),
+    DocType.GRANT_AUDIT: (("participant", Field.PARTICIPANT),),
+    DocType.REVOKE_AUDIT: (("participant", Field.PARTICIPANT),),
 }
 
 HEADER_FIELDS = ("chain_id", "type", "signer", "nonce", "expires_at_ms")

@@ -133,6 +133,9 @@ class Genesis:
     time_ms: int
     states: tuple[MemberState, ...]
     params: ChainParams = field(default_factory=ChainParams)
+    # Public keys of union-wide auditors: each is a participant from block 0 with an
+    # audit grant covering every member state (docs/ACCESS.md).
+    auditors: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         codes = [s.code for s in self.states]
@@ -151,6 +154,9 @@ class Genesis:
             for key in (s.node_public_key, s.regulator_public_key):
                 if len(key) != PUBLIC_KEY_BYTES:
                     raise DecodeError(f"{s.code}: a public key has {PUBLIC_KEY_BYTES} bytes")
+        keys = self.auditors
+        if any(len(k) != PUBLIC_KEY_BYTES for k in keys) or len(set(keys)) != len(keys):
+            raise DecodeError(f"genesis auditors must be distinct public keys of {PUBLIC_KEY_BYTES} bytes")
 
     @property
     def hash(self) -> bytes:
@@ -164,6 +170,8 @@ class Genesis:
                 self.time_ms,
                 [s.to_list() for s in self.states],
                 self.params.to_list(),
+                # Only when named: a genesis without auditors keeps its hash.
+                *([list(self.auditors)] if self.auditors else []),
             ]
         )
 
@@ -203,6 +211,7 @@ class Genesis:
                 }
                 for s in self.states
             ],
+            **({"auditors": [k.hex() for k in self.auditors]} if self.auditors else {}),
         }
 
     @classmethod
@@ -224,7 +233,8 @@ class Genesis:
                 )
                 for s in obj["states"]
             )
-            return cls(str(obj["chain_id"]), int(obj["time_ms"]), states, params)
+            auditors = tuple(bytes.fromhex(k) for k in obj.get("auditors", []))
+            return cls(str(obj["chain_id"]), int(obj["time_ms"]), states, params, auditors)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DecodeError(f"genesis is malformed: {exc!r}") from exc
 

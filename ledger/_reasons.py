@@ -44,6 +44,9 @@ class Reason(enum.StrEnum):
     # not executed nor recorded, so it may be ordered again in a later block.
     BLOCK_FULL = "block_full"
     NO_QUORUM = "no_quorum"  # a governance document without a Byzantine quorum of regulators
+    # A read the access rule (ledger/_access.py) does not allow this reader; never a
+    # document's result.
+    NOT_ENTITLED = "not_entitled"
 
 
 @dataclass(frozen=True, slots=True)
