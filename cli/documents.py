@@ -52,6 +52,7 @@ REASON_WORDS: dict[str, str] = {
     "expiry_too_far": "expires too far ahead",
     "block_full": "beyond the block limits; submit again",
     "no_quorum": "not signed by a Byzantine quorum of member states' regulators",
+    "not_entitled": "not entitled to read this (docs/ACCESS.md)",
 }
 
 

@@ -6,6 +6,7 @@ no network. Everything a node, a tool or an auditor needs is exported here.
 
 from ._access import (
     ANONYMOUS,
+    END,
     UNION,
     BlockRead,
     CodeRead,
@@ -146,6 +147,7 @@ from ._store import (
 __all__ = [
     # The access rule (ledger/_access.py, docs/ACCESS.md).
     "ANONYMOUS",
+    "END",
     "UNION",
     "BlockRead",
     "CodeRead",

@@ -9,7 +9,8 @@ The rule in short (the table is in docs/ACCESS.md):
 
 - a business reads what it signed or what names it, a code while it holds it (or
   receives it), a code's history up to the moment it passed the code on, the
-  shipments it sends or receives, its own holdings and participant record;
+  shipments it sends or receives, its own holdings, and any participant's record
+  (counterparties are checked before a shipment);
 - a regulator reads everything about its state's participants, codes held in its
   state or that passed through it (shipped from or into it), shipments from or into
   it and flows with one end in it; every regulator reads whole blocks;
@@ -182,14 +183,10 @@ def _participant_states(store: LedgerStore, pids: Iterable[str]) -> list[str]:
 
 
 def _may_read_participant(store: LedgerStore, reader: Reader, thing: Any) -> bool:
-    pid = thing.participant
-    if pid == reader.id or reader.oversees_all:
-        return True
-    record = store.participant_record(pid)
-    if record is None:
-        return True  # 404
-    # Regulators are public figures of the union: anyone signed may check one.
-    return REGULATOR in record.roles or reader.oversees(record.state)
+    """A participant's record (name, state, roles, status) is for every signed reader:
+    a business checks its counterparty before it ships, as national systems let it do
+    by tax number. What it holds and does stays need-to-know."""
+    return reader.active
 
 
 def _may_read_holdings(store: LedgerStore, reader: Reader, thing: Any) -> bool:
