@@ -261,7 +261,7 @@ def document_visible(store: LedgerStore, reader: Reader, signed: SignedDocument,
     if overseer and reader.oversees_any(_participant_states(store, [doc.signer, *named])):
         return True
     decoded: dict[Place, SignedDocument] = {}
-    for key in codes_within(store, touched_codes(signed)):
+    for key in codes_within(store, touched_codes(store, signed)):
         if overseer:
             if reader.oversees_any(_code_states(store, key, decoded)):
                 return True
@@ -311,10 +311,15 @@ def named_participants(store: LedgerStore, signed: SignedDocument) -> list[str]:
     return []
 
 
-def touched_codes(signed: SignedDocument) -> list[str]:
-    """The code keys a document names (not the codes inside aggregates it names)."""
+def touched_codes(store: LedgerStore, signed: SignedDocument) -> list[str]:
+    """The code keys a document moved or changed (not the codes inside aggregates it
+    names): an accept, reject or cancel touches every item of its shipment (those not
+    accepted go back to the shipper)."""
     doc = signed.document
     kind = doc.type
+    if kind in (DocType.ACCEPT, DocType.REJECT, DocType.CANCEL_SHIPMENT):
+        shipment = store.shipment_record(doc.payload[0])
+        return list(shipment.items) if shipment is not None else []
     if kind is DocType.EMIT:
         gtin, serials = doc.payload[1], doc.payload[2]
         return ["01" + gtin + "21" + s for s in serials]
@@ -322,7 +327,7 @@ def touched_codes(signed: SignedDocument) -> list[str]:
         return [doc.payload[0], *doc.payload[1]]
     if kind is DocType.DISAGGREGATE:
         return [doc.payload[0]]
-    if kind in (DocType.SHIP, DocType.RETIRE, DocType.ACCEPT):
+    if kind in (DocType.SHIP, DocType.RETIRE):
         return list(doc.payload[1])
     if kind in (DocType.INTRODUCE, DocType.RETURN, DocType.SUSPEND, DocType.RELEASE):
         return list(doc.payload[0])

@@ -4,6 +4,7 @@ of an in-process node, gets exactly the answer docs/ACCESS.md gives."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,7 +12,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import msgpack
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -175,7 +175,7 @@ async def ask(j: Journey, row: Row, who: str) -> tuple[int, Any]:
     response = await j.client.get(path, headers=headers)
     body = await response.read()
     if response.content_type == "application/json":
-        return response.status, msgpack.unpackb(msgpack.packb(__import__("json").loads(body)))
+        return response.status, json.loads(body)
     return response.status, body
 
 
