@@ -23,6 +23,7 @@ from ._access import (
     document_visible,
     history_window,
     may_read,
+    named_participants,
     reader_of,
     visible_history,
 )
@@ -164,6 +165,7 @@ __all__ = [
     "document_visible",
     "history_window",
     "may_read",
+    "named_participants",
     "reader_of",
     "visible_history",
     "MEMBER_ACTIVE",

@@ -97,7 +97,9 @@ def reader_of(store: LedgerStore, pid: str | None) -> Reader:
     record = store.participant_record(pid)
     if record is None:
         return ANONYMOUS
-    return Reader(pid, record.state, frozenset(record.roles), record.active, store.audit_scopes(pid))
+    # Only auditors hold grants: others are spared the look-up on every read.
+    audits = store.audit_scopes(pid) if AUDITOR in record.roles else frozenset()
+    return Reader(pid, record.state, frozenset(record.roles), record.active, audits)
 
 
 # -- the things read --------------------------------------------------------------------
@@ -224,9 +226,18 @@ def _may_read_code(store: LedgerStore, reader: Reader, thing: Any) -> bool:
     holder, receiver = current
     if reader.id in (holder, receiver) or reader.oversees_all:
         return True
-    if reader.active and (reader.is_regulator or reader.audits):
-        return reader.oversees_any(_code_states(store, key))
+    if reader.is_regulator or reader.audits:
+        return _oversees_code(store, reader, key, current)
     return False
+
+
+def _oversees_code(store: LedgerStore, reader: Reader, key: str, current: tuple[str, str]) -> bool:
+    """Whether a regulator or auditor oversees a state the code was held in or shipped
+    into or out of: the holder's and receiver's states first (a few key reads), then the
+    whole history."""
+    if reader.oversees_any(_participant_states(store, [p for p in current if p])):
+        return True
+    return reader.oversees_any(_code_states(store, key))
 
 
 def _may_read_history(store: LedgerStore, reader: Reader, thing: Any) -> bool:
@@ -260,10 +271,9 @@ def document_visible(store: LedgerStore, reader: Reader, signed: SignedDocument,
     overseer = reader.is_regulator or bool(reader.audits)
     if overseer and reader.oversees_any(_participant_states(store, [doc.signer, *named])):
         return True
-    decoded: dict[Place, SignedDocument] = {}
     for key in codes_within(store, touched_codes(store, signed)):
         if overseer:
-            if reader.oversees_any(_code_states(store, key, decoded)):
+            if reader.oversees_any(_code_states(store, key)):
                 return True
         elif store.was_party(reader.id, key):
             window = history_window(store, reader, key)
@@ -374,8 +384,18 @@ class _Timeline:
         self.parties.append(self.holder)
 
 
+@dataclass(frozen=True, slots=True)
+class DocFacts:
+    """What the party timeline needs of a document in a code's history."""
+
+    type: str  # the DocType's value
+    signer: str
+    payload: Sequence[Any]
+    id: bytes  # the document id of a ship (the shipment's id); b"" for other types
+
+
 def code_parties(
-    entries: Sequence[HistoryEntry], document_at: Callable[[int, int], SignedDocument], key: str
+    entries: Iterable[HistoryEntry], facts_at: Callable[[int, int], DocFacts], key: str
 ) -> list[Party]:
     """Who held a code and who received it, and when, from its whole history (its own
     entries merged with those of the aggregates it travelled in).
@@ -387,23 +407,27 @@ def code_parties(
     line = _Timeline()
     for entry in entries:
         at = (entry.height, entry.position)
-        doc = document_at(entry.height, entry.position).document
-        subject = entry.via or key
+        doc = facts_at(entry.height, entry.position)
         kind = doc.type
-        if kind is DocType.EMIT:
+        if kind == _EMIT:
             line.hold(doc.payload[0], at)
-        elif kind is DocType.SHIP:
+        elif kind == _SHIP:
             receiver = Party(doc.payload[0], False, at)
-            line.receivers[entry.document_id] = receiver
+            line.receivers[doc.id] = receiver
             line.parties.append(receiver)
-        elif kind in (DocType.ACCEPT, DocType.REJECT, DocType.CANCEL_SHIPMENT):
+        elif kind in _ANSWERS:
             receiver_or_none = line.receivers.pop(doc.payload[0], None)
             if receiver_or_none is not None:
                 receiver_or_none.until = at
-            chosen = doc.payload[1] if kind is DocType.ACCEPT else None
-            if kind is DocType.ACCEPT and (not chosen or subject in chosen):
-                line.hold(doc.signer, at)
+            if kind == _ACCEPT:
+                chosen = doc.payload[1]
+                if not chosen or (entry.via or key) in chosen:
+                    line.hold(doc.signer, at)
     return line.parties
+
+
+_EMIT, _SHIP, _ACCEPT = DocType.EMIT.value, DocType.SHIP.value, DocType.ACCEPT.value
+_ANSWERS = frozenset((DocType.ACCEPT.value, DocType.REJECT.value, DocType.CANCEL_SHIPMENT.value))
 
 
 def window_of(parties: Iterable[Party], pid: str) -> Place | None:
@@ -431,11 +455,9 @@ def history_window(store: LedgerStore, reader: Reader, key: str) -> Place | None
         return END  # no such code: the route answers 404
     if reader.id in current or reader.oversees_all:
         return END
-    parties = store.code_parties(key)
     if reader.is_regulator or reader.audits:
-        states = _participant_states(store, {p.participant for p in parties})
-        return END if reader.oversees_any(states) else None
-    return window_of(parties, reader.id)
+        return END if _oversees_code(store, reader, key, current) else None
+    return window_of(store.code_parties(key), reader.id)
 
 
 def visible_history(
@@ -452,11 +474,9 @@ def visible_history(
     return [e for e in entries if (e.height, e.position) <= window]
 
 
-def _code_states(
-    store: LedgerStore, key: str, decoded: dict[Place, SignedDocument] | None = None
-) -> list[str]:
+def _code_states(store: LedgerStore, key: str) -> list[str]:
     """The member states a code was held in or shipped into or from."""
-    parties = store.code_parties(key, decoded)
+    parties = store.code_parties(key)
     return _participant_states(store, dict.fromkeys(p.participant for p in parties))
 
 
@@ -471,6 +491,7 @@ __all__ = [
     "HistoryRead",
     "HoldingsRead",
     "ParticipantRead",
+    "DocFacts",
     "Party",
     "Reader",
     "ShipmentRead",

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import plyvel
 
-from ._access import Party, code_parties
+from ._access import DocFacts, Party, code_parties
 from ._chain import Attestation, Block, BlockHeader, documents_root, results_root
 from ._codes import Sscc, parse_key
 from ._documents import DocType, SignedDocument, decode_signed, document_id
@@ -48,6 +48,7 @@ from ._records import (
     P_PARTY,
     P_RESULTS,
     P_SHIPMENT,
+    PENDING,
     CodeRecord,
     ParticipantRecord,
     ShipmentRecord,
@@ -66,6 +67,9 @@ PAGE_LIMIT_MAX = 1000
 HISTORY_DEPTH_MAX = 8
 
 Place = tuple[int, int]  # (height, position): where a document is in the chain
+# Codes whose parties are kept between two blocks: a list of a few parties each, so
+# 4,096 are well under a megabyte; cleared whenever a block is applied.
+PARTIES_CACHED_MAX = 4096
 
 _HISTORY_BYTE = P_HISTORY[0]
 _HOLDING_BYTE = P_HOLDING[0]
@@ -153,6 +157,8 @@ class LedgerStore:
         except plyvel.Error as exc:
             raise StoreError(f"cannot open ledger store {path}: {exc}") from exc
         self.machine = StateMachine(genesis)
+        self._parties: dict[str, list[Party]] = {}
+        self._parties_head = b""
         self._params_at: tuple[int, ChainParams] | None = None
         self.head = self._open()
 
@@ -201,7 +207,7 @@ class LedgerStore:
         with self.db.write_batch(sync=self.sync) as batch:
             for key in self.db.iterator(prefix=P_CODE, include_value=False):
                 code = key[len(P_CODE):].decode()
-                for party in self.code_parties(code):
+                for party in self._parties_now(code):
                     batch.put(P_PARTY + party.participant.encode() + code.encode(), b"")
             batch.put(META_PARTIES, b"")
 
@@ -391,22 +397,33 @@ class LedgerStore:
         except DecodeError:
             return None
 
-    def code_parties(self, key: str, decoded: dict[Place, SignedDocument] | None = None) -> list[Party]:
+    def code_parties(self, key: str) -> list[Party]:
         """Who held a code or received it in a shipment, and when (see `_access.code_parties`).
-        `decoded` keeps the documents decoded so far, for callers that ask about many codes
-        moved by the same documents."""
-        if decoded is None:
-            decoded = {}
 
-        def at(height: int, position: int) -> SignedDocument:
-            found = decoded.get((height, position))
-            if found is None:
-                found = self.document_at(height, position)
-                invariant(found is not None, f"history names a missing document at {height}/{position}")
-                decoded[(height, position)] = cast(SignedDocument, found)
-            return cast(SignedDocument, found)
+        Kept for the head: the same code is read many times between two blocks (its
+        state, then its history, by several readers), and only a block changes it."""
+        # By the head's hash, not its height: a node that returns to the last final
+        # block and applies another branch has other blocks at the same heights.
+        if self._parties_head != self.head.hash or len(self._parties) >= PARTIES_CACHED_MAX:
+            self._parties.clear()
+            self._parties_head = self.head.hash
+        parties = self._parties.get(key)
+        if parties is None:
+            parties = self._parties_now(key)
+            self._parties[key] = parties
+        return parties
 
-        return code_parties(self.whole_history(key), at, key)
+    def _parties_now(self, key: str) -> list[Party]:
+        return code_parties(self._history_from(key, (0, 0), None, "", 0), self._facts_at, key)
+
+    def _facts_at(self, height: int, position: int) -> DocFacts:
+        """A stored document's type, signer and payload, unpacked without the checks of
+        decoding: the bytes are those this store applied, so they decoded once already."""
+        wire = self.db.get(P_BLOCK_DOC + u64(height) + u32(position))
+        invariant(wire is not None, f"history names a missing document at {height}/{position}")
+        body = unpack_trusted(cast(bytes, wire))[0]
+        _version, _chain, doc_type, signer, _nonce, _expires, payload = unpack_trusted(body)
+        return DocFacts(doc_type, signer, payload, document_id(body) if doc_type == "ship" else b"")
 
     def was_party(self, pid: str, key: str) -> bool:
         """Whether a participant ever held a code or received it, itself or inside an
@@ -668,8 +685,11 @@ class LedgerStore:
 
 
 def _index_receiver(batch: Any, shipment_value: bytes) -> None:
-    """A shipment's receiver becomes a party of each of its items (store-local index)."""
+    """A shipment's receiver becomes a party of each of its items (store-local index),
+    once: when the shipment is made (its accept or reject rewrites the record)."""
     shipment = ShipmentRecord.unpack(shipment_value)
+    if shipment.status != PENDING:
+        return
     prefix = P_PARTY + shipment.receiver.encode()
     for item in shipment.items:
         batch.put(prefix + item.encode(), b"")

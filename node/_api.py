@@ -29,7 +29,6 @@ from ledger import (
     DecodeLimits,
     SignedDocument,
     decode_signed,
-    history_window,
     inclusion_proof,
     parse_code,
     provenance,
@@ -39,7 +38,7 @@ from ledger import (
 
 from ._budget import RefusalBudget
 from ._errors import Refusal
-from ._http import JSON, MSGPACK, Args, access_rule_on, entitle, reader, respond, wants_msgpack
+from ._http import JSON, MSGPACK, Args, entitle, history_window_of, respond, wants_msgpack
 from ._keys import METRICS, NODE
 from ._node import Node
 
@@ -326,13 +325,12 @@ async def get_code_history(request: web.Request, a: Args) -> web.Response:
         raise Refusal("unknown_code", f"code {key} is not on the ledger")
     entries = store.history(key, after=a["after"], limit=limit)
     nxt = f"{entries[-1].height}.{entries[-1].position}" if len(entries) == limit else None
-    if access_rule_on(request):
-        # A past holder sees the history up to the moment it passed the code on.
-        window = history_window(store, reader(request), key)
-        if window is not None and window != END:
-            shown_entries = [e for e in entries if (e.height, e.position) <= window]
-            nxt = nxt if len(shown_entries) == len(entries) else None
-            entries = shown_entries
+    # A past holder sees the history up to the moment it passed the code on.
+    window = history_window_of(request)
+    if window != END:
+        shown_entries = [e for e in entries if (e.height, e.position) <= window]
+        nxt = nxt if len(shown_entries) == len(entries) else None
+        entries = shown_entries
     return respond(request, {"code": key, "entries": [e.to_json() for e in entries], "next": nxt})
 
 
@@ -453,8 +451,8 @@ async def get_code_proof(request: web.Request, a: Args) -> web.Response:
     store = node_of(request).store
     # A past holder's bundle ends where its view of the history ends; its proofs verify
     # all the same, each document against its attested block.
-    window = history_window(store, reader(request), key) if access_rule_on(request) else END
-    bundle = provenance(store, key, until=None if window in (None, END) else window)
+    window = history_window_of(request)
+    bundle = provenance(store, key, until=None if window == END else window)
     if bundle is None:
         raise Refusal("unknown_code", f"code {key} is not on the ledger")
     if wants_msgpack(request):

@@ -27,6 +27,7 @@ from aiohttp import hdrs, web
 
 from ledger import (
     DOMAIN_REQUEST,
+    END,
     REQUEST_HEADER_NODE,
     REQUEST_HEADER_NONCE,
     REQUEST_HEADER_PARTICIPANT,
@@ -35,9 +36,11 @@ from ledger import (
     REQUEST_NONCE_BYTES_MAX,
     REQUEST_NONCE_BYTES_MIN,
     REQUEST_SKEW_MS,
+    HistoryRead,
     Reader,
     Thing,
     check_read,
+    history_window,
     is_participant_id,
     reader_of,
     request_message,
@@ -332,6 +335,8 @@ class Route:
 READER = web.RequestKey("reader", str)
 # The reader as the access rule sees it: its record and audit grants at the head.
 ENTITLED = web.RequestKey("entitled", Reader)
+# The last place of a code's history the reader may see (ledger.history_window).
+WINDOW = web.RequestKey("window", tuple[int, int])
 ARGS = web.RequestKey("args", Mapping[str, Any])
 _ROUTE_OF = web.AppKey("route_of", dict)
 
@@ -498,13 +503,29 @@ def access_rule_on(request: web.Request) -> bool:
     return bool(request.app[CONFIG].api.access_rule)
 
 
+def history_window_of(request: web.Request) -> tuple[int, int]:
+    """The part of the code's history this reader may see, as the route's check found
+    it (END: all of it, also when the rule is off)."""
+    window: tuple[int, int] = request.get(WINDOW, END)
+    return window
+
+
 def entitle(request: web.Request, thing: Thing) -> None:
     """Refuse (403 not_entitled) unless the access rule lets this request's reader read
     `thing`. A node configured with the rule off (a benchmark's baseline) lets all
     signed readers read everything."""
     if not access_rule_on(request):
         return
-    if check_read(request.app[NODE].store, reader(request), thing) is not None:
+    store = request.app[NODE].store
+    if isinstance(thing, HistoryRead):
+        # A history's answer is a window, which the handler cuts the page to: asked once.
+        window = history_window(store, reader(request), thing.key)
+        refused = window is None
+        if window is not None:
+            request[WINDOW] = window
+    else:
+        refused = check_read(store, reader(request), thing) is not None
+    if refused:
         raise Refusal("not_entitled", f"participant {request.get(READER)} may not read this "
                                       f"({type(thing).__name__}); docs/ACCESS.md lists who may read what")
 
