@@ -11,7 +11,8 @@ not measured), then 64 keep-alive clients send them: alternately GET /v1/codes/{
 and GET /v1/codes/{code}/history of a code the client holds ("holder"), and, in a
 second workload, the history of a code it passed on ("past holder": the rule walks
 the code's history to find where the client's view ends). Rounds alternate which mode
-goes first; the figure is the ratio of the rates in each pair.
+goes first; the figures are the medians over pairs of the ratio of CPU time per read
+(the process's, clients included) and of reads per second.
 """
 
 from __future__ import annotations
@@ -127,12 +128,14 @@ def _requests(world: World, workload: str, count: int) -> list[list[tuple[str, d
     return out
 
 
-async def _round(world: World, rule: bool, workload: str, count: int) -> float:
-    """Reads per second of one mode: requests are signed a chunk at a time, outside the
-    timed part, so that each is sent well within its 30 s."""
+async def _round(world: World, rule: bool, workload: str, count: int) -> tuple[float, float]:
+    """Reads per second of one mode, and CPU microseconds per read (server and clients:
+    one process), which other load on the machine disturbs far less than the wall
+    clock. Requests are signed a chunk at a time, outside the timed part, so that each
+    is sent well within its 30 s."""
     config = dataclasses.replace(world.config, api=dataclasses.replace(world.config.api, access_rule=rule))
     runner, url = await _serve(config)
-    sent, elapsed = 0, 0.0
+    sent, elapsed, cpu = 0, 0.0, 0.0
     try:
         connector = aiohttp.TCPConnector(limit=len(world.keys) * 2)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -146,11 +149,12 @@ async def _round(world: World, rule: bool, workload: str, count: int) -> float:
 
             while sent < count:
                 plan = _requests(world, workload, min(CHUNK_REQUESTS, count - sent))
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 await asyncio.gather(*(client(m) for m in plan))
                 elapsed += time.perf_counter() - start
+                cpu += time.process_time() - start_cpu
                 sent += sum(len(m) for m in plan)
-        return sent / elapsed
+        return sent / elapsed, cpu / sent * 1e6
     finally:
         await runner.cleanup()
 
@@ -160,17 +164,23 @@ async def run(requests: int, pairs: int, clients: int) -> dict[str, Any]:
         world = await _setup(Path(tmp), clients)
         out: dict[str, Any] = {}
         for workload in ("holder", "past_holder"):
-            ratios, on_rates, off_rates = [], [], []
+            rows: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+            cpu_ratios, rate_ratios = [], []
             for p in range(pairs):
                 order = (True, False) if p % 2 == 0 else (False, True)
-                rates = {rule: await _round(world, rule, workload, requests) for rule in order}
-                on_rates.append(rates[True])
-                off_rates.append(rates[False])
-                ratios.append(rates[True] / rates[False])
-            out[workload] = {"on_reads_per_s": [round(r) for r in on_rates],
-                             "off_reads_per_s": [round(r) for r in off_rates],
-                             "on_over_off": [round(r, 3) for r in ratios],
-                             "cost_percent": round(100 * (1 - statistics.mean(ratios)), 1)}
+                got = {rule: await _round(world, rule, workload, requests) for rule in order}
+                for rule in order:
+                    rows[rule].append(got[rule])
+                cpu_ratios.append(got[True][1] / got[False][1])
+                rate_ratios.append(got[True][0] / got[False][0])
+            out[workload] = {
+                "on_reads_per_s": [round(r) for r, _ in rows[True]],
+                "off_reads_per_s": [round(r) for r, _ in rows[False]],
+                "on_cpu_us_per_read": [round(c) for _, c in rows[True]],
+                "off_cpu_us_per_read": [round(c) for _, c in rows[False]],
+                "cpu_cost_percent": round(100 * (statistics.median(cpu_ratios) - 1), 1),
+                "rate_cost_percent": round(100 * (1 - statistics.median(rate_ratios)), 1),
+            }
         out["machine"] = f"{platform.machine()}, Python {platform.python_version()}"
         out["requests_per_round"], out["clients"] = requests, clients
         return out

@@ -222,3 +222,18 @@ async def test_past_holders_see_history_up_to_their_hand_off(tmp_path: Path) -> 
             response = await j.client.get(path, headers={**j.headers(who, path), "Accept": MSGPACK})
             bundle = ProvenanceBundle.decode(await response.read())
             assert [e.type for e in verify_provenance(bundle, genesis)] == seen["retailer"][:n]
+
+
+def test_the_rule_is_switched_off_only_on_loopback(tmp_path: Path) -> None:
+    """`[api] access_rule = false` (benchmarks only) is refused on a host that is not loopback."""
+    import pytest
+
+    from node._config import ConfigError, parse_config
+
+    raw = {"state": "RU", "genesis": "g.json", "node_key": "n.key", "data_dir": "data",
+           "tls": {"cert": "c.pem", "key": "k.pem", "peer_certs": "p.pem"},
+           "api": {"tls": False, "access_rule": False}}
+    assert parse_config(raw, tmp_path / "node.toml").api.access_rule is False
+    raw["api"] = {"tls": True, "cert": "a.pem", "key": "a.key", "host": "0.0.0.0", "access_rule": False}
+    with pytest.raises(ConfigError, match="access_rule = false"):
+        parse_config(raw, tmp_path / "node.toml")
