@@ -33,8 +33,7 @@ import aiohttp
 from aiohttp import web
 
 from ledger import KeyPair, request_headers
-from node import create_app, load_config
-from node._config import NodeConfig
+from node import NodeConfig, create_app, load_config
 from testnet import DocFactory, Testnet, init_testnet
 
 FAST = {"raft": {"tick_ms": 20, "election_ticks": 10}, "log": {"level": "WARNING"}}

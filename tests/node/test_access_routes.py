@@ -228,7 +228,7 @@ def test_the_rule_is_switched_off_only_on_loopback(tmp_path: Path) -> None:
     """`[api] access_rule = false` (benchmarks only) is refused on a host that is not loopback."""
     import pytest
 
-    from node._config import ConfigError, parse_config
+    from node import ConfigError, parse_config
 
     raw = {"state": "RU", "genesis": "g.json", "node_key": "n.key", "data_dir": "data",
            "tls": {"cert": "c.pem", "key": "k.pem", "peer_certs": "p.pem"},
