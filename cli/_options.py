@@ -177,6 +177,10 @@ def report(outcome: Outcome, as_json: bool, payload: Sequence[str] = ()) -> None
 def explain_node_error(exc: NodeError) -> str:
     if exc.status == 401 and exc.code == "unsigned":
         return "reading this needs a registered participant's key: give --key FILE or set TAMGA_KEY"
+    if exc.status == 403 and exc.code == "not_entitled":
+        return ("not entitled: this key may not read that (a business reads what it took part in and "
+                "holds; flows and whole blocks are for regulators and auditors; docs/ACCESS.md); read "
+                "with a key that is entitled, such as your state's regulator's")
     return str(exc)
 
 

@@ -107,6 +107,13 @@ class Session:
     def revoke(self, pid: str) -> Outcome:
         return self.submit(DocType.REVOKE_PARTICIPANT, {"participant": pid}, participant=pid)
 
+    def grant_audit(self, pid: str) -> Outcome:
+        """Let a registered auditor read what this regulator reads of its own state."""
+        return self.submit(DocType.GRANT_AUDIT, {"participant": pid}, participant=pid)
+
+    def revoke_audit(self, pid: str) -> Outcome:
+        return self.submit(DocType.REVOKE_AUDIT, {"participant": pid}, participant=pid)
+
     def emit(self, gtin: str, count: int, owner: str) -> Outcome:
         gtin14 = check_gtin(gtin)
         serials = random_serials(gtin14, count, self.serial_chars(gtin14))

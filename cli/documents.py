@@ -59,6 +59,7 @@ REASON_WORDS: dict[str, str] = {
     "bad_attribute": "attribute malformed or not used by the product group",
     "missing_attribute": "attribute the product group requires is missing",
     "not_for_group": "not used by the product group",
+    "not_entitled": "not entitled to read this (docs/ACCESS.md)",
 }
 
 

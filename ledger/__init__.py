@@ -4,6 +4,29 @@ Deterministic and free of I/O other than its LevelDB store: no clock, no randomn
 no network. Everything a node, a tool or an auditor needs is exported here.
 """
 
+from ._access import (
+    ANONYMOUS,
+    END,
+    UNION,
+    BlockRead,
+    CodeRead,
+    DocumentRead,
+    FlowRead,
+    HistoryRead,
+    HoldingsRead,
+    ParticipantRead,
+    Party,
+    Reader,
+    ShipmentRead,
+    Thing,
+    check_read,
+    document_visible,
+    history_window,
+    may_read,
+    named_participants,
+    reader_of,
+    visible_history,
+)
 from ._admission import RECORDED_REFUSALS, admission
 from ._auditor import AuditFailure, Auditor, AuditReport, RawBlock, read_data_dir
 from ._catalogue import ProductGroup, ProductRecord, groups_from_json
@@ -158,6 +181,28 @@ __all__ = [
     "read_code",
     "groups_from_json",
     "check_attribute",
+    # The access rule (ledger/_access.py, docs/ACCESS.md).
+    "ANONYMOUS",
+    "END",
+    "UNION",
+    "BlockRead",
+    "CodeRead",
+    "DocumentRead",
+    "FlowRead",
+    "HistoryRead",
+    "HoldingsRead",
+    "ParticipantRead",
+    "Party",
+    "Reader",
+    "ShipmentRead",
+    "Thing",
+    "check_read",
+    "document_visible",
+    "history_window",
+    "may_read",
+    "named_participants",
+    "reader_of",
+    "visible_history",
     "MEMBER_ACTIVE",
     "MEMBER_REMOVED",
     "DOMAIN_GOVERNANCE",

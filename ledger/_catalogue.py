@@ -31,7 +31,7 @@ from ._encoding import pack_trusted, unpack_trusted
 from ._errors import DecodeError
 
 P_PRODUCT = b"t"  # GTIN -> ProductRecord ("trade item", as GS1 calls what a GTIN names)
-P_ATTRIBUTES = b"a"  # code key -> [[AI, value], ...] given when the code entered circulation
+P_ATTRIBUTES = b"q"  # code key -> [[AI, value], ...] given when the code entered circulation ("a" is taken)
 
 # A genesis table of a few dozen groups covers every group the Union marks today; the
 # bounds keep a hostile or mistaken genesis file from costing unbounded memory.

@@ -66,6 +66,9 @@ class DocType(enum.StrEnum):
     GOVERNANCE = "governance"
     # The product catalogue (issue 13).
     REGISTER_PRODUCT = "register_product"
+    # A regulator lets an auditor read what it reads of its own state, and takes it back.
+    GRANT_AUDIT = "grant_audit"
+    REVOKE_AUDIT = "revoke_audit"
 
 
 class Field(enum.Enum):
@@ -118,6 +121,8 @@ PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
         ("tnved", Field.TEXT),
         ("producer", Field.PARTICIPANT),
     ),
+    DocType.GRANT_AUDIT: (("participant", Field.PARTICIPANT),),
+    DocType.REVOKE_AUDIT: (("participant", Field.PARTICIPANT),),
 }
 
 # Types whose last field is optional: left out of the body when empty, so a document

@@ -137,6 +137,9 @@ class Genesis:
     # The catalogue's product-group table (see _catalogue.py). Empty in a genesis from
     # before the catalogue, which then hashes as it did and keeps its rules.
     product_groups: tuple[ProductGroup, ...] = ()
+    # Public keys of union-wide auditors: each is a participant from block 0 with an
+    # audit grant covering every member state (docs/ACCESS.md).
+    auditors: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         codes = [s.code for s in self.states]
@@ -158,6 +161,9 @@ class Genesis:
             for key in (s.node_public_key, s.regulator_public_key):
                 if len(key) != PUBLIC_KEY_BYTES:
                     raise DecodeError(f"{s.code}: a public key has {PUBLIC_KEY_BYTES} bytes")
+        keys = self.auditors
+        if any(len(k) != PUBLIC_KEY_BYTES for k in keys) or len(set(keys)) != len(keys):
+            raise DecodeError(f"genesis auditors must be distinct public keys of {PUBLIC_KEY_BYTES} bytes")
 
     @property
     def hash(self) -> bytes:
@@ -171,8 +177,12 @@ class Genesis:
                 self.time_ms,
                 [s.to_list() for s in self.states],
                 self.params.to_list(),
-                # Only when named: a genesis from before the catalogue keeps its hash.
-                *([[g.to_list() for g in self.product_groups]] if self.product_groups else []),
+                # Only when named, so a genesis from before the catalogue or without
+                # auditors keeps its hash; the groups are named (empty) whenever the
+                # auditors are, so the two fields never stand in each other's place.
+                *([[g.to_list() for g in self.product_groups]]
+                  if self.product_groups or self.auditors else []),
+                *([list(self.auditors)] if self.auditors else []),
             ]
         )
 
@@ -219,6 +229,7 @@ class Genesis:
                 for s in self.states
             ],
             **({"product_groups": [g.to_json() for g in self.product_groups]} if self.product_groups else {}),
+            **({"auditors": [k.hex() for k in self.auditors]} if self.auditors else {}),
         }
 
     @classmethod
@@ -241,7 +252,8 @@ class Genesis:
                 for s in obj["states"]
             )
             groups = groups_from_json(obj.get("product_groups", []))
-            return cls(str(obj["chain_id"]), int(obj["time_ms"]), states, params, groups)
+            auditors = tuple(bytes.fromhex(k) for k in obj.get("auditors", []))
+            return cls(str(obj["chain_id"]), int(obj["time_ms"]), states, params, groups, auditors)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DecodeError(f"genesis is malformed: {exc!r}") from exc
 

@@ -273,12 +273,17 @@ def _registration_position(store: LedgerStore, pid: str) -> tuple[int, int] | No
     return None
 
 
-def provenance(store: LedgerStore, key: str) -> ProvenanceBundle | None:
-    """A code's provenance bundle, or None for a code never emitted."""
+def provenance(
+    store: LedgerStore, key: str, until: tuple[int, int] | None = None
+) -> ProvenanceBundle | None:
+    """A code's provenance bundle, or None for a code never emitted; with `until`, only
+    the history up to that (height, position), inclusive (what a past holder may see)."""
     if store.code_record(key) is None:
         return None
     builder = _ProofBuilder(store)
     history = store.whole_history(key)
+    if until is not None:
+        history = [e for e in history if (e.height, e.position) <= until]
     entries = [builder.at(e.height, e.position) for e in history]
     signers: list[ParticipantId] = []
     for proof in entries:

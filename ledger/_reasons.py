@@ -54,6 +54,9 @@ class Reason(enum.StrEnum):
     BAD_ATTRIBUTE = "bad_attribute"  # a malformed attribute, or one the product's group does not use
     MISSING_ATTRIBUTE = "missing_attribute"  # an attribute the product's group requires is not given
     NOT_FOR_GROUP = "not_for_group"  # a document or withdrawal reason the product's group does not use
+    # A read the access rule (ledger/_access.py) does not allow this reader; never a
+    # document's result.
+    NOT_ENTITLED = "not_entitled"
 
 
 @dataclass(frozen=True, slots=True)

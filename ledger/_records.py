@@ -21,6 +21,7 @@ P_SHIPMENT = b"s"  # shipment id (= ship document id) -> ShipmentRecord
 P_HISTORY = b"h"  # code key 0x00 height position -> [document id, type, sscc]
 P_HOLDING = b"o"  # participant id code key -> b""
 P_FLOW = b"x"  # from state, to state, height, position -> shipment id
+P_AUDIT = b"a"  # participant id, scope (a member state, or "*" for the union) -> [height granted]
 # Store-local indexes: derived from the state when a block is written, never part of the
 # state hash, so a store may add or rebuild one without changing any block.
 P_NESTING = b"n"  # code key 0x00 height position -> [type, sscc]: the code's packs and unpacks
@@ -28,6 +29,7 @@ P_NESTING = b"n"  # code key 0x00 height position -> [type, sscc]: the code's pa
 P_INBOX = b"i"  # participant id height position -> [kind, document id]
 P_PENDING = b"j"  # participant id height position -> document id of a shipment awaiting it
 P_INVOLVED = b"v"  # height position -> [parties, member states] of a document naming others
+P_PARTY = b"e"  # participant id code key -> b"": it held the code, or received it in a shipment
 # Chain
 P_BLOCK = b"B"  # height -> header bytes
 P_BLOCK_DOC = b"D"  # height position -> signed document wire bytes
@@ -39,6 +41,7 @@ META_HEAD = b"Mhead"  # [height, block hash, state hash, time ms, raft index]
 META_GENESIS = b"Mgenesis"  # genesis hash
 META_SYNC = b"Msync"  # height at the last explicit sync (a synced write flushes all before it)
 META_NESTING = b"Mnesting"  # present once the nesting index covers every block written
+META_PARTIES = b"Mparties"  # present once the party index covers every block written
 
 SEP = b"\x00"
 
@@ -91,6 +94,10 @@ def at_height_position(height: int, position: int) -> bytes:
 
 def holding_key(owner: str, key: str) -> bytes:
     return P_HOLDING + owner.encode() + key.encode()
+
+
+def audit_key(pid: str, scope: str) -> bytes:
+    return P_AUDIT + pid.encode() + scope.encode()
 
 
 def _field(index: int) -> Any:

@@ -61,6 +61,7 @@ from ._records import (
     CodeRecord,
     ParticipantRecord,
     ShipmentRecord,
+    audit_key,
     code_key,
     holding_key,
     u32,
@@ -75,6 +76,9 @@ BUSINESS_ROLES = frozenset(("producer", "importer", "wholesaler", "retailer"))
 MAKERS = frozenset(("producer", "importer"))
 RETAILERS = frozenset(("retailer",))
 REGULATORS = frozenset((REGULATOR,))
+AUDITORS = frozenset(("auditor",))
+UNION_STATE = "EAEU"
+UNION_SCOPE = "*"  # the scope of a grant covering every member state (ledger/_access.UNION)
 
 
 
@@ -156,6 +160,12 @@ def genesis_writes(genesis: Genesis) -> dict[bytes, bytes | None]:
             state.regulator_public_key, state.code, [REGULATOR], f"Regulator of {state.name}", ACTIVE, 0
         )
         writes[P_PARTICIPANT + state.regulator_id.encode()] = record.pack()
+    for public_key in genesis.auditors:
+        pid = participant_id(public_key)
+        # A union auditor belongs to no member state; "EAEU" says so where a state is shown.
+        auditor = ParticipantRecord(public_key, UNION_STATE, ["auditor"], "Auditor of the Union", ACTIVE, 0)
+        writes[P_PARTICIPANT + pid.encode()] = auditor.pack()
+        writes[audit_key(pid, UNION_SCOPE)] = pack_trusted([0])
     return writes
 
 
@@ -859,6 +869,26 @@ def _register_product(ctx: _Context) -> None:
         raise Rejected(Reason.ALREADY_EXISTS, f"GTIN {gtin} is already in the catalogue")
     record = ProductRecord(gtin, group_name, name, tnved, producer_id, state, ctx.height)
     ctx.ov.put(product_key(gtin), record.pack())
+def _audit_grant(ctx: _Context, grant: bool) -> None:
+    """A regulator lets an auditor read what the regulator reads of its own state, or
+    takes that back. The grant is a record of the state, so every node enforces it alike."""
+    state = ctx.regulator_state()
+    (pid,) = ctx.doc.payload
+    target = ctx.participant(pid)
+    if AUDITORS.isdisjoint(target.roles):
+        raise Rejected(Reason.FORBIDDEN_ROLE, f"participant {pid} is not registered as an auditor")
+    key = audit_key(pid, state)
+    held = ctx.ov.get(key) is not None
+    if grant:
+        if target.status == REVOKED:
+            raise Rejected(Reason.REVOKED, f"participant {pid} is revoked")
+        if held:
+            raise Rejected(Reason.ALREADY_EXISTS, f"{pid} already audits {state}")
+        ctx.ov.put(key, pack_trusted([ctx.height]))
+    else:
+        if not held:
+            raise Rejected(Reason.WRONG_STATUS, f"{pid} holds no audit grant for {state}")
+        ctx.ov.delete(key)
 
 
 HANDLERS: dict[DocType, Callable[[_Context], None]] = {
@@ -878,6 +908,8 @@ HANDLERS: dict[DocType, Callable[[_Context], None]] = {
     DocType.RELEASE: lambda ctx: _suspension(ctx, False),
     DocType.GOVERNANCE: _governance,
     DocType.REGISTER_PRODUCT: _register_product,
+    DocType.GRANT_AUDIT: lambda ctx: _audit_grant(ctx, True),
+    DocType.REVOKE_AUDIT: lambda ctx: _audit_grant(ctx, False),
 }
 
 __all__ = [

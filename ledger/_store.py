@@ -17,12 +17,13 @@ from typing import Any, cast
 
 import plyvel
 
+from ._access import DocFacts, Party, code_parties
 from ._catalogue import P_PRODUCT, ProductRecord, attributes_key, product_key
 from ._chain import Attestation, Block, BlockHeader, documents_root, results_root
 from ._codes import Scanned, Sscc, parse_key
-from ._documents import DocType, SignedDocument, document_id
+from ._documents import DocType, SignedDocument, decode_signed, document_id
 from ._encoding import pack, pack_trusted, unpack_trusted
-from ._errors import LedgerError, invariant
+from ._errors import DecodeError, LedgerError, invariant
 from ._genesis import ChainParams, Genesis
 from ._governance import governed_params
 from ._identity import Verifier
@@ -33,11 +34,14 @@ from ._records import (
     META_GENESIS,
     META_HEAD,
     META_NESTING,
+    META_PARTIES,
     META_SYNC,
     P_ATTEST,
+    P_AUDIT,
     P_BLOCK,
     P_BLOCK_DOC,
     P_CHILDREN,
+    P_CODE,
     P_DOC,
     P_FLOW,
     P_HISTORY,
@@ -46,9 +50,11 @@ from ._records import (
     P_INVOLVED,
     P_NESTING,
     P_PARTICIPANT,
+    P_PARTY,
     P_PENDING,
     P_RESULTS,
     P_SHIPMENT,
+    PENDING,
     CodeRecord,
     ParticipantRecord,
     ShipmentRecord,
@@ -69,8 +75,13 @@ PRODUCT_SCAN_MAX = 10 * PAGE_LIMIT_MAX
 HISTORY_DEPTH_MAX = 8
 
 Place = tuple[int, int]  # (height, position): where a document is in the chain
+# Codes whose parties are kept between two blocks: a list of a few parties each, so
+# 4,096 are well under a megabyte; cleared whenever a block is applied.
+PARTIES_CACHED_MAX = 4096
 
 _HISTORY_BYTE = P_HISTORY[0]
+_HOLDING_BYTE = P_HOLDING[0]
+_SHIPMENT_BYTE = P_SHIPMENT[0]
 # History values that name no aggregate: nearly all of them, recognised without decoding.
 # Every other history value packs or unpacks the code and goes to the nesting index too.
 _PLAIN_HISTORY_VALUES = frozenset(pack_trusted([t.value, ""]) for t in DocType)
@@ -155,6 +166,8 @@ class LedgerStore:
         except plyvel.Error as exc:
             raise StoreError(f"cannot open ledger store {path}: {exc}") from exc
         self.machine = StateMachine(genesis)
+        self._parties: dict[str, list[Party]] = {}
+        self._parties_head = b""
         self._params_at: tuple[int, ChainParams] | None = None
         self._members_at: tuple[int, Membership] | None = None
         self.head = self._open()
@@ -185,6 +198,8 @@ class LedgerStore:
                 raise StoreError(f"{self.path}: a block beyond the head exists")
         if self.db.get(META_NESTING) is None:
             self._index_nesting()
+        if self.db.get(META_PARTIES) is None:
+            self._index_parties()
         return head
 
     def _index_nesting(self) -> None:
@@ -195,6 +210,16 @@ class LedgerStore:
                 if value not in _PLAIN_HISTORY_VALUES:
                     batch.put(P_NESTING + key[1:], value)
             batch.put(META_NESTING, b"")
+
+    def _index_parties(self) -> None:
+        """Build the party index of a store written before it existed: once, from every
+        code's history (the access rule reads it to find a participant's codes)."""
+        with self.db.write_batch(sync=self.sync) as batch:
+            for key in self.db.iterator(prefix=P_CODE, include_value=False):
+                code = key[len(P_CODE):].decode()
+                for party in self._parties_now(code):
+                    batch.put(P_PARTY + party.participant.encode() + code.encode(), b"")
+            batch.put(META_PARTIES, b"")
 
     def _initialise(self) -> Head:
         writes = genesis_writes(self.genesis)
@@ -207,6 +232,7 @@ class LedgerStore:
             batch.put(META_GENESIS, self.genesis.hash)
             batch.put(META_HEAD, pack(head.to_list()))
             batch.put(META_NESTING, b"")
+            batch.put(META_PARTIES, b"")
         return head
 
     # Applying.
@@ -283,8 +309,13 @@ class LedgerStore:
                 else:
                     batch.put(key, value)
                     # Inline rather than a second pass: this loop runs once per write.
-                    if key[0] == _HISTORY_BYTE and value not in _PLAIN_HISTORY_VALUES:
+                    first = key[0]
+                    if first == _HISTORY_BYTE and value not in _PLAIN_HISTORY_VALUES:
                         batch.put(P_NESTING + key[1:], value)
+                    elif first == _HOLDING_BYTE:
+                        batch.put(P_PARTY + key[1:], b"")
+                    elif first == _SHIPMENT_BYTE:
+                        _index_receiver(batch, value)
             prefix = P_BLOCK_DOC + u64(height)
             for position, wire in enumerate(prepared.documents):
                 batch.put(prefix + u32(position), wire)
@@ -343,6 +374,111 @@ class LedgerStore:
 
     def has_attestation(self, height: int, state: str) -> bool:
         return self.db.get(P_ATTEST + u64(height) + state.encode()) is not None
+
+    # Reads for the access rule (ledger/_access.py).
+
+    def audit_scopes(self, pid: str) -> frozenset[str]:
+        """The scopes of a participant's auditor grants: member states, or "*" for all."""
+        prefix = P_AUDIT + pid.encode()
+        keys = self.db.iterator(prefix=prefix, include_value=False)
+        return frozenset(k[len(prefix):].decode() for k in keys)
+
+    def shipment_record(self, shipment_id: bytes) -> ShipmentRecord | None:
+        raw = self.db.get(P_SHIPMENT + shipment_id)
+        return ShipmentRecord.unpack(raw) if raw is not None else None
+
+    def code_holder(self, key: str) -> tuple[str, str] | None:
+        """Who holds a code now (the owner of its outermost aggregate) and who receives
+        it in a pending shipment ("" when it is not in transit); None for no such code."""
+        record = self.code_record(key)
+        if record is None:
+            return None
+        _, root = self.outermost(record)
+        receiver = ""
+        if root.shipment:
+            shipment = self.shipment_record(root.shipment)
+            receiver = shipment.receiver if shipment is not None else ""
+        return root.owner, receiver
+
+    def document_place(self, doc_id: bytes) -> tuple[Place, SignedDocument | None] | None:
+        """Where a recorded document is and what it decodes to (None for bytes that never
+        decoded); None when no block records it."""
+        raw = self.db.get(P_DOC + doc_id)
+        if raw is None:
+            return None
+        height, position, _reason = unpack_trusted(raw)
+        return (height, position), self.document_at(height, position)
+
+    def document_at(self, height: int, position: int) -> SignedDocument | None:
+        wire = self.db.get(P_BLOCK_DOC + u64(height) + u32(position))
+        if wire is None:
+            return None
+        try:
+            return decode_signed(wire)
+        except DecodeError:
+            return None
+
+    def code_parties(self, key: str) -> list[Party]:
+        """Who held a code or received it in a shipment, and when (see `_access.code_parties`).
+
+        Kept for the head: the same code is read many times between two blocks (its
+        state, then its history, by several readers), and only a block changes it."""
+        # By the head's hash, not its height: a node that returns to the last final
+        # block and applies another branch has other blocks at the same heights.
+        if self._parties_head != self.head.hash or len(self._parties) >= PARTIES_CACHED_MAX:
+            self._parties.clear()
+            self._parties_head = self.head.hash
+        parties = self._parties.get(key)
+        if parties is None:
+            parties = self._parties_now(key)
+            self._parties[key] = parties
+        return parties
+
+    def _parties_now(self, key: str) -> list[Party]:
+        return code_parties(self._history_from(key, (0, 0), None, "", 0), self._facts_at, key)
+
+    def _facts_at(self, height: int, position: int) -> DocFacts:
+        """A stored document's type, signer and payload, unpacked without the checks of
+        decoding: the bytes are those this store applied, so they decoded once already."""
+        wire = self.db.get(P_BLOCK_DOC + u64(height) + u32(position))
+        invariant(wire is not None, f"history names a missing document at {height}/{position}")
+        body = unpack_trusted(cast(bytes, wire))[0]
+        _version, _chain, doc_type, signer, _nonce, _expires, payload = unpack_trusted(body)
+        return DocFacts(doc_type, signer, payload, document_id(body) if doc_type == "ship" else b"")
+
+    def was_party(self, pid: str, key: str) -> bool:
+        """Whether a participant ever held a code or received it, itself or inside an
+        aggregate it was packed in: one key read per aggregate level."""
+        prefix = P_PARTY + pid.encode()
+        return any(self.db.get(prefix + code.encode()) is not None for code in (key, *self.enclosures(key)))
+
+    def packed_codes(self, sscc: str) -> list[str]:
+        """The codes an aggregate was made of: those its aggregate document listed (an
+        SSCC is aggregated once and never reused, so these are all it ever held)."""
+        prefix = history_prefix(sscc)
+        it = self.db.iterator(prefix=prefix)
+        try:
+            first = next(it, None)
+        finally:
+            it.close()
+        if first is None:
+            return []
+        signed = self.document_at(*_place_of(first[0]))
+        if signed is None or signed.document.type is not DocType.AGGREGATE:
+            return []
+        return list(signed.document.payload[1])
+
+    def enclosures(self, key: str, depth: int = 0) -> list[str]:
+        """Every aggregate a code was ever packed into, and theirs, to HISTORY_DEPTH_MAX."""
+        out: list[str] = []
+        if depth >= HISTORY_DEPTH_MAX:
+            return out
+        for _, value in self.db.iterator(prefix=nesting_prefix(key)):
+            doc_type, sscc = unpack_trusted(value)
+            if doc_type == "aggregate" and sscc and sscc not in out:
+                out.append(sscc)
+                out.extend(s for s in self.enclosures(sscc, depth + 1) if s not in out)
+        return out
 
     # Chain reads.
 
@@ -658,6 +794,17 @@ def _write_involved(batch: Any, involved: Sequence[Involvement]) -> None:
             batch.delete(P_PENDING + receiver.encode() + u64(height) + u32(position))
         if inv.stored:
             batch.put(P_INVOLVED + place, pack_trusted([list(inv.parties), list(inv.states)]))
+
+
+def _index_receiver(batch: Any, shipment_value: bytes) -> None:
+    """A shipment's receiver becomes a party of each of its items (store-local index),
+    once: when the shipment is made (its accept or reject rewrites the record)."""
+    shipment = ShipmentRecord.unpack(shipment_value)
+    if shipment.status != PENDING:
+        return
+    prefix = P_PARTY + shipment.receiver.encode()
+    for item in shipment.items:
+        batch.put(prefix + item.encode(), b"")
 
 
 def _place_of(key: bytes) -> Place:

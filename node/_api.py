@@ -22,6 +22,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledger import (
+    END,
+    BlockRead,
     CodeError,
     DecodeError,
     DecodeLimits,
@@ -36,7 +38,7 @@ from ledger import (
 
 from ._budget import RefusalBudget
 from ._errors import Refusal
-from ._http import JSON, MSGPACK, Args, respond, wants_msgpack
+from ._http import JSON, MSGPACK, Args, entitle, history_window_of, respond, wants_msgpack
 from ._keys import METRICS, NODE
 from ._node import Node
 
@@ -323,6 +325,12 @@ async def get_code_history(request: web.Request, a: Args) -> web.Response:
         raise Refusal("unknown_code", f"code {key} is not on the ledger")
     entries = store.history(key, after=a["after"], limit=limit)
     nxt = f"{entries[-1].height}.{entries[-1].position}" if len(entries) == limit else None
+    # A past holder sees the history up to the moment it passed the code on.
+    window = history_window_of(request)
+    if window != END:
+        shown_entries = [e for e in entries if (e.height, e.position) <= window]
+        nxt = nxt if len(shown_entries) == len(entries) else None
+        entries = shown_entries
     return respond(request, {"code": key, "entries": [e.to_json() for e in entries], "next": nxt})
 
 
@@ -415,6 +423,7 @@ async def get_blocks(request: web.Request, a: Args) -> web.StreamResponse:
         lo, hi = _range(request, a, BLOCKS_JSON_MAX)
         headers = [h.to_json() for h in (store.header(i) for i in range(lo, hi + 1)) if h is not None]
         return respond(request, headers)
+    entitle(request, BlockRead())  # whole blocks: regulators and auditors only
     lo, hi = _range(request, a, BLOCKS_STREAM_MAX)
     return await stream_blocks(request, store, lo, hi)
 
@@ -463,7 +472,11 @@ async def get_document_proof(request: web.Request, a: Args) -> web.Response:
 
 async def get_code_proof(request: web.Request, a: Args) -> web.Response:
     key = a["code"]
-    bundle = provenance(node_of(request).store, key)
+    store = node_of(request).store
+    # A past holder's bundle ends where its view of the history ends; its proofs verify
+    # all the same, each document against its attested block.
+    window = history_window_of(request)
+    bundle = provenance(store, key, until=None if window == END else window)
     if bundle is None:
         raise Refusal("unknown_code", f"code {key} is not on the ledger")
     if wants_msgpack(request):

@@ -72,6 +72,10 @@ class ApiConfig:
     tls: bool = True
     cert: str = ""  # resolved against the config file's folder once parsed
     key: str = ""
+    # Need-to-know reads (ledger/_access.py). `false` serves every signed reader
+    # everything, as nodes did before the rule: only benchmarks set it, to measure the
+    # rule's cost, and only on a loopback host.
+    access_rule: bool = True
 
     @property
     def scheme(self) -> str:
@@ -245,6 +249,9 @@ def _check_api_tls(c: NodeConfig) -> None:
     if not api.tls and not is_loopback(api.host):
         raise ConfigError(f"{c.path}: [api] tls = false serves plain HTTP, which is allowed only on a "
                           f"loopback host (127.0.0.1, ::1, localhost), not {api.host!r}")
+    if not api.access_rule and not is_loopback(api.host):
+        raise ConfigError(f"{c.path}: [api] access_rule = false (every reader reads everything) is for "
+                          f"benchmarks on a loopback host only, not {api.host!r}")
     if api.tls and (not api.cert or not api.key):
         raise ConfigError(f"{c.path}: [api] needs cert and key (the API certificate genesis pins) to serve "
                           "HTTPS, or tls = false for plain HTTP on a loopback host")

@@ -13,8 +13,9 @@ served as a long-poll JSON page and as server-sent events (`Accept:
 text/event-stream`).
 
 Who may see what is one callable, `visible(reader_id, DocumentRecord) -> bool`, given
-to `Feed` by the composition root (node/_node.py); `standin_visible` is a conservative
-stand-in until the access rule of ledger/_access.py replaces it there. When finality
+to `Feed` by the composition root (node/_node.py): `ruled_visible`, the access rule of
+ledger/_access.py (docs/ACCESS.md). `standin_visible`, the simpler rule the feed was
+first built with, stays for the feed's own tests of paging and resuming. When finality
 exists, `final()` (the highest final height) makes the feed serve final blocks only
 and add one `final` event after each block's documents.
 """
@@ -42,7 +43,9 @@ from ledger import (
     Result,
     SignedDocument,
     decode_signed,
+    document_visible,
     involvement,
+    reader_of,
 )
 
 from ._errors import Refusal
@@ -103,6 +106,21 @@ def standin_visible(store: LedgerStore) -> Visible:
         if record.signer == reader or reader in record.parties:
             return True
         return "regulator" in me.roles and me.state in record.states
+
+    return visible
+
+
+def ruled_visible(store: LedgerStore) -> Visible:
+    """The access rule, event by event: the reader is looked up again for each event, so
+    a revocation or a withdrawn grant hides later events at once. Bytes that never decoded
+    are shown only to those who may read whole blocks (regulators, entitled auditors), as
+    the document route does."""
+
+    def visible(reader_id: str, record: DocumentRecord) -> bool:
+        reader = reader_of(store, reader_id)
+        if record.signed is None:
+            return reader.active and reader.reads_blocks and (reader.is_regulator or reader.oversees_all)
+        return document_visible(store, reader, record.signed, (record.height, record.position))
 
     return visible
 

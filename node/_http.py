@@ -27,6 +27,7 @@ from aiohttp import hdrs, web
 
 from ledger import (
     DOMAIN_REQUEST,
+    END,
     REQUEST_HEADER_NODE,
     REQUEST_HEADER_NONCE,
     REQUEST_HEADER_PARTICIPANT,
@@ -35,7 +36,13 @@ from ledger import (
     REQUEST_NONCE_BYTES_MAX,
     REQUEST_NONCE_BYTES_MIN,
     REQUEST_SKEW_MS,
+    HistoryRead,
+    Reader,
+    Thing,
+    check_read,
+    history_window,
     is_participant_id,
+    reader_of,
     request_message,
 )
 
@@ -66,6 +73,8 @@ HTTP_STATUS: dict[str, int] = {
     "not_registered": 403,
     "revoked": 403,
     "not_a_peer": 403,
+    # The access rule (ledger/_access.py, docs/ACCESS.md) does not let this reader read it.
+    "not_entitled": 403,
     # What is asked for.
     "not_found": 404,
     "unknown_code": 404,
@@ -309,6 +318,10 @@ class Route:
     # parameters and the signed-read check.
     reasons: tuple[str, ...] = ()
     body: dict[str, Any] | None = None
+    # What a signed route reads, from its parsed parameters: the middleware asks the
+    # access rule (ledger.check_read) before the handler runs. None: the handler asks
+    # itself (what it reads depends on more than the parameters) or anyone may read it.
+    reads: Callable[[Args], Thing] | None = None
 
     def all_reasons(self) -> tuple[str, ...]:
         """Every reason this route may answer, in a stable order."""
@@ -317,6 +330,8 @@ class Route:
             out += p.kind.reasons
         if self.signed:
             out += SIGNED_REASONS
+        if self.reads is not None:
+            out.append("not_entitled")
         out += self.reasons
         return tuple(dict.fromkeys(out))
 
@@ -324,6 +339,10 @@ class Route:
 # -- the table middleware --------------------------------------------------------------
 
 READER = web.RequestKey("reader", str)
+# The reader as the access rule sees it: its record and audit grants at the head.
+ENTITLED = web.RequestKey("entitled", Reader)
+# The last place of a code's history the reader may see (ledger.history_window).
+WINDOW = web.RequestKey("window", tuple[int, int])
 ARGS = web.RequestKey("args", Mapping[str, Any])
 _ROUTE_OF = web.AppKey("route_of", dict)
 
@@ -473,7 +492,48 @@ async def table_middleware(
     if route.signed:
         request[READER] = check_signed(request)
     request[ARGS] = parse_args(route, request)
+    if route.reads is not None:
+        entitle(request, route.reads(request[ARGS]))
     return await handler(request)
+
+
+def reader(request: web.Request) -> Reader:
+    """Who asks, as the access rule sees it (looked up once per request)."""
+    if ENTITLED not in request:
+        node = request.app[NODE]
+        request[ENTITLED] = reader_of(node.store, request.get(READER))
+    return request[ENTITLED]
+
+
+def access_rule_on(request: web.Request) -> bool:
+    return bool(request.app[CONFIG].api.access_rule)
+
+
+def history_window_of(request: web.Request) -> tuple[int, int]:
+    """The part of the code's history this reader may see, as the route's check found
+    it (END: all of it, also when the rule is off)."""
+    window: tuple[int, int] = request.get(WINDOW, END)
+    return window
+
+
+def entitle(request: web.Request, thing: Thing) -> None:
+    """Refuse (403 not_entitled) unless the access rule lets this request's reader read
+    `thing`. A node configured with the rule off (a benchmark's baseline) lets all
+    signed readers read everything."""
+    if not access_rule_on(request):
+        return
+    store = request.app[NODE].store
+    if isinstance(thing, HistoryRead):
+        # A history's answer is a window, which the handler cuts the page to: asked once.
+        window = history_window(store, reader(request), thing.key)
+        refused = window is None
+        if window is not None:
+            request[WINDOW] = window
+    else:
+        refused = check_read(store, reader(request), thing) is not None
+    if refused:
+        raise Refusal("not_entitled", f"participant {request.get(READER)} may not read this "
+                                      f"({type(thing).__name__}); docs/ACCESS.md lists who may read what")
 
 
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -55,7 +55,7 @@ from ._catchup import PROCESSED_HEADER, CatchUp
 from ._censorship import CensorshipWatch
 from ._config import NodeConfig
 from ._errors import Refusal
-from ._feed import Feed, standin_visible
+from ._feed import Feed, ruled_visible
 from ._gossip import GossipInbox, document_item, status_item
 from ._housekeeping import Housekeeping
 from ._membership import MembershipFollower, peer_addresses
@@ -216,7 +216,7 @@ class Node:
         # The inbox and the event feed. The read rule is the one callable `visible`:
         # the stand-in below until ledger/_access.py gives the real one; `final=` the
         # highest final height once finality exists (the feed then serves final blocks).
-        self.feed = Feed(store, visible=standin_visible(store))
+        self.feed = Feed(store, visible=ruled_visible(store))
         self.housekeeping = Housekeeping(genesis, self.driver, self.links, self.mempool, self.proposer,
                                          metrics, self._status_item, self.fail,
                                          watch_censorship=self.censorship.check)

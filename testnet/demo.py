@@ -28,7 +28,7 @@ from cli.actions import Outcome, Session
 from cli.audit import fetch_bundle, verify_node
 from cli.documents import make_sscc, reason_words
 from cli.epcis import bundle_events, epcis_document
-from node.client import ClientError, SyncNodeClient
+from node.client import ClientError, NodeError, SyncNodeClient
 
 GTIN = "04680029460908"  # a GTIN from Russia's GS1 range (46)
 PRICE_KOPECKS = 15_000  # the packs' maximum retail price, as AI 8005 carries it
@@ -149,6 +149,8 @@ class Story:
         self.register(kg, shop, "retailer")
         say(f'    The Russian regulator also registers "{auditor.name}" as an auditor.')
         self.register(ru, auditor, "auditor")
+        say("    and lets it audit Russia: a grant on the chain (reads follow need to know, docs/ACCESS.md).")
+        self.expect_applied(ru.session.grant_audit(auditor.id))
 
         self.tell(f"The Russian regulator enters the factory's cigarettes, GTIN {GTIN}, in the product "
                   "catalogue (group tobacco, TN VED 2402209000).")
@@ -206,6 +208,16 @@ class Story:
         for f in flows[-3:]:
             items = len(f["items"])
             say(f"    block {f['height']}: shipment {short(f['id'])} of {items} item(s), {f['status']}")
+
+        self.tell("The shop asks its node for the wholesaler's holdings: not its business.")
+        try:
+            shop.session.client.holdings(wholesaler.id)
+        except NodeError as exc:
+            if exc.code != "not_entitled":
+                raise
+            say(f"    -> refused: {exc.status} {exc.code}")
+        else:
+            raise DemoFailed("a stranger read the wholesaler's holdings")
 
         # Committed means durable on a majority; the Armenian node applies it a moment later.
         self.client("AM", None).wait_height(attempt.result.height or 0)
@@ -292,7 +304,7 @@ def look_around(net: testnet.Testnet, work: Path, cast: dict[str, Any]) -> None:
     say(f"    {tamga_cmd} code history {cast['sold']}")
     say(f"    {tamga_cmd} code check {ledger.parse_key(cast['sold']).digital_link()}")
     say(f"    {tamga_cmd} export epcis {cast['sold']}")
-    say(f"    {tamga_cmd} audit verify --node $TAMGA_NODE")
+    say(f"    {tamga_cmd} audit verify --node $TAMGA_NODE --key {cast['auditor'].key_path}")
     say(f"    {tamga_cmd} testnet status --dir {directory}")
     say(f"The keys of the story are in {work} (the shop's: {shop.key_path.name});")
     say(f"each state's regulator key is {directory}/<STATE>/regulator.key.")

@@ -20,6 +20,7 @@ MARKERS = ("unit", "sim", "process")
 LAYERS: dict[str, str] = {
     "tests/ledger": "unit",
     "tests/ledger/test_properties.py": "sim",  # random document sequences (hypothesis)
+    "tests/ledger/test_access_properties.py": "sim",  # random journeys against the access rule (hypothesis)
     "tests/ledger/test_determinism.py": "process",  # interpreters with other hash seeds
     # Writers in child processes, killed with SIGKILL.
     "tests/ledger/test_chain.py::test_a_writer_killed_at_random_moments_never_leaves_half_a_block": "process",

@@ -126,13 +126,17 @@ def world(network: InProcessNetwork, tmp_path_factory: pytest.TempPathFactory) -
         key = ledger.KeyPair.load(network.regulator_key(state))
         regulators[state] = Actor(f"regulator-{state}", state, network.regulator_key(state), key.participant_id,
                                   network.url(state), network.genesis_path)
+    auditor = make_actor(tmp, network, "auditor", "RU", "auditor")
+    # Reads follow need to know (docs/ACCESS.md): every state lets the auditor audit it.
+    for regulator in regulators.values():
+        ok(["participant", "grant-audit", auditor.id, *regulator.args()])
     world = World(
         network,
         regulators,
         make_actor(tmp, network, "producer", "RU", "producer"),
         make_actor(tmp, network, "wholesaler", "KZ", "wholesaler"),
         make_actor(tmp, network, "retailer", "KG", "retailer"),
-        make_actor(tmp, network, "auditor", "RU", "auditor"),
+        auditor,
     )
     # The catalogue entry every emission of GTIN needs (packaged water: no attributes).
     ok(["product", "register", "--gtin", GTIN, "--group", DEMO_GROUP, "--name", "Water 0.5 l",

@@ -193,6 +193,7 @@ def _setup(world: World) -> tuple[dict[str, KeyPair], dict[str, list[str]]]:
     world.apply_ok(pending)
     frozen = world.introduced("RU", keys["producer"], 1)
     world.apply_ok(world.doc(world.regulator("RU"), DocType.SUSPEND, codes=frozen, note="test"))
+    world.apply_ok(world.doc(world.regulator("KZ"), DocType.GRANT_AUDIT, participant=keys["auditor"].participant_id))
     codes = {
         "emitted": emitted, "loose": loose, "sold": sold, "packed": packed,
         "transit": transit, "frozen": frozen, "pending": [pending.id.hex()],
@@ -288,6 +289,16 @@ CASES = [
     Case("suspend twice", lambda w, k, c: w.doc(_reg("RU"), DocType.SUSPEND, codes=c["frozen"], note="n"), Reason.WRONG_STATUS),
     Case("release suspended", lambda w, k, c: w.doc(_reg("RU"), DocType.RELEASE, codes=c["frozen"]), Reason.APPLIED),
     Case("release free code", lambda w, k, c: w.doc(_reg("RU"), DocType.RELEASE, codes=c["loose"][:1]), Reason.WRONG_STATUS),
+    # auditor grants: a regulator, for its own state, to a registered auditor
+    Case("grant audit by a regulator", lambda w, k, c: w.doc(_reg("RU"), DocType.GRANT_AUDIT, participant=k["auditor"].participant_id), Reason.APPLIED),
+    Case("grant audit by a business", lambda w, k, c: w.doc(k[P], DocType.GRANT_AUDIT, participant=k["auditor"].participant_id), Reason.FORBIDDEN_ROLE),
+    Case("grant audit by an auditor", lambda w, k, c: w.doc(k["auditor"], DocType.GRANT_AUDIT, participant=k["auditor"].participant_id), Reason.FORBIDDEN_ROLE),
+    Case("grant audit to a business", lambda w, k, c: w.doc(_reg("RU"), DocType.GRANT_AUDIT, participant=k[P].participant_id), Reason.FORBIDDEN_ROLE),
+    Case("grant audit to nobody", lambda w, k, c: w.doc(_reg("RU"), DocType.GRANT_AUDIT, participant=seeded_key("nobody").participant_id), Reason.NOT_REGISTERED),
+    Case("grant audit twice", lambda w, k, c: w.doc(_reg("KZ"), DocType.GRANT_AUDIT, participant=k["auditor"].participant_id), Reason.ALREADY_EXISTS),
+    Case("revoke audit by the granting regulator", lambda w, k, c: w.doc(_reg("KZ"), DocType.REVOKE_AUDIT, participant=k["auditor"].participant_id), Reason.APPLIED),
+    Case("revoke audit never granted", lambda w, k, c: w.doc(_reg("RU"), DocType.REVOKE_AUDIT, participant=k["auditor"].participant_id), Reason.WRONG_STATUS),
+    Case("revoke audit by a business", lambda w, k, c: w.doc(k[P], DocType.REVOKE_AUDIT, participant=k["auditor"].participant_id), Reason.FORBIDDEN_ROLE),
 ]
 
 

@@ -13,8 +13,16 @@ from typing import Any
 
 import pytest
 
-from ledger import DocType, KeyPair, SignedDocument, decode_signed, participant_id
-from node._feed import Feed, standin_visible
+from ledger import (
+    DocType,
+    KeyPair,
+    SignedDocument,
+    decode_signed,
+    document_visible,
+    participant_id,
+    reader_of,
+)
+from node._feed import Feed, ruled_visible, standin_visible
 from tests.ledger.world import GTIN, World
 
 SEEDS = int(os.environ.get("FEED_SEEDS", "6"))
@@ -196,3 +204,11 @@ def test_feed_and_inbox_are_exactly_what_the_rule_allows(tmp_path: Path, seed: i
                  if applied and doc.document.type is DocType.SHIP and doc.document.field("receiver") == reader
                  and (store.shipment(doc.id) or {}).get("status") == "pending"]
         assert pending == still, f"seed {seed}, reader {reader}"
+    # The node serves the access rule itself (ledger/_access.py, whose own property test
+    # checks it against a model): the feed under it holds exactly the documents the rule
+    # lets each reader see, in chain order, read in pages of random sizes.
+    ruled = Feed(store, ruled_visible(store))
+    for reader in readers:
+        expected = [f"{h}.{p}" for h, p, doc, _ in oracle.places
+                    if document_visible(store, reader_of(store, reader), doc, (h, p))]
+        assert read_feed(ruled, reader, rng) == expected, f"seed {seed}, reader {reader} (access rule)"
