@@ -83,6 +83,8 @@ async def journey_node(tmp: Path) -> AsyncIterator[Journey]:
             apply(docs.register(net.regulator(state), k[name], state, [role], name))
         apply(docs.doc(net.regulator("KZ"), DocType.GRANT_AUDIT, participant=k["state_auditor"].participant_id),
               docs.doc(net.regulator("KZ"), DocType.REVOKE_PARTICIPANT, participant=k["revoked"].participant_id))
+        # The catalogue entry emit needs (the testnet's genesis has product groups).
+        apply(docs.register_product(net.regulator("KZ"), k["maker"]))
         emit = docs.emit(net.regulator("KZ"), k["maker"], docs.serials(3))
         apply(emit)
         units = ["01" + emit.document.payload[1] + "21" + s for s in emit.document.payload[2]]
