@@ -82,7 +82,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from . import _cmd_audit, _cmd_code, _cmd_governance, _cmd_misc, _cmd_ops, _cmd_participant
+    from . import _cmd_audit, _cmd_code, _cmd_console, _cmd_governance, _cmd_misc, _cmd_ops, _cmd_participant
 
     for command in (
         _cmd_misc.keys,
@@ -96,6 +96,7 @@ def _register_commands() -> None:
         _cmd_ops.testnet,
         _cmd_ops.node,
         _cmd_ops.bench,
+        _cmd_console.console,
     ):
         cli.add_command(command)
 
