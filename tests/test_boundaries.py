@@ -39,6 +39,8 @@ MODULE_MAY_IMPORT: dict[str, frozenset[str]] = {
     "cli/_cmd_ops.py": frozenset({"node", "testnet", "bench"}),
     # The demonstration walks the same library calls as the `tamga` commands.
     "testnet/demo.py": frozenset({"cli"}),
+    # The console's screenshots (and browser tests) need a live testnet with the demonstration's documents.
+    "cli/console/screenshots.py": frozenset({"testnet"}),
 }
 # Third-party packages: consensus knows only its storage and wire format; the ledger
 # is deterministic and knows nothing of HTTP or the command line.

@@ -56,10 +56,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def chromium_path() -> str | None:
     """Debian's Chromium (or TAMGA_CHROMIUM), if it is installed."""
-    wanted = os.environ.get("TAMGA_CHROMIUM") or CHROMIUM_DEFAULT
-    if Path(wanted).is_file() and os.access(wanted, os.X_OK):
-        return wanted
-    return shutil.which("chromium")
+    named = os.environ.get("TAMGA_CHROMIUM")
+    for candidate in ([named] if named else [CHROMIUM_DEFAULT, shutil.which("chromium")]):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 # -- the demonstration's documents ------------------------------------------------------
@@ -241,8 +242,9 @@ def take_screenshots(world: World, out: Path, executable: str, work: Path) -> li
                         page.click('button[data-pair="RU-KZ"]')
                         page.wait_for_selector('[data-table="flows-shipments"]')
                     if view == "participants":
-                        page.click(f'button[data-holdings="{world.ids['wholesaler']}"]')
-                        page.wait_for_selector(f'[data-table="holdings-{world.ids['wholesaler']}"]')
+                        wholesaler = world.ids["wholesaler"]
+                        page.click(f'button[data-holdings="{wholesaler}"]')
+                        page.wait_for_selector(f'[data-table="holdings-{wholesaler}"]')
                     path = out / f"{view}.png"
                     page.screenshot(path=str(path), full_page=True)
                     saved.append(path)
