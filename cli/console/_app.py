@@ -160,6 +160,12 @@ async def _envelope(read: Awaitable[Any]) -> web.Response:
         return _answer(await read)
     except ClientError as exc:
         return _failed(error_json(exc))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        # A node answer of a shape the console does not know (a newer or a broken node):
+        # the page says so instead of failing to load.
+        log.warning("unexpected answer from the node: %r", exc)
+        message = f"the node answered in a form the console does not read ({type(exc).__name__})"
+        return _failed({"status": None, "code": "unexpected_answer", "message": message})
 
 
 async def index(request: web.Request) -> web.Response:

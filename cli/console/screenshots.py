@@ -161,9 +161,13 @@ def demo_network(directory: Path) -> Iterator[World]:
 
 
 class ConsoleProcess:
-    """`tamga console` in a child process, as a user starts it; `url` is its printed link."""
+    """`tamga console` in a child process, as a user starts it; `url` is its printed link.
 
-    def __init__(self, world: World, who: str | None, state: str = "RU") -> None:
+    `start=False` only spawns it, so that several start side by side; `wait()` then
+    reads the link.
+    """
+
+    def __init__(self, world: World, who: str | None, state: str = "RU", start: bool = True) -> None:
         args = [sys.executable, "-m", "cli.main", "console", "--node", world.url(state),
                 "--genesis", str(world.net.genesis_path)]
         if who is not None:
@@ -172,7 +176,14 @@ class ConsoleProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
                                      cwd=REPO_ROOT)
-        self.url = self._read_url()
+        self.url = ""
+        if start:
+            self.wait()
+
+    def wait(self) -> ConsoleProcess:
+        if not self.url:
+            self.url = self._read_url()
+        return self
 
     def _read_url(self) -> str:
         assert self.proc.stdout is not None

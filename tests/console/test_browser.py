@@ -48,8 +48,8 @@ def consoles(world: World) -> Iterator[dict[str, ConsoleProcess]]:
     started: dict[str, ConsoleProcess] = {}
     try:
         for who, state in (("RU", "RU"), ("shop", "KG"), ("stranger", "KZ")):
-            started[who] = ConsoleProcess(world, who, state)
-        yield started
+            started[who] = ConsoleProcess(world, who, state, start=False)  # side by side
+        yield {who: console.wait() for who, console in started.items()}
     finally:
         for console in started.values():
             console.stop()

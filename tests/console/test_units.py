@@ -11,6 +11,7 @@ from aiohttp.test_utils import make_mocked_request
 
 import ledger
 from cli.console import ChainIndex, ConsoleConfig, ConsoleSource, guard_refusal, static_dir
+from cli.console._data import _holder_after, _node_row
 from cli.console._index import RECENT_MAX
 from cli.console.screenshots import VIEWS
 from node.client import ClientError
@@ -122,3 +123,23 @@ def test_docs_console_holds_a_screenshot_of_each_view() -> None:
     assert "python -m cli.console.screenshots" in readme
     for view in VIEWS:
         assert f"docs/console/{view}.png" in readme
+
+
+def test_a_node_row_shows_finality_and_evidence_once_a_node_reports_them() -> None:
+    """Fields a node does not report yet are None (a dash on the page); once reported they pass through."""
+    today = {"state": "RU", "height": 7, "role": "leader", "term": 2, "peers": {"KZ": {"height": 6}}}
+    row = _node_row("RU", "https://x", today, None)
+    assert row["final_height"] is None and row["evidence"] is None and row["height"] == 7
+    assert row["peers"]["KZ"] == {"height": 6, "seen_ms_ago": None, "connected": None}
+    later = {**today, "final_height": 6, "evidence": [{"state": "KZ", "kind": "double_attestation"}]}
+    row = _node_row("RU", "https://x", later, None)
+    assert row["final_height"] == 6 and row["evidence"] == later["evidence"]
+    assert _node_row("KG", "https://y", None, "cannot reach")["reachable"] is False
+
+
+def test_the_timeline_follows_who_holds_a_code() -> None:
+    """Emit gives a code to its owner, accept takes it over, other documents leave the holder."""
+    holder = _holder_after({"type": "emit", "owner": "a"}, None)
+    holder = _holder_after({"type": "ship", "signer": "a", "receiver": "b"}, holder)
+    assert holder == "a"
+    assert _holder_after({"type": "accept", "signer": "b"}, holder) == "b"

@@ -269,8 +269,10 @@ async function codeView(code) {
   }
   if (errors.code) parts.push(refusedNote("Provenance", errors.code));
   if (state) {
+    const last = timeline && timeline.length ? timeline[timeline.length - 1].holder : null;
+    const owner = last && last.id === state.owner && last.name ? `${last.name} (${show(last.state)})` : null;
     parts.push(el("h3", {}, "Now"), el("dl", { class: "facts", "data-facts": "state" },
-      el("dt", {}, "Held by"), el("dd", {}, mono(state.owner)), el("dt", {}, "Holder's state"), el("dd", {}, show(state.owner_state)),
+      el("dt", {}, "Held by"), el("dd", {}, owner || mono(state.owner)), el("dt", {}, "Holder's state"), el("dd", {}, show(state.owner_state)),
       el("dt", {}, "In aggregate"), el("dd", {}, state.outermost_aggregate ? codeLink(state.outermost_aggregate) : DASH),
       el("dt", {}, "In transit"), el("dd", {}, state.in_transit ? mono(short(state.in_transit), state.in_transit) : "no"),
       el("dt", {}, "Retired as"), el("dd", {}, show(state.retire_reason))));
