@@ -68,6 +68,9 @@ class ConsoleSource:
         self._index = ChainIndex()
         self._index_lock = asyncio.Lock()
         self._names: dict[str, dict[str, Any] | None] = {}
+        # Checked now, before anything listens: a URL the client cannot talk to (an
+        # https node without the genesis that pins it, another scheme) is a usage error.
+        NodeClient(node_url, key, genesis=genesis)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()

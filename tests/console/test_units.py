@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import make_mocked_request
+from click.testing import CliRunner
 
 import ledger
 from cli.console import ChainIndex, ConsoleConfig, ConsoleSource, guard_refusal, static_dir
 from cli.console._data import _holder_after, _node_row
 from cli.console._index import RECENT_MAX
 from cli.console.screenshots import VIEWS
+from cli.main import cli
 from node.client import ClientError
 from testnet import DocFactory
 
@@ -102,7 +104,7 @@ def test_the_guard_lets_through_only_this_consoles_own_page(method: str, headers
                                   "/v1/codes/\u00e9"])
 async def test_the_read_proxy_passes_on_only_v1_paths(path: str) -> None:
     """Paths outside /v1, with dot segments or outside printable ASCII are refused before any read."""
-    source = ConsoleSource("https://127.0.0.1:1", None, None)
+    source = ConsoleSource("http://127.0.0.1:1", None, None)
     with pytest.raises(ClientError):
         await source.proxy(path)
 
@@ -143,3 +145,11 @@ def test_the_timeline_follows_who_holds_a_code() -> None:
     holder = _holder_after({"type": "ship", "signer": "a", "receiver": "b"}, holder)
     assert holder == "a"
     assert _holder_after({"type": "accept", "signer": "b"}, holder) == "b"
+
+
+def test_console_refuses_a_node_it_cannot_pin_before_listening() -> None:
+    """An https node without the genesis that pins it is one line and exit 1, nothing served."""
+    result = CliRunner().invoke(cli, ["console", "--node", "https://127.0.0.1:1"], env={"TAMGA_GENESIS": None})
+    assert result.exit_code == 1
+    assert "--genesis" in result.output and "Traceback" not in result.output
+    assert "http://127.0.0.1:" not in result.output
