@@ -207,9 +207,13 @@ class ConsoleSource:
         except NodeError as exc:
             out["errors"]["code"] = _error_json(exc)
             return out
-        out["timeline"] = await self._timeline(entries)
-        out["complete"] = complete
-        out["final_height"] = (await self.client.status()).get("final_height")
+        timeline = await self._timeline(entries)
+        final_height = (await self.client.status()).get("final_height")
+        if isinstance(final_height, int):
+            # The node's own finality, once it reports it, is the word on each block.
+            for row in timeline:
+                row["final"] = int(row["height"]) <= final_height
+        out.update(timeline=timeline, complete=complete, final_height=final_height)
         return out
 
     async def _history(self, key: str) -> tuple[list[dict[str, Any]], bool]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cli.console import charts_installed
 from cli.console.screenshots import (
     VIEWS,
     ConsoleProcess,
@@ -120,6 +121,19 @@ def test_every_view_loads_with_no_browser_console_error(regulator: Watched, worl
     rows = page.locator('[data-table="network"] tbody tr')
     assert rows.count() == 3
     assert "unreachable" not in page.locator('[data-table="network"]').inner_text()
+    for i in range(3):
+        cells = rows.nth(i).locator("th, td").all_inner_texts()
+        status = world.client(cells[0], None).status()
+        # Final height: the node's figure once it reports one, a dash until then.
+        final = status.get("final_height")
+        assert cells[3] == ("—" if final is None else str(final))
+        assert int(cells[2]) <= int(status["height"])
+    page = regulator.view("flows")
+    if charts_installed():  # drawn by the chart library the console serves itself
+        assert page.evaluate("typeof window.Chart") == "function"
+        assert page.locator("#flows-chart").count() == 1 and page.locator("#charts-off").is_hidden()
+    else:
+        assert page.locator("#charts-off").is_visible() and page.locator("canvas").count() == 0
     assert regulator.errors == []
 
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import ledger
 from cli.console import ChainIndex, ConsoleConfig, ConsoleSource, guard_refusal, static_dir
+from cli.console import _app as console_app
 from cli.console._data import _holder_after, _node_row
 from cli.console._index import RECENT_MAX
 from cli.console.screenshots import VIEWS
@@ -153,3 +154,15 @@ def test_console_refuses_a_node_it_cannot_pin_before_listening() -> None:
     assert result.exit_code == 1
     assert "--genesis" in result.output and "Traceback" not in result.output
     assert "http://127.0.0.1:" not in result.output
+
+
+@pytest.mark.parametrize("installed", [True, False])
+async def test_the_page_loads_the_chart_library_only_when_it_is_installed(
+    installed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the library the page names no script that would fail to load, and says tables only."""
+    monkeypatch.setattr(console_app, "charts_installed", lambda: installed)
+    response = await console_app.index(make_mocked_request("GET", "/", headers=OWN))
+    page = response.text or ""
+    assert ('src="/static/vendor/chart.umd.js"' in page) is installed
+    assert f'data-charts="{"on" if installed else "off"}"' in page

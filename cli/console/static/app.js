@@ -211,6 +211,7 @@ async function flows() {
   const days = [...new Set(all.filter((s) => s.time_ms).map((s) => day(s.time_ms)))].sort();
   const pairNames = [...new Set(all.map((s) => s.pair))].sort();
   const dayRows = days.map((d) => [d, ...pairNames.map((pn) => all.filter((s) => s.pair === pn && day(s.time_ms) === d).length)]);
+  const products = productRows(all);
   const pending = all.filter((s) => s.status === "pending").sort((a, b) => (a.time_ms || 0) - (b.time_ms || 0));
   fill("flows",
     matrix,
@@ -219,6 +220,9 @@ async function flows() {
     chartBox("flows-chart", "Cross-border shipments per day by state pair"),
     table("Shipments per day and state pair", ["Day", ...pairNames.map((p) => ({ label: p, num: true }))], dayRows,
       { id: "flows-by-day", empty: "No cross-border shipments." }),
+    el("h3", {}, "By product"),
+    table("Items shipped across borders by state pair and product (GTIN)", ["Pair", "Product",
+      { label: "Items", num: true }], products, { id: "flows-by-product", empty: "No cross-border shipments." }),
     el("h3", {}, "Pending cross-border shipments by age"),
     table("Shipped but not yet accepted, oldest first", ["Age", "Pair", "Shipment", "Shipper", "Receiver",
       { label: "Items", num: true }],
@@ -232,6 +236,20 @@ async function flows() {
     options: { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } } },
   });
   setStatus("flows", `${all.length} cross-border shipments; read ${when(now)}.`);
+}
+
+// A unit code's key is "01" GTIN "21" serial; an aggregate (SSCC) names no product.
+function product(code) { return code.startsWith("01") ? "GTIN " + code.slice(2, 16) : "aggregates (SSCC)"; }
+
+function productRows(shipments) {
+  const counts = new Map();
+  for (const s of shipments) {
+    for (const code of s.items || []) {
+      const key = `${s.pair}\t${product(code)}`;
+      counts.set(key, (counts.get(key) || 0) + 1);
+    }
+  }
+  return [...counts.entries()].sort().map(([key, n]) => [...key.split("\t"), String(n)]);
 }
 
 function drill(from, to) {
