@@ -45,10 +45,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 @pytest.fixture(scope="module")
-def consoles(world: World) -> Iterator[dict[str, ConsoleProcess]]:
-    started: dict[str, ConsoleProcess] = {}
+def consoles(world: World) -> Iterator[dict[str | None, ConsoleProcess]]:
+    started: dict[str | None, ConsoleProcess] = {}
     try:
-        for who, state in (("RU", "RU"), ("shop", "KG"), ("stranger", "KZ")):
+        for who, state in (("RU", "RU"), ("shop", "KG"), ("stranger", "KZ"), (None, "KZ")):
             started[who] = ConsoleProcess(world, who, state, start=False)  # side by side
         yield {who: console.wait() for who, console in started.items()}
     finally:
@@ -93,17 +93,17 @@ def watched(browser: Any, console: ConsoleProcess) -> Iterator[Watched]:
 
 
 @pytest.fixture
-def regulator(browser: Any, consoles: dict[str, ConsoleProcess]) -> Iterator[Watched]:
+def regulator(browser: Any, consoles: dict[str | None, ConsoleProcess]) -> Iterator[Watched]:
     yield from watched(browser, consoles["RU"])
 
 
 @pytest.fixture
-def shop(browser: Any, consoles: dict[str, ConsoleProcess]) -> Iterator[Watched]:
+def shop(browser: Any, consoles: dict[str | None, ConsoleProcess]) -> Iterator[Watched]:
     yield from watched(browser, consoles["shop"])
 
 
 @pytest.fixture
-def stranger(browser: Any, consoles: dict[str, ConsoleProcess]) -> Iterator[Watched]:
+def stranger(browser: Any, consoles: dict[str | None, ConsoleProcess]) -> Iterator[Watched]:
     yield from watched(browser, consoles["stranger"])
 
 
@@ -231,7 +231,7 @@ def _request(console: ConsoleProcess, method: str, path: str, headers: dict[str,
         conn.close()
 
 
-def test_the_console_answers_only_its_own_page_and_only_reads(consoles: dict[str, ConsoleProcess]) -> None:
+def test_the_console_answers_only_its_own_page_and_only_reads(consoles: dict[str | None, ConsoleProcess]) -> None:
     """Another host, another origin, a missing token or a write are refused before any read is made."""
     console = consoles["RU"]
     own = console.base.removeprefix("http://")
@@ -251,3 +251,21 @@ def test_the_console_answers_only_its_own_page_and_only_reads(consoles: dict[str
     status, body = _request(console, "GET", "/api/node/v1/status", cookie)
     assert status == 200 and json.loads(body)["data"]["state"] == "RU"
 
+
+
+@pytest.fixture
+def anyone(browser: Any, consoles: dict[str | None, ConsoleProcess]) -> Iterator[Watched]:
+    yield from watched(browser, consoles[None])
+
+
+def test_without_a_key_the_code_view_gives_the_public_check_only(anyone: Watched, world: World) -> None:
+    """Anyone may check a pack; its history is shown only if the node gives it to an unsigned read."""
+    page = anyone.view("code", quoted(world.sold))
+    check = world.client("KZ", None).check(world.sold)
+    facts = page.locator('[data-facts="check"]').inner_text()
+    assert check["status"] in facts and world.sold in facts
+    history, refused = _api(lambda: world.client("KZ", None).history(world.sold))
+    assert refused is not None and history is None  # commercial data needs a signed read
+    assert page.locator("[data-timeline] > li").count() == 0
+    assert page.locator(f'[data-refused="{refused.code}"]').count() == 1
+    assert anyone.errors == []
