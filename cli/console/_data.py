@@ -322,6 +322,9 @@ class ConsoleSource:
             out = index.to_json()
         out["head"] = head
         out["time_ms"] = _now_ms()
+        # Regulators come with genesis, not with a registration document.
+        members = self.genesis.states if self.genesis is not None else ()
+        out["regulators"] = [await self._named(m.regulator_id) for m in members]
         return out
 
 

@@ -148,8 +148,12 @@ def test_flows_shows_the_ru_kz_pallet(regulator: Watched, world: World) -> None:
     text = shipments.inner_text()
     assert world.pallet in text and "accepted" in text
     assert shipments.locator(f'code[title="{world.first_shipment}"]').count() == 1
+    assert "GTIN" in page.locator('[data-table="flows-by-product"]').inner_text()
     pending = page.locator('[data-table="flows-pending"]').inner_text()
     assert "KZ→KG" in pending
+    page = regulator.view("recalls")
+    suspended = page.locator('[data-table="suspended"]').inner_text()
+    assert world.suspended in suspended and "laboratory test" in suspended and "(KZ)" in suspended
     assert regulator.errors == []
 
 

@@ -336,7 +336,8 @@ async function chainIndex() {
 }
 
 function nameIndex(chain) {
-  return new Map(((chain && chain.participants) || []).map((p) => [p.id, p]));
+  const known = [...((chain && chain.regulators) || []), ...((chain && chain.participants) || [])];
+  return new Map(known.filter((p) => p.id && p.name).map((p) => [p.id, p]));
 }
 
 async function participants() {
