@@ -33,9 +33,14 @@ HISTORY_PAGES_MAX = 20
 # Each timeline entry costs a document read; a longer timeline shows the rest without
 # the documents' contents so that one page view stays a bounded number of requests.
 TIMELINE_DOCUMENTS_MAX = 200
-# Flows: per state pair the newest page of shipments (the view is an overview; the
-# CLI's `tamga flows --since` pages further).
+# Flows: per state pair the first page of shipments in chain order (the view is an
+# overview and says "1000+" when a pair has more; `tamga flows --since` pages further).
 FLOW_SHIPMENTS_MAX = 1000
+# Requests in flight at once for one timeline: enough to hide loopback latency, few
+# enough not to crowd the node's other readers.
+TIMELINE_CONCURRENCY = 8
+# Participant names kept for labels; past this many the cache starts afresh.
+NAMES_MAX = 10_000
 # Block headers fetched for the times of shipments and timeline entries, in requests of
 # at most 1,000 headers (the node's JSON page), at most this many requests per view.
 HEADER_REQUESTS_MAX = 20
@@ -170,7 +175,9 @@ class ConsoleSource:
             answer = await self.get(f"/v1/flows?{query}")
         except NodeError as exc:
             return {"from_state": a, "to_state": b, "error": _error_json(exc)}
-        return {"from_state": a, "to_state": b, "shipments": list(answer.get("shipments") or [])}
+        shipments = list(answer.get("shipments") or [])
+        return {"from_state": a, "to_state": b, "shipments": shipments,
+                "more": len(shipments) >= FLOW_SHIPMENTS_MAX}
 
     async def _headers(self, heights: set[int]) -> dict[int, dict[str, Any]]:
         """Block headers at `heights`, fetched in ranges; those not readable are left out."""
@@ -231,17 +238,23 @@ class ConsoleSource:
     async def _timeline(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         headers = await self._headers({int(e["height"]) for e in entries})
         quorum = ledger.byzantine_quorum(len(self.genesis.states)) if self.genesis is not None else None
+        gate = asyncio.Semaphore(TIMELINE_CONCURRENCY)
+
+        async def facts(number: int, entry: dict[str, Any]) -> tuple[list[str] | None, dict[str, Any] | None]:
+            header = headers.get(int(entry["height"]))
+            async with gate:
+                attested = await self._attested_by(header) if header else None
+                wanted = number < TIMELINE_DOCUMENTS_MAX
+                return attested, await self._document(entry["document_id"]) if wanted else None
+
+        found = await asyncio.gather(*(facts(n, e) for n, e in enumerate(entries)))
         holder: str | None = None
         out = []
-        for number, entry in enumerate(entries):
-            row = dict(entry)
+        for entry, (attested, document) in zip(entries, found):
             header = headers.get(int(entry["height"]))
-            row["time_ms"] = header.get("time_ms") if header else None
-            row["attested_by"] = await self._attested_by(header) if header else None
-            attested = row["attested_by"]
+            row = dict(entry, time_ms=header.get("time_ms") if header else None, attested_by=attested,
+                       document=document)
             row["final"] = len(attested) >= quorum if quorum and attested is not None else None
-            document = await self._document(entry["document_id"]) if number < TIMELINE_DOCUMENTS_MAX else None
-            row["document"] = document
             if document is not None:
                 holder = _holder_after(document, holder)
                 row["signer"] = await self._named(document.get("signer"))
@@ -270,6 +283,8 @@ class ConsoleSource:
         if not isinstance(pid, str):
             return {"id": None, "name": None, "state": None}
         if pid not in self._names:
+            if len(self._names) >= NAMES_MAX:
+                self._names.clear()
             self._names[pid] = await self._participant_or_none(pid)
         record = self._names[pid] or {}
         return {"id": pid, "name": record.get("name"), "state": record.get("state")}

@@ -200,7 +200,7 @@ async function flows() {
     const p = byPair.get(`${from}>${to}`);
     if (!p) return DASH;
     if (p.error) return el("span", { class: "refused", title: refusal(p.error) }, "not readable");
-    const n = p.shipments.length;
+    const n = p.shipments.length + (p.more ? "+" : "");
     return el("button", { type: "button", class: "cell", "data-pair": `${from}-${to}`,
       "aria-label": `${n} shipments from ${from} to ${to}; list them`,
       on: { click: () => drill(from, to) } }, String(n));
