@@ -50,14 +50,16 @@ console-deps: $(CHART_VENDOR) chromium
 
 $(CHART_VENDOR):
 	@if command -v npm >/dev/null; then \
-	  npm install --prefix build/npm --no-audit --no-fund --silent chart.js@$(CHARTJS_VERSION) && \
-	  mkdir -p $(dir $(CHART_VENDOR)) && cp build/npm/node_modules/chart.js/dist/chart.umd.js $@; \
+	  { npm install --prefix build/npm --no-audit --no-fund --silent chart.js@$(CHARTJS_VERSION) && \
+	    mkdir -p $(dir $(CHART_VENDOR)) && cp build/npm/node_modules/chart.js/dist/chart.umd.js $@; } || \
+	  echo "could not install Chart.js from the npm registry: the console shows tables without charts"; \
 	else echo "npm not found: the console shows tables without charts (apt-get install npm, then make console-deps)"; fi
 
 chromium:
 	@if command -v chromium >/dev/null || [ -x "$${TAMGA_CHROMIUM:-/nonexistent}" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "apt-get could not install chromium: the browser tests will be skipped"; \
 	else echo "Chromium is not installed, so the browser tests will be skipped: run 'sudo apt-get install chromium'" \
 	  "(Debian, Ubuntu) or set TAMGA_CHROMIUM to a Chromium binary"; fi
 
