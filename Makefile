@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: check test testnet sim bench lint clean
+.PHONY: check test testnet sim bench lint clean console-deps chromium screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,7 +22,7 @@ lint: $(STAMP)
 check: $(STAMP) lint
 	$(BIN)/pytest -m unit
 
-test: $(STAMP) lint
+test: $(STAMP) lint console-deps
 	$(BIN)/pytest
 
 sim: $(STAMP)
@@ -37,3 +37,32 @@ testnet: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The console's chart library, Chart.js from the npm registry, copied into a git-ignored
+# folder that the console serves itself (nothing is loaded from the internet at run
+# time); without npm the console shows its figures as tables. The browser tests drive
+# Debian's Chromium with playwright (a test dependency from PyPI; its own browser
+# downloads are never used).
+CHARTJS_VERSION := 4.5.1
+CHART_VENDOR := cli/console/static/vendor/chart.umd.js
+
+console-deps: $(CHART_VENDOR) chromium
+
+$(CHART_VENDOR):
+	@if command -v npm >/dev/null; then \
+	  { npm install --prefix build/npm --no-audit --no-fund --silent chart.js@$(CHARTJS_VERSION) && \
+	    mkdir -p $(dir $(CHART_VENDOR)) && cp build/npm/node_modules/chart.js/dist/chart.umd.js $@; } || \
+	  echo "could not install Chart.js from the npm registry: the console shows tables without charts"; \
+	else echo "npm not found: the console shows tables without charts (apt-get install npm, then make console-deps)"; fi
+
+chromium:
+	@if command -v chromium >/dev/null || [ -x "$${TAMGA_CHROMIUM:-/nonexistent}" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "apt-get could not install chromium: the browser tests will be skipped"; \
+	else echo "Chromium is not installed, so the browser tests will be skipped: run 'sudo apt-get install chromium'" \
+	  "(Debian, Ubuntu) or set TAMGA_CHROMIUM to a Chromium binary"; fi
+
+# Screenshots of every console view into docs/console/ (a fresh testnet, a headless Chromium).
+screenshots: $(STAMP) console-deps
+	$(BIN)/python -m cli.console.screenshots

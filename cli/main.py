@@ -88,6 +88,7 @@ def _register_commands() -> None:
     from . import (
         _cmd_audit,
         _cmd_code,
+        _cmd_console,
         _cmd_export,
         _cmd_governance,
         _cmd_inbox,
@@ -115,6 +116,7 @@ def _register_commands() -> None:
         _cmd_inbox.inbox,
         _cmd_inbox.events,
         _cmd_product.product,
+        _cmd_console.console,
     ):
         cli.add_command(command)
 

@@ -37,6 +37,8 @@ LAYERS: dict[str, str] = {
     "tests/cli/test_analytics.py": "unit",  # a ledger built in-process, exported and queried
     "tests/cli/test_dashboards.py": "unit",
     "tests/hostile": "process",  # the hostile-peer harness against a three-state network
+    "tests/console": "process",  # the console in headless Chromium against a three-state testnet
+    "tests/console/test_units.py": "unit",
     "tests/test_boundaries.py": "unit",
     "tests/test_decoders_fuzz.py": "unit",  # bounded examples; FUZZ_EXAMPLES for more
     "tests/test_layers.py": "unit",

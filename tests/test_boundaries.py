@@ -41,6 +41,8 @@ MODULE_MAY_IMPORT: dict[str, frozenset[str]] = {
     "testnet/demo.py": frozenset({"cli"}),
     # Times `tamga export parquet` and `tamga sql` in-process too, beside the commands.
     "bench/analytics_bench.py": frozenset({"cli"}),
+    # The console's screenshots (and browser tests) need a live testnet with the demonstration's documents.
+    "cli/console/screenshots.py": frozenset({"testnet"}),
 }
 # Third-party packages: consensus knows only its storage and wire format; the ledger
 # is deterministic and knows nothing of HTTP or the command line.
