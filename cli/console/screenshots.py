@@ -38,6 +38,7 @@ from ..documents import make_sscc
 
 STATES = ("RU", "KZ", "KG")
 GTIN = "04680029460908"
+PRICE = [["8005", "015000"]]  # 150 roubles in kopecks, as tobacco codes carry it
 # Short Raft ticks elect a leader and commit in a fraction of a second on loopback.
 FAST = {"raft": {"tick_ms": 20, "election_ticks": 10}, "log": {"level": "WARNING"}}
 CHROMIUM_DEFAULT = "/usr/bin/chromium"
@@ -122,8 +123,11 @@ def file_demo(net: testnet.Testnet, work: Path) -> World:
     ids = {who: s.participant_id for who, s in sessions.items()}
     ru, kz, factory, wholesaler, shop = (sessions[w] for w in ("RU", "KZ", "factory", "wholesaler", "shop"))
 
+    # The catalogue entry emit needs; tobacco carries its maximum retail price (AI 8005).
+    _applied(ru.submit(ledger.DocType.REGISTER_PRODUCT, gtin=GTIN, group="tobacco",
+                       name="Tula filter cigarettes, 20 pcs", tnved="2402209000", producer=ids["factory"]))
     codes: list[str] = _applied(ru.emit(GTIN, 6, ids["factory"])).extra["codes"]
-    _applied(factory.introduce(codes))
+    _applied(factory.introduce(codes, PRICE))
     pallet = make_sscc("4600000")
     _applied(factory.aggregate(pallet, codes))
     first = _applied(factory.ship(ids["wholesaler"], [pallet]))
@@ -138,7 +142,7 @@ def file_demo(net: testnet.Testnet, work: Path) -> World:
     pending = _applied(wholesaler.ship(ids["shop"], [codes[2]]))  # left unaccepted
     _applied(kz.suspend([codes[5]], "laboratory test of the batch"))
     stranger_codes: list[str] = _applied(kz.emit(GTIN, 2, ids["stranger"])).extra["codes"]
-    last = _applied(sessions["stranger"].introduce(stranger_codes))
+    last = _applied(sessions["stranger"].introduce(stranger_codes, PRICE))
     for s in STATES:  # every node has applied everything before anyone looks
         SyncNodeClient(net.node(s).api_url, None, genesis=net.genesis).wait_height(last.result.height or 0)
     return World(net, keys, ids, codes, pallet, sold, codes[5], first.id, pending.id, stranger_codes)
