@@ -135,7 +135,7 @@ class FollowState:
     height: int = 0
     head_hash: bytes = b""
     documents: int = 0
-    unattested: list[int] = field(default_factory=list)  # blocks still short of a quorum
+    unattested: list[int] = field(default_factory=list)  # blocks not final yet (short of a Byzantine quorum)
     failure: ledger.AuditFailure | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -177,7 +177,7 @@ class Follower:
         replica = self.auditor.replica
         return [
             h for h in range(1, replica.head.height + 1)
-            if len({a.state for a in replica.attestations(h)}) < self.genesis.quorum
+            if not ledger.final_states(self.genesis, (a.state for a in replica.attestations(h)))
         ][-1000:]
 
     def round(self, progress: Callable[[int], None] | None = None) -> FollowState:
@@ -214,7 +214,7 @@ class Follower:
                     )
                     return
                 replica.add_attestation(att, self.verifier)
-            if len({a.state for a in replica.attestations(height)}) < self.genesis.quorum:
+            if not ledger.final_states(self.genesis, (a.state for a in replica.attestations(height))):
                 still.append(height)
         self.state.unattested = still
 

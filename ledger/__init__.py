@@ -43,6 +43,14 @@ from ._documents import (
 )
 from ._encoding import DecodeLimits, pack, unpack, unpack_untrusted
 from ._errors import DecodeError, InvariantError, LedgerError, invariant
+from ._finality import (
+    EVIDENCE_BYTES_MAX,
+    Evidence,
+    FinalityVerdict,
+    final_states,
+    finality_quorum,
+    finality_verdict,
+)
 from ._genesis import MEMBER_STATES, TIME_MS_MAX, ChainParams, Genesis, MemberState
 from ._governance import (
     ACTIVE as MEMBER_ACTIVE,
@@ -62,6 +70,7 @@ from ._governance import (
     conf_change_authorization,
     decode_proposal,
     desired_voters,
+    evidence_cleared_below,
     faults_tolerated,
     governance_applied,
     governed_member,
@@ -106,6 +115,7 @@ from ._proofs import (
     ProvenanceBundle,
     ProvenanceEvent,
     inclusion_proof,
+    not_final_heights,
     provenance,
     verify_inclusion_proof,
     verify_provenance,
@@ -123,6 +133,13 @@ from ._store import (
 )
 
 __all__ = [
+    "EVIDENCE_BYTES_MAX",
+    "Evidence",
+    "FinalityVerdict",
+    "final_states",
+    "finality_quorum",
+    "finality_verdict",
+    "not_final_heights",
     "MEMBER_ACTIVE",
     "MEMBER_REMOVED",
     "DOMAIN_GOVERNANCE",
@@ -139,6 +156,7 @@ __all__ = [
     "conf_change_authorization",
     "decode_proposal",
     "desired_voters",
+    "evidence_cleared_below",
     "faults_tolerated",
     "governance_applied",
     "governed_member",

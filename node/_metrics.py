@@ -137,6 +137,10 @@ ALARM_KINDS = (
     "block_time_clamped",
     # A block's proposed time was ahead of this node's clock by more than the skew bound.
     "block_time_ahead",
+    # The head ran further above the final height than the bound (node/_finality.py).
+    "finality_gap",
+    # A member state signed two attestations for different blocks at one height: evidence.
+    "equivocation",
 )
 
 
