@@ -17,7 +17,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ledger import Attestation, BlockHeader, Evidence, Genesis, KeyPair, LedgerStore, Verifier, finality_quorum
+from ledger import (
+    Attestation,
+    BlockHeader,
+    Evidence,
+    Genesis,
+    KeyPair,
+    LedgerStore,
+    Verifier,
+    finality_quorum,
+)
 
 from ._gossip import attestation_item
 
@@ -107,12 +116,12 @@ class Attestations:
 
     def _check(self, att: Attestation, header: BlockHeader) -> None:
         if att.block_hash == header.hash:
-            if not self._store.has_attestation(att.height, att.state):
-                if self._store.add_attestation(att, self._verifier):
-                    self._on_stored(att.height)
-                    earlier = self._conflicts.get(att.height, {}).get(att.state)
-                    if earlier is not None:
-                        self._on_evidence(Evidence.of(earlier, att))
+            fresh = not self._store.has_attestation(att.height, att.state)
+            if fresh and self._store.add_attestation(att, self._verifier):
+                self._on_stored(att.height)
+                earlier = self._conflicts.get(att.height, {}).get(att.state)
+                if earlier is not None:
+                    self._on_evidence(Evidence.of(earlier, att))
             return
         if not att.verify(self._genesis, self._verifier):
             return

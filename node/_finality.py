@@ -151,7 +151,8 @@ class Finality:
             self._alarms.raise_alarm(
                 "finality_gap", head,
                 f"block {head} is {gap} blocks above the final height {self.final_height} "
-                f"(alarm above {self._gap_blocks_max}): the member states do not attest what this node applies")
+                f"(alarm above {self._gap_blocks_max}): the member states do not attest what this "
+                "node applies")
         elif gap <= self._gap_blocks_max // 2:
             self._gap_alarmed = False
 
