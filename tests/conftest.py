@@ -28,6 +28,7 @@ LAYERS: dict[str, str] = {
     "tests/consensus/test_random.py": "sim",
     "tests/node": "process",  # in-process nodes serve on loopback; test_cluster runs processes
     "tests/node/test_units.py": "unit",
+    "tests/node/test_finality.py::test_evidence_items_decode_bounded_and_the_store_is_bounded": "unit",
     "tests/cli": "process",  # commands against a three-state network on loopback
     "tests/cli/test_offline.py": "unit",
     "tests/cli/test_epcis.py": "unit",
