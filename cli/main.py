@@ -72,7 +72,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
                  governance propose|sign|submit|show
     Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return
     Everyone:    code parse|check|show|history, doc show, participant show|holdings
-    Auditors:    audit verify|follow|prove|check, export epcis
+    Auditors:    audit verify|follow|prove|check, export epcis, evidence list|show
     Operators:   testnet init|up|down|status|kill|stop|start, node run, bench
 
     Most commands read TAMGA_NODE (a node's URL) and TAMGA_KEY (your key file).
@@ -82,7 +82,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from . import _cmd_audit, _cmd_code, _cmd_governance, _cmd_misc, _cmd_ops, _cmd_participant
+    from . import _cmd_audit, _cmd_code, _cmd_evidence, _cmd_governance, _cmd_misc, _cmd_ops, _cmd_participant
 
     for command in (
         _cmd_misc.keys,
@@ -96,6 +96,7 @@ def _register_commands() -> None:
         _cmd_ops.testnet,
         _cmd_ops.node,
         _cmd_ops.bench,
+        _cmd_evidence.evidence,
     ):
         cli.add_command(command)
 

@@ -46,6 +46,7 @@ from ._wire import (
     JSON,
     MSGPACK,
     REQUEST_TIMEOUT_S,
+    WAIT_MODES,
     BlockFrames,
     CertificateMismatch,
     ClientError,
@@ -67,6 +68,7 @@ from ._wire import (
 
 __all__ = [
     "COMMIT_TIMEOUT_S",
+    "WAIT_MODES",
     "JSON",
     "MSGPACK",
     "REQUEST_TIMEOUT_S",

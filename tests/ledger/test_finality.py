@@ -96,7 +96,8 @@ def test_proofs_and_bundles_refuse_blocks_with_only_a_majority(tmp_path: Path) -
         verify_inclusion_proof(three, world.genesis)
     assert not_final_heights(bundle, world.genesis) == []
     cut = type(bundle)(bundle.code, bundle.genesis_hash,
-                       [type(e)(e.header, e.attestations[:3], *e.to_list()[2:]) if i == 1 else e
+                       [type(e)(e.header, e.attestations[:3], e.position, e.document, e.document_path,
+                       e.result, e.result_path) if i == 1 else e
                         for i, e in enumerate(bundle.entries)], bundle.registrations)
     assert not_final_heights(cut, world.genesis) == [bundle.entries[1].header.height]
     with pytest.raises(ProofError, match="not final"):
