@@ -53,10 +53,12 @@ class EvidenceStore:
         """Keep a piece of evidence that verifies; True when it is new (gossip it then)."""
         if evidence.id in self._by_id:
             return False
-        if not evidence.verify(self._genesis, self._verifier):
+        # The bound first: a flood of conflicts from a state already full costs no
+        # signature checks.
+        if sum(1 for e in self._by_id.values() if e.state == evidence.state) >= EVIDENCE_PER_STATE_MAX:
             self.refused += 1
             return False
-        if sum(1 for e in self._by_id.values() if e.state == evidence.state) >= EVIDENCE_PER_STATE_MAX:
+        if not evidence.verify(self._genesis, self._verifier):
             self.refused += 1
             return False
         self._write(evidence)

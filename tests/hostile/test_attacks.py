@@ -53,7 +53,7 @@ from consensus import (
     encode_conf_change,
     encode_message,
 )
-from ledger import DOMAIN_DOCUMENT, Attestation, DocType, KeyPair, make_document
+from ledger import DOMAIN_DOCUMENT, Action, Attestation, DocType, KeyPair, make_document, make_proposal
 from node import SyncNodeClient
 from node._gossip import GOSSIP_ATTESTATION, GOSSIP_DOCUMENT, GOSSIP_STATUS, status_item
 from node._pipeline import encode_entry
@@ -61,7 +61,7 @@ from node._transport import pack_frame
 from testnet import poll_until, start, stop
 
 from .harness import block_entry
-from .world import HOSTILE, SCALE, World, build_world, restart_honest
+from .world import COMMIT_TIMEOUT_S, HOSTILE, SCALE, World, build_world, restart_honest
 
 pytestmark = pytest.mark.process
 
@@ -433,6 +433,32 @@ def _(w: World) -> None:
         listed = w.http(state, "GET", "/v1/attestations/1").json()
         by_state = [a["state"] for a in listed]
         assert len(by_state) == len(set(by_state)), f"{state} lists several attestations of one state"
+    # The state signed two blocks at one height: that is evidence (issue 11), bounded per
+    # state, and its node may not lead. The regulators clear it, so that the rows after
+    # this one can still seize leadership with the hostile identity.
+    for state in w.honest:
+        poll_until(lambda s=state: w.status(s)["evidence"]["against"] == [HOSTILE], 10,
+                   f"{state} to hold evidence against {HOSTILE}")
+        assert 0 < w.status(state)["evidence"]["pieces"] <= 16
+    clear_evidence(w, HOSTILE)
+
+
+def clear_evidence(w: World, state: str) -> None:
+    """A CLEAR_EVIDENCE governance document for `state`, signed by the honest regulators
+    (a Byzantine quorum of the three), committed; the honest nodes then hold nothing
+    against the state."""
+    proposal = make_proposal(w.net.chain_id, Action.CLEAR_EVIDENCE, state, time.time_ns(),
+                             int(time.time() * 1000) + 600_000)
+    signatures = [proposal.sign(w.net.regulator(s)).to_list() for s in w.honest]
+    doc = w.docs.doc(w.net.regulator(w.honest[0]), DocType.GOVERNANCE, proposal=proposal.canonical_bytes(),
+                     signatures=signatures)
+    client = SyncNodeClient(w.url(w.honest[0]), key=w.net.regulator(w.honest[0]), genesis=w.net.genesis,
+                            chain_id=w.net.chain_id)
+    result = client.submit(doc, wait=True, timeout_s=COMMIT_TIMEOUT_S)
+    assert result.status == "applied", f"clearing the evidence: {result}"
+    for honest in w.honest:
+        poll_until(lambda s=honest: w.status(s)["evidence"]["against"] == [], 20,
+                   f"{honest} to lift the evidence against {state}")
 
 
 # -- 2. malformed entries of every entry type, committed by a hostile leader ----------------

@@ -156,3 +156,30 @@ def test_evidence_refuses_what_is_not_a_conflict_or_not_signed() -> None:
                  pack([2, good.first.to_list(), good.second.to_list()])):
         with pytest.raises(DecodeError):
             Evidence.decode(junk)
+
+
+def test_a_clear_evidence_document_records_the_height_it_clears_below(tmp_path: Path) -> None:
+    """A CLEAR_EVIDENCE certificate for KZ (4 of 5 regulators) records the height of its
+    block: evidence about lower heights no longer holds; three regulators clear nothing."""
+    from ledger import Action, DocType, evidence_cleared_below, make_proposal
+
+    from .world import CHAIN_ID
+
+    world = World(tmp_path / "w")
+    world.apply()
+    assert evidence_cleared_below(world.store.db, "KZ") == 0
+
+    def submit(nonce: int, signers: tuple[str, ...]) -> object:
+        proposal = make_proposal(CHAIN_ID, Action.CLEAR_EVIDENCE, "KZ", nonce, world.time_ms + 60_000)
+        signatures = [proposal.sign(world.regulator(s)).to_list() for s in signers]
+        doc = world.doc(world.regulator("AM"), DocType.GOVERNANCE, proposal=proposal.canonical_bytes(),
+                        signatures=signatures)
+        (result,) = world.apply(doc)
+        return result
+
+    assert not submit(1, ("AM", "BY", "KZ")).applied
+    assert evidence_cleared_below(world.store.db, "KZ") == 0
+    assert submit(2, ("AM", "BY", "KZ", "KG")).applied
+    height = world.store.head.height
+    assert evidence_cleared_below(world.store.db, "KZ") == height
+    assert evidence_cleared_below(world.store.db, "RU") == 0
