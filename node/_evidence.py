@@ -18,6 +18,7 @@ about heights below H. Evidence of a later equivocation holds again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -54,16 +55,32 @@ class EvidenceStore:
         if evidence.id in self._by_id:
             return False
         # The bound first: a flood of conflicts from a state already full costs no
-        # signature checks.
-        if sum(1 for e in self._by_id.values() if e.state == evidence.state) >= EVIDENCE_PER_STATE_MAX:
+        # signature checks. Only pieces that still hold count: after the regulators
+        # clear a state, new evidence against it must be kept again.
+        cleared = self._cleared_below(evidence.state)
+        if evidence.height < cleared:
+            return False  # about heights the regulators cleared: nothing to hold
+        holding = [e for e in self._by_id.values() if e.state == evidence.state and e.height >= cleared]
+        if len(holding) >= EVIDENCE_PER_STATE_MAX:
             self.refused += 1
             return False
         if not evidence.verify(self._genesis, self._verifier):
             self.refused += 1
             return False
+        self._prune_cleared(evidence.state, cleared)
         self._write(evidence)
         self._by_id[evidence.id] = evidence
         return True
+
+    def _prune_cleared(self, state: str, cleared: int) -> None:
+        """Keep at most the bound of cleared pieces per state too (the latest), so that
+        clearing and equivocating again, round after round, stays bounded on disk."""
+        old = sorted((e for e in self._by_id.values() if e.state == state and e.height < cleared),
+                     key=lambda e: (e.height, e.id))
+        for gone in old[: max(0, len(old) - EVIDENCE_PER_STATE_MAX + 1)]:
+            del self._by_id[gone.id]
+            with contextlib.suppress(OSError):
+                (self._dir / (gone.id.hex() + _SUFFIX)).unlink()
 
     def get(self, evidence_id: bytes) -> Evidence | None:
         return self._by_id.get(evidence_id)

@@ -29,6 +29,7 @@ LAYERS: dict[str, str] = {
     "tests/node": "process",  # in-process nodes serve on loopback; test_cluster runs processes
     "tests/node/test_units.py": "unit",
     "tests/node/test_finality.py::test_evidence_items_decode_bounded_and_the_store_is_bounded": "unit",
+    "tests/node/test_finality.py::test_after_a_clear_new_evidence_against_the_state_is_kept_again": "unit",
     "tests/cli": "process",  # commands against a three-state network on loopback
     "tests/cli/test_offline.py": "unit",
     "tests/cli/test_epcis.py": "unit",

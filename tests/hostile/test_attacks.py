@@ -53,7 +53,17 @@ from consensus import (
     encode_conf_change,
     encode_message,
 )
-from ledger import DOMAIN_DOCUMENT, Action, Attestation, DocType, KeyPair, make_document, make_proposal
+from ledger import (
+    DOMAIN_DOCUMENT,
+    Action,
+    Attestation,
+    DocType,
+    Evidence,
+    KeyPair,
+    Verifier,
+    make_document,
+    make_proposal,
+)
 from node import SyncNodeClient
 from node._gossip import GOSSIP_ATTESTATION, GOSSIP_DOCUMENT, GOSSIP_STATUS, status_item
 from node._pipeline import encode_entry
@@ -720,13 +730,23 @@ def _(w: World) -> None:
 
 @attack("equivocating-attestations", "harness")
 def _(w: World) -> None:
-    """Our state attests two hashes for the head: a minority's equivocation stops no node."""
+    """Our state attests two hashes for the head: a minority's equivocation stops no node,
+    and each honest node holds the evidence, which checks against genesis alone (issue 11)."""
     height = int(w.status(w.honest[0])["height"])
     items = [msgpack.packb([GOSSIP_ATTESTATION, w.h.attest(Attestation(HOSTILE, height, os.urandom(32),
                                                                         b"")).to_list()]) for _ in range(2)]
     for state in w.honest:
         w.h.gossip(state, items)
         probe(w, state)
+    for state in w.honest:
+        poll_until(lambda s=state: w.status(s)["evidence"]["against"] == [HOSTILE], 10,
+                   f"{state} to hold evidence against {HOSTILE}")
+        pieces = [p for p in w.http(state, "GET", "/v1/evidence").json()["evidence"] if p["height"] == height]
+        assert pieces, f"{state} shows no evidence at height {height}"
+        piece = pieces[0]
+        raw = bytes.fromhex(w.http(state, "GET", f"/v1/evidence/{piece['id']}").json()["bytes"])
+        assert Evidence.decode(raw).verify(w.net.genesis, Verifier())
+    clear_evidence(w, HOSTILE)
 
 
 # -- the table -----------------------------------------------------------------------------------

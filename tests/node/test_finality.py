@@ -175,3 +175,27 @@ def test_evidence_items_decode_bounded_and_the_store_is_bounded(tmp_path: Path) 
     # Cleared by governance at height 100: evidence about lower heights no longer holds.
     cleared = EvidenceStore(tmp_path / "ev", genesis, Verifier(), lambda s: 100 if s == "KZ" else 0)
     assert not cleared.against("KZ") and store.against("KZ")
+
+
+def test_after_a_clear_new_evidence_against_the_state_is_kept_again(tmp_path: Path) -> None:
+    """A state whose evidence filled the bound and was cleared: a new equivocation above
+    the cleared height is kept and holds again (the hostile table found this)."""
+    from tests.ledger.world import make_genesis, seeded_key
+
+    genesis = make_genesis()
+    key = seeded_key("node-KZ")
+
+    def att(height: int, h: bytes) -> Attestation:
+        message = attestation_message(height, h)
+        return Attestation("KZ", height, h, key.sign(DOMAIN_ATTESTATION, genesis.chain_id, message))
+
+    cleared = [0]
+    store = EvidenceStore(tmp_path / "ev", genesis, Verifier(), lambda s: cleared[0])
+    for height in range(1, EVIDENCE_PER_STATE_MAX + 1):
+        assert store.add(Evidence.of(att(height, b"\x01" * 32), att(height, b"\x02" * 32)))
+    cleared[0] = 100
+    assert not store.against("KZ")
+    assert not store.add(Evidence.of(att(50, b"\x01" * 32), att(50, b"\x03" * 32)))  # below the clear
+    assert store.add(Evidence.of(att(150, b"\x01" * 32), att(150, b"\x02" * 32)))
+    assert store.against("KZ")
+    assert len(store) <= 2 * EVIDENCE_PER_STATE_MAX
