@@ -7,6 +7,7 @@ node key, as a hostile or honest KZ could."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -103,6 +104,31 @@ async def test_wait_final_over_http_on_a_one_state_chain(tmp_path: Path) -> None
                                       wait="final", timeout_ms="200")
         assert status == 202 and body["status"] == "applied" and body["final"] is False
         assert "not final" in body["message"]
+
+
+async def test_a_provenance_bundle_is_served_only_once_final(ru: InProcessNode) -> None:
+    """While the code's blocks lack KZ's attestation the bundle is refused 409 not_final
+    (it would not verify); once KZ attests, the bundle is served and verifies."""
+    from ledger import ProvenanceBundle, verify_provenance
+    from testnet import GTIN, code_key
+
+    producer = KeyPair.generate()
+    serials = ru.docs.serials(1)
+    store = ru.node.store
+    headers = []
+    for doc in (ru.docs.register(ru.regulator(), producer, "RU", ["producer"], "P"),
+                ru.docs.emit(ru.regulator(), producer, serials)):
+        header = store.apply_block([doc.wire()], int(time.time() * 1000), "RU").header
+        ru.node.attestations.attest(header)
+        headers.append(header)
+    path = f"/v1/proofs/codes/{code_key(GTIN, serials[0])}"
+    refused = await ru.client.get(path, headers=ru.signed(ru.regulator(), path))
+    assert refused.status == 409 and (await refused.json())["error"] == "not_final"
+    for header in headers:
+        gossip_attestation(ru, kz_attests(ru, header.height, header.hash))
+    raw = await ru.client.get(path, headers={**ru.signed(ru.regulator(), path), "Accept": "application/msgpack"})
+    assert raw.status == 200
+    verify_provenance(ProvenanceBundle.decode(await raw.read()), ru.net.genesis)
 
 
 async def test_an_attestation_equivocation_becomes_evidence_everywhere_it_shows(ru: InProcessNode) -> None:
