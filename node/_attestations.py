@@ -60,6 +60,7 @@ class Attestations:
         fail: Callable[[str], None],
         on_stored: Callable[[int], None] = lambda height: None,
         on_evidence: Callable[[Evidence], None] = lambda evidence: None,
+        wants_evidence: Callable[[str], bool] = lambda state: True,
     ) -> None:
         self._genesis = genesis
         self._state = state
@@ -71,6 +72,11 @@ class Attestations:
         self._fail = fail
         self._on_stored = on_stored
         self._on_evidence = on_evidence
+        self._wants_evidence = wants_evidence
+        # (height, state) pairs we already built evidence for: a state that floods
+        # conflicting attestations at a few heights costs one piece per height, not a
+        # proof built and hashed per attestation (the hostile flood row: 5,000 of them).
+        self._evidenced: set[tuple[int, str]] = set()
         self._early: dict[int, list[Attestation]] = {}
         self._early_count = 0
         self._conflicts: dict[int, dict[str, Attestation]] = {}
@@ -121,7 +127,7 @@ class Attestations:
                 self._on_stored(att.height)
                 earlier = self._conflicts.get(att.height, {}).get(att.state)
                 if earlier is not None:
-                    self._on_evidence(Evidence.of(earlier, att))
+                    self._evidence(earlier, att)
             return
         if not att.verify(self._genesis, self._verifier):
             return
@@ -142,19 +148,29 @@ class Attestations:
     def _equivocation(self, att: Attestation, header: BlockHeader) -> None:
         """A verified attestation of another hash than ours: evidence if the same state
         also signed ours, or signed a third hash we remember."""
+        if (att.height, att.state) in self._evidenced or not self._wants_evidence(att.state):
+            return
         if self._store.has_attestation(att.height, att.state):
             ours = next((a for a in self._store.attestations(att.height) if a.state == att.state), None)
-            if ours is not None and ours.block_hash == header.hash:
-                self._on_evidence(Evidence.of(ours, att))
+            if ours is not None:
+                self._evidence(ours, att)
                 return
         earlier = self._conflicts.get(att.height, {}).get(att.state)
         if earlier is not None and earlier.block_hash != att.block_hash:
-            self._on_evidence(Evidence.of(earlier, att))
+            self._evidence(earlier, att)
+
+    def _evidence(self, a: Attestation, b: Attestation) -> None:
+        if (a.height, a.state) in self._evidenced:
+            return
+        self._evidenced.add((a.height, a.state))
+        self._on_evidence(Evidence.of(a, b))
 
     def _forget_conflicts_below(self, height: int) -> None:
         if self._conflicts and min(self._conflicts) < height:
             for old in [h for h in self._conflicts if h < height]:
                 del self._conflicts[old]
+        if self._evidenced:
+            self._evidenced = {(h, s) for h, s in self._evidenced if h >= height}
 
     def conflicts(self) -> int:
         """How many conflicting attestations are kept (for tests and status)."""

@@ -82,6 +82,13 @@ class EvidenceStore:
             with contextlib.suppress(OSError):
                 (self._dir / (gone.id.hex() + _SUFFIX)).unlink()
 
+    def wants(self, state: str) -> bool:
+        """Whether a new piece against `state` would be kept (below the bound): when not,
+        the caller need not build one."""
+        cleared = self._cleared_below(state)
+        holding = sum(1 for e in self._by_id.values() if e.state == state and e.height >= cleared)
+        return holding < EVIDENCE_PER_STATE_MAX
+
     def get(self, evidence_id: bytes) -> Evidence | None:
         return self._by_id.get(evidence_id)
 

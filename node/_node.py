@@ -191,7 +191,8 @@ class Node:
         self._refresh_refused()
         self.attestations = Attestations(genesis, self.state, key, store, self.verifier,
                                          self.links.gossip_all, self.links.gossip_to, self.fail,
-                                         on_stored=self.finality.attested, on_evidence=self.add_evidence)
+                                         on_stored=self.finality.attested, on_evidence=self.add_evidence,
+                                         wants_evidence=self.evidence.wants)
         self.pipeline = ApplyPipeline(self.state, store, self.mempool, committed, verified, self.waiters,
                                       metrics, self._applied, self.fail)
         self.catchup = CatchUp(genesis, self.state, store, self.verifier, self.pipeline, self.links,
