@@ -47,3 +47,32 @@ def test_prove_says_not_final_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -
     other = _Client([NodeError(404, "unknown_code", "no such code")])
     with pytest.raises(NodeError):
         auditing.fetch_bundle(other, "X", final_wait_s=5.0)  # type: ignore[arg-type]
+
+
+def test_the_audit_report_checks_each_piece_of_evidence_against_genesis() -> None:
+    """Evidence a node lists is checked here: a real piece verifies, forged bytes do not."""
+    import ledger
+    from ledger._chain import attestation_message
+    from ledger._identity import DOMAIN_ATTESTATION
+    from tests.ledger.world import make_genesis, seeded_key
+
+    genesis = make_genesis()
+    key = seeded_key("node-KZ")
+
+    def att(h: bytes) -> ledger.Attestation:
+        return ledger.Attestation("KZ", 3, h, key.sign(DOMAIN_ATTESTATION, genesis.chain_id,
+                                                       attestation_message(3, h)))
+
+    good = ledger.Evidence.of(att(b"\x01" * 32), att(b"\x02" * 32))
+    forged = ledger.Evidence.of(att(b"\x01" * 32), ledger.Attestation("KZ", 3, b"\x03" * 32, b"\x00" * 64))
+
+    class _Node:
+        def evidence(self) -> list[dict[str, Any]]:
+            return [{**e.to_json(), "against": True} for e in (good, forged)]
+
+        def evidence_piece(self, evidence_id: str) -> dict[str, Any]:
+            piece = good if evidence_id == good.id.hex() else forged
+            return {**piece.to_json(), "bytes": piece.encode().hex()}
+
+    shown = auditing.checked_evidence(_Node(), genesis)  # type: ignore[arg-type]
+    assert [(p["state"], p["verified"]) for p in shown] == [("KZ", True), ("KZ", False)]
