@@ -83,7 +83,9 @@ def cpu_seconds(pid: int) -> float:
 class Submitter:
     """Submits to the nodes in turn, through one client per node over one shared session."""
 
-    def __init__(self, session: aiohttp.ClientSession, urls: list[str], genesis: Genesis) -> None:
+    def __init__(self, session: aiohttp.ClientSession, urls: list[str], genesis: Genesis,
+                 wait: str = "commit") -> None:
+        self.wait = wait  # "commit", or "final": answered once the block is final too
         # Each client checks its node's API certificate against the pin in genesis.
         self.clients = [NodeClient(url, session=session, timeout_s=REQUEST_TIMEOUT_S, genesis=genesis)
                         for url in urls]
@@ -93,7 +95,7 @@ class Submitter:
     ) -> list[dict[str, Any]]:
         client = self.clients[node % len(self.clients)]
         one = len(wires) == 1
-        value = await client.submit_wires(wires[0] if one else wires, wait=True, timeout_ms=timeout_ms)
+        value = await client.submit_wires(wires[0] if one else wires, wait=self.wait, timeout_ms=timeout_ms)
         return [value] if one else list(value["results"])
 
 
@@ -133,7 +135,7 @@ def _documents(docs: DocFactory, producer: KeyPair, buyer: KeyPair, codes: list[
 
 async def run_bench_async(
     testnet_dir: Path | str, kind: str = "single", duration_s: float = 10.0, clients: int = 64,
-    batch: int = 1, progress: Callable[[float], None] | None = None,
+    batch: int = 1, progress: Callable[[float], None] | None = None, wait: str = "commit",
 ) -> dict[str, Any]:
     if kind not in ("single", "shipment"):
         raise ValueError("kind is single or shipment")
@@ -148,7 +150,9 @@ async def run_bench_async(
         sub = Submitter(session, urls, net.genesis)
         docs, producer, buyer, codes = await _setup(net, sub, kind, codes_needed)
         wires = [d.wire() for d in _documents(docs, producer, buyer, codes, per_doc)]
-        return await _measure(net, sub, wires, per_doc, duration_s, clients, batch, kind, progress)
+        sub.wait = wait  # the setup waits for the commit only; the measured documents as asked
+        result = await _measure(net, sub, wires, per_doc, duration_s, clients, batch, kind, progress)
+        return {**result, "wait": wait}
 
 
 async def _measure(net: Testnet, sub: Submitter, wires: list[bytes], per_doc: int, duration_s: float,
@@ -182,7 +186,8 @@ async def _measure(net: Testnet, sub: Submitter, wires: list[bytes], per_doc: in
                 continue
             t1 = time.perf_counter()
             for result in results:
-                if result.get("status") in ("applied", "rejected"):
+                done = result.get("status") in ("applied", "rejected")
+                if done and (sub.wait != "final" or result.get("final") is True):
                     latencies.append(t1 - t0)
                     second = int(t1 - started)
                     timeline[second] = timeline.get(second, 0) + 1
@@ -237,24 +242,26 @@ async def _measure(net: Testnet, sub: Submitter, wires: list[bytes], per_doc: in
 
 
 def run_bench(testnet_dir: Path | str, kind: str = "single", duration_s: float = 10.0, clients: int = 64,
-              batch: int = 1, progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+              batch: int = 1, progress: Callable[[float], None] | None = None,
+              wait: str = "commit") -> dict[str, Any]:
     """Drive a running testnet; a dict with docs_per_s, codes_per_s, p50_ms, p95_ms, p99_ms, ...
     `progress` is called about twice a second with the seconds measured so far."""
     # The load generator shares the machine's cores with the nodes: uvloop's loop spends
     # less CPU per request, so more of the machine is left to what is measured.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(run_bench_async(testnet_dir, kind, duration_s, clients, batch, progress))
+        return runner.run(run_bench_async(testnet_dir, kind, duration_s, clients, batch, progress, wait))
 
 
-def run_fresh(kind: str, duration_s: float, clients: int, batch: int, api_tls: bool = True) -> dict[str, Any]:
+def run_fresh(kind: str, duration_s: float, clients: int, batch: int, api_tls: bool = True,
+              wait: str = "commit", states: tuple[str, ...] = ("BY", "KZ", "RU")) -> dict[str, Any]:
     """Create, start, bench and stop a 3-state testnet of its own (its client API over
     HTTPS, or plain HTTP with `api_tls=False`, to measure what TLS costs)."""
     with tempfile.TemporaryDirectory(prefix="tamga-bench-") as tmp:
-        net = init_testnet(Path(tmp) / "net", ("BY", "KZ", "RU"), config={"log": {"level": "WARNING"}},
+        net = init_testnet(Path(tmp) / "net", states, config={"log": {"level": "WARNING"}},
                            api_tls=api_tls)
         try:
             up(net.dir)
-            return run_bench(net.dir, kind, duration_s, clients, batch)
+            return run_bench(net.dir, kind, duration_s, clients, batch, wait=wait)
         finally:
             down(net.dir)
 
@@ -271,21 +278,28 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1, help="documents per request")
     parser.add_argument("--plain-http", action="store_true",
                         help="with --fresh: serve the client API over plain HTTP instead of HTTPS")
+    parser.add_argument("--wait", choices=("commit", "final"), default="commit",
+                        help="what each request waits for: its block applied (commit) or final too "
+                             "(attested by a Byzantine quorum of member states)")
+    parser.add_argument("--states", default="BY,KZ,RU", help="with --fresh: the member states, e.g. "
+                        "AM,BY,KZ,KG,RU")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--png", type=Path, help="draw throughput and p99 latency over time here")
     args = parser.parse_args()
     if not args.fresh and not args.testnet:
         parser.error("give --testnet DIR or --fresh")
     if args.fresh:
-        result = run_fresh(args.kind, args.duration, args.clients, args.batch, api_tls=not args.plain_http)
+        result = run_fresh(args.kind, args.duration, args.clients, args.batch, api_tls=not args.plain_http,
+                           wait=args.wait, states=tuple(args.states.upper().split(",")))
     else:
-        result = run_bench(args.testnet, args.kind, args.duration, args.clients, args.batch)
+        result = run_bench(args.testnet, args.kind, args.duration, args.clients, args.batch, wait=args.wait)
     if args.png:
         write_chart(args.png, result["timeline_docs_per_s"], result["timeline_p99_ms"])
     if args.json:
         print(json.dumps(result))
         return
-    for key in ("kind", "client_api", "nodes", "clients", "batch", "duration_s", "documents", "errors",
+    for key in ("kind", "wait", "client_api", "nodes", "clients", "batch", "duration_s", "documents",
+                "errors",
                 "docs_per_s", "codes_per_s", "p50_ms", "p95_ms", "p99_ms", "cpu_percent_per_node",
                 "cpu_percent_bench_clients", "cpu_percent_other_processes", "machine", "load_average"):
         print(f"{key:28} {result[key]}")

@@ -84,6 +84,7 @@ def verify(ctx: click.Context, node: str | None, data_dir: Path | None, genesis:
     """
     node = _only_one_source(ctx, node, data_dir)
     trusted = auditing.load_genesis(genesis)
+    evidence: list[dict[str, Any]] | None = None
     with auditing.replica_dir(replica) as replica_path:
         start = auditing.replica_height(trusted, replica_path)
         if data_dir is not None:
@@ -96,7 +97,8 @@ def verify(ctx: click.Context, node: str | None, data_dir: Path | None, genesis:
             target = int(client.status().get("height", 0))
             with progress_bar("verifying", target, start, progress and not as_json) as advance:
                 result = auditing.verify_node(client, trusted, replica_path, workers, advance)
-    _print_report(result, as_json)
+            evidence = auditing.checked_evidence(client, trusted)
+    _print_report(result, as_json, evidence)
 
 
 def _only_one_source(ctx: click.Context, node: str | None, data_dir: Path | None) -> str | None:
@@ -120,9 +122,10 @@ def _data_dir_height(data_dir: Path, genesis: ledger.Genesis) -> int:
         store.close()
 
 
-def _print_report(result: ledger.AuditReport, as_json: bool) -> None:
+def _print_report(result: ledger.AuditReport, as_json: bool,
+                  evidence: list[dict[str, Any]] | None = None) -> None:
     if as_json:
-        print_json(result.to_json())
+        print_json({**result.to_json(), **({"evidence": evidence} if evidence is not None else {})})
     elif result.ok:
         click.echo(
             f"verified: blocks {result.start_height + 1}..{result.height} "
@@ -131,11 +134,17 @@ def _print_report(result: ledger.AuditReport, as_json: bool) -> None:
         )
         click.echo(f"head:     {result.height} {result.head_hash.hex()}")
         click.echo(
-            f"final:    every block up to {result.final_height} is attested by a majority of member states"
+            f"final:    every block up to {result.final_height} is attested by a Byzantine quorum of member "
+            "states"
         )
         if result.unattested:
             shown = ", ".join(str(h) for h in result.unattested[:10])
-            click.echo(f"not yet attested by a majority: {shown}", err=True)
+            click.echo(f"NOT final (short of a Byzantine quorum of attestations): {shown}", err=True)
+        for piece in evidence or []:
+            holds = "holds" if piece["against"] else "cleared"
+            checked = "verified against genesis" if piece["verified"] else "DOES NOT VERIFY"
+            click.echo(f"evidence: {piece['state']} signed two blocks at height {piece['height']} "
+                       f"({holds}; {checked}) {piece['id']}")
     if not result.ok:
         failure = result.failure
         assert failure is not None
@@ -199,14 +208,20 @@ def follow(node: str, genesis: Path, data_dir: Path, key: Path | None, interval_
 @click.option("--node", metavar="URL", envvar="TAMGA_NODE", show_envvar=True, required=True)
 @genesis_option()
 @key_option(required=False)
+@click.option("--final-timeout", "final_wait_s", metavar="SECONDS", type=click.FloatRange(0, 3600),
+              default=auditing.FINAL_WAIT_S, show_default=True,
+              help="How long to wait for the code's blocks to become final before saying they are not.")
 @json_option
-def prove(raw: str, out: Path, node: str, genesis: Path | None, key: Path | None, as_json: bool) -> None:
+def prove(raw: str, out: Path, node: str, genesis: Path | None, key: Path | None, final_wait_s: float,
+          as_json: bool) -> None:
     """Save a code's provenance bundle: every document that touched it, with proofs.
 
-    Anyone can check the file offline with `tamga audit check FILE --genesis FILE`.
+    Every block in it is final (attested by a Byzantine quorum of member states); while
+    one is not yet, this waits, then says so. Anyone can check the file offline with
+    `tamga audit check FILE --genesis FILE`.
     """
     code_key = parse_one(os.fsencode(raw))
-    data, bundle = auditing.fetch_bundle(make_client(node, key, genesis), code_key)
+    data, bundle = auditing.fetch_bundle(make_client(node, key, genesis), code_key, final_wait_s)
     out.write_bytes(data)
     summary = {"code": code_key, "documents": len(bundle.entries), "registrations": len(bundle.registrations),
                "bytes": len(data), "out": str(out)}
@@ -239,4 +254,4 @@ def check(file: Path, genesis: Path, as_json: bool) -> None:
         when = dt.datetime.fromtimestamp(e.time_ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         click.echo(f"{f'{e.height}.{e.position}':<10} {when}  {e.type:<16} {e.signer}")
     click.echo(f"verified: {len(events)} documents about {bundle.code}, each signed by a registered "
-               f"participant and in a block attested by a majority of member states")
+               f"participant and in a final block (attested by a Byzantine quorum of member states)")

@@ -25,6 +25,7 @@ from ._options import (
     print_json,
     report,
     stdin_bytes,
+    wait_mode,
     wait_options,
 )
 from .actions import Outcome, Session, check_hash
@@ -36,15 +37,30 @@ def code() -> None:
     """Marking codes: issue, introduce, pack, ship, accept, sell, block; read and check."""
 
 
-def submitting(f: Callable[..., Any]) -> Callable[..., Any]:
+def submitting(f: Callable[..., Any], final_default: bool = False) -> Callable[..., Any]:
     """The options of every command that files a document."""
-    for decorate in (json_option, wait_options, genesis_option(), key_option(required=True), node_option):
+    f = wait_options(json_option(f), final_default)
+    for decorate in (genesis_option(), key_option(required=True), node_option):
         f = decorate(f)
     return f
 
 
+def submitting_final(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a command a business acts on at once, outside the ledger: it waits
+    for finality by default (--no-final to wait for the commit only).
+
+    Which: ship (the goods leave the warehouse against it), accept (the receiver takes
+    ownership, and pays, against it), reject (the goods go back) and retire (a sale,
+    an export or a destruction cannot be undone in the world). For these, a block that
+    a hostile leader could still replace is not enough; finality costs one gossip round
+    of attestations more. Steps inside one business (emit, introduce, aggregate, ...)
+    wait for the commit only, as before."""
+    return submitting(f, final_default=True)
+
+
 def _session(params: dict[str, Any]) -> Session:
-    return make_session(params["node"], params["key"], params["genesis"], params["wait"], params["timeout"])
+    wait = wait_mode(params["wait"], params["final"])
+    return make_session(params["node"], params["key"], params["genesis"], wait, params["timeout"])
 
 
 # Reading codes.
@@ -153,10 +169,11 @@ def history(raw: str, limit: int | None, node: str, genesis: Path | None, key: P
     if as_json:
         print_json({"code": key_text, "entries": entries})
         return
-    click.echo(f"{'BLOCK.POS':<10} {'DOCUMENT':<16} ID")
+    click.echo(f"{'BLOCK.POS':<10} {'FINAL':<5} {'DOCUMENT':<16} ID")
     for e in entries:
         at = f"{e['height']}.{e['position']}"
-        click.echo(f"{at:<10} {e['type']:<16} {e['document_id']}{_history_note(e)}")
+        final = "yes" if e.get("final") else "no"
+        click.echo(f"{at:<10} {final:<5} {e['type']:<16} {e['document_id']}{_history_note(e)}")
 
 
 def _history_note(entry: dict[str, Any]) -> str:
@@ -265,12 +282,13 @@ def disaggregate(sscc: str, as_json: bool, **params: Any) -> None:
 @code.command("ship")
 @click.option("--to", "receiver", metavar="ID", required=True, help="Participant id of the receiver.")
 @codes_input()
-@submitting
+@submitting_final
 def ship(receiver: str, codes: tuple[str, ...], codes_file: IO[bytes] | None, as_json: bool,
          **params: Any) -> None:
     """Ship codes or aggregates to another participant, also across a border.
 
-    Prints the shipment id, which the receiver accepts or rejects.
+    Prints the shipment id, which the receiver accepts or rejects. Waits until the
+    shipment is final (--no-final: only committed), since goods leave against it.
     """
     keys = gather_codes(codes, codes_file)
     _run(params, as_json, lambda s: s.ship(receiver, keys))
@@ -288,10 +306,13 @@ def cancel(shipment: str, as_json: bool, **params: Any) -> None:
 @code.command("accept")
 @click.argument("shipment")
 @codes_input(required=False)
-@submitting
+@submitting_final
 def accept(shipment: str, codes: tuple[str, ...], codes_file: IO[bytes] | None, as_json: bool,
            **params: Any) -> None:
-    """Accept a shipment sent to you: all of it, or only the CODES given."""
+    """Accept a shipment sent to you: all of it, or only the CODES given.
+
+    Waits until the acceptance is final (--no-final: only committed): ownership passes.
+    """
     shipment_id = check_hash(shipment)
     keys = gather_codes(codes, codes_file, required=False)
     _run(params, as_json, lambda s: s.accept(shipment_id, keys))
@@ -299,9 +320,12 @@ def accept(shipment: str, codes: tuple[str, ...], codes_file: IO[bytes] | None, 
 
 @code.command("reject")
 @click.argument("shipment")
-@submitting
+@submitting_final
 def reject(shipment: str, as_json: bool, **params: Any) -> None:
-    """Refuse a shipment sent to you; the goods stay the shipper's."""
+    """Refuse a shipment sent to you; the goods stay the shipper's.
+
+    Waits until the refusal is final (--no-final: only committed): the goods go back.
+    """
     shipment_id = check_hash(shipment)
     _run(params, as_json, lambda s: s.reject(shipment_id))
 
@@ -310,10 +334,14 @@ def reject(shipment: str, as_json: bool, **params: Any) -> None:
 @click.option("--reason", required=True, type=click.Choice(ledger.RETIRE_REASONS),
               help="retail_sale (retailers), export_outside_union, destroyed, lost, expired.")
 @codes_input()
-@submitting
+@submitting_final
 def retire(reason: str, codes: tuple[str, ...], codes_file: IO[bytes] | None, as_json: bool,
            **params: Any) -> None:
-    """Take codes out of circulation: a retail sale, an export out of the Union, destruction."""
+    """Take codes out of circulation: a retail sale, an export out of the Union, destruction.
+
+    Waits until the document is final (--no-final: only committed): none of these can be
+    undone in the world.
+    """
     keys = gather_codes(codes, codes_file)
     _run(params, as_json, lambda s: s.retire(reason, keys))
 

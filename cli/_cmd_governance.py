@@ -31,6 +31,7 @@ from ._options import (
     node_option,
     print_json,
     report,
+    wait_mode,
     wait_options,
 )
 
@@ -215,7 +216,7 @@ def sign(file: Path, key: Path, as_json: bool) -> None:
 @genesis_option()
 @wait_options
 @json_option
-def submit(file: Path, node: str, key: Path, genesis: Path | None, wait: bool, timeout: float,
+def submit(file: Path, node: str, key: Path, genesis: Path | None, wait: bool, final: bool, timeout: float,
            as_json: bool) -> None:
     """File a co-signed proposal as a governance document (any regulator may)."""
     proposal_bytes, signatures = read_file(file)
@@ -223,7 +224,7 @@ def submit(file: Path, node: str, key: Path, genesis: Path | None, wait: bool, t
         raise click.ClickException(
             f"{file} has no signature yet: regulators sign it with `tamga governance sign`"
         )
-    session = make_session(node, key, genesis, wait, timeout)
+    session = make_session(node, key, genesis, wait_mode(wait, final), timeout)
     chain_id = session.client.chain_id()
     proposal = ledger.decode_proposal(proposal_bytes)
     if proposal.chain_id != chain_id:

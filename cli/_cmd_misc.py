@@ -115,6 +115,9 @@ def doc_show(doc_id: str, node: str, genesis: Path | None, key: Path | None, as_
         reason = info.get("reason")
         pairs.append(("reason", f"{reason} ({reason_words(reason)}): {info.get('message')}"))
     pairs += [("block", info.get("height")), ("position", info.get("position"))]
+    if info.get("height") is not None:
+        pairs.append(("final", "yes" if info.get("final") else
+                      "not yet (its block is not attested by a Byzantine quorum of member states)"))
     body = _document_body(info.get("document"))
     if body:
         payload = {k: v for k, v in body.items() if k not in ("chain_id", "nonce", "expires_at_ms")}
@@ -193,8 +196,10 @@ def export_epcis(code: str, out: Path | None, genesis: Path | None, node: str, k
                  as_json: bool) -> None:
     """A code's provenance as a GS1 EPCIS 2.0 JSON-LD document.
 
-    Events use Digital Link URIs for EPCs and the CBV 2.0 event hash as eventID. With
-    --genesis every document is checked (signature, inclusion, attestations) first.
+    Events use Digital Link URIs for EPCs and the CBV 2.0 event hash as eventID. Only
+    final blocks are exported: while one is not final yet this waits (up to a minute),
+    then says it is not final. With --genesis every document is checked (signature,
+    inclusion, a Byzantine quorum of attestations) first.
     """
     key_text = parse_one(code)
     client = make_client(node, key, genesis)

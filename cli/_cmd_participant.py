@@ -18,6 +18,7 @@ from ._options import (
     node_option,
     print_json,
     report,
+    wait_mode,
     wait_options,
 )
 
@@ -47,13 +48,13 @@ def read_public_key(value: str) -> bytes:
 @wait_options
 @json_option
 def register(public_key: str, roles: tuple[str, ...], name: str, state: str | None, node: str, key: Path,
-             genesis: Path | None, wait: bool, timeout: float, as_json: bool) -> None:
+             genesis: Path | None, wait: bool, final: bool, timeout: float, as_json: bool) -> None:
     """Register a participant (regulator only); print its participant id.
 
     PUBLIC_KEY is 64 hex digits, PEM, or a file such as the FILE.pub `tamga keys new` wrote.
     """
     raw = read_public_key(public_key)
-    session = make_session(node, key, genesis, wait, timeout)
+    session = make_session(node, key, genesis, wait_mode(wait, final), timeout)
     outcome = session.register(raw, roles, name, state.upper() if state else None)
     report(outcome, as_json, [outcome.extra["participant"]])
 
@@ -65,11 +66,11 @@ def register(public_key: str, roles: tuple[str, ...], name: str, state: str | No
 @genesis_option()
 @wait_options
 @json_option
-def revoke(participant_id: str, node: str, key: Path, genesis: Path | None, wait: bool, timeout: float,
-           as_json: bool) -> None:
+def revoke(participant_id: str, node: str, key: Path, genesis: Path | None, wait: bool, final: bool,
+           timeout: float, as_json: bool) -> None:
     """Revoke a participant's registration (the regulator of its state)."""
     _check_id(participant_id)
-    outcome = make_session(node, key, genesis, wait, timeout).revoke(participant_id)
+    outcome = make_session(node, key, genesis, wait_mode(wait, final), timeout).revoke(participant_id)
     report(outcome, as_json, [participant_id])
 
 

@@ -71,15 +71,27 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON value instead of text.")(f)
 
 
-def wait_options(f: F) -> F:
+def wait_options(f: F, final_default: bool = False) -> F:
+    """--wait/--no-wait, --final/--no-final and --timeout. `final_default`: the command
+    waits for finality unless told not to (documents a business acts on at once)."""
     f = click.option(
         "--timeout", metavar="SECONDS", type=click.FloatRange(0.1, 3600), default=60.0, show_default=True,
-        help="How long to wait for commit.",
+        help="How long to wait for commit (and finality).",
+    )(f)
+    f = click.option(
+        "--final/--no-final", default=final_default, show_default=True,
+        help="With --wait: wait also until the document's block is final (attested by a Byzantine quorum "
+             "of member states, 4 of 5), so no hostile leader can ever replace it.",
     )(f)
     return click.option(
         "--wait/--no-wait", default=True, show_default=True,
         help="Wait until the document is committed and print its result, or print its id at once.",
     )(f)
+
+
+def wait_mode(wait: bool, final: bool) -> str:
+    """The client's wait mode from the --wait and --final flags."""
+    return ("final" if final else "commit") if wait else "none"
 
 
 def codes_input(required: bool = True) -> Callable[[F], F]:
@@ -115,7 +127,7 @@ def make_client(
 
 
 def make_session(
-    node: str, key: Path | None, genesis: Path | None = None, wait: bool = True, timeout: float = 60.0
+    node: str, key: Path | None, genesis: Path | None = None, wait: bool | str = True, timeout: float = 60.0
 ) -> Session:
     client = make_client(node, key, genesis)
     return Session(client, client.key, wait=wait, timeout_s=timeout)

@@ -44,7 +44,8 @@ class Outcome:
         r = self.result
         kind = self.document.document.type.value.replace("_", " ")
         if r.applied:
-            return f"applied: {kind} {self.id[:16]} in block {r.height}"
+            finality = ", final" if r.final else ", not final yet"
+            return f"applied: {kind} {self.id[:16]} in block {r.height}{finality}"
         if r.rejected:
             return rejection(r.reason, r.message)
         return f"submitted: {kind} {self.id[:16]} ({r.status})"
@@ -58,7 +59,7 @@ class Outcome:
 class Session:
     """A participant (by key) talking to one node; each method files one document."""
 
-    def __init__(self, client: SyncNodeClient, key: ledger.KeyPair | None, *, wait: bool = True,
+    def __init__(self, client: SyncNodeClient, key: ledger.KeyPair | None, *, wait: bool | str = True,
                  timeout_s: float = 60.0) -> None:
         self.client = client
         self.key = key

@@ -20,7 +20,7 @@ from typing import Any
 import plyvel
 
 import ledger
-from node.client import ClientError, SyncNodeClient
+from node.client import ClientError, NodeError, SyncNodeClient
 
 # Verifying signatures in other processes pays off from a few thousand documents on;
 # more workers than cores only adds switching.
@@ -135,7 +135,7 @@ class FollowState:
     height: int = 0
     head_hash: bytes = b""
     documents: int = 0
-    unattested: list[int] = field(default_factory=list)  # blocks still short of a quorum
+    unattested: list[int] = field(default_factory=list)  # blocks not final yet (short of a Byzantine quorum)
     failure: ledger.AuditFailure | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -177,7 +177,7 @@ class Follower:
         replica = self.auditor.replica
         return [
             h for h in range(1, replica.head.height + 1)
-            if len({a.state for a in replica.attestations(h)}) < self.genesis.quorum
+            if not ledger.final_states(self.genesis, (a.state for a in replica.attestations(h)))
         ][-1000:]
 
     def round(self, progress: Callable[[int], None] | None = None) -> FollowState:
@@ -214,7 +214,7 @@ class Follower:
                     )
                     return
                 replica.add_attestation(att, self.verifier)
-            if len({a.state for a in replica.attestations(height)}) < self.genesis.quorum:
+            if not ledger.final_states(self.genesis, (a.state for a in replica.attestations(height))):
                 still.append(height)
         self.state.unattested = still
 
@@ -239,8 +239,52 @@ def follow(
 # Provenance proofs.
 
 
-def fetch_bundle(client: SyncNodeClient, code_key: str) -> tuple[bytes, ledger.ProvenanceBundle]:
-    data = client.provenance(code_key)
+EVIDENCE_SHOWN_MAX = 256
+
+
+def checked_evidence(client: SyncNodeClient, genesis: ledger.Genesis) -> list[dict[str, Any]]:
+    """The equivocation evidence a node holds, each piece checked here against genesis
+    (`verified`): the audit report shows which states signed two blocks at one height."""
+    out = []
+    verifier = ledger.Verifier()
+    # A node sends what it likes: look at the first pieces only (a few per state is all an
+    # honest node keeps, node._evidence.EVIDENCE_PER_STATE_MAX).
+    for piece in client.evidence()[:EVIDENCE_SHOWN_MAX]:
+        try:
+            full = client.evidence_piece(str(piece.get("id", "")))
+            parsed = ledger.Evidence.decode(bytes.fromhex(str(full.get("bytes", ""))))
+            verified = parsed.verify(genesis, verifier)
+        except (ClientError, ledger.DecodeError, ValueError):
+            verified = False
+        out.append({"id": piece.get("id"), "state": piece.get("state"), "height": piece.get("height"),
+                    "against": bool(piece.get("against")), "verified": verified})
+    return out
+
+
+# How long `audit prove` and `export epcis` wait by default for a code's blocks to become
+# final: attestations follow a block within a gossip round, so seconds; a minute covers
+# a node restarting, and longer means the member states do not attest (say so).
+FINAL_WAIT_S = 60.0
+# Pause between asks while the bundle is not final.
+FINAL_POLL_S = 0.5
+
+
+def fetch_bundle(client: SyncNodeClient, code_key: str,
+                 final_wait_s: float = FINAL_WAIT_S) -> tuple[bytes, ledger.ProvenanceBundle]:
+    """A code's provenance bundle once every block in it is final. The node refuses a
+    bundle with blocks not final yet (`not_final`): ask again until `final_wait_s`, then
+    say it is not final (a bundle that is not final does not verify)."""
+    deadline = time.monotonic() + final_wait_s
+    while True:
+        try:
+            data = client.provenance(code_key)
+            break
+        except NodeError as exc:
+            if exc.code != "not_final":
+                raise
+            if time.monotonic() >= deadline:
+                raise ClientError(f"not final after {final_wait_s:g} s: {exc.message}") from None
+            time.sleep(FINAL_POLL_S)
     try:
         return data, ledger.ProvenanceBundle.decode(data)
     except ledger.DecodeError as exc:

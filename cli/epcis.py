@@ -33,7 +33,10 @@ it comes from (`tamga:document` as `urn:tamga:document:<id>`, `tamga:blockHeight
 
 The events come from a code's provenance bundle (`ledger.ProvenanceBundle`): one
 request to a node, and, given the genesis file, every document in it is checked
-(signature, inclusion, attestations) before it is exported.
+(signature, inclusion, and a Byzantine quorum of attestations) before it is exported.
+Only final blocks are exported: a node serves a bundle only once all its blocks are
+final (`tamga export epcis` waits while it answers `not_final`, then says so), and
+with genesis a block that is not final fails the check with "not final".
 
 Event time is the block time, in the time zone of the signer's member state. Each
 eventID is the CBV 2.0 canonical event hash (``ni:///sha-256;...?ver=CBV2.0``),

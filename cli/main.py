@@ -74,8 +74,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
                  inbox, events follow|forward
     Everyone:    code parse|check|show|history, doc show, participant show|holdings,
                  product show|list
-    Auditors:    audit verify|follow|prove|check, export epcis
-    Analysts:    export parquet, sql
+    Auditors:    audit verify|follow|prove|check, export epcis, evidence list|show
+    Analysts:    export parquet, sql, console
     Operators:   testnet init|up|down|status|kill|stop|start, node run, bench
 
     Most commands read TAMGA_NODE (a node's URL) and TAMGA_KEY (your key file).
@@ -89,6 +89,7 @@ def _register_commands() -> None:
         _cmd_audit,
         _cmd_code,
         _cmd_console,
+        _cmd_evidence,
         _cmd_export,
         _cmd_governance,
         _cmd_inbox,
@@ -117,6 +118,7 @@ def _register_commands() -> None:
         _cmd_inbox.events,
         _cmd_product.product,
         _cmd_console.console,
+        _cmd_evidence.evidence,
     ):
         cli.add_command(command)
 

@@ -117,6 +117,13 @@ class Config:
     # and the change. Pure, like `conf_change_authorized`; a change it refuses is a
     # no-op on every node alike. None: any authorized change may follow any other.
     conf_change_follows: Callable[[bytes, ConfChange], bool] | None = None
+    # Whether this node refuses a peer as leader (the application holds evidence that
+    # the peer lied). A refused peer gets no vote and no pre-vote from us, and its
+    # appends, heartbeats and snapshots are ignored, as if lost: Raft's safety does not
+    # depend on any message arriving, so a local, changing answer is safe here (unlike
+    # conf_change_authorized); it only keeps the peer from leading while a quorum of
+    # honest nodes refuses it. None: nobody is refused.
+    leader_refused: Callable[[NodeId], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.id == NONE:
@@ -501,6 +508,8 @@ class Raft:
     # -- step: entry point and term rules ----------------------------------------------
 
     def step(self, m: Message) -> None:
+        if self._refused_as_leader(m):
+            return
         if m.term == 0:
             pass  # a local message, or one forwarded as local (proposal, read, transfer)
         elif m.term > self.term:
@@ -515,6 +524,14 @@ class Raft:
             self._on_vote_request(m)
         else:
             self._step(m)
+
+    def _refused_as_leader(self, m: Message) -> bool:
+        """A vote request, or a leader's message, from a peer the application refuses as
+        leader: dropped before it can change our term, vote or leader."""
+        judge = self.config.leader_refused
+        if judge is None or m.frm in (NONE, self.id) or m.type not in _LEADERSHIP_MESSAGES:
+            return False
+        return judge(m.frm)
 
     def _on_higher_term(self, m: Message) -> bool:
         """Adopt a higher term if the message warrants it; False to ignore the message."""
@@ -1225,6 +1242,10 @@ def _pending_conf(entries: Sequence[Entry]) -> list[tuple[LogIndex, ConfChange |
 
 # Message types that only the local node creates; a peer sending one is ignored.
 _LOCAL_ONLY = frozenset({MessageType.HUP})
+# What a peer sends to become or stay leader: refused from a peer the application
+# refuses as leader (Config.leader_refused).
+_LEADERSHIP_MESSAGES = frozenset({MessageType.VOTE, MessageType.PRE_VOTE, MessageType.APP,
+                                  MessageType.HEARTBEAT, MessageType.SNAP})
 # Requests a follower forwards to the leader unchanged, without a term (as in etcd).
 _FORWARDED = frozenset({MessageType.PROPOSE, MessageType.READ_INDEX, MessageType.TRANSFER_LEADER})
 

@@ -74,6 +74,14 @@ from ._documents import (
 )
 from ._encoding import DecodeLimits, pack, unpack, unpack_untrusted
 from ._errors import DecodeError, InvariantError, LedgerError, invariant
+from ._finality import (
+    EVIDENCE_BYTES_MAX,
+    Evidence,
+    FinalityVerdict,
+    final_states,
+    finality_quorum,
+    finality_verdict,
+)
 from ._genesis import MEMBER_STATES, TIME_MS_MAX, ChainParams, Genesis, MemberState
 from ._governance import (
     ACTIVE as MEMBER_ACTIVE,
@@ -95,6 +103,7 @@ from ._governance import (
     conf_change_follows,
     decode_proposal,
     desired_voters,
+    evidence_cleared_below,
     faults_tolerated,
     governance_applied,
     governed_member,
@@ -142,6 +151,7 @@ from ._proofs import (
     ProvenanceBundle,
     ProvenanceEvent,
     inclusion_proof,
+    not_final_heights,
     provenance,
     verify_inclusion_proof,
     verify_provenance,
@@ -203,6 +213,13 @@ __all__ = [
     "named_participants",
     "reader_of",
     "visible_history",
+    "EVIDENCE_BYTES_MAX",
+    "Evidence",
+    "FinalityVerdict",
+    "final_states",
+    "finality_quorum",
+    "finality_verdict",
+    "not_final_heights",
     "MEMBER_ACTIVE",
     "MEMBER_REMOVED",
     "DOMAIN_GOVERNANCE",
@@ -219,6 +236,7 @@ __all__ = [
     "conf_change_authorization",
     "decode_proposal",
     "desired_voters",
+    "evidence_cleared_below",
     "faults_tolerated",
     "governance_applied",
     "governed_member",

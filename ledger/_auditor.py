@@ -26,6 +26,7 @@ from ._audit_workers import SignatureWorkers, Verdicts
 from ._chain import Attestation, Block, BlockHeader, documents_root
 from ._encoding import pack, pack_trusted, unpack
 from ._errors import DecodeError
+from ._finality import final_states
 from ._genesis import Genesis
 from ._identity import Verifier
 from ._membership import Member, membership_after, membership_changed
@@ -61,7 +62,7 @@ class AuditReport:
     applied: int = 0
     rejected: int = 0
     attestations: int = 0
-    final_height: int = 0  # highest height up to which every block has a quorum of attestations
+    final_height: int = 0  # highest height up to which every block is final (a Byzantine quorum attests it)
     unattested: list[int] = field(default_factory=list)
     failure: AuditFailure | None = None
 
@@ -291,7 +292,7 @@ class Auditor:
         report.applied += applied
         report.rejected += len(prepared.documents) - applied
         report.attestations += len(attested)
-        if len({a.state for a in attested}) >= self.genesis.quorum:
+        if final_states(self.genesis, (a.state for a in attested)):
             if report.final_height == height - 1:
                 report.final_height = height
         else:

@@ -193,8 +193,11 @@ class Genesis:
         return None
 
     @property
-    def quorum(self) -> int:
-        """How many member states make a majority (for attestations)."""
+    def raft_majority(self) -> int:
+        """How many member states make a simple majority: Raft's count for electing and
+        committing. It is NOT the finality rule: a block is final only with a Byzantine
+        quorum of attestations (ledger.finality_quorum, 4 of 5), since a hostile leader
+        can gather a majority on each of two blocks at one height."""
         return len(self.states) // 2 + 1
 
     def state(self, code: str) -> MemberState:

@@ -81,6 +81,7 @@ _K_PROPOSAL = P_GOVERNANCE + b"p"  # proposal id -> [height, position, action, s
 _K_MEMBER = P_GOVERNANCE + b"m"  # state code -> MemberRecord as a list
 _K_PARAMS = P_GOVERNANCE + b"c"  # -> [[name, value], ...]: the parameters in force
 _K_EPOCH = P_GOVERNANCE + b"e"  # -> the membership epoch (absent: 0, genesis's membership)
+_K_CLEARED = P_GOVERNANCE + b"x"  # state code -> height of the block that last cleared its evidence
 
 ACTIVE = "active"
 REMOVED = "removed"
@@ -91,7 +92,9 @@ class Action(enum.StrEnum):
     REMOVE_NODE = "remove_node"
     REPLACE_NODE = "replace_node"
     SET_PARAMS = "set_params"
-    CLEAR_EVIDENCE = "clear_evidence"  # reserved: the Byzantine-finality issue gives it meaning
+    # Clears the equivocation evidence held against a state (ledger.Evidence) about
+    # heights below the block that applies it: its node may lead again.
+    CLEAR_EVIDENCE = "clear_evidence"
 
 
 _WITH_NODE = frozenset((Action.ADD_NODE, Action.REPLACE_NODE))
@@ -539,6 +542,8 @@ def governance_writes(
                 f"is at epoch {epoch} (a certificate is good for one change, at one epoch)",
             )
         writes[_K_EPOCH] = pack_trusted(epoch + 1)
+    if proposal.action is Action.CLEAR_EVIDENCE:
+        writes[_K_CLEARED + proposal.state.encode()] = pack_trusted(height)
     writes[_K_PROPOSAL + pid] = pack_trusted([height, position, proposal.action.value, proposal.state])
     return writes
 
@@ -554,7 +559,7 @@ def _action_writes(
         params = dataclasses.replace(governed_params(reader, genesis), **dict(proposal.params))
         return {_K_PARAMS: pack_trusted([[n, getattr(params, n)] for n in param_names()])}
     if action is Action.CLEAR_EVIDENCE:
-        return {}  # recorded under its proposal id; the finality work reads it
+        return {}  # the height it applies at is written by governance_writes
     if action is Action.ADD_NODE:
         if current.status == ACTIVE:
             raise GovernanceRefused(Reason.ALREADY_EXISTS, f"{state}'s node is a member already")
@@ -572,6 +577,13 @@ def _action_writes(
     if active == [state]:
         raise GovernanceRefused(Reason.WRONG_STATUS, f"{state}'s node is the last one and cannot be removed")
     return {key: MemberRecord(REMOVED, current.node, pid, certificate).pack()}
+
+
+def evidence_cleared_below(reader: Reader, state: str) -> int:
+    """The height of the block that last applied a CLEAR_EVIDENCE for `state` (0 if
+    none): evidence about heights below it no longer holds against the state."""
+    raw = reader.get(_K_CLEARED + state.encode())
+    return int(unpack_trusted(raw)) if raw is not None else 0
 
 
 def desired_voters(reader: Reader, genesis: Genesis) -> list[tuple[int, str, bytes]]:
@@ -649,5 +661,6 @@ __all__ = [
     "param_names",
     "proposal_id",
     "quorum_verdict",
+    "evidence_cleared_below",
     "removed_members",
 ]

@@ -1,9 +1,11 @@
 """Proofs that check offline against nothing but the genesis file.
 
-An `InclusionProof` shows that a document, with its result, is in a block that a
-majority of member states attested: the header, every attestation carried (all must
-verify, at least a quorum of distinct states), and RFC 6962 audit paths for the
-document and for its result.
+An `InclusionProof` shows that a document, with its result, is in a *final* block:
+the header, every attestation carried (all must verify, and a Byzantine quorum of
+distinct member states must attest it, ledger._finality), and RFC 6962 audit paths for
+the document and for its result. A block attested by a mere majority is not final (a
+hostile leader can gather a majority on each of two blocks at one height), and a
+bundle holding one does not verify.
 
 A `ProvenanceBundle` is a code's whole story: an inclusion proof for every document
 that touched the code or an aggregate it travelled in, and for the registration of
@@ -19,6 +21,7 @@ from ._chain import Attestation, BlockHeader, encode_result
 from ._documents import PAYLOADS, DocType, SignedDocument, decode_signed
 from ._encoding import pack, unpack, unpack_trusted
 from ._errors import DecodeError
+from ._finality import final_states, finality_verdict
 from ._genesis import Genesis
 from ._identity import DOMAIN_DOCUMENT, ParticipantId, Verifier, participant_id
 from ._merkle import MerkleTree, ProofError, leaf_hash, verify_inclusion
@@ -114,19 +117,17 @@ class InclusionProof:
 def check_attested(
     header: BlockHeader, attestations: list[Attestation], genesis: Genesis, verifier: Verifier
 ) -> None:
-    """Every attestation carried must verify, and a quorum of distinct states must sign."""
+    """Every attestation carried must verify, and the block must be final: a Byzantine
+    quorum of distinct member states must attest it (ledger._finality)."""
     if header.chain_id != genesis.chain_id:
         raise ProofError(f"block {header.height} belongs to chain {header.chain_id!r}")
-    states: set[str] = set()
-    for att in attestations:
-        if att.height != header.height or att.block_hash != header.hash:
-            raise ProofError(f"an attestation by {att.state} is for another block")
-        if not att.verify(genesis, verifier):
-            raise ProofError(f"the attestation by {att.state} at height {header.height} does not verify")
-        states.add(att.state)
-    if len(states) < genesis.quorum:
+    verdict = finality_verdict(genesis, header.height, header.hash, attestations, verifier)
+    if verdict.problem is not None:
+        raise ProofError(verdict.message(header.height))
+    if not verdict.final:
         raise ProofError(
-            f"block {header.height} is attested by {len(states)} member states; {genesis.quorum} are needed"
+            f"block {header.height} is not final: attested by {len(verdict.states)} member states, "
+            f"a Byzantine quorum of {verdict.needed} is needed"
         )
 
 
@@ -296,6 +297,21 @@ def provenance(
         if where is not None:
             registrations.append(builder.at(*where))
     return ProvenanceBundle(key, store.genesis.hash, entries, registrations)
+
+
+def not_final_heights(bundle: ProvenanceBundle, genesis: Genesis) -> list[int]:
+    """Heights of the bundle's blocks that its attestations do not make final (counting
+    distinct states that attest the block's hash; signatures are checked by
+    `verify_provenance`). A node builds a bundle from what it holds; while a block is
+    still short of a Byzantine quorum, the bundle would not verify: wait, or say so."""
+    out: set[int] = set()
+    for proof in (*bundle.entries, *bundle.registrations):
+        header = proof.header
+        agreeing = (a.state for a in proof.attestations
+                    if a.height == header.height and a.block_hash == header.hash)
+        if not final_states(genesis, agreeing):
+            out.add(header.height)
+    return sorted(out)
 
 
 @dataclass(frozen=True, slots=True)

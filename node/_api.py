@@ -27,9 +27,12 @@ from ledger import (
     CodeError,
     DecodeError,
     DecodeLimits,
+    Evidence,
     SignedDocument,
     decode_signed,
+    evidence_cleared_below,
     inclusion_proof,
+    not_final_heights,
     parse_code,
     provenance,
     signed_from_json,
@@ -276,20 +279,28 @@ async def post_documents(request: web.Request, a: Args) -> web.Response:
                 raise
             admitted.append(exc)
             continue
-        admitted.append((doc_id, node.waiters.add(doc_id) if a["wait"] == "commit" else None))
+        admitted.append((doc_id, node.waiters.add(doc_id) if a["wait"] != "none" else None))
     deadline = time.monotonic() + a["timeout_ms"] / 1000
-    results = [await _outcome(node, item, deadline) for item in admitted]
+    final = a["wait"] == "final"
+    results = [await _outcome(node, item, deadline, final) for item in admitted]
     if not batch:
-        status = 200 if results[0]["status"] in ("applied", "rejected") else 202
-        return respond(request, results[0], status)
-    return respond(request, {"results": results}, 200 if a["wait"] == "commit" else 202)
+        return respond(request, results[0], 200 if _answered(results[0], final) else 202)
+    done = a["wait"] != "none" and all(_answered(r, final) or r["status"] == "refused" for r in results)
+    return respond(request, {"results": results}, 200 if done else 202)
 
 
-async def _outcome(node: Node, admitted: tuple[bytes, Any] | Refusal, deadline: float) -> dict[str, Any]:
+def _answered(outcome: dict[str, Any], final: bool) -> bool:
+    """Whether an outcome is what the client waited for: applied or rejected, and final
+    when it asked for wait=final."""
+    return outcome["status"] in ("applied", "rejected") and (not final or outcome.get("final") is True)
+
+
+async def _outcome(node: Node, admitted: tuple[bytes, Any] | Refusal, deadline: float,
+                   final: bool) -> dict[str, Any]:
     if isinstance(admitted, Refusal):
         return _error_item(admitted)
     doc_id, future = admitted
-    pending = {"id": doc_id.hex(), "status": "pending"}
+    pending = {"id": doc_id.hex(), "status": "pending", "final": False}
     if future is None:
         return pending
     # All of a batch share one deadline: the timeout bounds the request, not each document.
@@ -297,6 +308,16 @@ async def _outcome(node: Node, admitted: tuple[bytes, Any] | Refusal, deadline: 
     if outcome is None:
         pending["message"] = "not committed within the timeout; GET /v1/documents/{id} tells later"
         return pending
+    outcome = dict(outcome)  # one outcome may be shared by several waiting clients
+    height = outcome["height"]
+    if final:
+        outcome["final"] = await node.wait_final(height, max(0.0, deadline - time.monotonic()))
+        if not outcome["final"]:
+            outcome["message"] = (outcome.get("message") or "") + (
+                f"; block {height} is not final yet (not attested by a Byzantine quorum of member "
+                "states within the timeout); GET /v1/documents/{id} tells later").lstrip("; ")
+    else:
+        outcome["final"] = node.is_final(height)
     return outcome
 
 
@@ -331,7 +352,10 @@ async def get_code_history(request: web.Request, a: Args) -> web.Response:
         shown_entries = [e for e in entries if (e.height, e.position) <= window]
         nxt = nxt if len(shown_entries) == len(entries) else None
         entries = shown_entries
-    return respond(request, {"code": key, "entries": [e.to_json() for e in entries], "next": nxt})
+    node = node_of(request)
+    views = [{**e.to_json(), "final": node.is_final(e.height)} for e in entries]
+    return respond(request, {"code": key, "entries": views, "next": nxt,
+                             "final_height": node.finality.final_height})
 
 
 async def get_check(request: web.Request, a: Args) -> web.Response:
@@ -472,19 +496,45 @@ async def get_document_proof(request: web.Request, a: Args) -> web.Response:
 
 async def get_code_proof(request: web.Request, a: Args) -> web.Response:
     key = a["code"]
-    store = node_of(request).store
+    node = node_of(request)
     # A past holder's bundle ends where its view of the history ends; its proofs verify
     # all the same, each document against its attested block.
     window = history_window_of(request)
-    bundle = provenance(store, key, until=None if window == END else window)
+    bundle = provenance(node.store, key, until=None if window == END else window)
     if bundle is None:
         raise Refusal("unknown_code", f"code {key} is not on the ledger")
+    # A bundle insists on final blocks (ledger.verify_provenance refuses others): one
+    # that would not verify is not handed out; the client asks again once they are.
+    waiting = not_final_heights(bundle, node.genesis)
+    if waiting:
+        shown = ", ".join(str(h) for h in waiting[:10])
+        raise Refusal("not_final", f"the provenance of {key} is not final yet: block(s) {shown} are not "
+                                   "attested by a Byzantine quorum of member states; ask again shortly")
     if wants_msgpack(request):
         return web.Response(body=bundle.encode(), content_type=MSGPACK)
     return respond(request, bundle.to_json())
 
 
 # -- node ------------------------------------------------------------------------------
+
+
+async def get_evidence_list(request: web.Request, a: Args) -> web.Response:
+    node = node_of(request)
+    return respond(request, {"evidence": [_evidence_json(node, e) for e in node.evidence.all()]})
+
+
+async def get_evidence(request: web.Request, a: Args) -> web.Response:
+    node = node_of(request)
+    evidence = node.evidence.get(a["id"])
+    if evidence is None:
+        raise Refusal("unknown_evidence", "this node holds no evidence with that id")
+    return respond(request, {**_evidence_json(node, evidence), "bytes": evidence.encode().hex()})
+
+
+def _evidence_json(node: Node, evidence: Evidence) -> dict[str, Any]:
+    """The evidence, and whether it still holds against its state (not cleared)."""
+    return {**evidence.to_json(), "against": node.evidence_against(evidence.state)
+            and evidence.height >= evidence_cleared_below(node.store.db, evidence.state)}
 
 
 async def get_status(request: web.Request, a: Args) -> web.Response:

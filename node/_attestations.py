@@ -1,10 +1,15 @@
 """Attestations: this node signs each block hash it computed, and checks its peers'.
 
-A peer's attestation of a block we hold is stored when it agrees with our hash. One
-that disagrees is logged and remembered; when a majority of member states attest
-another hash than ours at some height, this node has diverged, and it stops loudly
-rather than serve or spread a wrong state. Attestations for heights we have not
-reached yet wait, bounded, until we apply that block.
+A peer's attestation of a block we hold is stored when it agrees with our hash (and
+`on_stored` tells finality about it). One that disagrees is logged and remembered;
+when a Byzantine quorum of member states attests another hash than ours at some
+height, that other block is final and this node has diverged: it stops loudly rather
+than serve or spread a wrong state. Attestations for heights we have not reached yet
+wait, bounded, until we apply that block.
+
+Two attestations signed by one state for different hashes at one height are
+*evidence* (ledger.Evidence): whichever arrives second, this node builds the proof and
+hands it to `on_evidence` (which stores, shows and gossips it).
 """
 
 from __future__ import annotations
@@ -12,7 +17,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ledger import Attestation, BlockHeader, Genesis, KeyPair, LedgerStore, Verifier
+from ledger import (
+    Attestation,
+    BlockHeader,
+    Evidence,
+    Genesis,
+    KeyPair,
+    LedgerStore,
+    Verifier,
+    finality_quorum,
+)
 
 from ._gossip import attestation_item
 
@@ -44,6 +58,9 @@ class Attestations:
         gossip_all: Callable[[bytes], None],
         gossip_to: Callable[[str, bytes], None],
         fail: Callable[[str], None],
+        on_stored: Callable[[int], None] = lambda height: None,
+        on_evidence: Callable[[Evidence], None] = lambda evidence: None,
+        wants_evidence: Callable[[str], bool] = lambda state: True,
     ) -> None:
         self._genesis = genesis
         self._state = state
@@ -53,9 +70,16 @@ class Attestations:
         self._gossip_all = gossip_all
         self._gossip_to = gossip_to
         self._fail = fail
+        self._on_stored = on_stored
+        self._on_evidence = on_evidence
+        self._wants_evidence = wants_evidence
+        # (height, state) pairs we already built evidence for: a state that floods
+        # conflicting attestations at a few heights costs one piece per height, not a
+        # proof built and hashed per attestation (the hostile flood row: 5,000 of them).
+        self._evidenced: set[tuple[int, str]] = set()
         self._early: dict[int, list[Attestation]] = {}
         self._early_count = 0
-        self._conflicts: dict[int, dict[str, bytes]] = {}
+        self._conflicts: dict[int, dict[str, Attestation]] = {}
 
     def attest(self, header: BlockHeader, sign: bool = True) -> None:
         """Sign a block we applied, store and gossip the signature, then check the
@@ -66,6 +90,7 @@ class Attestations:
             att = Attestation.make(self._key, self._genesis.chain_id, self._state, header)
             self._store.add_attestation(att, self._verifier)
             self._gossip_all(attestation_item(att))
+            self._on_stored(header.height)
         self._forget_conflicts_below(header.height - CONFLICT_HEIGHTS_KEPT)
         early = self._early.pop(header.height, None)
         if early:
@@ -97,29 +122,56 @@ class Attestations:
 
     def _check(self, att: Attestation, header: BlockHeader) -> None:
         if att.block_hash == header.hash:
-            if not self._store.has_attestation(att.height, att.state):
-                self._store.add_attestation(att, self._verifier)
+            fresh = not self._store.has_attestation(att.height, att.state)
+            if fresh and self._store.add_attestation(att, self._verifier):
+                self._on_stored(att.height)
+                earlier = self._conflicts.get(att.height, {}).get(att.state)
+                if earlier is not None:
+                    self._evidence(earlier, att)
             return
         # The member table's key: governance may have replaced or removed this node's.
         if not self._store.members().verify_attestation(att, self._verifier):
             return
         log.error("%s attests block %d as %s..., we hold %s...", att.state, att.height,
                   att.block_hash.hex()[:16], header.hash.hex()[:16])
+        self._equivocation(att, header)
         if att.height < self._store.head.height - CONFLICT_HEIGHTS_KEPT:
             return
         others = self._conflicts.setdefault(att.height, {})
-        others[att.state] = att.block_hash
-        agreeing = sum(1 for h in others.values() if h == att.block_hash)
-        if agreeing >= self._genesis.quorum:
+        others.setdefault(att.state, att)
+        agreeing = sum(1 for other in others.values() if other.block_hash == att.block_hash)
+        if agreeing >= finality_quorum(len(self._genesis.states)):
             self._fail(
-                f"DIVERGED at block {att.height}: a majority of member states attested "
-                f"{att.block_hash.hex()[:16]}..., this node holds {header.hash.hex()[:16]}..."
+                f"DIVERGED at block {att.height}: a Byzantine quorum of member states attested "
+                f"{att.block_hash.hex()[:16]}... (final), this node holds {header.hash.hex()[:16]}..."
             )
+
+    def _equivocation(self, att: Attestation, header: BlockHeader) -> None:
+        """A verified attestation of another hash than ours: evidence if the same state
+        also signed ours, or signed a third hash we remember."""
+        if (att.height, att.state) in self._evidenced or not self._wants_evidence(att.state):
+            return
+        if self._store.has_attestation(att.height, att.state):
+            ours = next((a for a in self._store.attestations(att.height) if a.state == att.state), None)
+            if ours is not None:
+                self._evidence(ours, att)
+                return
+        earlier = self._conflicts.get(att.height, {}).get(att.state)
+        if earlier is not None and earlier.block_hash != att.block_hash:
+            self._evidence(earlier, att)
+
+    def _evidence(self, a: Attestation, b: Attestation) -> None:
+        if (a.height, a.state) in self._evidenced:
+            return
+        self._evidenced.add((a.height, a.state))
+        self._on_evidence(Evidence.of(a, b))
 
     def _forget_conflicts_below(self, height: int) -> None:
         if self._conflicts and min(self._conflicts) < height:
             for old in [h for h in self._conflicts if h < height]:
                 del self._conflicts[old]
+        if self._evidenced:
+            self._evidenced = {(h, s) for h, s in self._evidenced if h >= height}
 
     def conflicts(self) -> int:
         """How many conflicting attestations are kept (for tests and status)."""

@@ -40,6 +40,7 @@ from ledger import (
     LedgerStore,
     Verifier,
     documents_root,
+    finality_quorum,
 )
 
 from ._pipeline import ApplyPipeline
@@ -87,9 +88,10 @@ FETCH_TIMEOUT_S = 300.0
 
 
 def catchup_quorum(genesis: Genesis) -> int:
-    """How many distinct member states must attest a fetched block: the one place that
-    says it. A majority today; Byzantine finality (another issue) changes it here."""
-    return genesis.quorum
+    """How many distinct member states must attest a fetched block: a Byzantine quorum
+    (ledger.finality_quorum), so catch-up takes only final blocks. A majority is not
+    enough: a hostile leader can gather a majority on each of two blocks at one height."""
+    return finality_quorum(len(genesis.states))
 
 
 class Unproven(Exception):

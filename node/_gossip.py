@@ -1,7 +1,7 @@
 """Gossip between member-state nodes: the items, and what we learn from each peer.
 
 A gossip item is a msgpack array whose first element says its kind: a document, an
-attestation, or a node's status. Items arrive in frames from each peer's gossip
+attestation, a node's status, or equivocation evidence. Items arrive in frames from each peer's gossip
 websocket; `GossipInbox` decodes each with bounds and hands it to the part that
 handles it. A malformed item is dropped and counted, never raised.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from ledger import Attestation, DecodeError, DecodeLimits, unpack_untrusted
+from ledger import EVIDENCE_BYTES_MAX, Attestation, DecodeError, DecodeLimits, Evidence, unpack_untrusted
 
 from ._metrics import Metrics
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 GOSSIP_DOCUMENT = 0
 GOSSIP_ATTESTATION = 1
 GOSSIP_STATUS = 2
+GOSSIP_EVIDENCE = 3
 # A status's version string is for people; a longer one is cut.
 VERSION_CHARS_MAX = 64
 # Heights are signed 64-bit in the store's keys; terms and node ids are Raft's uint64.
@@ -52,6 +53,11 @@ def document_item(wire: bytes) -> bytes:
 
 def attestation_item(att: Attestation) -> bytes:
     out: bytes = msgpack.packb([GOSSIP_ATTESTATION, att.to_list()], use_bin_type=True)
+    return out
+
+
+def evidence_item(evidence: Evidence) -> bytes:
+    out: bytes = msgpack.packb([GOSSIP_EVIDENCE, evidence.encode()], use_bin_type=True)
     return out
 
 
@@ -95,11 +101,13 @@ class GossipInbox:
         head_height: Callable[[], int],
         on_document: Callable[[bytes], None],
         on_attestation: Callable[[str, Attestation], None],
+        on_evidence: Callable[[Evidence], None] = lambda evidence: None,
     ) -> None:
         self._metrics = metrics
         self._head_height = head_height
         self._on_document = on_document
         self._on_attestation = on_attestation
+        self._on_evidence = on_evidence
         self.peers: dict[str, PeerStatus] = {}
 
     def receive(self, peer: str, items: list[bytes]) -> None:
@@ -117,6 +125,8 @@ class GossipInbox:
                     self._on_document(payload)
                 elif kind == GOSSIP_ATTESTATION:
                     self._on_attestation(peer, payload)
+                elif kind == GOSSIP_EVIDENCE:
+                    self._on_evidence(payload)  # checked against genesis before it is kept
                 else:
                     self._on_status(peer, payload)
             # A peer's bytes must never end the socket handler, even where a handler
@@ -149,6 +159,12 @@ def decode_item(item: bytes) -> tuple[int, Any]:
         return kind, _attestation(payload)
     if kind == GOSSIP_STATUS:
         return kind, _status(payload)
+    if kind == GOSSIP_EVIDENCE:
+        # Evidence about any state, relayed by any peer: what makes it believable is the
+        # two signatures, checked by the handler; its shape is checked here, bounded.
+        if type(payload) is not bytes or len(payload) > EVIDENCE_BYTES_MAX:
+            raise MalformedItem(f"gossiped evidence is at most {EVIDENCE_BYTES_MAX} bytes")
+        return kind, Evidence.decode(payload)
     raise MalformedItem(f"unknown gossip kind {kind}")
 
 

@@ -88,8 +88,11 @@ HTTP_STATUS: dict[str, int] = {
     "cursor_expired": 400,
     "feed_busy": 429,
     "unknown_product": 404,
+    "unknown_evidence": 404,
     "method_not_allowed": 405,
     "duplicate": 409,
+    # A provenance bundle whose blocks are not final yet: ask again shortly.
+    "not_final": 409,
     "too_large": 413,
     "unsupported_media_type": 415,
     "too_slow": 408,

@@ -90,8 +90,16 @@ class Metrics:
             "tamga_refusal_budget_spent_total", "Documents answered 429 because their client or signer "
             "spent its budget of refused signatures", ["state"], registry=r,
         )
+        self._evidence = Gauge(
+            "tamga_evidence", "Pieces of equivocation evidence held (two attestations by one state for "
+            "different blocks at one height)", ["state"], registry=r,
+        )
         self._state = state
         self.alarms = Alarms(self)
+
+    def evidence_gauge(self) -> Gauge:
+        """Pieces of equivocation evidence this node holds (node/_evidence.py)."""
+        return self._evidence.labels(state=self._state)
 
     def alarm(self, kind: str) -> Counter:
         return self._alarms.labels(state=self._state, kind=kind)
@@ -137,6 +145,10 @@ ALARM_KINDS = (
     "block_time_clamped",
     # A block's proposed time was ahead of this node's clock by more than the skew bound.
     "block_time_ahead",
+    # The head ran further above the final height than the bound (node/_finality.py).
+    "finality_gap",
+    # A member state signed two attestations for different blocks at one height: evidence.
+    "equivocation",
 )
 
 

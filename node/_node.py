@@ -4,8 +4,11 @@ A document arrives from a client or a peer and passes `Admission` (the ledger's 
 admission rule) into the `Mempool`; while this node leads, the `Proposer` takes
 documents out into Raft proposals; the Raft `Driver` replicates and commits them and
 hands committed entries to the `ApplyPipeline`, which applies each as one block;
-`Attestations` signs each block's hash and checks the peers' signatures (a majority
-attesting another hash means we diverged: the node stops); `CatchUp` fetches blocks a
+`Attestations` signs each block's hash and checks the peers' signatures (a Byzantine
+quorum attesting another hash means we diverged: the node stops); `Finality` counts
+them into the final height clients may wait for; `EvidenceStore` keeps proofs that a
+state signed two blocks at one height, and Raft refuses that state's node as leader
+(`evidence_against`) until the regulators clear it; `CatchUp` fetches blocks a
 restored snapshot skipped; `GossipInbox` dispatches what peers send; `Housekeeping`
 resends, expires and gossips status; `Views` answer what the node shows.
 
@@ -39,6 +42,7 @@ from consensus import (
 )
 from ledger import (
     AppliedBlock,
+    Evidence,
     Genesis,
     KeyPair,
     LedgerStore,
@@ -46,6 +50,7 @@ from ledger import (
     Verifier,
     conf_change_authorization,
     conf_change_follows,
+    evidence_cleared_below,
     next_conf_change,
 )
 
@@ -55,8 +60,10 @@ from ._catchup import PROCESSED_HEADER, CatchUp
 from ._censorship import CensorshipWatch
 from ._config import NodeConfig
 from ._errors import Refusal
+from ._evidence import EvidenceStore
 from ._feed import Feed, ruled_visible
-from ._gossip import GossipInbox, document_item, status_item
+from ._finality import Finality
+from ._gossip import GossipInbox, document_item, evidence_item, status_item
 from ._housekeeping import Housekeeping
 from ._membership import MembershipFollower, peer_addresses
 from ._mempool import Mempool
@@ -126,13 +133,15 @@ def governance_judge(genesis: Genesis) -> Callable[[ConfChange], bool]:
     return judge
 
 
-def raft_config(config: NodeConfig, genesis: Genesis) -> tuple[Config, DriverConfig]:
+def raft_config(config: NodeConfig, genesis: Genesis,
+                leader_refused: Callable[[NodeId], bool] | None = None) -> tuple[Config, DriverConfig]:
     raft = config.raft
     core = Config(
         conf_change_authorized=governance_judge(genesis),
         # A certificate's membership epoch must be above that of the change before it:
         # a change carried out once is never carried out again (a replayed removal).
         conf_change_follows=lambda prior, cc: conf_change_follows(prior, cc.context),
+        leader_refused=leader_refused,
         id=NodeId(genesis.state(config.state).node_id),
         voters=tuple(NodeId(s.node_id) for s in genesis.states),
         election_tick=raft.election_ticks,
@@ -189,13 +198,25 @@ class Node:
                                make_session=make_session)
         self.membership = MembershipFollower(self.state, key.public_key, store.members,
                                              pin_peers or (lambda _pins: set()), self.links.set_peers)
+        # The event feed serves final blocks only, each followed by its `final` event, and
+        # wakes its readers when the final height moves.
+        self.feed = Feed(store, visible=ruled_visible(store), final=lambda: self.finality.final_height)
+        self.finality = Finality(genesis, self.state, store, config.data_dir / "final_height", metrics,
+                                 on_final=self.feed.advanced)
+        self.evidence = EvidenceStore(config.data_dir / "evidence", genesis, Verifier(),
+                                      cleared_below=lambda state: evidence_cleared_below(store.db, state))
+        self._refused_nodes: frozenset[int] = frozenset()
+        self._evidence_metric = metrics.evidence_gauge()
+        self._refresh_refused()
         self.attestations = Attestations(genesis, self.state, key, store, self.verifier,
-                                         self.links.gossip_all, self.links.gossip_to, self.fail)
+                                         self.links.gossip_all, self.links.gossip_to, self.fail,
+                                         on_stored=self.finality.attested, on_evidence=self.add_evidence,
+                                         wants_evidence=self.evidence.wants)
         self.pipeline = ApplyPipeline(self.state, store, self.mempool, committed, verified, self.waiters,
                                       metrics, self._applied, self.fail)
         self.catchup = CatchUp(genesis, self.state, store, self.verifier, self.pipeline, self.links,
                                leader=lambda: self.driver.leader, fail=self.fail)
-        core, driver_config = raft_config(config, genesis)
+        core, driver_config = raft_config(config, genesis, leader_refused=self._leader_refused)
         self.driver = Driver(core, raft_log, RaftTransport(genesis, self.links),
                              _RaftApplication(store, self.pipeline, self.catchup, self._wake_proposer),
                              driver_config, on_commit_latency=metrics.commit_latency.observe)
@@ -206,7 +227,7 @@ class Node:
         self.admission = Admission(genesis, store, self.mempool, committed, self.verifier, verified, metrics,
                                    self._admitted)
         self.gossip = GossipInbox(metrics, lambda: store.head.height, self.admission.admit_from_peer,
-                                  self.attestations.receive)
+                                  self.attestations.receive, on_evidence=self.add_evidence)
         self.views = Views(genesis, self.state, store, self.mempool, self.driver, self.links,
                            self.gossip.peers, self.pipeline.processed_index, lambda: self.fatal_error,
                            metrics.alarms)
@@ -216,7 +237,6 @@ class Node:
         # The inbox and the event feed. The read rule is the one callable `visible`:
         # the stand-in below until ledger/_access.py gives the real one; `final=` the
         # highest final height once finality exists (the feed then serves final blocks).
-        self.feed = Feed(store, visible=ruled_visible(store))
         self.housekeeping = Housekeeping(genesis, self.driver, self.links, self.mempool, self.proposer,
                                          metrics, self._status_item, self.fail,
                                          watch_censorship=self.censorship.check)
@@ -224,6 +244,8 @@ class Node:
     def close(self) -> None:
         self.pipeline.close()
         self.waiters.fail_all(Refusal("stopping", "the node is stopping"))
+        self.finality.fail_all(Refusal("stopping", "the node is stopping"))
+        self.finality.close()
 
     # -- what the API uses -------------------------------------------------------------
 
@@ -239,15 +261,56 @@ class Node:
     async def wait_applied(self, doc_id: bytes, future: Any, timeout_s: float) -> dict[str, Any] | None:
         return await self.waiters.wait(doc_id, future, timeout_s)
 
+    async def wait_final(self, height: int, timeout_s: float) -> bool:
+        return await self.finality.wait_final(height, timeout_s)
+
+    def is_final(self, height: int) -> bool:
+        return self.finality.is_final(height)
+
     def document_status(self, doc_id: bytes) -> dict[str, Any]:
-        return self.views.document_status(doc_id)
+        out = self.views.document_status(doc_id)
+        out["final"] = out["height"] is not None and self.finality.is_final(out["height"])
+        return out
 
     def status(self) -> dict[str, Any]:
         out = self.views.status()
         out["censorship"] = self.censorship.view()
         # The member table in force (governance proposals name its epoch).
         out["membership"] = self.store.members().to_json()
+        out["final_height"] = self.finality.final_height
+        out["finality"] = self.finality.to_json()
+        out["evidence"] = self.evidence.to_json()
         return out
+
+    # -- evidence --------------------------------------------------------------------------
+
+    def evidence_against(self, state: str) -> bool:
+        """Whether this node holds evidence against `state` that the regulators have not
+        cleared: its node must not lead (no vote, no pre-vote, its appends ignored)."""
+        return self.evidence.against(state)
+
+    def add_evidence(self, evidence: Evidence) -> None:
+        """Evidence this node built or a peer gossiped: checked, kept, shown, passed on."""
+        if not self.evidence.add(evidence):
+            return
+        self.metrics.alarms.raise_alarm(
+            "equivocation", evidence.height,
+            f"{evidence.state} signed two different blocks at height {evidence.height} "
+            f"(evidence {evidence.id.hex()[:16]}); its node may not lead until the regulators clear it")
+        self.links.gossip_all(evidence_item(evidence))
+        self._refresh_refused()
+
+    def _refresh_refused(self) -> None:
+        """Recompute the node ids Raft refuses as leader (cheap: a few states)."""
+        refused = set()
+        for s in self.genesis.states:
+            if s.code != self.state and self.evidence.against(s.code):
+                refused.add(s.node_id)
+        self._refused_nodes = frozenset(refused)
+        self._evidence_metric.set(len(self.evidence))
+
+    def _leader_refused(self, node: NodeId) -> bool:
+        return node in self._refused_nodes
 
     def processed_index(self) -> int:
         return self.pipeline.processed_index()
@@ -262,6 +325,7 @@ class Node:
         self.fatal_error = reason
         log.critical("%s; the node stops", reason)
         self.waiters.fail_all(Refusal("diverged", reason))
+        self.finality.fail_all(Refusal("diverged", reason))
         self._on_fatal(reason)
 
     # -- the wiring between parts ------------------------------------------------------
@@ -281,6 +345,9 @@ class Node:
     def _applied(self, applied: AppliedBlock, accepted: bool) -> None:
         self.feed.advanced()
         self.attestations.attest(applied.header, sign=accepted)
+        self.finality.advance()
+        if len(self.evidence):
+            self._refresh_refused()  # a CLEAR_EVIDENCE in this block lifts a refusal
         self.censorship.ordered(applied.document_ids, time.monotonic())
         self.membership.follow()
         self.follow_governance()
@@ -317,6 +384,8 @@ class Node:
 
     def _gossip_up(self, peer: str) -> None:
         self.attestations.resend(peer)
+        for evidence in self.evidence.all():
+            self.links.gossip_to(peer, evidence_item(evidence))
 
     def _status_item(self) -> bytes:
         head = self.store.head

@@ -19,6 +19,7 @@ _HEX = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
 _PID = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
 _UINT = {"type": "integer", "minimum": 0}
 _STR = {"type": "string"}
+_BOOL = {"type": "boolean"}
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -50,8 +51,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "signature": {"type": "string", "pattern": "^[0-9a-fA-F]{128}$"},
         },
     },
-    "Pending": _object({"id": _HEX64, "status": {"const": "pending"}}, {"message": _STR}),
-    "Outcome": _object({"id": _HEX64, **_RESULT, "height": _UINT, "position": _UINT}),
+    "Pending": _object({"id": _HEX64, "status": {"const": "pending"}}, {"message": _STR, "final": _BOOL}),
+    # `final`: the block is attested by a Byzantine quorum of member states and can no
+    # longer be replaced (wait=final waits for it; wait=commit only for the block).
+    "Outcome": _object({"id": _HEX64, **_RESULT, "height": _UINT, "position": _UINT, "final": _BOOL}),
     "Refused": _object({"status": {"const": "refused"}, "error": _STR, "message": _STR}),
     "BatchResults": _object({"results": {"type": "array", "items": {"anyOf": [
         _ref("Pending"), _ref("Outcome"), _ref("Refused")]}}}),
@@ -61,6 +64,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "reason": _nullable(_STR), "message": _STR,
         "height": _nullable(_UINT), "position": _nullable(_UINT),
         "document": _nullable(_ref("SignedDocument")),
+        "final": _BOOL,
     }),
     "Code": _object({
         "code": _STR, "kind": {"enum": ["unit", "aggregate"]}, "status": _STR, "owner": _PID,
@@ -71,9 +75,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "code": _STR,
         "entries": {"type": "array", "items": _object({
             "height": _UINT, "position": _UINT, "document_id": _HEX64, "type": _STR,
-            "sscc": _nullable(_STR), "via": _nullable(_STR)})},
+            "sscc": _nullable(_STR), "via": _nullable(_STR)}, {"final": _BOOL})},
         "next": _nullable({"type": "string", "pattern": "^[0-9]+\\.[0-9]+$"}),
-    }),
+    }, {"final_height": _UINT}),
     "Check": {**_object({"code": _STR, "status": _STR, "suspended": {"type": "boolean"}},
                         {"gtin": _STR, "sscc": _STR}),
               "additionalProperties": False},
@@ -141,7 +145,18 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         # The last alarm of each kind this node raised (e.g. a block time out of bounds).
         "alarms": {"type": "object", "additionalProperties": _object({
             "count": _UINT, "height": _UINT, "message": _STR, "at_ms": _UINT})},
+    }, {
+        # Every block up to final_height is attested by a Byzantine quorum; the gap to
+        # `height` has an alarm (`finality_gap`) beyond gap_blocks_max.
+        "final_height": _UINT,
+        "finality": _object({"final_height": _UINT, "gap_blocks": _UINT, "gap_blocks_max": _UINT}),
+        "evidence": _object({"pieces": _UINT, "against": {"type": "array", "items": _STR}, "refused": _UINT}),
     }),
+    # Two attestations signed by one state for different blocks at one height.
+    "Evidence": _object({"id": _HEX64, "kind": _STR, "state": _STR, "height": _UINT,
+                         "attestations": {"type": "array", "items": _ref("Attestation")},
+                         "against": _BOOL}),
+    "EvidenceList": _object({"evidence": {"type": "array", "items": _ref("Evidence")}}),
     # What gossip last said of a peer, and whether its link is up; a peer not heard from
     # yet has only `connected`.
     "Peer": {"type": "object", "properties": {

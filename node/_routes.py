@@ -81,18 +81,21 @@ def path(name: str, kind: Text | Integer, doc: str) -> Param:
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/documents", h.post_documents, "Submit one signed document or a batch",
-          answers=(Ok(202, "admitted; pending (one document, or a batch without wait=commit)",
+          answers=(Ok(202, "admitted; pending (one document, or a batch without wait=commit/final), or "
+                           "with wait=final applied but not final within the timeout (`final`: false)",
                       {"oneOf": [{"$ref": "#/components/schemas/Pending"},
                                  {"$ref": "#/components/schemas/BatchResults"}]}),
                    Ok(200, "with wait=commit: the outcome (applied or rejected with a reason), or a "
-                           "batch's outcomes",
+                           "batch's outcomes; with wait=final: the same once the block is final",
                       {"oneOf": [{"$ref": "#/components/schemas/Outcome"},
                                  {"$ref": "#/components/schemas/BatchResults"}]})),
-          params=(Param("wait", Choice(("none", "commit")),
-                        "`commit`: answer once the document's block is applied (durable on a majority)",
+          params=(Param("wait", Choice(("none", "commit", "final")),
+                        "`commit`: answer once the document's block is applied (durable on a majority); "
+                        "`final`: once that block is also attested by a Byzantine quorum of member states "
+                        "(4 of 5) and can never be replaced",
                         default="none"),
                   Param("timeout_ms", Integer(1, h.WAIT_TIMEOUT_MS_MAX),
-                        "how long wait=commit waits; then 202 pending", default=h.WAIT_TIMEOUT_MS_DEFAULT)),
+                        "how long wait=commit/final waits; then 202", default=h.WAIT_TIMEOUT_MS_DEFAULT)),
           reasons=("too_large", "unsupported_media_type", "wrong_chain", "duplicate", "expired",
                    "expiry_too_far", "not_registered", "revoked", "bad_signature", "mempool_full", "stopping",
                    "diverged", "too_slow", "too_many_refusals"),
@@ -169,7 +172,7 @@ ROUTES: tuple[Route, ...] = (
           answers=(Ok(200, "ledger.ProvenanceBundle: to_json(), or encode() bytes in msgpack",
                       "ProvenanceBundle", msgpack_binary=True),),
           params=(path("code", CODE, "a code key or any form a scanner reads"),), signed=True,
-          reasons=("unknown_code",), reads=lambda a: HistoryRead(a["code"])),
+          reasons=("unknown_code", "not_final"), reads=lambda a: HistoryRead(a["code"])),
     Route("GET", "/v1/inbox", feed.get_inbox, "What is addressed to the signed-in participant",
           answers=(Ok(200, "a page of inbox items, oldest first", "Inbox"),),
           params=(Param("status", Choice(("pending", "all")),
@@ -200,6 +203,12 @@ ROUTES: tuple[Route, ...] = (
           params=(Param("group", GROUP, "only products of this group"),
                   Param("after", GTIN, "page after this GTIN (the `next` of the previous page)"),
                   LIMIT)),
+    Route("GET", "/v1/evidence", h.get_evidence_list,
+          "Equivocation evidence this node holds: two attestations by one state for different blocks "
+          "at one height", answers=(Ok(200, "every piece, by state and height", "EvidenceList"),)),
+    Route("GET", "/v1/evidence/{id}", h.get_evidence, "One piece of equivocation evidence",
+          answers=(Ok(200, "the evidence; `bytes` (hex) is what ledger.Evidence.decode reads", "Evidence"),),
+          params=(path("id", HEX_ID, "evidence id"),), reasons=("unknown_evidence",)),
     Route("GET", "/v1/status", h.get_status, "The node's view: role, term, height, head, peers",
           answers=(Ok(200, "the node's status", "Status"),)),
     Route("GET", "/v1/openapi.json", h.get_openapi, "This description",

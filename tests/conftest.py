@@ -31,6 +31,8 @@ LAYERS: dict[str, str] = {
     "tests/node/test_units.py": "unit",
     "tests/node/test_feed_client.py": "unit",  # the feed's client side, without a node
     "tests/node/test_feed_properties.py": "sim",  # random journeys against the feed and inbox (seeded)
+    "tests/node/test_finality.py::test_evidence_items_decode_bounded_and_the_store_is_bounded": "unit",
+    "tests/node/test_finality.py::test_after_a_clear_new_evidence_against_the_state_is_kept_again": "unit",
     "tests/cli": "process",  # commands against a three-state network on loopback
     "tests/cli/test_offline.py": "unit",
     "tests/cli/test_epcis.py": "unit",

@@ -122,7 +122,7 @@ class NodeClient(_Face):
     # The API: the calls the tools use; anything else is `await client.run(some_plan)`.
 
     async def submit(
-        self, docs: ledger.SignedDocument | Sequence[ledger.SignedDocument], *, wait: bool = True,
+        self, docs: ledger.SignedDocument | Sequence[ledger.SignedDocument], *, wait: bool | str = True,
         timeout_ms: int | None = None,
     ) -> Any:
         """Submit one document (its outcome) or several (`{"results": [...]}`)."""
@@ -131,7 +131,7 @@ class NodeClient(_Face):
         return await self.submit_wires([d.wire() for d in docs], wait=wait, timeout_ms=timeout_ms)
 
     async def submit_wires(
-        self, wires: bytes | Sequence[bytes], *, wait: bool = True, timeout_ms: int | None = None
+        self, wires: bytes | Sequence[bytes], *, wait: bool | str = True, timeout_ms: int | None = None
     ) -> Any:
         return await self.run(_one(submit_request(wires, wait, timeout_ms)))
 

@@ -19,6 +19,7 @@ from ._wire import (
     PAGE_ITEMS_MAX,
     POLL_FIRST_S,
     POLL_LAST_S,
+    WAIT_MODES,
     ClientError,
     Pause,
     Plan,
@@ -68,12 +69,24 @@ def signing_plan(url: str) -> Plan[tuple[str, str]]:
     return chain, state
 
 
-def submit_request(wires: bytes | Sequence[bytes], wait: bool, timeout_ms: int | None) -> Request:
-    """One document's wire bytes, or a batch of them, as one msgpack submission."""
+def wait_mode(wait: bool | str) -> str:
+    """"none", "commit" or "final" from a client's `wait` (True means "commit", the
+    meaning it had before finality existed)."""
+    mode = ("commit" if wait else "none") if isinstance(wait, bool) else wait
+    if mode not in WAIT_MODES:
+        raise ValueError(f"wait is one of {', '.join(WAIT_MODES)} (or a bool), not {wait!r}")
+    return mode
+
+
+def submit_request(wires: bytes | Sequence[bytes], wait: bool | str, timeout_ms: int | None) -> Request:
+    """One document's wire bytes, or a batch of them, as one msgpack submission.
+    `wait`: "commit" (or True) answers once the block is applied, "final" once it is
+    final too, "none" (or False) at once."""
     body = wires if isinstance(wires, bytes) else msgpack.packb(list(wires), use_bin_type=True)
     query: dict[str, str] = {}
-    if wait:
-        query["wait"] = "commit"
+    mode = wait_mode(wait)
+    if mode != "none":
+        query["wait"] = mode
     if timeout_ms is not None:
         query["timeout_ms"] = str(timeout_ms)
     budget_s = None if timeout_ms is None else timeout_ms / 1000 + COMMIT_SLACK_S
@@ -81,15 +94,17 @@ def submit_request(wires: bytes | Sequence[bytes], wait: bool, timeout_ms: int |
                    accept=MSGPACK, signed=False, timeout_s=budget_s)
 
 
-def submit_plan(signed_doc: ledger.SignedDocument, wait: bool, timeout_s: float) -> Plan[Submitted]:
-    """Submit one document; with `wait`, return only once it is applied or rejected."""
-    timeout_ms = int(timeout_s * 1000) if wait else None
-    answer = yield submit_request(signed_doc.wire(), wait, timeout_ms)
+def submit_plan(signed_doc: ledger.SignedDocument, wait: bool | str, timeout_s: float) -> Plan[Submitted]:
+    """Submit one document; with wait "commit" (or True) return only once it is applied
+    or rejected, with "final" only once its block is final too."""
+    mode = wait_mode(wait)
+    timeout_ms = int(timeout_s * 1000) if mode != "none" else None
+    answer = yield submit_request(signed_doc.wire(), mode, timeout_ms)
     result = Submitted.from_json(dict(answer or {}))
     if not result.id:
         result = Submitted(signed_doc.id.hex(), result.status, result.reason, result.message)
-    if wait and not result.final:
-        result = yield from wait_for_plan(result.id, timeout_s)
+    if mode != "none" and not (result.settled and (result.final or mode == "commit")):
+        result = yield from wait_for_plan(result.id, timeout_s, final=mode == "final")
     return result
 
 
@@ -97,18 +112,20 @@ def document_plan(doc_id: str) -> Plan[dict[str, Any]]:
     return _object(Request("GET", f"/v1/documents/{doc_id}"))
 
 
-def wait_for_plan(doc_id: str, timeout_s: float) -> Plan[Submitted]:
-    """Poll a document's status until it is applied or rejected, up to a deadline."""
+def wait_for_plan(doc_id: str, timeout_s: float, final: bool = False) -> Plan[Submitted]:
+    """Poll a document's status until it is applied or rejected (and, with `final`, its
+    block final), up to a deadline."""
     deadline = time.monotonic() + timeout_s
     pause_s = POLL_FIRST_S
     while True:
         result = Submitted.from_json((yield from document_plan(doc_id)))
-        if result.final:
+        if result.settled and (result.final or not final):
             return result
         if time.monotonic() >= deadline:
+            what = "final" if result.settled else "committed"
             raise ClientError(
-                f"document {doc_id} was not committed within {timeout_s:g} s (status {result.status}); "
-                f"ask again with: tamga doc show {doc_id}"
+                f"document {doc_id} was not {what} within {timeout_s:g} s (status {result.status}"
+                f"{', not final' if result.settled else ''}); ask again with: tamga doc show {doc_id}"
             )
         yield Pause(pause_s)
         pause_s = min(pause_s * 2, POLL_LAST_S)

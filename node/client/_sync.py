@@ -197,16 +197,24 @@ class SyncNodeClient(_Face):
     def wait_height(self, height: int, timeout_s: float = 10.0) -> dict[str, Any]:
         return self.run(wait_height_plan(self.url, height, timeout_s))
 
+    def evidence(self) -> list[dict[str, Any]]:
+        """Equivocation evidence the node holds (public: it names states, not businesses)."""
+        answer = self.run(_object(Request("GET", "/v1/evidence", signed=False)))
+        return list(answer.get("evidence") or [])
+
+    def evidence_piece(self, evidence_id: str) -> dict[str, Any]:
+        return self.run(_object(Request("GET", f"/v1/evidence/{evidence_id}", signed=False)))
+
     def check(self, code: str | bytes) -> dict[str, Any]:
         return self.run(_object(Request("GET", f"/v1/check/{quote_code(code)}", signed=False)))
 
     def submit(
-        self, signed_doc: ledger.SignedDocument, wait: bool = True, timeout_s: float = COMMIT_TIMEOUT_S
+        self, signed_doc: ledger.SignedDocument, wait: bool | str = True, timeout_s: float = COMMIT_TIMEOUT_S
     ) -> Submitted:
         return self.run(submit_plan(signed_doc, wait, timeout_s))
 
-    def wait_for(self, doc_id: str, timeout_s: float) -> Submitted:
-        return self.run(wait_for_plan(doc_id, timeout_s))
+    def wait_for(self, doc_id: str, timeout_s: float, final: bool = False) -> Submitted:
+        return self.run(wait_for_plan(doc_id, timeout_s, final))
 
     def document(self, doc_id: str) -> dict[str, Any]:
         return self.run(document_plan(doc_id))

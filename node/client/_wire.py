@@ -27,6 +27,8 @@ MSGPACK = "application/msgpack"
 REQUEST_TIMEOUT_S = 30.0
 COMMIT_TIMEOUT_S = 60.0
 COMMIT_SLACK_S = 10.0
+# What a submission may wait for: nothing, its block applied (committed), or final.
+WAIT_MODES = ("none", "commit", "final")
 # A block stream of the whole chain takes longer than one answer.
 STREAM_TIMEOUT_S = 120.0
 # An error body is a short JSON object; anything longer is not worth reading whole.
@@ -108,6 +110,9 @@ class Submitted:
     message: str = ""
     height: int | None = None
     position: int | None = None
+    # The document's block is attested by a Byzantine quorum of member states (4 of 5)
+    # and can never be replaced: what the node said; False while it is not, or unknown.
+    final: bool = False
 
     @property
     def applied(self) -> bool:
@@ -118,7 +123,9 @@ class Submitted:
         return self.status == "rejected"
 
     @property
-    def final(self) -> bool:
+    def settled(self) -> bool:
+        """Applied or rejected: the document is in a committed block (which may not be
+        final yet: see `final`)."""
         return self.status in ("applied", "rejected")
 
     @classmethod
@@ -130,6 +137,7 @@ class Submitted:
             message=str(obj.get("message") or ""),
             height=obj.get("height"),
             position=obj.get("position"),
+            final=obj.get("final") is True,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -140,6 +148,7 @@ class Submitted:
             "message": self.message,
             "height": self.height,
             "position": self.position,
+            "final": self.final,
         }
 
 

@@ -128,12 +128,12 @@ def test_prove_and_check_a_provenance_offline(world: World, tmp_path: Path) -> N
     assert [e["type"] for e in checked["events"]] == ["emit", "introduce", "ship", "accept", "ship", "accept",
                                                       "retire"]
     text = ok(["audit", "check", str(proof), "--genesis", world.genesis]).stdout
-    assert text.strip().endswith("attested by a majority of member states")
+    assert text.strip().endswith("in a final block (attested by a Byzantine quorum of member states)")
     bundle = ledger.ProvenanceBundle.decode(proof.read_bytes())
     proof_json = tmp_path / "proof.json"
     proof_json.write_text(json.dumps(bundle.to_json()))
     ok(["audit", "check", str(proof_json), "--genesis", world.genesis])
-    # Drop one attestation quorum: every proof needs a majority of member states.
+    # Drop attestations below the quorum: every proof needs a Byzantine quorum of member states.
     first = bundle.entries[0]
     weak = type(first)(first.header, first.attestations[:1], first.position, first.document, first.document_path,
                        first.result, first.result_path)

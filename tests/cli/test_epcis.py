@@ -140,7 +140,7 @@ def test_registrations_are_not_goods_events() -> None:
     assert len(epcis_document(K1, regs, 0)["epcisBody"]["eventList"]) == 1
 
 
-def attest_all(world: World, quorum_states: tuple[str, ...] = ("AM", "BY", "KZ")) -> None:
+def attest_all(world: World, quorum_states: tuple[str, ...] = ("AM", "BY", "KZ", "KG")) -> None:
     verifier = Verifier()
     for height in range(1, world.store.head.height + 1):
         header = world.store.header(height)
@@ -196,6 +196,23 @@ def test_a_real_provenance_bundle_exports_as_valid_epcis(tmp_path: Path, schema:
     ]
     # Unverified (no genesis) gives the same events.
     assert epcis.bundle_events(bundle) == events
+
+
+def test_a_bundle_that_is_not_final_does_not_export_with_genesis(tmp_path: Path) -> None:
+    """A bundle whose blocks only a majority (3 of 5) attests is not final: with genesis
+    the export refuses it and says so (issue 11; before, a majority was enough)."""
+    world = World(tmp_path / "db")
+    try:
+        code, _ = ledger_journey(world)
+        bundle = provenance(world.store, code)
+        assert bundle is not None
+    finally:
+        world.store.close()
+    entries = [type(e)(e.header, e.attestations[:3], e.position, e.document, e.document_path,
+                       e.result, e.result_path) for e in bundle.entries]
+    majority = ProvenanceBundle(bundle.code, bundle.genesis_hash, entries, bundle.registrations)
+    with pytest.raises(Exception, match="not final"):
+        epcis.bundle_events(majority, world.genesis)
 
 
 def test_a_tampered_bundle_is_refused_when_genesis_is_given(tmp_path: Path) -> None:

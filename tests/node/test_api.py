@@ -68,7 +68,7 @@ async def test_without_wait_202_then_the_document_resource(ru: InProcessNode) ->
     response = await ru.client.post("/v1/documents", json=doc.to_json())
     assert response.status == 202
     body = await response.json()
-    assert body == {"id": doc.id.hex(), "status": "pending"}
+    assert body == {"id": doc.id.hex(), "status": "pending", "final": False}
     path = f"/v1/documents/{doc.id.hex()}"
     await poll_until_async(lambda: ru.node.store.head.height == 1, 10, "the block")
     got = await ru.client.get(path, headers=ru.signed(ru.regulator(), path))

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.unit
 
 RAFT_STEP = 10  # block n was committed at Raft index 10 n
 BLOCKS = 3
-HONEST = ("AM", "BY", "KZ")  # three of five: a majority attests every block
+HONEST = ("AM", "BY", "KZ", "KG")  # four of five: a Byzantine quorum attests every block
 
 
 class _Content:
@@ -117,9 +117,10 @@ def _short_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_catchup, "RESTORE_DEADLINE_S", 0.5)
 
 
-def test_the_quorum_is_a_majority_of_genesis_states() -> None:
-    """One function says how many states must attest a fetched block (3 of 5, 2 of 3)."""
-    assert catchup_quorum(make_genesis()) == 3
+def test_the_quorum_is_a_byzantine_quorum_of_genesis_states() -> None:
+    """One function says how many states must attest a fetched block: a Byzantine quorum
+    (4 of 5, 2 of 3), not a majority (3 of 5 was accepted before issue 11)."""
+    assert catchup_quorum(make_genesis()) == 4
     assert catchup_quorum(make_genesis(("AM", "BY", "RU"))) == 2
 
 
@@ -130,7 +131,7 @@ async def test_forged_streams_are_refused_and_the_next_peer_gives_the_chain(tmp_
     applies exactly KG's blocks, checked by its own execution, and reaches the index."""
     genesis, blocks = _source_chain(tmp_path)
     links = _Links({
-        "AM": (_items(genesis, blocks, ("AM", "BY")), {}),
+        "AM": (_items(genesis, blocks, ("AM", "BY", "KZ")), {}),  # a majority is not final
         "BY": (_items(genesis, blocks, HONEST, signer="BY"), {}),
         "KZ": (_items(genesis, blocks[:1]), {PROCESSED_HEADER: str(10**9)}),
         "KG": (_items(genesis, blocks), {}),
@@ -153,7 +154,7 @@ async def test_no_forged_stream_alone_restores_the_node(tmp_path: Path, case: st
     genesis, blocks = _source_chain(tmp_path)
     items = _items(genesis, blocks)
     if case == "too few attestations":
-        items = _items(genesis, blocks, ("AM", "BY", "BY", "BY"))
+        items = _items(genesis, blocks, ("AM", "BY", "KZ", "KZ"))  # a majority, one state twice
     elif case == "forged attestations":
         items = _items(genesis, blocks, HONEST, signer="AM")
     elif case == "attestations of another block":
