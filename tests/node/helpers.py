@@ -51,8 +51,8 @@ class InProcessNode:
         response = await self.client.post("/v1/documents", json=doc.to_json(), params=query)
         return response.status, await response.json()
 
-    async def submit_ok(self, doc: Any) -> dict[str, Any]:
-        status, body = await self.submit(doc)
+    async def submit_ok(self, doc: Any, **params: str) -> dict[str, Any]:
+        status, body = await self.submit(doc, **params)
         assert status == 200 and body["status"] == "applied", body
         return body
 

@@ -38,6 +38,8 @@ async def actors(n: InProcessNode, count: int = 3) -> tuple[KeyPair, KeyPair, li
     await n.submit_ok(n.docs.emit(n.regulator(), producer, serials))
     codes = [code_key(GTIN, s) for s in serials]
     await n.submit_ok(n.docs.introduce(producer, codes))
+    # Every block final, so that a test's first page already holds each block's `final` event.
+    await poll_until_async(lambda: n.node.finality.final_height >= n.node.store.head.height, 10, "final blocks")
     return producer, buyer, codes
 
 
@@ -74,27 +76,37 @@ async def test_inbox_lists_an_incoming_shipment_until_it_is_accepted(ru: InProce
 
 
 async def test_events_are_the_readers_documents_in_chain_order(ru: InProcessNode) -> None:
-    """A reader's feed holds the documents the access rule lets it read, in chain order, and resumes after a cursor."""
+    """A reader's feed holds the documents the access rule lets it read, in chain order,
+    each final block followed by its `final` event, and resumes after a cursor."""
     producer, buyer, codes = await actors(ru)
-    shipped = await ru.submit_ok(ru.docs.ship(producer, buyer, codes[:1]))
+    shipped = await ru.submit_ok(ru.docs.ship(producer, buyer, codes[:1]), wait="final")
     page = await ok_json(ru, buyer, "/v1/events?wait_ms=0")
     # The receiver of a pending shipment reads the history of the codes in it (docs/ACCESS.md).
-    assert [e["type"] for e in page["events"]] == ["register_participant", "emit", "introduce", "ship"]
-    assert page["events"][-1]["document_id"] == shipped["id"]
-    assert page["events"][-1]["cursor"] == f"{shipped['height']}.{shipped['position']}"
-    assert page["next"] == f"{ru.node.store.head.height}.0"
-    producer_page = await ok_json(ru, producer, "/v1/events?wait_ms=0&limit=2")
-    assert [e["type"] for e in producer_page["events"]] == ["register_participant", "emit"]
+    assert documents(page) == ["register_participant", "emit", "introduce", "ship"]
+    assert {e["height"] for e in page["events"] if e["event"] == "final"} == set(range(1, shipped["height"] + 1))
+    last_doc = [e for e in page["events"] if e["event"] == "document"][-1]
+    assert last_doc["document_id"] == shipped["id"]
+    assert last_doc["cursor"] == f"{shipped['height']}.{shipped['position']}"
+    assert page["events"][-1] == {**page["events"][-1], "event": "final", "height": shipped["height"]}
+    whole = await ok_json(ru, producer, "/v1/events?wait_ms=0")
+    assert documents(whole)[-3:] == ["emit", "introduce", "ship"]
+    producer_page = await ok_json(ru, producer, "/v1/events?wait_ms=0&limit=4")
     rest = await ok_json(ru, producer, f"/v1/events?wait_ms=0&after={producer_page['next']}")
-    assert [e["type"] for e in rest["events"]] == ["introduce", "ship"]
+    assert producer_page["events"] + rest["events"] == whole["events"]
     # The regulator of the state sees every document of it.
     regulator_page = await ok_json(ru, ru.regulator(), "/v1/events?wait_ms=0")
-    assert len(regulator_page["events"]) == ru.node.store.head.height
+    assert len(documents(regulator_page)) == ru.node.store.head.height
     # A rejected document is an event too, for its signer.
-    rejected = await ru.submit(ru.docs.ship(buyer, producer, codes[1:2]))
+    rejected = await ru.submit(ru.docs.ship(buyer, producer, codes[1:2]), wait="final")
     assert rejected[1]["status"] == "rejected"
-    last = (await ok_json(ru, buyer, f"/v1/events?wait_ms=0&after={page['next']}"))["events"]
-    assert [(e["type"], e["status"], e["reason"]) for e in last] == [("ship", "rejected", "not_owner")]
+    last = await ok_json(ru, buyer, f"/v1/events?wait_ms=0&after={page['next']}")
+    assert [(e["type"], e["status"], e["reason"]) for e in last["events"] if e["event"] == "document"] == [
+        ("ship", "rejected", "not_owner")]
+
+
+def documents(page: dict[str, Any]) -> list[str]:
+    """The types of a page's document events (final events left out)."""
+    return [e["type"] for e in page["events"] if e["event"] == "document"]
 
 
 async def test_bad_cursors_and_limits_answer_400(ru: InProcessNode) -> None:
@@ -143,16 +155,21 @@ async def test_a_long_poll_returns_when_an_event_arrives(ru: InProcessNode) -> N
     waiting = asyncio.create_task(signed_get(ru, buyer, path))
     await asyncio.sleep(0.2)
     assert not waiting.done()
-    # A document that does not concern the buyer does not end the wait.
+    # A block becoming final ends the wait with its `final` event; the buyer's next poll
+    # then finds the shipment, and never the registration that does not concern it.
     await ru.submit_ok(ru.docs.register(ru.regulator(), KeyPair.generate(), "RU", ["retailer"], "X"))
     shipped = await ru.submit_ok(ru.docs.ship(producer, buyer, codes[:1]))
     response = await asyncio.wait_for(waiting, 10)
-    body = await response.json()
-    assert [e["document_id"] for e in body["events"]] == [shipped["id"]]
+    seen = (await response.json())["events"]
+    while not any(e.get("document_id") == shipped["id"] for e in seen):
+        after = seen[-1]["cursor"] if seen else first["next"]
+        seen += (await ok_json(ru, buyer, f"/v1/events?after={after}&wait_ms=5000"))["events"]
+    assert [e["document_id"] for e in seen if e["event"] == "document"] == [shipped["id"]]
 
 
 async def read_sse(response: Any, count: int) -> list[dict[str, Any]]:
-    """The next `count` events of a server-sent stream (comments skipped)."""
+    """The next `count` events of a server-sent stream (comments and blocks' `final`
+    events skipped)."""
     events: list[dict[str, Any]] = []
     data: list[str] = []
     while len(events) < count:
@@ -163,7 +180,9 @@ async def read_sse(response: Any, count: int) -> list[dict[str, Any]]:
         if line.startswith("data: "):
             data.append(line[6:])
         elif line == "" and data:
-            events.append(json.loads("".join(data)))
+            event = json.loads("".join(data))
+            if event.get("event") != "final":
+                events.append(event)
             data = []
     return events
 
@@ -257,7 +276,8 @@ async def test_a_scan_cut_short_skips_no_document_before_final_events(ru: InProc
 async def test_stopping_the_node_ends_long_polls_and_streams(ru: InProcessNode) -> None:
     """At shutdown the feed answers waiting long polls and ends its streams, instead of holding the stop."""
     producer, _buyer, _codes = await actors(ru)
-    head = f"{ru.node.store.head.height}.0"
+    # Past every event there is so far (the last block's `final` event included).
+    head = (await ok_json(ru, producer, "/v1/events?wait_ms=0&limit=1000"))["next"]
     polling = asyncio.create_task(signed_get(ru, producer, f"/v1/events?after={head}&wait_ms=30000"))
     stream = await signed_get(ru, producer, f"/v1/events?after={head}", Accept="text/event-stream")
     await asyncio.sleep(0.2)
