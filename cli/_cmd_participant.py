@@ -81,12 +81,12 @@ def revoke(participant_id: str, node: str, key: Path, genesis: Path | None, wait
 @genesis_option()
 @wait_options
 @json_option
-def grant_audit(participant_id: str, node: str, key: Path, genesis: Path | None, wait: bool, timeout: float,
-                as_json: bool) -> None:
+def grant_audit(participant_id: str, node: str, key: Path, genesis: Path | None, wait: bool, final: bool,
+                timeout: float, as_json: bool) -> None:
     """Let a registered auditor read what you read of your state (regulator only); see
     docs/ACCESS.md."""
     _check_id(participant_id)
-    outcome = make_session(node, key, genesis, wait, timeout).grant_audit(participant_id)
+    outcome = make_session(node, key, genesis, wait_mode(wait, final), timeout).grant_audit(participant_id)
     report(outcome, as_json, [participant_id])
 
 
@@ -97,11 +97,11 @@ def grant_audit(participant_id: str, node: str, key: Path, genesis: Path | None,
 @genesis_option()
 @wait_options
 @json_option
-def revoke_audit(participant_id: str, node: str, key: Path, genesis: Path | None, wait: bool, timeout: float,
-                 as_json: bool) -> None:
+def revoke_audit(participant_id: str, node: str, key: Path, genesis: Path | None, wait: bool, final: bool,
+                 timeout: float, as_json: bool) -> None:
     """Take back an auditor's grant for your state (regulator only)."""
     _check_id(participant_id)
-    outcome = make_session(node, key, genesis, wait, timeout).revoke_audit(participant_id)
+    outcome = make_session(node, key, genesis, wait_mode(wait, final), timeout).revoke_audit(participant_id)
     report(outcome, as_json, [participant_id])
 
 

@@ -19,6 +19,7 @@ from ._options import (
     node_option,
     print_json,
     report,
+    wait_mode,
     wait_options,
 )
 from .documents import check_gtin
@@ -41,7 +42,7 @@ def product() -> None:
 @wait_options
 @json_option
 def register(gtin: str, group: str, name: str, tnved: str, producer: str, node: str, key: Path,
-             genesis: Path | None, wait: bool, timeout: float, as_json: bool) -> None:
+             genesis: Path | None, wait: bool, final: bool, timeout: float, as_json: bool) -> None:
     """Register a product (the regulator of the producer's state); print its GTIN.
 
     The regulator signs: the group decides which rules the goods follow and the tariff
@@ -50,7 +51,7 @@ def register(gtin: str, group: str, name: str, tnved: str, producer: str, node: 
     if not ledger.is_participant_id(producer):
         raise click.BadParameter(f"{producer!r} is not a participant id", param_hint="--producer")
     gtin14 = check_gtin(gtin)
-    session = make_session(node, key, genesis, wait, timeout)
+    session = make_session(node, key, genesis, wait_mode(wait, final), timeout)
     outcome = session.submit(
         ledger.DocType.REGISTER_PRODUCT, {"gtin": gtin14},
         gtin=gtin14, group=group, name=name, tnved=tnved, producer=producer,

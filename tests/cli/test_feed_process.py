@@ -85,7 +85,7 @@ async def ship_all(j: Journey, pause_s: float = 0.1) -> None:
 def chain_events(j: Journey) -> list[tuple[str, str]]:
     """The reader's events as the KZ node lists them, page by page."""
     client = j.net.node("KZ").client(j.producer)
-    return [(e["cursor"], e["document_id"]) for e in event_pages(client)]
+    return [(e["cursor"], e.get("document_id", e["event"])) for e in event_pages(client)]
 
 
 async def all_chain_events(j: Journey) -> list[tuple[str, str]]:
@@ -129,7 +129,7 @@ def printed(path: Path) -> list[tuple[str, str]]:
             event = json.loads(line)
         except ValueError:
             continue
-        events.append((event["cursor"], event["document_id"]))
+        events.append((event["cursor"], event.get("document_id", event["event"])))
     return events
 
 
@@ -186,7 +186,7 @@ class Receiver:
             return web.Response(status=503)
         event: dict[str, Any] = json.loads(body)
         assert self.delivered is not None
-        self.delivered.append((event["cursor"], event["document_id"]))
+        self.delivered.append((event["cursor"], event.get("document_id", event["event"])))
         return web.Response(status=204)
 
 
