@@ -117,6 +117,7 @@ async def test_a_provenance_bundle_is_served_only_once_final(ru: InProcessNode) 
     store = ru.node.store
     headers = []
     for doc in (ru.docs.register(ru.regulator(), producer, "RU", ["producer"], "P"),
+                ru.docs.register_product(ru.regulator(), producer),  # the catalogue entry emit needs
                 ru.docs.emit(ru.regulator(), producer, serials)):
         header = store.apply_block([doc.wire()], int(time.time() * 1000), "RU").header
         ru.node.attestations.attest(header)
