@@ -94,12 +94,16 @@ async def all_chain_events(j: Journey) -> list[tuple[str, str]]:
     emitted to, introduced, and each shipment."""
     found: list[list[tuple[str, str]]] = []
 
+    def documents() -> list[tuple[str, str]]:
+        return [e for e in found[0] if e[1] != "final"]
+
     def complete() -> bool:
         found[:] = [chain_events(j)]
-        return len(found[0]) >= SHIPMENTS + 3
+        # Every shipment there, and the last block final (its `final` event last).
+        return len(documents()) >= SHIPMENTS + 3 and found[0][-1][1] == "final"
 
-    await poll_until_async(complete, 30, "the KZ node to apply every shipment")
-    assert len(found[0]) == SHIPMENTS + 3
+    await poll_until_async(complete, 30, "the KZ node to apply every shipment, final")
+    assert len(documents()) == SHIPMENTS + 3, documents()
     return found[0]
 
 
