@@ -26,6 +26,7 @@ TAMGA_HOSTILE_LONG=1 makes every flood ten times larger.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import ssl
@@ -301,10 +302,18 @@ def _(w: World) -> None:
         wires.append(msgpack.packb([doc.body_bytes(), os.urandom(64)], use_bin_type=True))
     body = msgpack.packb(wires, use_bin_type=True)
     leader = w.leader()
-    statuses = [w.http(leader, "POST", "/v1/documents", body, {"Content-Type": "application/msgpack"}).status
-                for _ in range(2)]
+    answers = [w.http(leader, "POST", "/v1/documents", body, {"Content-Type": "application/msgpack"})
+               for _ in range(2)]
+    statuses = [a.status for a in answers]
     assert all(s < 500 for s in statuses), f"answers {statuses}"
-    assert 429 in statuses, f"20,000 refused signatures from one client never answered 429: {statuses}"
+    # The client's budget (a burst of 64, then 4 a second) refuses the rest unverified:
+    # in place within a batch, or the whole repeat with 429 when no token has come back
+    # meanwhile (on a loaded machine one may have). Either way almost every one of the
+    # 20,000 is refused as too_many_refusals, never verified.
+    spent = sum(1 for a in answers if a.status == 200 or a.status == 202
+                for r in json.loads(a.body)["results"] if r.get("error") == "too_many_refusals")
+    spent += sum(10_000 for a in answers if a.status == 429)
+    assert spent >= 19_000, f"only {spent} of 20,000 bad signatures were refused unverified: {statuses}"
 
 
 @attack("gossiped-attestation-height-minus-1", "bounds", "9")
