@@ -18,7 +18,10 @@ from ._options import genesis_option, key_option, load_genesis, load_key
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--open", "open_browser", is_flag=True, help="Open the console in the default browser.")
-def console(node: str, key: Path | None, genesis: Path | None, port: int, open_browser: bool) -> None:
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="A `tamga export parquet` directory: the Anomalies view shows its SQL reports.")
+def console(node: str, key: Path | None, genesis: Path | None, port: int, open_browser: bool,
+            data: Path | None) -> None:
     """Serve the console (network, flows, codes, participants, suspensions, anomalies).
 
     It listens on 127.0.0.1 only and prints a link with a token for this start; open it
@@ -28,7 +31,7 @@ def console(node: str, key: Path | None, genesis: Path | None, port: int, open_b
     from .console import ConsoleSource, charts_installed, serve
 
     source = ConsoleSource(node, load_key(key) if key is not None else None,
-                           load_genesis(genesis) if genesis is not None else None)
+                           load_genesis(genesis) if genesis is not None else None, data)
     if not charts_installed():
         click.echo("charts are off (the chart library is not installed: `make console-deps`); "
                    "views show tables", err=True)

@@ -19,6 +19,7 @@ a failed load; only the guard's own refusals use error statuses.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -221,7 +222,8 @@ async def api_participant(request: web.Request) -> web.Response:
 
 
 async def api_sql_anomalies(request: web.Request) -> web.Response:
-    return _answer(_anomalies.sql_reports())
+    # DuckDB blocks: the reports run on a worker thread, so the console keeps answering.
+    return _answer(await asyncio.to_thread(_anomalies.sql_reports, request.app[SOURCE].data))
 
 
 async def api_node(request: web.Request) -> web.Response:

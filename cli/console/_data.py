@@ -15,6 +15,7 @@ import asyncio
 import re
 import time
 from collections.abc import Generator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -64,8 +65,10 @@ def _bytes_plan(path: str) -> Generator[Request, Any, bytes]:
 class ConsoleSource:
     """The reads of one console: one node for signed reads, every genesis node for status."""
 
-    def __init__(self, node_url: str, key: ledger.KeyPair | None, genesis: ledger.Genesis | None) -> None:
+    def __init__(self, node_url: str, key: ledger.KeyPair | None, genesis: ledger.Genesis | None,
+                 data: Path | None = None) -> None:
         self.node_url = node_url
+        self.data = data  # a `tamga export parquet` directory: the SQL anomaly reports
         self.key = key
         self.genesis = genesis
         self._session: aiohttp.ClientSession | None = None

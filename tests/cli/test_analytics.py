@@ -310,3 +310,28 @@ def test_a_participant_the_blocks_did_not_register_is_looked_up_once() -> None:
     assert [tracker.state_of(p) for p in ("regulator", "stranger", "regulator", "stranger")] == [
         "RU", None, "RU", None]
     assert asked == ["regulator", "stranger"]
+
+
+def test_the_console_shows_every_sql_report_over_an_export(chain: tuple[World, dict[str, list[str]]],
+                                                             tmp_path: Path) -> None:
+    """The console's Anomalies view (`tamga console --data DIR`) carries every report view
+    of analytics.sql, each with its description, and the refusals the chain holds; without
+    an export it says how to make one."""
+    from cli import sql
+    from cli.console._anomalies import sql_reports
+
+    world, _ = chain
+    out = tmp_path / "export"
+    export_store(world.store, out)
+    answer = sql_reports(out)
+    assert answer["available"], answer
+    con = sql.connect(out)
+    expected = sql.reports(con)
+    con.close()
+    assert [r["title"] for r in answer["reports"]] == [name.replace("_", " ") for name in expected]
+    assert all(r["description"] for r in answer["reports"])
+    double = next(r for r in answer["reports"] if r["title"] == "double moves")
+    assert double["rows"] and "reason" in double["columns"], double
+    assert not sql_reports(None)["available"] and "--data" in sql_reports(None)["how"]
+    missing = sql_reports(tmp_path / "nothing-here")
+    assert not missing["available"] and "export" in missing["how"]
