@@ -200,12 +200,12 @@ class Tracker:
             public_key, state, _roles, _name = doc.payload
             self.states[ledger.participant_id(public_key)] = state
         elif kind is ledger.DocType.SHIP:
-            receiver, items = doc.payload
+            receiver, items = doc.payload[:2]
             self.shipments[doc_id] = OpenShipment(list(items), doc.signer, receiver)
         elif kind in (ledger.DocType.ACCEPT, ledger.DocType.REJECT, ledger.DocType.CANCEL_SHIPMENT):
             self.shipments.pop(doc.payload[0], None)
         elif kind is ledger.DocType.AGGREGATE:
-            sscc, codes = doc.payload
+            sscc, codes = doc.payload[:2]
             self.children[sscc] = list(codes)
         elif kind is ledger.DocType.DISAGGREGATE:
             self.children.pop(doc.payload[0], None)

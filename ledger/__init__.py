@@ -326,3 +326,8 @@ __all__ = [
     "unpack",
     "unpack_untrusted",
 ]
+
+# The lifecycle of real goods (issue 13).
+from ._documents import DETAIL_NAMES, WITHDRAWAL_REASONS, WRITE_OFF_REASONS  # noqa: E402
+
+__all__ += ["DETAIL_NAMES", "WITHDRAWAL_REASONS", "WRITE_OFF_REASONS"]

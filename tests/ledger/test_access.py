@@ -38,7 +38,7 @@ def journey(tmp_path: Path) -> dict:
     """A pallet made in KZ, sold to a KZ wholesaler, who ships its units to a retailer in
     RU; an AM stranger, an AM auditor with a KZ grant, a union auditor in genesis."""
     base = make_genesis()
-    genesis = Genesis(base.chain_id, base.time_ms, base.states, base.params, (UNION_AUDITOR.public_key,))
+    genesis = Genesis(base.chain_id, base.time_ms, base.states, base.params, auditors=(UNION_AUDITOR.public_key,))
     w = World(tmp_path / "db", genesis)
     k = {
         "maker": w.register("KZ", ["producer"], "Maker"),
