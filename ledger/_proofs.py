@@ -287,7 +287,9 @@ def provenance(
         # A code that replaced a damaged one (issue 13): the goods' story before the
         # remark is the old code's, up to the remark, which the new code's history holds.
         older = [e for e in store.whole_history(link[1]) if (e.height, e.position) < (link[2], link[3])]
-        history = sorted([*older, *history], key=lambda e: (e.height, e.position))
+        # One document may name both codes (one emit issues many): each place once.
+        places = {(e.height, e.position): e for e in [*older, *history]}
+        history = [places[place] for place in sorted(places)]
     if until is not None:
         history = [e for e in history if (e.height, e.position) <= until]
     entries = [builder.at(e.height, e.position) for e in history]
