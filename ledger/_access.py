@@ -372,15 +372,27 @@ def withheld_details(signed: SignedDocument, reader_id: str) -> list[str]:
 
 def document_json_for(signed: SignedDocument, reader_id: str) -> dict[str, Any]:
     """A document's JSON as `reader_id` may read it: without what `withheld_details` names."""
-    out = signed.document.to_json()
-    withheld = withheld_details(signed, reader_id)
-    if withheld:
-        kept = [pair for pair in out.get("details", []) if pair[0] not in withheld]
-        if kept:
-            out["details"] = kept
-        else:
-            out.pop("details", None)
-        out["withheld"] = withheld
+    return withhold_in_json(signed.document.to_json(), reader_id)
+
+
+def withhold_in_json(document: dict[str, Any], reader_id: str | None) -> dict[str, Any]:
+    """The same cut on a document's JSON form (`Document.to_json`), for the routes that
+    hold only that; the input is not changed."""
+    details = document.get("details")
+    if document.get("type") != DocType.SHIP.value or not details:
+        return document
+    if reader_id is not None and reader_id in (document.get("signer"), document.get("receiver")):
+        return document
+    withheld = [pair[0] for pair in details if pair[0] in COMMERCIAL_DETAILS]
+    if not withheld:
+        return document
+    out = dict(document)
+    kept = [pair for pair in details if pair[0] not in withheld]
+    if kept:
+        out["details"] = kept
+    else:
+        out.pop("details")
+    out["withheld"] = withheld
     return out
 
 
@@ -549,4 +561,5 @@ __all__ = [
     "visible_history",
     "window_of",
     "withheld_details",
+    "withhold_in_json",
 ]
