@@ -1106,6 +1106,13 @@ def _reaggregate(ctx: _Context) -> None:
         seen.add(key)
         if key not in inside:
             raise Rejected(Reason.NOT_IN_AGGREGATE, f"{key} is not packed in {sscc}")
+    if ctx.sm.groups:
+        # The groups of the units it moves must use reaggregation (an aggregate inside
+        # answers for itself when it was packed).
+        groups: dict[str, ProductGroup] = {}
+        for key in (*add, *remove):
+            if key.startswith("01"):
+                ctx.product_group(key[2:16], groups)
     kept = [key for key in children if key not in seen]
     if not kept and not add:
         raise Rejected(Reason.WRONG_STATUS, f"this would leave {sscc} empty: disaggregate it instead")

@@ -6,6 +6,7 @@ with the product catalogue; the tests after it check what each applied document 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -426,3 +427,27 @@ def test_a_whole_lifecycle_replays_to_the_same_hash_at_every_height(tmp_path: Pa
         again = replay.apply_block(original.documents, original.header.time_ms, original.header.proposer)
         assert again.header == original.header, f"replay diverged at height {height}"
     replay.close()
+
+
+def test_the_group_table_decides_which_new_documents_a_group_uses(tmp_path: Path) -> None:
+    """With a table whose water group lists none of the new types, each is not_for_group."""
+    new_types = {"apply", "write_off", "remark", "reaggregate"}
+    groups = tuple(
+        dataclasses.replace(g, documents=tuple(d for d in g.documents if d not in new_types))
+        if g.name == "water" else g
+        for g in GROUPS
+    )
+    world = World(tmp_path / "db", make_genesis(groups=groups))
+    producer = world.register("RU", ["producer"], "P")
+    emitted = world.emit("RU", producer, 2)
+    live = world.introduced("RU", producer, 3)
+    world.apply_ok(world.doc(producer, DocType.AGGREGATE, sscc=SSCC, codes=live[:1]))
+    for doc in (
+        world.doc(producer, DocType.APPLY, codes=emitted[:1]),
+        world.doc(producer, DocType.WRITE_OFF, reason="lost", codes=emitted[:1]),
+        world.doc(producer, DocType.REMARK, old=live[1], new=emitted[0]),
+        world.doc(producer, DocType.REAGGREGATE, sscc=SSCC, add=live[2:3], remove=[]),
+    ):
+        (result,) = world.apply(doc)
+        assert result.reason is Reason.NOT_FOR_GROUP, (doc.document.type, result)
+
