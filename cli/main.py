@@ -71,7 +71,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Regulators:  participant register|revoke, product register, code emit|suspend|release, flows,
                  governance propose|sign|submit|show
     Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return,
-                 code apply|write-off|remark|reaggregate|withdraw|ship-invoiced
+                 code apply|write-off|remark|reaggregate
                  inbox, events follow|forward
     Everyone:    code parse|check|show|history, doc show, participant show|holdings,
                  product show|list

@@ -1148,8 +1148,9 @@ def _accept_per_child(
     for key in chosen:
         if key in items:
             continue
-        record = ctx.code(key)
-        if not record.parent or record.parent not in items:
+        raw = ctx.ov.get(code_key(key))
+        record = CodeRecord.unpack(raw) if raw is not None else None
+        if record is None or not record.parent or record.parent not in items:
             raise Rejected(Reason.NOT_IN_SHIPMENT, f"{key} is not in this shipment nor in an aggregate of it")
         if record.parent not in listed:
             raise Rejected(

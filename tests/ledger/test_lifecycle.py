@@ -197,6 +197,8 @@ CASES = [
                                                  codes=lambda c: c["sent"][:1]), Reason.NOT_IN_SHIPMENT),
     Case("accept a code from elsewhere", by(W, DocType.ACCEPT, shipment=lambda c: c["shipment"],
                                             codes=lambda c: [SSCC_2, c["in"][3]]), Reason.NOT_IN_SHIPMENT),
+    Case("accept a code never emitted", by(W, DocType.ACCEPT, shipment=lambda c: c["shipment"],
+                                           codes=[SSCC_2, "01" + GTIN + "21" + "NEVER"]), Reason.NOT_IN_SHIPMENT),
     Case("accept per child by the shipper", by(P, DocType.ACCEPT, shipment=lambda c: c["shipment"],
                                                codes=lambda c: [SSCC_2, *c["sent"][:1]]), Reason.NOT_OWNER),
     Case("accept dated after the block", by(W, DocType.ACCEPT, shipment=lambda c: c["shipment"], codes=[],
