@@ -29,6 +29,9 @@ mapping in shared/DOMAIN.md:
 | remark                 | two ObjectEvents, bizStep replacing: DELETE inactive  |
 |                        | of the old code, ADD active of the new one, each      |
 |                        | naming the other (tamga:replacedBy, tamga:replaces)   |
+| accept keeping some    | the receiving event, then per listed pallet an        |
+| children of a pallet   | AggregationEvent DELETE unpacking, returned, of the   |
+|                        | children refused (back to the shipper)                |
 | reaggregate            | AggregationEvent DELETE of the codes taken out, then  |
 |                        | ADD of the codes put in, bizStep repackaging          |
 | retire, other reasons  | see RETIRE_EVENTS: donation, own use, production use  |
@@ -244,6 +247,17 @@ def to_epcis_events(event: LedgerEvent) -> list[dict[str, Any]]:
                 item.update(_provenance_fields(event))
                 out.append(item)
         return out
+    if event.type == "accept" and event.children:
+        # The children refused from a pallet: unpacked from it, back to the shipper.
+        out = [to_epcis_event(event)]
+        refused: dict[str, list[str]] = (event.shipment or {}).get("refused", {})
+        for sscc, children in refused.items():
+            item = _base(event, "AggregationEvent")
+            item.update({"parentID": epc(sscc), "childEPCs": [epc(k) for k in children], "action": "DELETE",
+                         "bizStep": "unpacking", "disposition": "returned"})
+            item.update(_provenance_fields(event))
+            out.append(item)
+        return out
     return [to_epcis_event(event)]
 
 
@@ -274,6 +288,25 @@ def with_children(events: Iterable[LedgerEvent]) -> list[LedgerEvent]:
             before = packed.get(event.fields["sscc"], [])
             added = list(event.fields.get("add", []))
             packed[event.fields["sscc"]] = [k for k in before if k not in gone] + added
+        if event.type == "accept" and event.fields.get("codes"):
+            # Per child (issue 13): a listed pallet keeps only its listed children; the
+            # others are taken out, which the export shows as their unpacking.
+            listed = set(event.fields["codes"])
+            refused: dict[str, list[str]] = {}
+            for sscc in event.fields["codes"]:
+                inside = packed.get(sscc)
+                if inside and any(c in listed for c in inside):
+                    out_of = [c for c in inside if c not in listed]
+                    if out_of:
+                        refused[sscc] = out_of
+                    packed[sscc] = [c for c in inside if c in listed]
+            if refused:
+                event = LedgerEvent(
+                    event.document_id, event.type, event.height, event.position, event.time_ms,
+                    event.signer, event.signer_state, event.fields,
+                    {**(event.shipment or {}), "refused": refused},
+                    tuple(c for children in refused.values() for c in children),
+                )
         if event.type == "disaggregate" and not event.children:
             children = packed.get(event.fields["sscc"], [])
             event = LedgerEvent(

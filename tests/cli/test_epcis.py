@@ -283,3 +283,36 @@ def test_a_remarked_and_reaggregated_code_exports_as_valid_epcis(tmp_path: Path,
     steps = [e["bizStep"] for e in doc["epcisBody"]["eventList"]]
     # The old code's story comes first: its emit and introduce (same emit document).
     assert steps == ["encoding", "commissioning", "commissioning", "replacing", "replacing", "repackaging"]
+
+
+def test_a_child_refused_from_a_pallet_exports_its_unpacking(tmp_path: Path, schema: dict[str, Any]) -> None:
+    """A per-child accept: the refused code's export shows the receiving of the pallet and
+    then its own unpacking from it (returned); the kept code's shows the receiving only."""
+    from testnet import product_groups
+    from tests.ledger.world import make_genesis
+
+    world = World(tmp_path / "db", make_genesis(groups=product_groups()))
+    try:
+        producer = world.register("RU", ["producer"], "Producer")
+        buyer = world.register("KZ", ["wholesaler"], "Buyer")
+        codes = world.introduced("RU", producer, 2)
+        pallet = sscc("000000044")
+        world.apply_ok(world.doc(producer, DocType.AGGREGATE, sscc=pallet, codes=codes))
+        ship = world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[pallet])
+        world.apply_ok(ship)
+        world.apply_ok(world.doc(buyer, DocType.ACCEPT, shipment=ship.id, codes=[pallet, codes[0]]))
+        attest_all(world)
+        exported = {}
+        for code in codes:
+            bundle = provenance(world.store, code)
+            assert bundle is not None
+            exported[code] = epcis_document(code, epcis.bundle_events(bundle, world.genesis), world.time_ms)
+    finally:
+        world.store.close()
+    for doc in exported.values():
+        validate(doc, schema)
+    refused = exported[codes[1]]["epcisBody"]["eventList"]
+    assert [e["bizStep"] for e in refused][-2:] == ["receiving", "unpacking"]
+    assert refused[-1]["childEPCs"] == [epcis.epc(codes[1])] and refused[-1]["disposition"] == "returned"
+    kept = exported[codes[0]]["epcisBody"]["eventList"]
+    assert [e["bizStep"] for e in kept][-3:] == ["shipping", "receiving", "unpacking"]
