@@ -65,6 +65,7 @@ REASON_WORDS: dict[str, str] = {
     "missing_document": "the withdrawal reason needs its supporting document (type, number, date)",
     "bad_detail": "a detail this document type does not take",
     "not_in_aggregate": "not packed in that aggregate",
+    "aggregate_full": "the aggregate would hold more codes than one document may list",
 }
 
 

@@ -59,6 +59,7 @@ class Reason(enum.StrEnum):
     MISSING_DOCUMENT = "missing_document"  # a withdrawal reason that needs a supporting document
     BAD_DETAIL = "bad_detail"  # a detail (price, VAT, ...) the document type does not take
     NOT_IN_AGGREGATE = "not_in_aggregate"  # a code taken out of an aggregate it is not in
+    AGGREGATE_FULL = "aggregate_full"  # a reaggregate would hold more than one aggregate document may list
     # A read the access rule (ledger/_access.py) does not allow this reader; never a
     # document's result.
     NOT_ENTITLED = "not_entitled"

@@ -28,7 +28,15 @@ from ._catalogue import (
     product_key,
 )
 from ._codes import CodeError, Sscc, is_valid_gtin, parse_key
-from ._documents import PAYLOADS, DocType, Field, SignedDocument, decode_signed, document_id
+from ._documents import (
+    CODES_PER_DOCUMENT_MAX,
+    PAYLOADS,
+    DocType,
+    Field,
+    SignedDocument,
+    decode_signed,
+    document_id,
+)
 from ._encoding import pack_trusted, unpack_trusted
 from ._errors import DecodeError, InvariantError
 from ._genesis import ChainParams, Genesis
@@ -1128,6 +1136,12 @@ def _reaggregate(ctx: _Context) -> None:
     if level > AGGREGATION_LEVELS_MAX:
         raise Rejected(Reason.TOO_DEEP, f"aggregates nest at most {AGGREGATION_LEVELS_MAX} levels")
     children = kept + list(add)
+    if len(children) > CODES_PER_DOCUMENT_MAX:
+        # An aggregate holds at most what one aggregate document may list, so that
+        # reaggregating, shipping or unpacking it stays bounded however often codes are added.
+        raise Rejected(
+            Reason.AGGREGATE_FULL, f"{sscc} would hold {len(children)} codes, over {CODES_PER_DOCUMENT_MAX}"
+        )
     record.level = level
     record.count = len(children)
     ctx.put_code(sscc, record)

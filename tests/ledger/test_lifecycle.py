@@ -453,3 +453,18 @@ def test_the_group_table_decides_which_new_documents_a_group_uses(tmp_path: Path
         (result,) = world.apply(doc)
         assert result.reason is Reason.NOT_FOR_GROUP, (doc.document.type, result)
 
+
+def test_an_aggregate_holds_at_most_what_one_document_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reaggregation cannot grow an aggregate past CODES_PER_DOCUMENT_MAX (lowered here to 3):
+    each reaggregate rewrites the list of children, so its size bounds the cost."""
+    from ledger import _state
+
+    monkeypatch.setattr(_state, "CODES_PER_DOCUMENT_MAX", 3)
+    world = World(tmp_path / "db")
+    producer = world.register("RU", ["producer"], "P")
+    codes = world.introduced("RU", producer, 4)
+    world.apply_ok(world.doc(producer, DocType.AGGREGATE, sscc=SSCC, codes=codes[:2]))
+    world.apply_ok(world.doc(producer, DocType.REAGGREGATE, sscc=SSCC, add=codes[2:3], remove=[]))
+    (full,) = world.apply(world.doc(producer, DocType.REAGGREGATE, sscc=SSCC, add=codes[3:], remove=[]))
+    assert full.reason is Reason.AGGREGATE_FULL
+
