@@ -12,6 +12,7 @@ import click
 import ledger
 from node.client import NodeError
 
+from ._details import details_options, take_details
 from ._options import (
     codes_input,
     gather_codes,
@@ -282,16 +283,20 @@ def disaggregate(sscc: str, as_json: bool, **params: Any) -> None:
 @code.command("ship")
 @click.option("--to", "receiver", metavar="ID", required=True, help="Participant id of the receiver.")
 @codes_input()
+@details_options(commercial=True)
 @submitting_final
 def ship(receiver: str, codes: tuple[str, ...], codes_file: IO[bytes] | None, as_json: bool,
          **params: Any) -> None:
     """Ship codes or aggregates to another participant, also across a border.
 
     Prints the shipment id, which the receiver accepts or rejects. Waits until the
-    shipment is final (--no-final: only committed), since goods leave against it.
+    shipment is final (--no-final: only committed), since goods leave against it. The
+    business document (--doc-number, --doc-date, --price, --vat) is read in full by the
+    two parties only.
     """
     keys = gather_codes(codes, codes_file)
-    _run(params, as_json, lambda s: s.ship(receiver, keys))
+    details = take_details(params)
+    _run(params, as_json, lambda s: s.ship(receiver, keys, details))
 
 
 @code.command("cancel")
@@ -306,16 +311,19 @@ def cancel(shipment: str, as_json: bool, **params: Any) -> None:
 @code.command("accept")
 @click.argument("shipment")
 @codes_input(required=False)
+@details_options()
 @submitting_final
 def accept(shipment: str, codes: tuple[str, ...], codes_file: IO[bytes] | None, as_json: bool,
            **params: Any) -> None:
-    """Accept a shipment sent to you: all of it, or only the CODES given.
+    """Accept a shipment sent to you: all of it, or only the CODES given. To keep only some
+    codes of a pallet, give the pallet and those codes: the rest go back to the shipper.
 
     Waits until the acceptance is final (--no-final: only committed): ownership passes.
     """
     shipment_id = check_hash(shipment)
     keys = gather_codes(codes, codes_file, required=False)
-    _run(params, as_json, lambda s: s.accept(shipment_id, keys))
+    details = take_details(params)
+    _run(params, as_json, lambda s: s.accept(shipment_id, keys, details))
 
 
 @code.command("reject")
@@ -331,19 +339,23 @@ def reject(shipment: str, as_json: bool, **params: Any) -> None:
 
 
 @code.command("retire")
-@click.option("--reason", required=True, type=click.Choice(ledger.RETIRE_REASONS),
-              help="retail_sale (retailers), export_outside_union, destroyed, lost, expired.")
+@click.option("--reason", required=True, type=click.Choice(ledger.WITHDRAWAL_REASONS),
+              help="retail_sale (retailers), remote_sale, export_outside_union, destroyed, lost, expired, "
+                   "donation, confiscation, own_use, liquidation, samples, production_use; all but the "
+                   "sales need the supporting document (--doc-type, --doc-number, --doc-date).")
 @codes_input()
+@details_options()
 @submitting_final
 def retire(reason: str, codes: tuple[str, ...], codes_file: IO[bytes] | None, as_json: bool,
            **params: Any) -> None:
-    """Take codes out of circulation: a retail sale, an export out of the Union, destruction.
+    """Take codes out of circulation: a retail sale, an export out of the Union, destruction...
 
     Waits until the document is final (--no-final: only committed): none of these can be
     undone in the world.
     """
     keys = gather_codes(codes, codes_file)
-    _run(params, as_json, lambda s: s.retire(reason, keys))
+    details = take_details(params)
+    _run(params, as_json, lambda s: s.retire(reason, keys, details))
 
 
 @code.command("return")

@@ -149,24 +149,27 @@ class Session:
     def disaggregate(self, sscc: str) -> Outcome:
         return self.submit(DocType.DISAGGREGATE, {"sscc": sscc}, sscc=sscc)
 
-    def ship(self, receiver: str, codes: list[str]) -> Outcome:
-        outcome = self.submit(DocType.SHIP, receiver=receiver, codes=codes)
+    def ship(self, receiver: str, codes: list[str], details: list[list[Any]] | None = None) -> Outcome:
+        outcome = self.submit(DocType.SHIP, receiver=receiver, codes=codes, details=details or [])
         outcome.extra["shipment"] = outcome.id
         return outcome
 
     def cancel(self, shipment: str) -> Outcome:
         return self.submit(DocType.CANCEL_SHIPMENT, {"shipment": shipment}, shipment=_hash(shipment))
 
-    def accept(self, shipment: str, codes: list[str] | None = None) -> Outcome:
+    def accept(
+        self, shipment: str, codes: list[str] | None = None, details: list[list[Any]] | None = None
+    ) -> Outcome:
         return self.submit(
-            DocType.ACCEPT, {"shipment": shipment}, shipment=_hash(shipment), codes=list(codes or [])
+            DocType.ACCEPT, {"shipment": shipment}, shipment=_hash(shipment), codes=list(codes or []),
+            details=details or [],
         )
 
     def reject(self, shipment: str) -> Outcome:
         return self.submit(DocType.REJECT, {"shipment": shipment}, shipment=_hash(shipment))
 
-    def retire(self, reason: str, codes: list[str]) -> Outcome:
-        return self.submit(DocType.RETIRE, reason=reason, codes=codes)
+    def retire(self, reason: str, codes: list[str], details: list[list[Any]] | None = None) -> Outcome:
+        return self.submit(DocType.RETIRE, reason=reason, codes=codes, details=details or [])
 
     def return_(self, codes: list[str]) -> Outcome:
         return self.submit(DocType.RETURN, codes=codes)

@@ -200,15 +200,31 @@ class Tracker:
             public_key, state, _roles, _name = doc.payload
             self.states[ledger.participant_id(public_key)] = state
         elif kind is ledger.DocType.SHIP:
-            receiver, items = doc.payload
+            receiver, items = doc.payload[:2]
             self.shipments[doc_id] = OpenShipment(list(items), doc.signer, receiver)
         elif kind in (ledger.DocType.ACCEPT, ledger.DocType.REJECT, ledger.DocType.CANCEL_SHIPMENT):
             self.shipments.pop(doc.payload[0], None)
+            if kind is ledger.DocType.ACCEPT:
+                self._kept_children(doc.payload[1])
         elif kind is ledger.DocType.AGGREGATE:
-            sscc, codes = doc.payload
+            sscc, codes = doc.payload[:2]
             self.children[sscc] = list(codes)
         elif kind is ledger.DocType.DISAGGREGATE:
             self.children.pop(doc.payload[0], None)
+        elif kind is ledger.DocType.REAGGREGATE:  # issue 13
+            sscc, add, remove = doc.payload[:3]
+            gone = set(remove)
+            self.children[sscc] = [c for c in self.children.get(sscc, []) if c not in gone] + list(add)
+
+    def _kept_children(self, chosen: list[str]) -> None:
+        """An accept that lists an aggregate and some of its children keeps only those (issue 13)."""
+        listed = set(chosen)
+        for sscc in chosen:
+            inside = self.children.get(sscc)
+            if inside is not None:
+                kept = [c for c in inside if c in listed]
+                if kept:
+                    self.children[sscc] = kept
 
 
 # Rows.

@@ -60,6 +60,12 @@ REASON_WORDS: dict[str, str] = {
     "missing_attribute": "attribute the product group requires is missing",
     "not_for_group": "not used by the product group",
     "not_entitled": "not entitled to read this (docs/ACCESS.md)",
+    # The lifecycle of real goods (issue 13).
+    "future_date": "a business date after the block time",
+    "missing_document": "the withdrawal reason needs its supporting document (type, number, date)",
+    "bad_detail": "a detail this document type does not take",
+    "not_in_aggregate": "not packed in that aggregate",
+    "aggregate_full": "the aggregate would hold more codes than one document may list",
 }
 
 

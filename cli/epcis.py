@@ -22,6 +22,22 @@ mapping in shared/DOMAIN.md:
 | return                 | ObjectEvent OBSERVE, receiving, returned              |
 | suspend                | ObjectEvent OBSERVE, holding, non_sellable_other      |
 | release                | ObjectEvent OBSERVE, inspecting, active               |
+| apply (issue 13)       | ObjectEvent ADD, commissioning, encoded (printed on   |
+|                        | goods; not yet in circulation)                        |
+| write_off              | ObjectEvent DELETE, decommissioning (destroying for   |
+|                        | "destroyed"), damaged / inactive / destroyed          |
+| remark                 | two ObjectEvents, bizStep replacing: DELETE inactive  |
+|                        | of the old code, ADD active of the new one, each      |
+|                        | naming the other (tamga:replacedBy, tamga:replaces)   |
+| accept keeping some    | the receiving event, then per listed pallet an        |
+| children of a pallet   | AggregationEvent DELETE unpacking, returned, of the   |
+|                        | children refused (back to the shipper)                |
+| reaggregate            | AggregationEvent DELETE of the codes taken out, then  |
+|                        | ADD of the codes put in, bizStep repackaging          |
+| retire, other reasons  | see RETIRE_EVENTS: donation, own use, production use  |
+|                        | decommissioning inactive; confiscation removing       |
+|                        | unavailable; liquidation removing disposed; remote    |
+|                        | sale retail_selling; samples sampling                 |
 
 An event lists every code of its document (so the same document gives the same event
 whatever code is exported), each as a GS1 Digital Link URI. Events of an aggregate the
@@ -69,6 +85,21 @@ RETIRE_EVENTS = {
     "export_outside_union": ("DELETE", "decommissioning", "inactive"),
     "lost": ("DELETE", "decommissioning", "inactive"),
     "expired": ("DELETE", "decommissioning", "expired"),
+    # The withdrawal reasons of issue 13, in CBV 2.0's words.
+    "donation": ("DELETE", "decommissioning", "inactive"),
+    "confiscation": ("DELETE", "removing", "unavailable"),
+    "own_use": ("DELETE", "decommissioning", "inactive"),
+    "liquidation": ("DELETE", "removing", "disposed"),
+    "remote_sale": ("OBSERVE", "retail_selling", "retail_sold"),
+    "samples": ("DELETE", "sampling", "inactive"),
+    "production_use": ("DELETE", "decommissioning", "inactive"),
+}
+WRITE_OFF_EVENTS = {
+    "spoiled": ("DELETE", "decommissioning", "damaged"),
+    "defective": ("DELETE", "decommissioning", "damaged"),
+    "lost": ("DELETE", "decommissioning", "inactive"),
+    "not_used": ("DELETE", "decommissioning", "inactive"),
+    "destroyed": ("DELETE", "destroying", "destroyed"),
 }
 SIMPLE_EVENTS = {
     # type: (action, bizStep, disposition)
@@ -81,6 +112,7 @@ SIMPLE_EVENTS = {
     "return": ("OBSERVE", "receiving", "returned"),
     "suspend": ("OBSERVE", "holding", "non_sellable_other"),
     "release": ("OBSERVE", "inspecting", "active"),
+    "apply": ("ADD", "commissioning", "encoded"),
 }
 
 
@@ -168,6 +200,8 @@ def to_epcis_event(event: LedgerEvent) -> dict[str, Any]:
         return _aggregation_event(event)
     if event.type == "retire":
         action, step, disposition = RETIRE_EVENTS[event.fields["reason"]]
+    elif event.type == "write_off":
+        action, step, disposition = WRITE_OFF_EVENTS[event.fields["reason"]]
     elif event.type in SIMPLE_EVENTS:
         action, step, disposition = SIMPLE_EVENTS[event.type]
     else:
@@ -187,6 +221,47 @@ def to_epcis_event(event: LedgerEvent) -> dict[str, Any]:
         ]
     out.update(_provenance_fields(event))
     return out
+
+
+def to_epcis_events(event: LedgerEvent) -> list[dict[str, Any]]:
+    """One ledger document as its EPCIS events (two for a remark and for a reaggregate
+    that both adds and removes, one for every other type), without eventIDs."""
+    if event.type == "remark":
+        old, new = event.fields["old"], event.fields["new"]
+        out = []
+        for key, action, disposition, link, other in (
+            (old, "DELETE", "inactive", "tamga:replacedBy", new),
+            (new, "ADD", "active", "tamga:replaces", old),
+        ):
+            item = _base(event, "ObjectEvent")
+            item.update({"epcList": [epc(key)], "action": action, "bizStep": "replacing",
+                         "disposition": disposition, link: epc(other)})
+            item.update(_provenance_fields(event))
+            out.append(item)
+        return out
+    if event.type == "reaggregate":
+        out = []
+        removed, added = event.fields.get("remove", []), event.fields.get("add", [])
+        for children, action in ((removed, "DELETE"), (added, "ADD")):
+            if children:
+                item = _base(event, "AggregationEvent")
+                item.update({"parentID": epc(event.fields["sscc"]), "childEPCs": [epc(k) for k in children],
+                             "action": action, "bizStep": "repackaging"})
+                item.update(_provenance_fields(event))
+                out.append(item)
+        return out
+    if event.type == "accept" and event.children:
+        # The children refused from a pallet: unpacked from it, back to the shipper.
+        out = [to_epcis_event(event)]
+        refused: dict[str, list[str]] = (event.shipment or {}).get("refused", {})
+        for sscc, children in refused.items():
+            item = _base(event, "AggregationEvent")
+            item.update({"parentID": epc(sscc), "childEPCs": [epc(k) for k in children], "action": "DELETE",
+                         "bizStep": "unpacking", "disposition": "returned"})
+            item.update(_provenance_fields(event))
+            out.append(item)
+        return out
+    return [to_epcis_event(event)]
 
 
 def _aggregation_event(event: LedgerEvent) -> dict[str, Any]:
@@ -211,6 +286,30 @@ def with_children(events: Iterable[LedgerEvent]) -> list[LedgerEvent]:
     for event in events:
         if event.type == "aggregate":
             packed[event.fields["sscc"]] = list(event.fields["codes"])
+        if event.type == "reaggregate":
+            gone = set(event.fields.get("remove", []))
+            before = packed.get(event.fields["sscc"], [])
+            added = list(event.fields.get("add", []))
+            packed[event.fields["sscc"]] = [k for k in before if k not in gone] + added
+        if event.type == "accept" and event.fields.get("codes"):
+            # Per child (issue 13): a listed pallet keeps only its listed children; the
+            # others are taken out, which the export shows as their unpacking.
+            listed = set(event.fields["codes"])
+            refused: dict[str, list[str]] = {}
+            for sscc in event.fields["codes"]:
+                inside = packed.get(sscc)
+                if inside and any(c in listed for c in inside):
+                    out_of = [c for c in inside if c not in listed]
+                    if out_of:
+                        refused[sscc] = out_of
+                    packed[sscc] = [c for c in inside if c in listed]
+            if refused:
+                event = LedgerEvent(
+                    event.document_id, event.type, event.height, event.position, event.time_ms,
+                    event.signer, event.signer_state, event.fields,
+                    {**(event.shipment or {}), "refused": refused},
+                    tuple(c for children in refused.values() for c in children),
+                )
         if event.type == "disaggregate" and not event.children:
             children = packed.get(event.fields["sscc"], [])
             event = LedgerEvent(
@@ -223,7 +322,7 @@ def with_children(events: Iterable[LedgerEvent]) -> list[LedgerEvent]:
 
 def epcis_document(code_key: str, events: Sequence[LedgerEvent], created_ms: int) -> dict[str, Any]:
     """The EPCIS 2.0 document of a code's provenance, each event with its hash eventID."""
-    mapped = [to_epcis_event(e) for e in with_children(events) if e.type in _GOODS_TYPES]
+    mapped = [m for e in with_children(events) if e.type in _GOODS_TYPES for m in to_epcis_events(e)]
     document: dict[str, Any] = {
         "@context": CONTEXT,
         "type": "EPCISDocument",
@@ -242,6 +341,7 @@ def epcis_document(code_key: str, events: Sequence[LedgerEvent], created_ms: int
 
 
 _GOODS_TYPES = frozenset(SIMPLE_EVENTS) | {"aggregate", "disaggregate", "retire"}
+_GOODS_TYPES |= {"write_off", "remark", "reaggregate"}  # issue 13
 
 
 def event_hashes(document: dict[str, Any]) -> list[str]:

@@ -70,7 +70,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     \b
     Regulators:  participant register|revoke, product register, code emit|suspend|release, flows,
                  governance propose|sign|submit|show
-    Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return
+    Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return,
+                 code apply|write-off|remark|reaggregate
                  inbox, events follow|forward
     Everyone:    code parse|check|show|history, doc show, participant show|holdings,
                  product show|list
@@ -100,6 +101,7 @@ def _register_commands() -> None:
     )
 
     _cmd_misc.export.add_command(_cmd_export.parquet)
+    from . import _cmd_lifecycle  # noqa: F401  (issue 13: adds its commands to `code`)
 
     for command in (
         _cmd_misc.keys,

@@ -344,3 +344,12 @@ __all__ = [
     "unpack",
     "unpack_untrusted",
 ]
+
+# The lifecycle of real goods (issue 13).
+from ._access import document_json_for, withheld_details, withhold_in_json  # noqa: E402
+from ._documents import DETAIL_NAMES, WITHDRAWAL_REASONS, WRITE_OFF_REASONS  # noqa: E402
+
+__all__ += [
+    "DETAIL_NAMES", "WITHDRAWAL_REASONS", "WRITE_OFF_REASONS", "document_json_for", "withheld_details",
+    "withhold_in_json",
+]

@@ -341,7 +341,59 @@ def touched_codes(store: LedgerStore, signed: SignedDocument) -> list[str]:
         return list(doc.payload[1])
     if kind in (DocType.INTRODUCE, DocType.RETURN, DocType.SUSPEND, DocType.RELEASE):
         return list(doc.payload[0])
+    # The lifecycle of real goods (issue 13).
+    if kind is DocType.APPLY:
+        return list(doc.payload[0])
+    if kind is DocType.WRITE_OFF:
+        return list(doc.payload[1])
+    if kind is DocType.REMARK:
+        return [doc.payload[0], doc.payload[1]]
+    if kind is DocType.REAGGREGATE:
+        return [doc.payload[0], *doc.payload[1], *doc.payload[2]]
     return []
+
+
+# A shipment's commercial details (issue 13): the parties' business. The JSON views of a
+# document (the event feed) leave them out for every reader but the shipper and the
+# receiver, and say which they left out; the signed bytes (blocks, proofs, bundles) keep
+# them, since cutting them would break the signature (docs/ACCESS.md).
+COMMERCIAL_DETAILS = ("doc_number", "price", "vat")
+
+
+def withheld_details(signed: SignedDocument, reader_id: str) -> list[str]:
+    """The commercial details of `signed` that `reader_id` may not see (none for a party)."""
+    doc = signed.document
+    if doc.type is not DocType.SHIP or not doc.payload[-1]:
+        return []
+    if reader_id in (doc.signer, doc.payload[0]):
+        return []
+    return [name for name, _ in doc.payload[-1] if name in COMMERCIAL_DETAILS]
+
+
+def document_json_for(signed: SignedDocument, reader_id: str) -> dict[str, Any]:
+    """A document's JSON as `reader_id` may read it: without what `withheld_details` names."""
+    return withhold_in_json(signed.document.to_json(), reader_id)
+
+
+def withhold_in_json(document: dict[str, Any], reader_id: str | None) -> dict[str, Any]:
+    """The same cut on a document's JSON form (`Document.to_json`), for the routes that
+    hold only that; the input is not changed."""
+    details = document.get("details")
+    if document.get("type") != DocType.SHIP.value or not details:
+        return document
+    if reader_id is not None and reader_id in (document.get("signer"), document.get("receiver")):
+        return document
+    withheld = [pair[0] for pair in details if pair[0] in COMMERCIAL_DETAILS]
+    if not withheld:
+        return document
+    out = dict(document)
+    kept = [pair for pair in details if pair[0] not in withheld]
+    if kept:
+        out["details"] = kept
+    else:
+        out.pop("details")
+    out["withheld"] = withheld
+    return out
 
 
 _RULES: dict[type, Callable[[LedgerStore, Reader, Any], bool]] = {
@@ -499,6 +551,7 @@ __all__ = [
     "check_read",
     "code_parties",
     "codes_within",
+    "document_json_for",
     "document_visible",
     "history_window",
     "may_read",
@@ -507,4 +560,6 @@ __all__ = [
     "touched_codes",
     "visible_history",
     "window_of",
+    "withheld_details",
+    "withhold_in_json",
 ]

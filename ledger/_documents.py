@@ -46,6 +46,15 @@ CHAIN_ID_CHARS_MAX = 64
 U64_MAX = (1 << 64) - 1
 ROLES = ("producer", "importer", "wholesaler", "retailer", "auditor")
 RETIRE_REASONS = ("retail_sale", "export_outside_union", "destroyed", "lost", "expired")
+# The lifecycle of real goods (issue 13). Withdrawal reasons the national systems list
+# beside the five above, added after them so that no old reason changes.
+RETIRE_REASONS_MORE = (
+    "donation", "confiscation", "own_use", "liquidation", "remote_sale", "samples", "production_use",
+)
+WITHDRAWAL_REASONS = RETIRE_REASONS + RETIRE_REASONS_MORE
+# Why codes that never entered circulation are written off. A code replaced by `remark`
+# is written off too, with the reason "remarked", which only `remark` gives.
+WRITE_OFF_REASONS = ("spoiled", "lost", "destroyed", "defective", "not_used")
 
 
 class DocType(enum.StrEnum):
@@ -69,6 +78,11 @@ class DocType(enum.StrEnum):
     # A regulator lets an auditor read what it reads of its own state, and takes it back.
     GRANT_AUDIT = "grant_audit"
     REVOKE_AUDIT = "revoke_audit"
+    # The lifecycle of real goods (issue 13, "The whole lifecycle").
+    APPLY = "apply"  # the print report: emitted -> applied, with attributes
+    WRITE_OFF = "write_off"  # emitted or applied codes that never entered circulation
+    REMARK = "remark"  # a new code replaces a damaged one, which is written off
+    REAGGREGATE = "reaggregate"  # add to or take out of an aggregate without unpacking it
 
 
 class Field(enum.Enum):
@@ -91,6 +105,13 @@ class Field(enum.Enum):
     # 0..ATTRIBUTES_MAX [AI, value] pairs sorted by AI; only ever a payload's last field,
     # which a document leaves out when empty (see OPTIONAL_LAST).
     ATTRIBUTES = "attributes"
+    # The lifecycle of real goods (issue 13).
+    WITHDRAWAL = "withdrawal"  # one of WITHDRAWAL_REASONS (retire, from issue 13 on)
+    WRITE_OFF_REASON = "write_off_reason"  # one of WRITE_OFF_REASONS
+    # 0..DETAILS_MAX [name, value] pairs sorted by name, names from DETAIL_NAMES: business
+    # dates, the supporting document, commercial fields. Optional and trailing, like
+    # ATTRIBUTES: left out when empty, so a document from before keeps its bytes and id.
+    DETAILS = "details"
 
 
 PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
@@ -123,12 +144,48 @@ PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
     ),
     DocType.GRANT_AUDIT: (("participant", Field.PARTICIPANT),),
     DocType.REVOKE_AUDIT: (("participant", Field.PARTICIPANT),),
+    # The lifecycle of real goods (issue 13).
+    DocType.APPLY: (("codes", Field.CODES), ("attributes", Field.ATTRIBUTES), ("details", Field.DETAILS)),
+    DocType.WRITE_OFF: (
+        ("reason", Field.WRITE_OFF_REASON), ("codes", Field.CODES), ("details", Field.DETAILS),
+    ),
+    DocType.REMARK: (("old", Field.CODE), ("new", Field.CODE), ("details", Field.DETAILS)),
+    DocType.REAGGREGATE: (
+        ("sscc", Field.CODE), ("add", Field.CODES_OPT), ("remove", Field.CODES_OPT),
+        ("details", Field.DETAILS),
+    ),
 }
+
+# Business dates and documents on the business documents of before (issue 13): each
+# gets an optional trailing `details`, and `retire` takes every withdrawal reason. An
+# old document has no details, so its body, its id and its verdict are unchanged.
+for _kind in (
+    DocType.INTRODUCE, DocType.AGGREGATE, DocType.DISAGGREGATE, DocType.SHIP, DocType.CANCEL_SHIPMENT,
+    DocType.ACCEPT, DocType.REJECT, DocType.RETIRE, DocType.RETURN,
+):
+    PAYLOADS[_kind] = (*PAYLOADS[_kind], ("details", Field.DETAILS))
+PAYLOADS[DocType.RETIRE] = (("reason", Field.WITHDRAWAL), *PAYLOADS[DocType.RETIRE][1:])
 
 # Types whose last field is optional: left out of the body when empty, so a document
 # from before the field existed keeps its bytes and its id, and present only when not
 # empty, so each document has one body.
-OPTIONAL_LAST = frozenset(kind for kind, spec in PAYLOADS.items() if spec and spec[-1][1] is Field.ATTRIBUTES)
+OPTIONAL_FIELDS = frozenset((Field.ATTRIBUTES, Field.DETAILS))
+OPTIONAL_LAST = frozenset(kind for kind, spec in PAYLOADS.items() if spec and spec[-1][1] in OPTIONAL_FIELDS)
+
+
+def _optional_count(spec: tuple[tuple[str, Field], ...]) -> int:
+    """How many of a payload's last fields are optional (ATTRIBUTES, DETAILS)."""
+    n = 0
+    for _, kind in reversed(spec):
+        if kind not in OPTIONAL_FIELDS:
+            break
+        n += 1
+    return n
+
+
+# Per type, how many trailing fields may be left out: the body drops the empty ones
+# from the end, so every document has exactly one body.
+OPTIONAL_TRAILING = {kind: _optional_count(spec) for kind, spec in PAYLOADS.items()}
 
 HEADER_FIELDS = ("chain_id", "type", "signer", "nonce", "expires_at_ms")
 
@@ -225,6 +282,45 @@ def _check_attributes(name: str, value: Any) -> Any:
     return value
 
 
+def _check_among(values: tuple[str, ...]) -> Callable[[str, Any], Any]:
+    def check(name: str, value: Any) -> Any:
+        if value not in values:
+            raise DecodeError(f"{name} must be one of {', '.join(values)}")
+        return value
+
+    return check
+
+
+# Business details (issue 13): each name once, sorted; dates are milliseconds since the
+# epoch like every time of the ledger, amounts are in minor units (kopecks, tiyn) so
+# that no float reaches the state machine. Which names a document type takes, and
+# that dates are not after the block time, is the state machine's verdict.
+DETAILS_MAX = 8
+DETAIL_TEXT_CHARS_MAX = 64  # a document number or type: UPD numbers are far shorter
+DETAIL_DATES = ("doc_date", "transfer_date")
+DETAIL_TEXTS = ("doc_number", "doc_type")
+DETAIL_AMOUNTS = ("price", "vat")
+DETAIL_NAMES = tuple(sorted(DETAIL_DATES + DETAIL_TEXTS + DETAIL_AMOUNTS))
+
+
+def _check_details(name: str, value: Any) -> Any:
+    if not isinstance(value, list) or len(value) > DETAILS_MAX:
+        raise DecodeError(f"{name} must be a list of at most {DETAILS_MAX} [name, value] pairs")
+    for pair in value:
+        if not isinstance(pair, list) or len(pair) != 2 or pair[0] not in DETAIL_NAMES:
+            raise DecodeError(f"each entry of {name} is [name, value], name among {', '.join(DETAIL_NAMES)}")
+        key, item = pair
+        if key in DETAIL_TEXTS:
+            if not isinstance(item, str) or not 0 < len(item) <= DETAIL_TEXT_CHARS_MAX:
+                raise DecodeError(f"{name}.{key} must be text of 1 to {DETAIL_TEXT_CHARS_MAX} characters")
+        elif type(item) is not int or not 0 <= item <= U64_MAX:
+            raise DecodeError(f"{name}.{key} must be an unsigned 64-bit integer")
+    names = [pair[0] for pair in value]
+    if names != sorted(set(names)):
+        raise DecodeError(f"{name} must be sorted by name, each name once")
+    return value
+
+
 _CHECKS: dict[Field, Callable[[str, Any], Any]] = {
     Field.PUBLIC_KEY: _check_bytes32,
     Field.HASH: _check_bytes32,
@@ -241,6 +337,9 @@ _CHECKS: dict[Field, Callable[[str, Any], Any]] = {
     Field.PROPOSAL: _check_proposal,
     Field.COSIGNATURES: lambda name, value: check_cosignatures_shape(value),
     Field.ATTRIBUTES: _check_attributes,
+    Field.WITHDRAWAL: _check_among(WITHDRAWAL_REASONS),
+    Field.WRITE_OFF_REASON: _check_among(WRITE_OFF_REASONS),
+    Field.DETAILS: _check_details,
 }
 
 
@@ -274,7 +373,9 @@ class Document:
 
     def body_bytes(self) -> bytes:
         payload = list(self.payload)
-        if self.type in OPTIONAL_LAST and not payload[-1]:
+        for _ in range(OPTIONAL_TRAILING[self.type]):
+            if payload[-1]:
+                break
             payload.pop()
         return pack(
             [
@@ -304,7 +405,7 @@ class Document:
             "expires_at_ms": self.expires_at_ms,
         }
         for (name, kind), value in zip(PAYLOADS[self.type], self.payload):
-            if kind is Field.ATTRIBUTES and not value:
+            if kind in OPTIONAL_FIELDS and not value:
                 continue  # left out when empty, as in the body
             out[name] = _field_json(kind, value)
         return out
@@ -354,8 +455,8 @@ def make_document(
     unknown = set(fields) - {name for name, _ in spec}
     if unknown:
         raise DecodeError(f"unknown field(s) for {kind.value}: {', '.join(sorted(unknown))}")
-    if kind in OPTIONAL_LAST:
-        fields.setdefault(spec[-1][0], [])
+    for name, _ in spec[len(spec) - OPTIONAL_TRAILING[kind]:]:
+        fields.setdefault(name, [])
     missing = [name for name, _ in spec if name not in fields]
     if missing:
         raise DecodeError(f"missing field(s) for {kind.value}: {', '.join(missing)}")
@@ -417,11 +518,11 @@ def decode_body(body: bytes) -> Document:
     if kind is None:
         raise DecodeError(f"unknown document type {type_name!r}")
     checks = _PAYLOAD_CHECKS[kind]
-    if kind in OPTIONAL_LAST and isinstance(payload, list):
-        if len(payload) == len(checks) - 1:
-            payload = [*payload, []]
-        elif len(payload) == len(checks) and payload[-1] == []:
-            raise DecodeError(f"an empty {checks[-1][0]} is left out of a {kind.value} payload")
+    optional = OPTIONAL_TRAILING[kind]
+    if optional and isinstance(payload, list) and len(checks) - optional <= len(payload) <= len(checks):
+        if len(payload) > len(checks) - optional and payload[-1] == []:
+            raise DecodeError(f"an empty {checks[len(payload) - 1][0]} is left out of a {kind.value} payload")
+        payload = [*payload, *([] for _ in range(len(checks) - len(payload)))]
     if not isinstance(payload, list) or len(payload) != len(checks):
         raise DecodeError(f"a {kind.value} payload has {len(checks)} fields")
     checked = tuple([check(name, v) for (name, check), v in zip(checks, payload)])

@@ -25,7 +25,7 @@ from ._finality import final_states, finality_verdict
 from ._genesis import Genesis
 from ._identity import DOMAIN_DOCUMENT, ParticipantId, Verifier, participant_id
 from ._merkle import MerkleTree, ProofError, leaf_hash, verify_inclusion
-from ._records import P_BLOCK_DOC, P_DOC, P_PARTICIPANT, P_RESULTS, ParticipantRecord, u32, u64
+from ._records import P_BLOCK_DOC, P_DOC, P_PARTICIPANT, P_RESULTS, REPLACES, ParticipantRecord, u32, u64
 from ._state import Reason, Result
 from ._store import LedgerStore
 
@@ -283,6 +283,14 @@ def provenance(
         return None
     builder = _ProofBuilder(store)
     history = store.whole_history(key)
+    link = store.link(key)
+    if link is not None and link[0] == REPLACES:
+        # A code that replaced a damaged one (issue 13): the goods' story before the
+        # remark is the old code's, up to the remark, which the new code's history holds.
+        older = [e for e in store.whole_history(link[1]) if (e.height, e.position) < (link[2], link[3])]
+        # One document may name both codes (one emit issues many): each place once.
+        places = {(e.height, e.position): e for e in [*older, *history]}
+        history = [places[place] for place in sorted(places)]
     if until is not None:
         history = [e for e in history if (e.height, e.position) <= until]
     entries = [builder.at(e.height, e.position) for e in history]
@@ -347,6 +355,11 @@ def _touches(doc: SignedDocument, names: set[str], shipments: set[bytes]) -> boo
         return any("01" + gtin + "21" + s in names for s in serials)
     if d.type in (DocType.AGGREGATE, DocType.DISAGGREGATE) and d.payload[0] in names:
         return True
+    if d.type is DocType.REMARK:
+        return bool(d.payload[0] in names or d.payload[1] in names)
+    if d.type is DocType.REAGGREGATE:
+        sscc, add, remove = d.payload[:3]
+        return sscc in names or any(c in names for c in add) or any(c in names for c in remove)
     if not any(name == "codes" for name, _ in PAYLOADS[d.type]):
         return False
     return any(c in names for c in d.field("codes"))
@@ -371,6 +384,11 @@ def verify_provenance(
         keys[participant_id(public_key)] = public_key
     events: list[ProvenanceEvent] = []
     names = {bundle.code}
+    # A code that replaced another (a remark, issue 13) carries the old code's story.
+    for proof in bundle.entries:
+        replaced = _remark_of(proof, bundle.code)
+        if replaced is not None:
+            names.add(replaced)
     shipments: set[bytes] = set()
     last = (0, -1)
     for proof in bundle.entries:
@@ -392,6 +410,8 @@ def verify_provenance(
             raise ProofError(f"the document at {where[0]}/{where[1]} does not concern {bundle.code}")
         if doc.type is DocType.AGGREGATE:
             names.add(doc.payload[0])
+        if doc.type is DocType.REAGGREGATE and any(c in names for c in doc.payload[1]):
+            names.add(doc.payload[0])
         if doc.type is DocType.SHIP:
             shipments.add(signed.id)
         events.append(
@@ -400,6 +420,17 @@ def verify_provenance(
             )
         )
     return events
+
+
+def _remark_of(proof: InclusionProof, code: str) -> str | None:
+    """The code a remark in the bundle replaced with `code`, if the entry is one."""
+    try:
+        doc = decode_signed(proof.document).document
+    except DecodeError:
+        return None  # the loop below refuses it
+    if doc.type is DocType.REMARK and doc.payload[1] == code:
+        return str(doc.payload[0])
+    return None
 
 
 def _decode(proof: InclusionProof) -> SignedDocument:

@@ -54,6 +54,12 @@ class Reason(enum.StrEnum):
     BAD_ATTRIBUTE = "bad_attribute"  # a malformed attribute, or one the product's group does not use
     MISSING_ATTRIBUTE = "missing_attribute"  # an attribute the product's group requires is not given
     NOT_FOR_GROUP = "not_for_group"  # a document or withdrawal reason the product's group does not use
+    # The lifecycle of real goods (issue 13).
+    FUTURE_DATE = "future_date"  # a business date after the block time
+    MISSING_DOCUMENT = "missing_document"  # a withdrawal reason that needs a supporting document
+    BAD_DETAIL = "bad_detail"  # a detail (price, VAT, ...) the document type does not take
+    NOT_IN_AGGREGATE = "not_in_aggregate"  # a code taken out of an aggregate it is not in
+    AGGREGATE_FULL = "aggregate_full"  # a reaggregate would hold more than one aggregate document may list
     # A read the access rule (ledger/_access.py) does not allow this reader; never a
     # document's result.
     NOT_ENTITLED = "not_entitled"

@@ -22,6 +22,7 @@ P_HISTORY = b"h"  # code key 0x00 height position -> [document id, type, sscc]
 P_HOLDING = b"o"  # participant id code key -> b""
 P_FLOW = b"x"  # from state, to state, height, position -> shipment id
 P_AUDIT = b"a"  # participant id, scope (a member state, or "*" for the union) -> [height granted]
+P_LINK = b"m"  # code key -> [relation, other code key, height, position]: a re-marking (issue 13)
 # Store-local indexes: derived from the state when a block is written, never part of the
 # state hash, so a store may add or rebuild one without changing any block.
 P_NESTING = b"n"  # code key 0x00 height position -> [type, sscc]: the code's packs and unpacks
@@ -52,6 +53,12 @@ EMITTED = "emitted"
 INTRODUCED = "introduced"
 RETIRED = "retired"
 DISAGGREGATED = "disaggregated"  # an SSCC that was unpacked and is empty
+# The lifecycle of real goods (issue 13).
+APPLIED_TO_GOODS = "applied"  # printed on the goods (the print report); not yet in circulation
+WRITTEN_OFF = "written_off"  # emitted or applied, never in circulation, or replaced by a remark
+REMARKED = "remarked"  # the write-off reason of a code a remark replaced
+REPLACED_BY = "replaced_by"
+REPLACES = "replaces"
 
 ACTIVE = "active"
 REVOKED = "revoked"

@@ -28,7 +28,15 @@ from ._catalogue import (
     product_key,
 )
 from ._codes import CodeError, Sscc, is_valid_gtin, parse_key
-from ._documents import DocType, SignedDocument, decode_signed, document_id
+from ._documents import (
+    CODES_PER_DOCUMENT_MAX,
+    PAYLOADS,
+    DocType,
+    Field,
+    SignedDocument,
+    decode_signed,
+    document_id,
+)
 from ._encoding import pack_trusted, unpack_trusted
 from ._errors import DecodeError, InvariantError
 from ._genesis import ChainParams, Genesis
@@ -40,6 +48,7 @@ from ._records import (
     ACCEPTED,
     ACTIVE,
     AGGREGATE,
+    APPLIED_TO_GOODS,
     CANCELLED,
     DISAGGREGATED,
     EMITTED,
@@ -49,15 +58,20 @@ from ._records import (
     P_DOC,
     P_FLOW,
     P_HISTORY,
+    P_LINK,
     P_PARTICIPANT,
     P_SHIPMENT,
     PARTIALLY_ACCEPTED,
     PENDING,
     REJECTED,
+    REMARKED,
+    REPLACED_BY,
+    REPLACES,
     RETIRED,
     REVOKED,
     SEP,
     UNIT,
+    WRITTEN_OFF,
     CodeRecord,
     ParticipantRecord,
     ShipmentRecord,
@@ -608,12 +622,16 @@ def _owned_and_free(ctx: _Context, keys: Sequence[str], not_owner: str) -> Itera
 
 def _introduce(ctx: _Context) -> None:
     ctx.require_role(MAKERS, "introducing goods")
-    keys, attributes = ctx.doc.payload
+    keys, attributes, _details = ctx.doc.payload
     groups: dict[str, ProductGroup] = {}
     checked: set[str] = set()
     packed = pack_trusted(attributes) if attributes else b""
     for key, record in _owned_and_free(ctx, keys, "was emitted to someone else"):
-        if record.status != EMITTED:
+        if record.status == APPLIED_TO_GOODS and not attributes:
+            # Printed with its attributes (`apply`): those are what the group's rule reads.
+            _introduce_applied(ctx, key, record, groups)
+            continue
+        if record.status not in (EMITTED, APPLIED_TO_GOODS):
             raise Rejected(Reason.WRONG_STATUS, f"{key} is {record.status}, not emitted")
         gtin = key[2:16]  # an emitted code is a unit: "01" GTIN "21" serial
         if gtin not in checked:
@@ -636,7 +654,7 @@ def _check_attributes(attributes: list[list[str]], group: ProductGroup | None) -
 
 def _aggregate(ctx: _Context) -> None:
     ctx.require_role(BUSINESS_ROLES, "aggregation")
-    sscc, children = ctx.doc.payload
+    sscc, children, _details = ctx.doc.payload
     try:
         parsed = parse_key(sscc)
     except CodeError as exc:
@@ -667,7 +685,7 @@ def _aggregate(ctx: _Context) -> None:
 
 def _disaggregate(ctx: _Context) -> None:
     ctx.require_role(BUSINESS_ROLES, "disaggregation")
-    (sscc,) = ctx.doc.payload
+    sscc = ctx.doc.payload[0]
     record = ctx.movable(sscc, set())
     if record.kind != AGGREGATE:
         raise Rejected(Reason.WRONG_STATUS, f"{sscc} is a unit, not an aggregate")
@@ -690,7 +708,7 @@ def _disaggregate(ctx: _Context) -> None:
 
 def _ship(ctx: _Context) -> None:
     ctx.require_role(BUSINESS_ROLES, "shipping")
-    receiver_id, items = ctx.doc.payload
+    receiver_id, items, _details = ctx.doc.payload
     if receiver_id == ctx.doc.signer:
         raise Rejected(Reason.INVALID_RECEIVER, "a shipment goes to another participant")
     receiver = ctx.participant(receiver_id)
@@ -733,7 +751,7 @@ def _release_items(ctx: _Context, items: Iterable[str], new_owner: str | None) -
 
 def _end_shipment(ctx: _Context, party: str, status: str) -> None:
     """Cancel (by the shipper) or reject (by the receiver): every item goes back."""
-    (shipment_id,) = ctx.doc.payload
+    shipment_id = ctx.doc.payload[0]
     shipment = ctx.shipment(shipment_id)
     allowed = shipment.shipper if party == "shipper" else shipment.receiver
     if allowed != ctx.doc.signer:
@@ -744,10 +762,15 @@ def _end_shipment(ctx: _Context, party: str, status: str) -> None:
 
 
 def _accept(ctx: _Context) -> None:
-    shipment_id, chosen = ctx.doc.payload
+    shipment_id, chosen, _details = ctx.doc.payload
     shipment = ctx.shipment(shipment_id)
     if shipment.receiver != ctx.doc.signer:
         raise Rejected(Reason.NOT_OWNER, "only the receiver accepts a shipment")
+    if chosen and ctx.sm.groups and any(key not in shipment.items for key in chosen):
+        # Per child (issue 13), on chains with the catalogue: a chain from before keeps
+        # refusing such an accept (not_in_shipment), so its blocks replay alike.
+        _accept_per_child(ctx, shipment_id, shipment, chosen)
+        return
     if chosen:
         in_shipment = set(shipment.items)
         seen: set[str] = set()
@@ -769,7 +792,7 @@ def _accept(ctx: _Context) -> None:
 
 
 def _retire(ctx: _Context) -> None:
-    reason, keys = ctx.doc.payload
+    reason, keys, _details = ctx.doc.payload
     if reason == "retail_sale":
         ctx.require_role(RETAILERS, "a retail sale")
     else:
@@ -786,6 +809,7 @@ def _retire(ctx: _Context) -> None:
                 raise Rejected(
                     Reason.NOT_FOR_GROUP, f"product group {group.name} does not use the reason {reason}"
                 )
+            _check_supporting_document(ctx, reason)
         record.status = RETIRED
         record.retire_reason = reason
         ctx.put_code(key, record)
@@ -891,6 +915,293 @@ def _audit_grant(ctx: _Context, grant: bool) -> None:
         ctx.ov.delete(key)
 
 
+# -- The lifecycle of real goods (issue 13, "The whole lifecycle") --------------------
+#
+# apply (the print report), write_off, remark, reaggregate, accept per child, supporting
+# documents for withdrawals, business dates. A history entry's value names the doc's
+# type and an aggregate; a child put into or taken out of an aggregate by a reaggregate
+# (or taken out by a per-child accept) gets the entry of a pack ("aggregate") or an
+# unpack ("disaggregate") of that aggregate, so that the store's nesting index and the
+# merged histories (ledger/_store.py) follow it without knowing the new types; the
+# entry's place names the document that did it.
+
+# Withdrawal reasons whose supporting document (type, number, date) the national
+# systems require: all but the sales, whose fiscal receipt is the cash register's.
+SUPPORT_NOT_NEEDED = frozenset(("retail_sale", "remote_sale"))
+# Commercial details only a shipment carries (issue 13): the parties' business, which
+# the access rule hides from readers who are not parties (docs/ACCESS.md).
+COMMERCIAL_DETAILS = frozenset(("price", "vat"))
+SUPPORT_DETAILS = ("doc_date", "doc_number", "doc_type")
+
+
+def _details_of(ctx: _Context) -> dict[str, Any]:
+    spec = ctx.doc.payload
+    return dict(spec[-1]) if spec else {}
+
+
+def _check_details(ctx: _Context) -> None:
+    """Business dates are not after the block time; price and VAT only on shipments."""
+    details = _details_of(ctx)
+    for name in ("doc_date", "transfer_date"):
+        when = details.get(name)
+        if when is not None and when > ctx.time_ms:
+            raise Rejected(
+                Reason.FUTURE_DATE, f"{name} {when} is after the block time {ctx.time_ms} (ms)"
+            )
+    if ctx.doc.type is not DocType.SHIP:
+        extra = sorted(COMMERCIAL_DETAILS.intersection(details))
+        if extra:
+            raise Rejected(Reason.BAD_DETAIL, f"{', '.join(extra)}: only a shipment carries these")
+
+
+def _with_details(handler: Callable[[_Context], None]) -> Callable[[_Context], None]:
+    def run(ctx: _Context) -> None:
+        if ctx.doc.payload[-1]:  # documents without details (every one before) skip this
+            _check_details(ctx)
+        handler(ctx)
+
+    return run
+
+
+def _check_supporting_document(ctx: _Context, reason: str) -> None:
+    if reason in SUPPORT_NOT_NEEDED:
+        return
+    details = _details_of(ctx)
+    missing = [name for name in SUPPORT_DETAILS if name not in details]
+    if missing:
+        raise Rejected(
+            Reason.MISSING_DOCUMENT,
+            f"the reason {reason} needs its supporting document: {', '.join(missing)} missing",
+        )
+
+
+def _stored_attributes(ctx: _Context, key: str) -> list[list[str]]:
+    raw = ctx.ov.get(attributes_key(key))
+    return unpack_trusted(raw) if raw is not None else []
+
+
+def _introduce_applied(ctx: _Context, key: str, record: CodeRecord, groups: dict[str, ProductGroup]) -> None:
+    """Introduce a code printed with its attributes: the group's rule reads those."""
+    if ctx.sm.groups:
+        _check_attributes(_stored_attributes(ctx, key), ctx.product_group(key[2:16], groups))
+    record.status = INTRODUCED
+    ctx.put_code(key, record)
+    ctx.history(key)
+
+
+def _apply(ctx: _Context) -> None:
+    """The print report: emitted codes are now on goods, with the attributes printed
+    beside them (expiry, batch, price). Required attributes may still come at
+    `introduce`, so only the ones given are checked here."""
+    ctx.require_role(MAKERS, "a print report")
+    keys, attributes, _details = ctx.doc.payload
+    groups: dict[str, ProductGroup] = {}
+    packed = pack_trusted(attributes) if attributes else b""
+    checked: set[str] = set()
+    for key, record in _owned_and_free(ctx, keys, "was emitted to someone else"):
+        if record.status != EMITTED:
+            raise Rejected(Reason.WRONG_STATUS, f"{key} is {record.status}, not emitted")
+        gtin = key[2:16]
+        if gtin not in checked:
+            group = ctx.product_group(gtin, groups) if ctx.sm.groups else None
+            problem = attributes_problem(attributes, group)
+            if problem is not None and problem[0] == "bad":
+                raise Rejected(Reason.BAD_ATTRIBUTE, problem[1])
+            checked.add(gtin)
+        record.status = APPLIED_TO_GOODS
+        ctx.put_code(key, record)
+        if packed:
+            ctx.ov.put(attributes_key(key), packed)
+        ctx.history(key)
+
+
+def _never_circulated(ctx: _Context, key: str, record: CodeRecord) -> None:
+    if record.status not in (EMITTED, APPLIED_TO_GOODS):
+        raise Rejected(
+            Reason.WRONG_STATUS,
+            f"{key} is {record.status}: only emitted or applied codes are written off (retire the rest)",
+        )
+
+
+def _write_off(ctx: _Context) -> None:
+    """Codes that never entered circulation (spoiled or lost labels) end here."""
+    ctx.require_role(MAKERS, "a write-off")
+    reason, keys, _details = ctx.doc.payload
+    groups: dict[str, ProductGroup] = {}
+    for key, record in _owned_and_free(ctx, keys, "was emitted to someone else"):
+        _never_circulated(ctx, key, record)
+        if ctx.sm.groups:
+            ctx.product_group(key[2:16], groups)
+        record.status = WRITTEN_OFF
+        record.retire_reason = reason
+        ctx.put_code(key, record)
+        ctx.ov.delete(holding_key(record.owner, key))
+        ctx.history(key)
+
+
+def _remark(ctx: _Context) -> None:
+    """A new code replaces a damaged one on goods in circulation: the new one enters
+    circulation with the old one's attributes (unless printed with its own), the old
+    one is written off, and each names the other (P_LINK) for history and provenance."""
+    ctx.require_role(BUSINESS_ROLES, "a remark")
+    old_key, new_key, _details = ctx.doc.payload
+    if old_key == new_key:
+        raise Rejected(Reason.REPEATED_CODE, f"{old_key} cannot replace itself")
+    old = ctx.movable(old_key, set())
+    if old.kind != UNIT:
+        raise Rejected(Reason.WRONG_STATUS, f"{old_key} is an aggregate: an aggregate is not re-marked")
+    new = ctx.code(new_key)
+    if new.owner != ctx.doc.signer:
+        raise Rejected(Reason.NOT_OWNER, f"{new_key} was emitted to someone else")
+    if new.blocked:
+        raise Rejected(Reason.SUSPENDED, f"{new_key} is suspended by a regulator")
+    if new.kind != UNIT or new.status not in (EMITTED, APPLIED_TO_GOODS):
+        raise Rejected(Reason.WRONG_STATUS, f"{new_key} is {new.status}: a new code is emitted or applied")
+    if old_key[2:16] != new_key[2:16]:
+        raise Rejected(Reason.INVALID_CODE, f"{new_key} is for another GTIN than {old_key}")
+    attributes = _stored_attributes(ctx, new_key) or _stored_attributes(ctx, old_key)
+    if ctx.sm.groups:
+        _check_attributes(attributes, ctx.product_group(old_key[2:16], {}))
+    if attributes:
+        ctx.ov.put(attributes_key(new_key), pack_trusted(attributes))
+    new.status = INTRODUCED
+    ctx.put_code(new_key, new)
+    old.status = WRITTEN_OFF
+    old.retire_reason = REMARKED
+    ctx.put_code(old_key, old)
+    ctx.ov.delete(holding_key(old.owner, old_key))
+    ctx.ov.put(P_LINK + old_key.encode(), pack_trusted([REPLACED_BY, new_key, ctx.height, ctx.position]))
+    ctx.ov.put(P_LINK + new_key.encode(), pack_trusted([REPLACES, old_key, ctx.height, ctx.position]))
+    ctx.history(old_key)
+    ctx.history(new_key)
+
+
+def _nesting_entry(ctx: _Context, key: str, kind: DocType, sscc: str) -> None:
+    """A child's history entry of a pack into, or an unpack out of, `sscc` (see above)."""
+    ctx.ov.doc[P_HISTORY + key.encode() + ctx.history_suffix] = pack_trusted([kind.value, sscc])
+
+
+def _take_out(ctx: _Context, sscc: str, keys: Sequence[str], owner: str) -> None:
+    for key in keys:
+        child = ctx.code(key)
+        child.parent = ""
+        child.owner = owner
+        ctx.put_code(key, child)
+        ctx.ov.put(holding_key(owner, key), b"")
+        _nesting_entry(ctx, key, DocType.DISAGGREGATE, sscc)
+
+
+def _level_of(ctx: _Context, children: Sequence[str]) -> int:
+    return 1 + max((ctx.code(key).level for key in children), default=0)
+
+
+def _reaggregate(ctx: _Context) -> None:
+    """Add codes to an aggregate and take codes out of it, leaving the rest packed."""
+    ctx.require_role(BUSINESS_ROLES, "reaggregation")
+    sscc, add, remove, _details = ctx.doc.payload
+    if not add and not remove:
+        raise Rejected(Reason.WRONG_STATUS, "a reaggregation adds or removes at least one code")
+    seen: set[str] = set()
+    record = ctx.movable(sscc, seen)
+    if record.kind != AGGREGATE:
+        raise Rejected(Reason.WRONG_STATUS, f"{sscc} is a unit, not an aggregate")
+    raw = ctx.ov.get(P_CHILDREN + sscc.encode())
+    children: list[str] = unpack_trusted(raw) if raw is not None else []
+    inside = set(children)
+    for key in remove:
+        if key in seen:
+            raise Rejected(Reason.REPEATED_CODE, f"{key} is listed twice")
+        seen.add(key)
+        if key not in inside:
+            raise Rejected(Reason.NOT_IN_AGGREGATE, f"{key} is not packed in {sscc}")
+    if ctx.sm.groups:
+        # The groups of the units it moves must use reaggregation (an aggregate inside
+        # answers for itself when it was packed).
+        groups: dict[str, ProductGroup] = {}
+        for key in (*add, *remove):
+            if key.startswith("01"):
+                ctx.product_group(key[2:16], groups)
+    kept = [key for key in children if key not in seen]
+    if not kept and not add:
+        raise Rejected(Reason.WRONG_STATUS, f"this would leave {sscc} empty: disaggregate it instead")
+    _take_out(ctx, sscc, remove, record.owner)
+    level = _level_of(ctx, kept) if remove else record.level
+    for key in add:
+        child = ctx.movable(key, seen)
+        level = max(level, child.level + 1)
+        child.parent = sscc
+        ctx.put_code(key, child)
+        ctx.ov.delete(holding_key(ctx.doc.signer, key))
+        _nesting_entry(ctx, key, DocType.AGGREGATE, sscc)
+    if level > AGGREGATION_LEVELS_MAX:
+        raise Rejected(Reason.TOO_DEEP, f"aggregates nest at most {AGGREGATION_LEVELS_MAX} levels")
+    children = kept + list(add)
+    if len(children) > CODES_PER_DOCUMENT_MAX:
+        # An aggregate holds at most what one aggregate document may list, so that
+        # reaggregating, shipping or unpacking it stays bounded however often codes are added.
+        raise Rejected(
+            Reason.AGGREGATE_FULL, f"{sscc} would hold {len(children)} codes, over {CODES_PER_DOCUMENT_MAX}"
+        )
+    record.level = level
+    record.count = len(children)
+    ctx.put_code(sscc, record)
+    ctx.ov.put(P_CHILDREN + sscc.encode(), pack_trusted(children))
+    ctx.history(sscc)
+
+
+def _accept_per_child(
+    ctx: _Context, shipment_id: bytes, shipment: ShipmentRecord, chosen: Sequence[str]
+) -> None:
+    """The receiver lists what it accepts: items of the shipment, and, after an aggregate
+    it lists, the children of that aggregate it keeps; the aggregate's other children
+    are taken out and go back to the shipper, as do the items it does not list."""
+    items = set(shipment.items)
+    listed = set(_distinct(chosen))
+    kept: dict[str, list[str]] = {}  # aggregate -> the children listed
+    partial = False
+    for key in chosen:
+        if key in items:
+            continue
+        raw = ctx.ov.get(code_key(key))
+        record = CodeRecord.unpack(raw) if raw is not None else None
+        if record is None or not record.parent or record.parent not in items:
+            raise Rejected(Reason.NOT_IN_SHIPMENT, f"{key} is not in this shipment nor in an aggregate of it")
+        if record.parent not in listed:
+            raise Rejected(
+                Reason.NOT_IN_SHIPMENT, f"{key} is inside {record.parent}: list {record.parent} to accept it"
+            )
+        kept.setdefault(record.parent, []).append(key)
+    for sscc, keep in kept.items():
+        aggregate = ctx.code(sscc)
+        raw = ctx.ov.get(P_CHILDREN + sscc.encode())
+        children: list[str] = unpack_trusted(raw) if raw is not None else []
+        keep_set = set(keep)
+        refused = [key for key in children if key not in keep_set]
+        if refused:
+            partial = True
+            _take_out(ctx, sscc, refused, shipment.shipper)
+            remaining = [key for key in children if key in keep_set]
+            aggregate.level = _level_of(ctx, remaining)
+            aggregate.count = len(remaining)
+            ctx.put_code(sscc, aggregate)
+            ctx.ov.put(P_CHILDREN + sscc.encode(), pack_trusted(remaining))
+    accepted = [key for key in shipment.items if key in listed]
+    rest = [key for key in shipment.items if key not in listed]
+    _release_items(ctx, accepted, ctx.doc.signer)
+    _release_items(ctx, rest, None)
+    shipment.status = PARTIALLY_ACCEPTED if partial or rest else ACCEPTED
+    shipment.accepted = list(chosen)
+    ctx.ov.put(P_SHIPMENT + shipment_id, shipment.pack())
+
+
+LIFECYCLE_HANDLERS: dict[DocType, Callable[[_Context], None]] = {
+    DocType.APPLY: _apply,
+    DocType.WRITE_OFF: _write_off,
+    DocType.REMARK: _remark,
+    DocType.REAGGREGATE: _reaggregate,
+}
+
+
 HANDLERS: dict[DocType, Callable[[_Context], None]] = {
     DocType.REGISTER_PARTICIPANT: _register,
     DocType.REVOKE_PARTICIPANT: _revoke,
@@ -911,6 +1222,13 @@ HANDLERS: dict[DocType, Callable[[_Context], None]] = {
     DocType.GRANT_AUDIT: lambda ctx: _audit_grant(ctx, True),
     DocType.REVOKE_AUDIT: lambda ctx: _audit_grant(ctx, False),
 }
+# The lifecycle of real goods (issue 13): the new types, and the business details
+# (dates not after the block time, commercial fields on shipments only) checked
+# before every handler of a type that carries them.
+HANDLERS.update(LIFECYCLE_HANDLERS)
+for _kind, _spec in PAYLOADS.items():
+    if _spec and _spec[-1][1] is Field.DETAILS:
+        HANDLERS[_kind] = _with_details(HANDLERS[_kind])
 
 __all__ = [
     "APPLIED",

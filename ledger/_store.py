@@ -48,6 +48,7 @@ from ._records import (
     P_HOLDING,
     P_INBOX,
     P_INVOLVED,
+    P_LINK,
     P_NESTING,
     P_PARTICIPANT,
     P_PARTY,
@@ -466,7 +467,23 @@ class LedgerStore:
         signed = self.document_at(*_place_of(first[0]))
         if signed is None or signed.document.type is not DocType.AGGREGATE:
             return []
-        return list(signed.document.payload[1])
+        codes = list(signed.document.payload[1])
+        # Codes a reaggregate added later (issue 13) were packed in it too.
+        for key, value in self.db.iterator(prefix=prefix):
+            if unpack_trusted(value)[0] == DocType.REAGGREGATE.value:
+                later = self.document_at(*_place_of(key))
+                if later is not None:
+                    codes.extend(c for c in later.document.payload[1] if c not in codes)
+        return codes
+
+    def link(self, key: str) -> tuple[str, str, int, int] | None:
+        """A re-marking (issue 13): ("replaced_by" or "replaces", the other code, height,
+        position of the remark), or None."""
+        raw = self.db.get(P_LINK + key.encode())
+        if raw is None:
+            return None
+        relation, other, height, position = unpack_trusted(raw)
+        return relation, other, height, position
 
     def enclosures(self, key: str, depth: int = 0) -> list[str]:
         """Every aggregate a code was ever packed into, and theirs, to HISTORY_DEPTH_MAX."""
@@ -553,6 +570,9 @@ class LedgerStore:
             "suspended": record.suspended,
             "retire_reason": record.retire_reason or None,
         }
+        link = self.link(key)
+        if link is not None:
+            view[link[0]] = link[1]  # "replaced_by" or "replaces" (a remark, issue 13)
         if isinstance(parsed, Sscc):
             view["sscc"] = parsed.value
             view["children"] = record.count

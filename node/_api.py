@@ -37,11 +37,12 @@ from ledger import (
     provenance,
     signed_from_json,
     unpack_untrusted,
+    withhold_in_json,
 )
 
 from ._budget import RefusalBudget
 from ._errors import Refusal
-from ._http import JSON, MSGPACK, Args, entitle, history_window_of, respond, wants_msgpack
+from ._http import JSON, MSGPACK, READER, Args, entitle, history_window_of, respond, wants_msgpack
 from ._keys import METRICS, NODE
 from ._node import Node
 
@@ -322,7 +323,14 @@ async def _outcome(node: Node, admitted: tuple[bytes, Any] | Refusal, deadline: 
 
 
 async def get_document(request: web.Request, a: Args) -> web.Response:
-    return respond(request, node_of(request).document_status(a["id"]))
+    out = node_of(request).document_status(a["id"])
+    signed = out.get("document")
+    if signed is not None:
+        # A shipment's number, price and VAT are for its parties only (issue 13, docs/ACCESS.md).
+        signed["document"] = withhold_in_json(signed["document"], request.get(READER))
+        if "withheld" in signed["document"]:
+            signed.pop("signature")  # it covers what was cut: no longer checkable, so not shown
+    return respond(request, out)
 
 
 # -- state reads -----------------------------------------------------------------------

@@ -43,9 +43,11 @@ from ledger import (
     Result,
     SignedDocument,
     decode_signed,
+    document_json_for,
     document_visible,
     involvement,
     reader_of,
+    withheld_details,
 )
 
 from ._errors import Refusal
@@ -272,7 +274,10 @@ class Feed:
             record = self.record(height, position, wire, results)
             if not self.visible(reader, record):
                 return None
-            return document_event(record)
+            event = document_event(record)
+            if record.signed is not None and withheld_details(record.signed, reader):
+                event["document"] = document_json_for(record.signed, reader)  # issue 13: parties only
+            return event
         return make
 
     def record(self, height: int, position: int, wire: bytes, results: list[Result]) -> DocumentRecord:

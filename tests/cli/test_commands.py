@@ -181,7 +181,9 @@ def test_retail_sale_return_and_roles(world: World) -> None:
              "wrong_status")
     ok(["code", "return", codes[0], *world.retailer.args()])
     rejected(fails(["code", "return", codes[0], *world.retailer.args()]).stderr, "wrong_status")
-    ok(["code", "retire", "--reason", "destroyed", codes[1], *world.retailer.args()])
+    # Destruction needs its supporting document (issue 13): the act's type, number and date.
+    ok(["code", "retire", "--reason", "destroyed", codes[1], "--doc-type", "destruction_act", "--doc-number", "D-1",
+        "--doc-date", "2026-01-05", *world.retailer.args()])
 
 
 def test_suspend_blocks_movement_until_release(world: World) -> None:
@@ -315,3 +317,50 @@ def test_product_register_show_and_list(world: World) -> None:
     rejected(fails(["code", "introduce", *codes, *world.producer.args()]).stderr, "missing_attribute")
     ok(["code", "introduce", *codes, "--attr", "8005=015000", *world.producer.args()])
     assert "--attr" in fails(["code", "introduce", *codes, "--attr", "8005=15", *world.producer.args()], 2).stderr
+
+
+# The lifecycle of real goods (issue 13).
+
+
+def test_apply_write_off_remark_reaggregate_and_retire_with_a_document(world: World) -> None:
+    """The print report, a write-off, a remark, a reaggregation and a withdrawal with its
+    supporting document, each through its command; each refusal names its reason."""
+    ru, producer = world.regulators["RU"], world.producer
+    emitted = ok(["code", "emit", "--gtin", GTIN, "--count", "4", "--to", producer.id, *ru.args()]).stdout.split()
+    applied = as_json(ok(["code", "apply", emitted[0], "--doc-date", "2026-01-01", *producer.args(), "--json"]))
+    assert applied["status"] == "applied"
+    shown = as_json(ok(["code", "show", emitted[0], *producer.args(), "--json"]))
+    assert shown["status"] == "applied"
+    rejected(fails(["code", "apply", emitted[0], *producer.args()]).stderr, "wrong_status")
+    rejected(fails(["code", "apply", emitted[1], "--doc-date", "2999-01-01", *producer.args()]).stderr, "future_date")
+    ok(["code", "write-off", "--reason", "spoiled", emitted[1], *producer.args()])
+    live = world.fresh_codes(3)
+    ok(["code", "remark", live[0], emitted[0], *producer.args()])
+    old = as_json(ok(["code", "show", live[0], *producer.args(), "--json"]))
+    assert old["status"] == "written_off" and old["replaced_by"] == emitted[0]
+    pallet = sscc()
+    ok(["code", "aggregate", "--sscc", pallet, live[1], *producer.args()])
+    ok(["code", "reaggregate", "--sscc", pallet, "--add", live[2], "--remove", live[1], *producer.args()])
+    assert as_json(ok(["code", "show", live[2], *producer.args(), "--json"]))["aggregate"] == pallet
+    rejected(fails(["code", "retire", "--reason", "donation", live[1], *producer.args()]).stderr,
+             "missing_document")
+    ok(["code", "retire", "--reason", "donation", live[1], "--doc-type", "gift_deed", "--doc-number", "G-1",
+        "--doc-date", "2026-01-02", *producer.args()])
+    assert as_json(ok(["code", "show", live[1], *producer.args(), "--json"]))["retire_reason"] == "donation"
+
+
+def test_ship_with_price_and_accept_per_child(world: World) -> None:
+    """A shipment with its number, price and VAT; the buyer keeps one code of the pallet and
+    the other goes back to the shipper."""
+    producer, wholesaler = world.producer, world.wholesaler
+    codes = world.fresh_codes(2)
+    pallet = sscc()
+    ok(["code", "aggregate", "--sscc", pallet, *codes, *producer.args()])
+    shipment = as_json(ok(["code", "ship", "--to", wholesaler.id, pallet, "--doc-number", "UPD-7",
+                           "--price", "120000", "--vat", "20000", "--doc-date", "2026-01-03",
+                           *producer.args(), "--json"]))["id"]
+    ok(["code", "accept", shipment, pallet, codes[0], *wholesaler.args()])
+    back = as_json(ok(["code", "show", codes[1], *producer.args(), "--json"]))
+    assert back["owner"] == producer.id and back["aggregate"] is None
+    kept = as_json(ok(["code", "show", codes[0], *wholesaler.args(), "--json"]))
+    assert kept["owner"] == wholesaler.id and kept["aggregate"] == pallet

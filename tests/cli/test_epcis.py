@@ -231,3 +231,105 @@ def test_a_tampered_bundle_is_refused_when_genesis_is_given(tmp_path: Path) -> N
     forged = ProvenanceBundle(bundle.code, bundle.genesis_hash, entries, bundle.registrations)
     with pytest.raises(Exception, match="does not|not in"):
         epcis.bundle_events(forged, world.genesis)
+
+
+# The lifecycle of real goods (issue 13).
+
+K3 = "01" + GTIN + "21" + "NEW0000000001"
+
+
+def test_lifecycle_documents_map_to_cbv_steps(schema: dict[str, Any]) -> None:
+    """apply commissions, write_off decommissions or destroys, remark replaces (two events
+    naming each other), reaggregate repackages (out, then in); every new withdrawal reason
+    has its own step; each document validates against the EPCIS 2.0 schema."""
+    cases: list[tuple[LedgerEvent, list[tuple[str, ...]]]] = [
+        (event(1, "apply", A, "RU", {"codes": [K1]}), [("ADD", "commissioning", "encoded")]),
+        (event(1, "write_off", A, "RU", {"reason": "spoiled", "codes": [K1]}), [("DELETE", "decommissioning", "damaged")]),
+        (event(1, "write_off", A, "RU", {"reason": "destroyed", "codes": [K1]}), [("DELETE", "destroying", "destroyed")]),
+        (event(1, "remark", A, "RU", {"old": K1, "new": K3}),
+         [("DELETE", "replacing", "inactive"), ("ADD", "replacing", "active")]),
+        (event(1, "reaggregate", A, "RU", {"sscc": PALLET, "add": [K3], "remove": [K1]}),
+         [("DELETE", "repackaging"), ("ADD", "repackaging")]),
+        (event(1, "reaggregate", A, "RU", {"sscc": PALLET, "add": [K3], "remove": []}), [("ADD", "repackaging")]),
+    ]
+    for reason, expected in epcis.RETIRE_EVENTS.items():
+        cases.append((event(1, "retire", A, "RU", {"reason": reason, "codes": [K1]}), [expected]))
+    for reason, expected in epcis.WRITE_OFF_EVENTS.items():
+        cases.append((event(1, "write_off", A, "RU", {"reason": reason, "codes": [K1]}), [expected]))
+    for ledger_event, expected in cases:
+        doc = epcis_document(K1, [ledger_event], 0)
+        validate(doc, schema)
+        got = [
+            (e["action"], e["bizStep"], e["disposition"]) if "disposition" in e else (e["action"], e["bizStep"])
+            for e in doc["epcisBody"]["eventList"]
+        ]
+        assert got == expected, ledger_event
+    remark = epcis_document(K1, [cases[3][0]], 0)["epcisBody"]["eventList"]
+    assert remark[0]["tamga:replacedBy"] == epcis.epc(K3) and remark[1]["tamga:replaces"] == epcis.epc(K1)
+    assert len({e["eventID"] for e in remark}) == 2
+
+
+def test_every_withdrawal_and_write_off_reason_has_a_mapping() -> None:
+    from ledger import WITHDRAWAL_REASONS, WRITE_OFF_REASONS
+
+    assert set(epcis.RETIRE_EVENTS) == set(WITHDRAWAL_REASONS)
+    assert set(epcis.WRITE_OFF_EVENTS) == set(WRITE_OFF_REASONS)
+
+
+def test_a_remarked_and_reaggregated_code_exports_as_valid_epcis(tmp_path: Path, schema: dict[str, Any]) -> None:
+    """A real bundle of a code that replaced another and was put into a pallet later."""
+    world = World(tmp_path / "db")
+    try:
+        producer = world.register("RU", ["producer"], "Producer")
+        codes = world.emit("RU", producer, 4)
+        world.apply_ok(world.doc(producer, DocType.APPLY, codes=codes[:1]))
+        world.apply_ok(world.doc(producer, DocType.INTRODUCE, codes=codes[1:3]))
+        pallet = sscc("000000043")
+        world.apply_ok(world.doc(producer, DocType.AGGREGATE, sscc=pallet, codes=codes[1:2]))
+        world.apply_ok(world.doc(producer, DocType.REMARK, old=codes[2], new=codes[0]))
+        world.apply_ok(world.doc(producer, DocType.REAGGREGATE, sscc=pallet, add=codes[:1], remove=[]))
+        world.apply_ok(world.doc(producer, DocType.WRITE_OFF, reason="lost", codes=codes[3:]))
+        attest_all(world)
+        bundle = provenance(world.store, codes[0])
+        assert bundle is not None
+        events = epcis.bundle_events(ProvenanceBundle.decode(bundle.encode()), world.genesis)
+    finally:
+        world.store.close()
+    doc = epcis_document(codes[0], events, world.time_ms)
+    validate(doc, schema)
+    steps = [e["bizStep"] for e in doc["epcisBody"]["eventList"]]
+    # The old code's story comes first: its emit and introduce (same emit document).
+    assert steps == ["encoding", "commissioning", "commissioning", "replacing", "replacing", "repackaging"]
+
+
+def test_a_child_refused_from_a_pallet_exports_its_unpacking(tmp_path: Path, schema: dict[str, Any]) -> None:
+    """A per-child accept: the refused code's export shows the receiving of the pallet and
+    then its own unpacking from it (returned); the kept code's shows the receiving only."""
+    from testnet import product_groups
+    from tests.ledger.world import make_genesis
+
+    world = World(tmp_path / "db", make_genesis(groups=product_groups()))
+    try:
+        producer = world.register("RU", ["producer"], "Producer")
+        buyer = world.register("KZ", ["wholesaler"], "Buyer")
+        codes = world.introduced("RU", producer, 2)
+        pallet = sscc("000000044")
+        world.apply_ok(world.doc(producer, DocType.AGGREGATE, sscc=pallet, codes=codes))
+        ship = world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[pallet])
+        world.apply_ok(ship)
+        world.apply_ok(world.doc(buyer, DocType.ACCEPT, shipment=ship.id, codes=[pallet, codes[0]]))
+        attest_all(world)
+        exported = {}
+        for code in codes:
+            bundle = provenance(world.store, code)
+            assert bundle is not None
+            exported[code] = epcis_document(code, epcis.bundle_events(bundle, world.genesis), world.time_ms)
+    finally:
+        world.store.close()
+    for doc in exported.values():
+        validate(doc, schema)
+    refused = exported[codes[1]]["epcisBody"]["eventList"]
+    assert [e["bizStep"] for e in refused][-2:] == ["receiving", "unpacking"]
+    assert refused[-1]["childEPCs"] == [epcis.epc(codes[1])] and refused[-1]["disposition"] == "returned"
+    kept = exported[codes[0]]["epcisBody"]["eventList"]
+    assert [e["bizStep"] for e in kept][-3:] == ["shipping", "receiving", "unpacking"]

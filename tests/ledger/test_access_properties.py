@@ -40,6 +40,8 @@ class Model:
     owner: dict[str, str] = field(default_factory=dict)
     open: dict[bytes, tuple[str, str, list[str]]] = field(default_factory=dict)  # id -> shipper, receiver, items
     retired: set[str] = field(default_factory=set)
+    # Emitted or applied, not in circulation (issue 13: apply, write_off, remark's new code).
+    spare: set[str] = field(default_factory=set)
     places: dict[str, list[Place]] = field(default_factory=dict)  # code -> places of documents naming it
     ends: dict[tuple[str, str], Place | None] = field(default_factory=dict)  # (code, pid) -> end, None: open
     docs: list[tuple[SignedDocument, Place, list[str], list[str]]] = field(default_factory=list)
@@ -82,6 +84,13 @@ def test_readers_see_exactly_what_the_journey_entitles_them_to(data: st.DataObje
             m.owner[code] = people["a"].participant_id
             m.begin(code, people["a"].participant_id)
             m.places[code] = [(first, 0), (first + 1, 0)]
+        spares = world.emit("KZ", people["a"], 2)
+        for code in spares:
+            m.owner[code] = people["a"].participant_id
+            m.begin(code, people["a"].participant_id)
+            m.places[code] = [(world.store.head.height, 0)]
+            m.spare.add(code)
+        codes += spares
         for _ in range(data.draw(st.integers(1, 12), label="steps")):
             _step(world, data, people, m)
         _check(world, people, states, m, codes)
@@ -89,17 +98,39 @@ def test_readers_see_exactly_what_the_journey_entitles_them_to(data: st.DataObje
 
 def _step(world: World, data: st.DataObject, people: dict[str, KeyPair], m: Model) -> None:
     by_id = {k.participant_id: k for k in people.values()}
-    action = data.draw(st.sampled_from(("ship", "ship", "accept", "reject", "cancel", "retire")), label="action")
-    free = [c for c, o in m.owner.items() if c not in m.retired and not any(c in s[2] for s in m.open.values())]
+    action = data.draw(st.sampled_from(("ship", "ship", "accept", "reject", "cancel", "retire", "apply",
+                                        "write_off", "remark")), label="action")
+    free = [c for c, o in m.owner.items()
+            if c not in m.retired and c not in m.spare and not any(c in s[2] for s in m.open.values())]
+    spare = sorted(c for c in m.spare if c not in m.retired)
     at = (world.store.head.height + 1, 0)
-    if action in ("ship", "retire") and free:
+    a = people["a"].participant_id
+    if action in ("apply", "write_off") and spare:
+        items = [data.draw(st.sampled_from(spare), label="spare")]
+        if action == "apply":
+            if world.store.code(items[0])["status"] != "emitted":  # type: ignore[index]
+                return
+            doc = world.doc(people["a"], DocType.APPLY, codes=items)
+        else:
+            doc = world.doc(people["a"], DocType.WRITE_OFF, reason="spoiled", codes=items)
+            m.retired.update(items)
+        named: list[str] = []
+    elif action == "remark" and spare and [c for c in free if m.owner[c] == a]:
+        old = data.draw(st.sampled_from([c for c in free if m.owner[c] == a]), label="old")
+        new = data.draw(st.sampled_from(spare), label="new")
+        doc = world.doc(people["a"], DocType.REMARK, old=old, new=new)
+        m.retired.add(old)
+        m.spare.discard(new)
+        items = [old, new]
+        named = []
+    elif action in ("ship", "retire") and free:
         code = data.draw(st.sampled_from(free), label="code")
         owner = m.owner[code]
         items = [c for c in free if m.owner[c] == owner and (c == code or data.draw(st.booleans()))]
         if action == "retire":
             doc = world.doc(by_id[owner], DocType.RETIRE, reason="destroyed", codes=items)
             m.retired.update(items)
-            named: list[str] = []
+            named = []
         else:
             to = data.draw(st.sampled_from([k for k in people.values() if k.participant_id != owner]), label="to")
             doc = world.doc(by_id[owner], DocType.SHIP, receiver=to.participant_id, codes=items)
@@ -127,7 +158,7 @@ def _step(world: World, data: st.DataObject, people: dict[str, KeyPair], m: Mode
     else:
         return
     world.apply_ok(doc)
-    touched = [c for c in (items if action in ("ship", "retire", "accept", "reject", "cancel") else [])]
+    touched = list(items)
     for c in touched:
         m.places[c].append(at)
     m.docs.append((doc, at, touched, named))

@@ -56,6 +56,8 @@ def _setup(world: World) -> tuple[dict[str, KeyPair], dict[str, list[str]]]:
 
 
 P = "producer"
+# A supporting document (issue 13): an act of destruction, dated before the block time.
+ACT = [["doc_date", 1_790_000_000_000], ["doc_number", "A-17"], ["doc_type", "destruction_act"]]
 
 
 def product(signer: Callable[[dict[str, KeyPair]], KeyPair], producer: str = P, gtin: str = GTIN_2,
@@ -102,7 +104,10 @@ CASES = [
          Reason.BAD_ATTRIBUTE),
     # retire: the group's withdrawal reasons.
     Case("retire tobacco destroyed", lambda w, k, c: w.doc(k[P], DocType.RETIRE, reason="destroyed",
-                                                            codes=c["tobacco"]), Reason.APPLIED),
+                                                            codes=c["tobacco"], details=ACT), Reason.APPLIED),
+    Case("retire tobacco destroyed without its act",
+         lambda w, k, c: w.doc(k[P], DocType.RETIRE, reason="destroyed", codes=c["tobacco"]),
+         Reason.MISSING_DOCUMENT),
     Case("retire tobacco as expired", lambda w, k, c: w.doc(k[P], DocType.RETIRE, reason="expired",
                                                              codes=c["tobacco"]), Reason.NOT_FOR_GROUP),
 ]

@@ -218,8 +218,8 @@ def test_group_table_refuses_malformed_rows() -> None:
 
 def test_testnet_table_names_only_real_documents_and_reasons() -> None:
     """Every document type and withdrawal reason the testnet's table names exists."""
-    from ledger import RETIRE_REASONS, DocType
+    from ledger import WITHDRAWAL_REASONS, DocType
 
     for group in GROUPS.values():
         assert set(group.documents) <= {t.value for t in DocType}
-        assert set(group.withdrawal_reasons) <= set(RETIRE_REASONS)
+        assert set(group.withdrawal_reasons) <= set(WITHDRAWAL_REASONS)

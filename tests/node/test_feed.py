@@ -286,3 +286,30 @@ async def test_stopping_the_node_ends_long_polls_and_streams(ru: InProcessNode) 
     answer = await asyncio.wait_for(polling, 10)
     assert answer.status == 200 and (await answer.json())["events"] == []
     assert await asyncio.wait_for(stream.content.read(), 10) == b""
+
+
+async def test_a_shipments_commercial_details_reach_only_its_parties(ru: InProcessNode) -> None:
+    """Issue 13: the number, price and VAT of a shipment are in the feed of the shipper and the
+    receiver; the regulator, who reads the document, gets it without them and is told so."""
+    producer, buyer, codes = await actors(ru)
+    details = [["doc_date", 1_000], ["doc_number", "UPD-9"], ["price", 12_000], ["vat", 2_000]]
+    shipped = await ru.submit_ok(ru.docs.doc(producer, DocType.SHIP, receiver=buyer.participant_id,
+                                             codes=codes[:1], details=details))
+
+    async def seen_by(key: KeyPair) -> dict[str, Any]:
+        events = (await ok_json(ru, key, "/v1/events?wait_ms=0&limit=100"))["events"]
+        (event,) = [e for e in events if e["document_id"] == shipped["id"]]
+        return dict(event["document"])
+
+    for party in (producer, buyer):
+        document = await seen_by(party)
+        assert document["details"] == details and "withheld" not in document
+    overseen = await seen_by(ru.regulator())
+    assert overseen["details"] == [["doc_date", 1_000]]
+    assert overseen["withheld"] == ["doc_number", "price", "vat"]
+    # The document route cuts the same, and drops the signature it no longer matches.
+    path = f"/v1/documents/{shipped['id']}"
+    full = (await ok_json(ru, buyer, path))["document"]
+    assert full["document"]["details"] == details and "signature" in full
+    cut = (await ok_json(ru, ru.regulator(), path))["document"]
+    assert cut["document"]["withheld"] == ["doc_number", "price", "vat"] and "signature" not in cut
