@@ -298,7 +298,7 @@ async def test_a_shipments_commercial_details_reach_only_its_parties(ru: InProce
 
     async def seen_by(key: KeyPair) -> dict[str, Any]:
         events = (await ok_json(ru, key, "/v1/events?wait_ms=0&limit=100"))["events"]
-        (event,) = [e for e in events if e["document_id"] == shipped["id"]]
+        (event,) = [e for e in events if e.get("document_id") == shipped["id"]]
         return dict(event["document"])
 
     for party in (producer, buyer):
