@@ -69,6 +69,11 @@ class DocType(enum.StrEnum):
     # A regulator lets an auditor read what it reads of its own state, and takes it back.
     GRANT_AUDIT = "grant_audit"
     REVOKE_AUDIT = "revoke_audit"
+    # Recall across the union and customs imports (issue 13, ledger/_recall.py).
+    RECALL = "recall"
+    RELEASE_RECALL = "release_recall"
+    IMPORT = "import"
+    CONFIRM_IMPORT = "confirm_import"
 
 
 class Field(enum.Enum):
@@ -123,6 +128,25 @@ PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
     ),
     DocType.GRANT_AUDIT: (("participant", Field.PARTICIPANT),),
     DocType.REVOKE_AUDIT: (("participant", Field.PARTICIPANT),),
+    # One selector of three: a batch, an expiry range (YYMMDD, inclusive) or listed codes.
+    DocType.RECALL: (
+        ("gtin", Field.GTIN),
+        ("batch", Field.TEXT),
+        ("expiry_from", Field.TEXT),
+        ("expiry_to", Field.TEXT),
+        ("codes", Field.CODES_OPT),
+        ("reason", Field.TEXT),
+    ),
+    DocType.RELEASE_RECALL: (("recall", Field.HASH), ("note", Field.TEXT)),
+    # Goods from outside the union: the customs declaration number, the country of
+    # origin (ISO 3166 alpha-2) and the codes emitted to the importer.
+    DocType.IMPORT: (
+        ("declaration", Field.TEXT),
+        ("country", Field.STATE),
+        ("codes", Field.CODES),
+        ("attributes", Field.ATTRIBUTES),
+    ),
+    DocType.CONFIRM_IMPORT: (("import", Field.HASH),),
 }
 
 # Types whose last field is optional: left out of the body when empty, so a document
