@@ -420,3 +420,51 @@ def overlay_scan(db: Any, pending: Callable[[], Sequence[dict[bytes, bytes | Non
         yield from sorted(keys)
 
     return scan
+
+
+# Pages of the trade and recall listings: a regulator's screen, and what one answer may
+# cost the node (one LevelDB seek and this many keys).
+PAGE_MAX = 1000
+
+
+def trade(db: Any, state: str, direction: str, since: int = 0, until: int | None = None,
+          limit: int = 100) -> list[dict[str, Any]]:
+    """A member state's export or import records, in chain order, from height `since`."""
+    limit = max(1, min(limit, PAGE_MAX))
+    prefix = trade_prefix(state, direction)
+    stop = prefix + u64(until + 1) if until is not None else prefix + b"\xff" * 13
+    out: list[dict[str, Any]] = []
+    for key, raw in db.iterator(start=prefix + u64(since), stop=stop):
+        view = trade_json(key, raw)
+        view["state"] = state
+        view["direction"] = direction
+        out.append(view)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def recall_record(db: Any, recall_id: bytes) -> RecallRecord | None:
+    raw = db.get(P_RECALL + recall_id)
+    return RecallRecord.unpack(raw) if raw is not None else None
+
+
+def recalls(db: Any, after: bytes = b"", limit: int = 100, status: str = "") -> list[dict[str, Any]]:
+    """Recalls by id (their document id), a page after `after`; with `status`, only those."""
+    limit = max(1, min(limit, PAGE_MAX))
+    start = P_RECALL + after + b"\x00" if after else P_RECALL
+    out: list[dict[str, Any]] = []
+    for scanned, (key, raw) in enumerate(db.iterator(start=start, stop=b"s"), 1):
+        if len(key) != len(P_RECALL) + 32:
+            continue  # a recall's list of codes, beside its record
+        record = RecallRecord.unpack(raw)
+        if not status or record.status == status:
+            out.append({"id": key[len(P_RECALL):].hex(), **record.to_json()})
+        if len(out) >= limit or scanned >= PAGE_MAX * 2:
+            break
+    return out
+
+
+def import_record(db: Any, import_id: bytes) -> ImportRecord | None:
+    raw = db.get(P_IMPORT + import_id)
+    return ImportRecord.unpack(raw) if raw is not None else None

@@ -5,6 +5,7 @@ destruction), names every holder per state, and lasts until it is released."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,8 +61,8 @@ class Union:
         shipment = self.ship(sender, receiver, codes)
         self.w.apply_ok(self.w.doc(receiver, DocType.ACCEPT, shipment=shipment, codes=[]))
 
-    def recall(self, signer: KeyPair, **fields: object) -> tuple[Reason, bytes]:
-        base: dict[str, object] = {"gtin": GTIN, "batch": "", "expiry_from": "", "expiry_to": "", "codes": [],
+    def recall(self, signer: KeyPair, **fields: Any) -> tuple[Reason, bytes]:
+        base: dict[str, Any] = {"gtin": GTIN, "batch": "", "expiry_from": "", "expiry_to": "", "codes": [],
                                    "reason": "contamination"}
         base.update(fields)
         doc = self.w.doc(signer, DocType.RECALL, **base)
