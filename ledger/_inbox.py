@@ -57,10 +57,12 @@ REGISTERED = "registered"  # to the participant registered
 REVOKED = "revoked"  # to the participant revoked
 CODES_RECALLED = "codes_recalled"  # to each current holder of a code a recall matches
 RECALL_RELEASED = "recall_released"  # to each current holder of a code a released recall matched
+IMPORT_CONFIRMED = "import_confirmed"  # to the importer whose customs import its regulator confirmed
 
 INBOX_KINDS = (
     INCOMING_SHIPMENT, SHIPMENT_ACCEPTED, SHIPMENT_PARTIALLY_ACCEPTED, SHIPMENT_REJECTED, SHIPMENT_CANCELLED,
     CODES_EMITTED, CODES_SUSPENDED, CODES_RELEASED, REGISTERED, REVOKED, CODES_RECALLED, RECALL_RELEASED,
+    IMPORT_CONFIRMED,
 )
 # Scan the state's keys in [start, stop) in key order (a recall's holders come from the
 # lot index, ledger/_recall.py); None where the caller has no ordered view of the state.
@@ -239,6 +241,16 @@ def _recall_holders(kind: str) -> Callable[[Document, Read], _Found]:
     return found
 
 
+def _import_confirmed(doc: Document, read: Read) -> _Found:
+    from ._recall import P_IMPORT, ImportRecord
+
+    raw = read(P_IMPORT + doc.payload[0])
+    if raw is None:  # an applied confirmation always finds its import
+        return [], [], ()
+    record = ImportRecord.unpack(raw)
+    return [Notice(record.importer, IMPORT_CONFIRMED)], [record.state], ()
+
+
 # Documents whose parties depend on the moment (the holders of codes), so are stored.
 _STORED = frozenset((DocType.SUSPEND, DocType.RELEASE, DocType.RECALL, DocType.RELEASE_RECALL))
 
@@ -253,6 +265,7 @@ _ADDRESSEES: dict[DocType, Callable[[Document, Read], _Found]] = {
     DocType.RELEASE: _holders(CODES_RELEASED),
     DocType.RECALL: _recall_holders(CODES_RECALLED),
     DocType.RELEASE_RECALL: _recall_holders(RECALL_RELEASED),
+    DocType.CONFIRM_IMPORT: _import_confirmed,
 }
 
 

@@ -88,6 +88,8 @@ HTTP_STATUS: dict[str, int] = {
     "cursor_expired": 400,
     "feed_busy": 429,
     "unknown_product": 404,
+    "unknown_recall": 404,
+    "unknown_import": 404,
     "method_not_allowed": 405,
     "duplicate": 409,
     "too_large": 413,
