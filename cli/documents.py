@@ -60,6 +60,10 @@ REASON_WORDS: dict[str, str] = {
     "missing_attribute": "attribute the product group requires is missing",
     "not_for_group": "not used by the product group",
     "not_entitled": "not entitled to read this (docs/ACCESS.md)",
+    # Recalls and customs imports (issue 13).
+    "recalled": "recalled: it may only go back to its producer or be destroyed",
+    "unknown_recall": "unknown recall",
+    "unknown_import": "unknown customs import",
 }
 
 

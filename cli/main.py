@@ -69,9 +69,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Regulators:  participant register|revoke, product register, code emit|suspend|release, flows,
-                 governance propose|sign|submit|show
+                 governance propose|sign|submit|show, trade, recall file|release|list|show,
+                 import confirm|show
     Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return
-                 inbox, events follow|forward
+                 inbox, events follow|forward, recall file (producers), import declare
     Everyone:    code parse|check|show|history, doc show, participant show|holdings,
                  product show|list
     Auditors:    audit verify|follow|prove|check, export epcis
@@ -95,6 +96,7 @@ def _register_commands() -> None:
         _cmd_ops,
         _cmd_participant,
         _cmd_product,
+        _cmd_recall,
     )
 
     _cmd_misc.export.add_command(_cmd_export.parquet)
@@ -115,6 +117,9 @@ def _register_commands() -> None:
         _cmd_inbox.inbox,
         _cmd_inbox.events,
         _cmd_product.product,
+        _cmd_recall.recall,
+        _cmd_recall.customs_import,
+        _cmd_recall.trade,
     ):
         cli.add_command(command)
 
