@@ -148,6 +148,58 @@ def show(recall_id: str, node: str, genesis: Path | None, key: Path, as_json: bo
             click.echo(f"  {holder['participant']}  {holder['codes']}")
 
 
+@recall.command("epcis")
+@click.argument("recall_id", metavar="ID")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the document here instead of standard output.")
+@node_option
+@key_option(required=True)
+@json_option
+def epcis(recall_id: str, output: Path | None, node: str, genesis: Path | None, key: Path,
+          as_json: bool) -> None:
+    """The recall (and its release, if any) as an EPCIS 2.0 JSON-LD document."""
+    import json
+    import time
+
+    from . import epcis as mapping
+
+    client = make_client(node, key, genesis)
+    rid = _id(recall_id, "a recall").hex()
+    view = client.recall(rid)
+    recalled = {k: view.get(k, "") for k in ("gtin", "batch", "expiry_from", "expiry_to", "reason")}
+    events = [_ledger_event(client, rid, "recall", recalled)]
+    if view.get("release_document"):
+        events.append(_ledger_event(client, view["release_document"], "release_recall",
+                                    {**recalled, "recall": rid}))
+    try:
+        document = mapping.recall_epcis_document(rid, events, int(time.time() * 1000))
+    except mapping.EpcisError as exc:
+        raise click.ClickException(str(exc)) from exc
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    if output is None:
+        click.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+
+
+def _ledger_event(client: Any, doc_id: str, kind: str, fields: dict[str, Any]) -> Any:
+    from . import epcis as mapping
+
+    status = client.document(doc_id)
+    signed = status.get("document") or {}
+    body = signed.get("document", {})
+    height = status.get("height")
+    if height is None:
+        raise click.ClickException(f"document {doc_id} is not on the chain yet")
+    (header,) = client.headers(height, height)
+    if kind == "recall":
+        fields = {**fields, "codes": body.get("codes", [])}
+    signer = body.get("signer", "")
+    state = (client.participant(signer) or {}).get("state") if signer else None
+    return mapping.LedgerEvent(doc_id, kind, height, int(status.get("position") or 0), int(header["time_ms"]),
+                               signer, state, fields)
+
+
 @click.group("import")
 def customs_import() -> None:
     """Goods from outside the union: the customs import and its confirmation."""

@@ -122,12 +122,13 @@ class RecallRecord:
     released_by: str = ""
     released_height: int = 0
     release_note: str = ""
+    release_document: bytes = b""  # the id of the release_recall document
 
     def pack(self) -> bytes:
         return pack_trusted([
             self.gtin, self.batch, self.expiry_from, self.expiry_to, self.listed, self.reason, self.filer,
             self.state, self.producer, self.height, self.status, self.released_by, self.released_height,
-            self.release_note,
+            self.release_note, self.release_document,
         ])
 
     @classmethod
@@ -152,6 +153,7 @@ class RecallRecord:
             "reason": self.reason, "filer": self.filer, "state": self.state, "producer": self.producer,
             "height": self.height, "status": self.status, "released_by": self.released_by,
             "released_height": self.released_height, "release_note": self.release_note,
+            "release_document": self.release_document.hex(),
         }
 
 

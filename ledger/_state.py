@@ -1033,6 +1033,7 @@ def _release_recall(ctx: _Context) -> None:
     record.released_by = signer
     record.released_height = ctx.height
     record.release_note = note
+    record.release_document = ctx.doc_id
     ctx.ov.put(recall.P_RECALL + recall_id, record.pack())
 
 

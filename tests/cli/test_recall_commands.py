@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+import jsonschema
 
 from .conftest import GTIN, World, as_json, fails, make_actor, ok
 
 
-def test_recall_file_show_list_release(world: World) -> None:
+def test_recall_file_show_list_release(world: World, epcis_schema: dict[str, Any]) -> None:
     """The producer recalls listed codes: moves are refused as recalled, the RU regulator
     sees the holder per state, a release frees them."""
     codes = world.fresh_codes(2)
@@ -26,6 +30,11 @@ def test_recall_file_show_list_release(world: World) -> None:
     assert "mislabelled" in ok(["recall", "show", recall_id, *world.producer.args()]).stdout
     ok(["recall", "release", recall_id, "--note", "relabelled", *world.regulators["RU"].args()])
     ok(["code", "ship", "--to", world.wholesaler.id, codes[0], *world.producer.args()])
+    # The recall and its release as EPCIS 2.0, valid against the shared schema.
+    document = json.loads(ok(["recall", "epcis", recall_id, *world.retailer.args()]).stdout)
+    jsonschema.validate(document, epcis_schema, format_checker=jsonschema.FormatChecker())
+    assert [e["persistentDisposition"] for e in document["epcisBody"]["eventList"]] == [
+        {"set": ["recalled"]}, {"unset": ["recalled"]}]
 
 
 def test_recall_needs_one_selector(world: World) -> None:
