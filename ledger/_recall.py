@@ -218,7 +218,17 @@ def trade_json(key: bytes, raw: bytes) -> dict[str, Any]:
     }
 
 
-def unit_counts(get: Get, keys: Sequence[str]) -> list[list[Any]]:
+def stored_children(get: Get) -> Callable[[str], list[str]]:
+    """An aggregate's children as the state holds them."""
+
+    def children(key: str) -> list[str]:
+        raw = get(P_CHILDREN + key.encode())
+        return list(unpack_trusted(raw)) if raw is not None else []
+
+    return children
+
+
+def unit_counts(children: Callable[[str], Sequence[str]], keys: Sequence[str]) -> list[list[Any]]:
     """Units per GTIN among `keys`, counting the units inside aggregates; sorted by GTIN."""
     counts: dict[str, int] = {}
     stack = [(key, 0) for key in keys]
@@ -228,10 +238,26 @@ def unit_counts(get: Get, keys: Sequence[str]) -> list[list[Any]]:
         if gtin:
             counts[gtin] = counts.get(gtin, 0) + 1
         elif depth <= AGGREGATION_LEVELS_MAX:
-            raw = get(P_CHILDREN + key.encode())
-            if raw is not None:
-                stack.extend((child, depth + 1) for child in unpack_trusted(raw))
+            stack.extend((child, depth + 1) for child in children(key))
     return [[g, counts[g]] for g in sorted(counts)]
+
+
+def derive_trade_record(ship: Any, accept: Any, exporter: tuple[str, str], importer: tuple[str, str],
+                        children: Callable[[str], Sequence[str]]) -> bytes:
+    """The trade record an accept writes, from the two signed documents alone, the
+    parties' names and states (exporter = the ship's signer, importer = its receiver;
+    (name, state) as their registrations say) and the contents of any aggregate shipped
+    (as the aggregate documents before the accept say). An auditor who checked both
+    documents' inclusion proofs (ledger.verify_inclusion_proof) recomputes the record
+    with this and compares it with what a node lists (docs/RECALL.md)."""
+    ship_doc, accept_doc = ship.document, accept.document
+    receiver, items = ship_doc.payload
+    chosen = accept_doc.payload[1]
+    accepted = list(chosen) if chosen else list(items)
+    return trade_record(
+        "union", [ship_doc.signer, exporter[0], exporter[1]], [receiver, importer[0], importer[1]],
+        unit_counts(children, accepted), accept.id, ship.id,
+    )
 
 
 def _matches(get: Get, key: str, entries: list[list[Any]]) -> bytes | None:

@@ -1066,7 +1066,7 @@ def _import(ctx: _Context) -> None:
         if packed:
             recall.store_attributes(ctx.ov.put, key, attributes, packed)
         ctx.history(key)
-    counts = recall.unit_counts(ctx.ov.get, keys)
+    counts = recall.unit_counts(recall.stored_children(ctx.ov.get), keys)
     state = ctx.signer.state
     ctx.ov.put(recall.P_IMPORT + ctx.doc_id, recall.ImportRecord(
         ctx.doc.signer, state, declaration, country, list(keys), counts, ctx.height, recall.PENDING).pack())
@@ -1105,7 +1105,7 @@ def _confirm_import(ctx: _Context) -> None:
 def _trade_records(ctx: _Context, shipment_id: bytes, shipment: ShipmentRecord) -> None:
     """An accepted cross-border shipment: an export record for the origin state and an
     import record for the destination, counting only the accepted items."""
-    counts = recall.unit_counts(ctx.ov.get, shipment.accepted)
+    counts = recall.unit_counts(recall.stored_children(ctx.ov.get), shipment.accepted)
     exporter = ctx.participant(shipment.shipper)
     importer = ctx.participant(shipment.receiver)
     value = recall.trade_record(

@@ -107,3 +107,26 @@ def test_import_document_table(tmp_path: Path, roles: list[str], country: str, d
     codes = w.emit("KZ", owner, 1) if "importer" in roles else w.emit("KZ", w.register("KZ", ["importer"]), 1)
     (r,) = w.apply(w.doc(owner, DocType.IMPORT, declaration=declaration, country=country, codes=codes))
     assert r.reason is expected
+
+
+def test_an_auditor_derives_the_record_from_the_two_documents(tmp_path: Path) -> None:
+    """The stored export record equals what ledger._recall.derive_trade_record computes from
+    the ship and accept documents alone (a pallet included: its contents as aggregated)."""
+    from ledger._recall import P_TRADE, derive_trade_record
+
+    w = _world(tmp_path)
+    producer = w.register("RU", ["producer"], "Maker")
+    buyer = w.register("KZ", ["wholesaler"], "Buyer")
+    codes = w.introduced("RU", producer, 4)
+    sscc = "00157035381410375177"
+    w.apply_ok(w.doc(producer, DocType.AGGREGATE, sscc=sscc, codes=codes[:3]))
+    ship = w.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[sscc, codes[3]])
+    w.apply_ok(ship)
+    accept = w.doc(buyer, DocType.ACCEPT, shipment=ship.id, codes=[sscc])
+    w.apply_ok(accept)
+    stored = [v for k, v in w.store.db.iterator(start=P_TRADE + b"RUE", stop=P_TRADE + b"RUF")]
+    derived = derive_trade_record(ship, accept, ("Maker", "RU"), ("Buyer", "KZ"),
+                                  lambda key: codes[:3] if key == sscc else [])
+    assert stored == [derived]
+    (record,) = trade(w.store.db, "RU", EXPORT)
+    assert record["products"] == [{"gtin": GTIN, "units": 3}]
