@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.world import GTIN, World, make_genesis
-from ledger import DocType, KeyPair, recall_holders, recall_record
+from ledger import DocType, KeyPair, RecallCheck, recall_holders, recall_record
 from testnet import product_groups
 
 BATCH = "LOT-1"
@@ -137,6 +137,7 @@ def bench_moves(tmp: Path, moves: int, rounds: int) -> dict[str, Any]:
     }
     active: list[bytes] = []
     best: dict[str, float] = {}
+    checks: dict[str, float] = {}
     for r in range(rounds):
         for case in ("none", "other", "same"):
             for doc_id in active:  # release what the previous case filed
@@ -161,13 +162,29 @@ def bench_moves(tmp: Path, moves: int, rounds: int) -> dict[str, Any]:
                 if bad:
                     raise RuntimeError(f"{case}: {bad[0]}")
             best[case] = min(best.get(case, float("inf")), elapsed / len(docs) * 1e6)
+            checks[case] = min(checks.get(case, float("inf")), _check_us(world, mine))
     world.store.close()
     return {
         "moves_per_round": moves, "rounds": rounds,
         "us_per_move_no_recall": round(best["none"], 1),
         "us_per_move_recall_on_other_gtin": round(best["other"], 1),
         "us_per_move_recall_on_same_gtin_other_batch": round(best["same"], 1),
+        # The check alone, in a tight loop over the same codes (what it adds to each move,
+        # without the noise of the rest of the apply path on a shared machine).
+        "check_us_per_code_no_recall": round(checks["none"], 2),
+        "check_us_per_code_recall_on_other_gtin": round(checks["other"], 2),
+        "check_us_per_code_recall_on_same_gtin_other_batch": round(checks["same"], 2),
     }
+
+
+def _check_us(world: World, codes: list[str]) -> float:
+    """Microseconds per code of the recall check a move makes (one RecallCheck per
+    document, as the state machine does for each single-code shipment)."""
+    get = world.store.db.get
+    start = time.perf_counter()
+    for code in codes:
+        RecallCheck(get).recall_of(code)
+    return (time.perf_counter() - start) / len(codes) * 1e6
 
 
 def main() -> None:
