@@ -40,6 +40,7 @@ Deterministic like the rest of ledger/: no clock, no set iteration order.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -437,15 +438,19 @@ def lot_range(gtin: str, batch: str, lo: str, hi: str) -> tuple[bytes, bytes]:
 def overlay_scan(db: Any, pending: Callable[[], Sequence[dict[bytes, bytes | None]]]
                  ) -> Callable[[bytes, bytes], Iterator[bytes]]:
     """A key scan of the stored state merged with writes not yet stored (a block's
-    overlay): keys in order, deleted ones left out."""
+    overlay): keys in order, deleted ones left out. The stored keys stream from LevelDB
+    (a recall may match a million of them); only the overlay's keys in range are sorted."""
 
     def scan(start: bytes, stop: bytes) -> Iterator[bytes]:
         extra: dict[bytes, bytes | None] = {}
         for layer in pending():
             extra.update({k: v for k, v in layer.items() if start <= k < stop})
-        keys = [k for k in db.iterator(start=start, stop=stop, include_value=False) if k not in extra]
-        keys.extend(k for k, v in extra.items() if v is not None)
-        yield from sorted(keys)
+        stored = db.iterator(start=start, stop=stop, include_value=False)
+        if not extra:
+            yield from stored
+            return
+        added = sorted(k for k, v in extra.items() if v is not None)
+        yield from heapq.merge((k for k in stored if k not in extra), added)
 
     return scan
 

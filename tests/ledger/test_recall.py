@@ -217,3 +217,22 @@ def test_replay_of_a_recall_chain_gives_the_same_hash(tmp_path: Path) -> None:
         _one(u.w, u.w.doc(u.holders["AM"], DocType.RETIRE, reason="lost", codes=[u.lot[0]]))
         hashes.append(u.w.store.head.state_hash)
     assert hashes[0] == hashes[1]
+
+
+def test_a_recall_in_the_block_that_introduces_its_batch_reaches_the_holder(tmp_path: Path) -> None:
+    """The holders come from the lot index as the block left it so far (stored state and
+    the block's own writes merged)."""
+    u = Union(tmp_path)
+    w = u.w
+    serials = w.serials(2)
+    w.apply_ok(w.doc(_reg("RU"), DocType.EMIT, owner=u.producer.participant_id, gtin=GTIN, serials=serials))
+    codes = ["01" + GTIN + "21" + s for s in serials]
+    introduce = w.doc(u.producer, DocType.INTRODUCE, codes=codes, attributes=[["10", "LOT9"], ["17", "270630"]])
+    recall = w.doc(_reg("RU"), DocType.RECALL, gtin=GTIN, batch="LOT9", expiry_from="", expiry_to="", codes=[],
+                   reason="r")
+    w.apply_ok(introduce, recall)
+    kinds = [(e.kind, e.document_id) for e in w.store.inbox(u.producer.participant_id)]
+    assert ("codes_recalled", recall.id) in kinds
+    # Holders of the other batch are not addressed.
+    assert all(doc != recall.id for _, doc in
+               [(e.kind, e.document_id) for e in w.store.inbox(u.holders["AM"].participant_id)])
