@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._encoding import pack_trusted, unpack_trusted
-from ._records import P_CHILDREN, P_CODE, SEP, CodeRecord, u32, u64
+from ._records import P_CHILDREN, P_CODE, SEP, u32, u64
 
 P_LOT = b"l"  # GTIN, AI (10|17), value 0x00 code key -> b"": the lot index
 P_RECALL = b"r"  # recall id (its document id) -> RecallRecord
@@ -353,19 +353,20 @@ def recall_codes(db: Any, recall_id: bytes, record: RecallRecord, after: str = "
 
 
 def holder_of(get: Get, key: str) -> tuple[str, str]:
-    """(owner of the outermost aggregate around the code, status of the code)."""
+    """(owner of the outermost aggregate around the code, status of the code). Records
+    are read as plain lists (fields as in CodeRecord): this runs once per matched code."""
     raw = get(P_CODE + key.encode())
     if raw is None:
         return "", ""
-    record = CodeRecord.unpack(raw)
-    status = str(record.status)
+    record = unpack_trusted(raw)
+    status = record[1]
     for _ in range(AGGREGATION_LEVELS_MAX + 1):
-        if not record.parent:
-            return str(record.owner), status
-        raw = get(P_CODE + str(record.parent).encode())
+        if not record[3]:
+            return record[2], status
+        raw = get(P_CODE + record[3].encode())
         if raw is None:
             break
-        record = CodeRecord.unpack(raw)
+        record = unpack_trusted(raw)
     return "", status
 
 
