@@ -19,6 +19,9 @@ def test_recall_file_show_list_release(world: World, epcis_schema: dict[str, Any
                     *world.producer.args()]).stdout.strip()
     failed = fails(["code", "ship", "--to", world.wholesaler.id, codes[0], *world.producer.args()])
     assert "recalled" in failed.stderr
+    # Anyone scanning the pack learns it is recalled (the public check).
+    check = as_json(ok(["code", "check", codes[0], *world.node_args(world.producer.node), "--json"]))
+    assert check["recalled"] is True
     view = as_json(ok(["recall", "show", recall_id, *world.regulators["RU"].args(), "--json"]))
     assert view["status"] == "active" and view["codes"] == 2
     assert view["states"]["RU"]["holders"] == [{"participant": world.producer.id, "codes": 2}]

@@ -113,6 +113,15 @@ def test_recall_across_five_states(tmp_path: Path) -> None:
         is Reason.APPLIED
     record = RecallRecord.unpack(w.store.db.get(P_RECALL + recall_id))
     assert record.status == "released"
+    assert "recalled_by" not in (w.store.code(u.lot[0]) or {})
+
+
+def test_a_recalled_code_says_so_in_its_state(tmp_path: Path) -> None:
+    u = Union(tmp_path)
+    reason, recall_id = u.recall(_reg("RU"), batch=BATCH)
+    assert reason is Reason.APPLIED
+    assert (u.w.store.code(u.lot[0]) or {})["recalled_by"] == recall_id.hex()
+    assert "recalled_by" not in (u.w.store.code(u.other[0]) or {})
 
 
 def test_every_holder_is_listed_per_state_and_notified(tmp_path: Path) -> None:
