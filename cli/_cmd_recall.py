@@ -98,7 +98,7 @@ def file_recall(gtin: str, batch: str, expiry_from: str, expiry_to: str, reason:
 @_submitting
 def release(recall_id: str, note: str, node: str, key: Path, genesis: Path | None, wait: bool, timeout: float,
             as_json: bool) -> None:
-    """End a recall (its filer, the producer, or the producer's regulator)."""
+    """End a recall (its filer, or the regulator of the producer's state)."""
     session = make_session(node, key, genesis, wait, timeout)
     outcome = session.submit(ledger.DocType.RELEASE_RECALL, recall=_id(recall_id, "a recall"), note=note)
     report(outcome, as_json)

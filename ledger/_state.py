@@ -1009,7 +1009,8 @@ def _count_active(ctx: _Context, step: int) -> None:
 
 
 def _release_recall(ctx: _Context) -> None:
-    """Whoever could file the recall (its filer, the producer, the producer's regulator) ends it."""
+    """Its filer, or the regulator of the producer's state, ends a recall: a producer does
+    not undo a recall its regulator ordered."""
     recall_id, note = ctx.doc.payload
     raw = ctx.ov.get(recall.P_RECALL + recall_id)
     if raw is None:
@@ -1018,7 +1019,7 @@ def _release_recall(ctx: _Context) -> None:
     if record.status != recall.ACTIVE:
         raise Rejected(Reason.WRONG_STATUS, f"recall {recall_id.hex()} is {record.status}")
     signer = ctx.doc.signer
-    if signer not in (record.filer, record.producer) and ctx.regulator_state() != record.state:
+    if signer != record.filer and ctx.regulator_state() != record.state:
         raise Rejected(Reason.WRONG_STATE, f"only the regulator of {record.state} releases this recall")
     entries_key = recall.P_RECALL_GTIN + record.gtin.encode()
     raw_entries = ctx.ov.get(entries_key)

@@ -105,8 +105,11 @@ def test_recall_across_five_states(tmp_path: Path) -> None:
     # The producer holds the returned codes; it may not send them out again.
     assert _one(w, w.doc(u.producer, DocType.SHIP, receiver=kz.participant_id, codes=[u.lot[0]])) \
         is Reason.RECALLED
-    # Releasing the recall (a document too) frees them.
+    # Releasing the recall (a document too) frees them: the regulator of the producer's
+    # state may, another state's regulator may not, nor may the producer undo what its
+    # regulator ordered.
     assert _one(w, w.doc(_reg("KZ"), DocType.RELEASE_RECALL, recall=recall_id, note="")) is Reason.WRONG_STATE
+    assert _one(w, w.doc(u.producer, DocType.RELEASE_RECALL, recall=recall_id, note="")) is Reason.FORBIDDEN_ROLE
     assert _one(w, w.doc(_reg("RU"), DocType.RELEASE_RECALL, recall=recall_id, note="lab cleared")) \
         is Reason.APPLIED
     assert _one(w, w.doc(u.producer, DocType.SHIP, receiver=kz.participant_id, codes=[u.lot[0]])) \
