@@ -171,6 +171,7 @@ class Tracker:
     states: dict[str, str | None] = field(default_factory=dict)
     shipments: dict[bytes, OpenShipment] = field(default_factory=dict)
     children: dict[str, list[str]] = field(default_factory=dict)
+    imports: dict[bytes, list[str]] = field(default_factory=dict)  # customs imports awaiting confirmation
 
     def state_of(self, pid: str) -> str | None:
         if pid in self.states:
@@ -215,6 +216,11 @@ class Tracker:
             sscc, add, remove = doc.payload[:3]
             gone = set(remove)
             self.children[sscc] = [c for c in self.children.get(sscc, []) if c not in gone] + list(add)
+
+        elif kind is ledger.DocType.IMPORT:
+            self.imports[doc_id] = list(doc.payload[2])
+        elif kind is ledger.DocType.CONFIRM_IMPORT:
+            self.imports.pop(doc.payload[0], None)
 
     def _kept_children(self, chosen: list[str]) -> None:
         """An accept that lists an aggregate and some of its children keeps only those (issue 13)."""
@@ -326,6 +332,10 @@ def touched_codes(doc: ledger.Document, applied: bool, tracker: Tracker) -> Touc
         out.add(payload[1])
     elif kind is D.SUSPEND:
         out.add(payload[0])
+    elif kind is D.IMPORT:  # issue 13
+        out.add(payload[2])
+    elif kind is D.CONFIRM_IMPORT and applied:
+        out.add(tracker.imports.get(payload[0], []))
     elif kind is D.AGGREGATE:
         out.add(payload[1], payload[0])
         out.add([payload[0]])

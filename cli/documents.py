@@ -66,6 +66,10 @@ REASON_WORDS: dict[str, str] = {
     "bad_detail": "a detail this document type does not take",
     "not_in_aggregate": "not packed in that aggregate",
     "aggregate_full": "the aggregate would hold more codes than one document may list",
+    # Recalls and customs imports (issue 13).
+    "recalled": "recalled: it may only go back to its producer or be destroyed",
+    "unknown_recall": "unknown recall",
+    "unknown_import": "unknown customs import",
 }
 
 

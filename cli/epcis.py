@@ -38,6 +38,18 @@ mapping in shared/DOMAIN.md:
 |                        | decommissioning inactive; confiscation removing       |
 |                        | unavailable; liquidation removing disposed; remote    |
 |                        | sale retail_selling; samples sampling                 |
+| import (customs)       | ObjectEvent ADD, commissioning, sellable_not_accessible|
+| recall                 | ObjectEvent OBSERVE, holding, recalled; persistent    |
+|                        | disposition set recalled; a batch as the class        |
+|                        | .../01/GTIN/10/BATCH in quantityList (`recall_epcis_  |
+|                        | document`), listed codes in epcList                   |
+| release_recall         | ObjectEvent OBSERVE, inspecting, active; persistent   |
+|                        | disposition unset recalled                            |
+
+CBV 2.0 has no `recalling` business step: it names the state, not the step (disposition
+`recalled`, which `persistentDisposition` keeps until it is unset). A recall is mapped to
+the step `holding` (goods held for a reason), its release to `inspecting`, as suspend and
+release are.
 
 An event lists every code of its document (so the same document gives the same event
 whatever code is exported), each as a GS1 Digital Link URI. Events of an aggregate the
@@ -113,7 +125,15 @@ SIMPLE_EVENTS = {
     "suspend": ("OBSERVE", "holding", "non_sellable_other"),
     "release": ("OBSERVE", "inspecting", "active"),
     "apply": ("ADD", "commissioning", "encoded"),
+    # Goods from outside the union, declared but not yet confirmed by the regulator.
+    "import": ("ADD", "commissioning", "sellable_not_accessible"),
 }
+RECALL_EVENTS = {
+    # type: (action, bizStep, disposition, persistentDisposition)
+    "recall": ("OBSERVE", "holding", "recalled", {"set": ["recalled"]}),
+    "release_recall": ("OBSERVE", "inspecting", "active", {"unset": ["recalled"]}),
+}
+GS1_RESOLVER = "https://id.gs1.org"
 
 
 class EpcisError(Exception):
@@ -198,6 +218,8 @@ def to_epcis_event(event: LedgerEvent) -> dict[str, Any]:
     """One ledger document as one EPCIS event (without its eventID)."""
     if event.type in ("aggregate", "disaggregate"):
         return _aggregation_event(event)
+    if event.type in RECALL_EVENTS:
+        return _recall_event(event)
     if event.type == "retire":
         action, step, disposition = RETIRE_EVENTS[event.fields["reason"]]
     elif event.type == "write_off":
@@ -279,6 +301,56 @@ def _aggregation_event(event: LedgerEvent) -> dict[str, Any]:
     return out
 
 
+def _recall_event(event: LedgerEvent) -> dict[str, Any]:
+    """A recall or its release. Its `fields` are the recall document's (gtin, batch,
+    expiry_from, expiry_to, codes, reason); a release's event carries its recall's."""
+    action, step, disposition, persistent = RECALL_EVENTS[event.type]
+    fields = event.fields
+    out = _base(event, "ObjectEvent")
+    codes = list(fields.get("codes") or [])
+    out["epcList"] = [epc(k) for k in codes]
+    if not codes:
+        # A batch, or every unit of the GTIN within an expiry range: the class, not the
+        # instances (a recall is applied lazily and may match millions of codes).
+        gtin = fields["gtin"]
+        batch = fields.get("batch") or ""
+        klass = f"{GS1_RESOLVER}/01/{gtin}" + (f"/10/{_uri_part(batch)}" if batch else "")
+        out["quantityList"] = [{"epcClass": klass}]
+    out.update({"action": action, "bizStep": step, "disposition": disposition,
+                "persistentDisposition": persistent})
+    if fields.get("expiry_from"):
+        out["tamga:expiryFrom"] = fields["expiry_from"]
+        out["tamga:expiryTo"] = fields["expiry_to"]
+    if fields.get("reason"):
+        out["tamga:recallReason"] = fields["reason"]
+    if fields.get("recall"):
+        out["tamga:recall"] = f"urn:tamga:document:{fields['recall']}"
+    out.update(_provenance_fields(event))
+    return out
+
+
+def _uri_part(value: str) -> str:
+    import urllib.parse
+
+    return urllib.parse.quote(value, safe="")
+
+
+def recall_epcis_document(recall_id: str, events: Sequence[LedgerEvent], created_ms: int) -> dict[str, Any]:
+    """The EPCIS 2.0 document of a recall: its filing and, once released, its release."""
+    mapped = [_recall_event(e) for e in events]
+    document: dict[str, Any] = {
+        "@context": CONTEXT, "type": "EPCISDocument", "schemaVersion": "2.0",
+        "creationDate": utc_time(created_ms), "epcisBody": {"eventList": mapped},
+    }
+    for event, event_id in zip(mapped, event_hashes(document)):
+        event["eventID"] = event_id
+    document["epcisBody"]["eventList"] = [
+        {"eventID": e["eventID"], **{k: v for k, v in e.items() if k != "eventID"}} for e in mapped
+    ]
+    document["id"] = f"urn:tamga:recall:{recall_id}"
+    return {k: document[k] for k in ("@context", "id", "type", "schemaVersion", "creationDate", "epcisBody")}
+
+
 def with_children(events: Iterable[LedgerEvent]) -> list[LedgerEvent]:
     """Fill in the children of each unpacking from the packing of the same SSCC before it."""
     packed: dict[str, list[str]] = {}
@@ -342,6 +414,7 @@ def epcis_document(code_key: str, events: Sequence[LedgerEvent], created_ms: int
 
 _GOODS_TYPES = frozenset(SIMPLE_EVENTS) | {"aggregate", "disaggregate", "retire"}
 _GOODS_TYPES |= {"write_off", "remark", "reaggregate"}  # issue 13
+_GOODS_TYPES |= {"recall"}  # issue 13: a recall of the code
 
 
 def event_hashes(document: dict[str, Any]) -> list[str]:

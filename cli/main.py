@@ -69,10 +69,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     Regulators:  participant register|revoke, product register, code emit|suspend|release, flows,
-                 governance propose|sign|submit|show
+                 governance propose|sign|submit|show, trade, recall file|release|list|show,
+                 import confirm|show
     Businesses:  code introduce|aggregate|disaggregate|ship|accept|reject|retire|return,
                  code apply|write-off|remark|reaggregate
-                 inbox, events follow|forward
+                 inbox, events follow|forward, recall file (producers), import declare
     Everyone:    code parse|check|show|history, doc show, participant show|holdings,
                  product show|list
     Auditors:    audit verify|follow|prove|check, export epcis, evidence list|show
@@ -98,6 +99,7 @@ def _register_commands() -> None:
         _cmd_ops,
         _cmd_participant,
         _cmd_product,
+        _cmd_recall,
     )
 
     _cmd_misc.export.add_command(_cmd_export.parquet)
@@ -121,6 +123,9 @@ def _register_commands() -> None:
         _cmd_product.product,
         _cmd_console.console,
         _cmd_evidence.evidence,
+        _cmd_recall.recall,
+        _cmd_recall.customs_import,
+        _cmd_recall.trade,
     ):
         cli.add_command(command)
 

@@ -14,17 +14,21 @@ from ._access import (
     FlowRead,
     HistoryRead,
     HoldingsRead,
+    ImportRead,
     ParticipantRead,
     Party,
     Reader,
+    RecallRead,
     ShipmentRead,
     Thing,
+    TradeRead,
     check_read,
     document_visible,
     history_window,
     may_read,
     named_participants,
     reader_of,
+    recall_view_for,
     visible_history,
 )
 from ._admission import RECORDED_REFUSALS, admission
@@ -155,6 +159,19 @@ from ._proofs import (
     provenance,
     verify_inclusion_proof,
     verify_provenance,
+)
+from ._recall import (
+    EXPORT,
+    IMPORT,
+    ImportRecord,
+    RecallCheck,
+    RecallRecord,
+    derive_trade_record,
+    import_record,
+    recall_holders,
+    recall_record,
+    recalls,
+    trade,
 )
 from ._records import ParticipantRecord
 from ._state import BlockOutcome, Reason, Result, StateMachine, state_hash_step
@@ -343,6 +360,22 @@ __all__ = [
     "state_hash_step",
     "unpack",
     "unpack_untrusted",
+    # Recalls, customs imports and trade records (issue 13).
+    "EXPORT",
+    "IMPORT",
+    "ImportRead",
+    "ImportRecord",
+    "RecallCheck",
+    "derive_trade_record",
+    "RecallRead",
+    "RecallRecord",
+    "TradeRead",
+    "import_record",
+    "recall_holders",
+    "recall_record",
+    "recall_view_for",
+    "recalls",
+    "trade",
 ]
 
 # The lifecycle of real goods (issue 13).

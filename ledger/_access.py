@@ -45,6 +45,9 @@ Place = tuple[int, int]  # (height, position) of a document in the chain
 END: Place = (1 << 64, 1 << 32)
 
 NOT_ENTITLED = Reason.NOT_ENTITLED
+# Documents every active participant reads: a recall and its release are safety notices
+# that holders anywhere must find (in their event feed too), and they name no holder.
+PUBLIC_NOTICES = frozenset((DocType.RECALL, DocType.RELEASE_RECALL))
 # Aggregates nest at most four levels (ledger/_state.AGGREGATION_LEVELS_MAX); a document
 # about an aggregate is about the codes inside it, this deep.
 AGGREGATE_DEPTH_MAX = 4
@@ -149,12 +152,34 @@ class FlowRead:
 
 
 @dataclass(frozen=True, slots=True)
+class TradeRead:
+    """A member state's export or import records (ledger/_recall.py)."""
+
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecallRead:
+    """A recall and its holders: the handler shows each reader only the states it
+    oversees (`recall_view_for`)."""
+
+    id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRead:
+    """A customs import: its importer and the overseers of its state."""
+
+    id: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class BlockRead:
     """Whole blocks with every document in them (headers are for any signed reader)."""
 
 
 Thing = (DocumentRead | CodeRead | HistoryRead | ShipmentRead | HoldingsRead | ParticipantRead
-         | FlowRead | BlockRead)
+         | FlowRead | BlockRead | TradeRead | RecallRead | ImportRead)
 
 
 # -- the rule ---------------------------------------------------------------------------
@@ -263,7 +288,7 @@ def document_visible(store: LedgerStore, reader: Reader, signed: SignedDocument,
     if not reader.active:
         return False
     doc = signed.document
-    if doc.signer == reader.id or reader.oversees_all:
+    if doc.signer == reader.id or reader.oversees_all or doc.type in PUBLIC_NOTICES:
         return True
     named = named_participants(store, signed)
     if reader.id in named:
@@ -318,6 +343,11 @@ def named_participants(store: LedgerStore, signed: SignedDocument) -> list[str]:
     if kind in (DocType.ACCEPT, DocType.REJECT, DocType.CANCEL_SHIPMENT):
         shipment = store.shipment_record(doc.payload[0])
         return [shipment.shipper, shipment.receiver] if shipment is not None else []
+    if kind is DocType.CONFIRM_IMPORT:
+        from ._recall import import_record
+
+        record = import_record(store.db, doc.payload[0])
+        return [record.importer] if record is not None else []
     return []
 
 
@@ -350,6 +380,10 @@ def touched_codes(store: LedgerStore, signed: SignedDocument) -> list[str]:
         return [doc.payload[0], doc.payload[1]]
     if kind is DocType.REAGGREGATE:
         return [doc.payload[0], *doc.payload[1], *doc.payload[2]]
+    if kind is DocType.IMPORT:
+        return list(doc.payload[2])
+    if kind is DocType.RECALL:
+        return list(doc.payload[4])
     return []
 
 
@@ -405,7 +439,38 @@ _RULES: dict[type, Callable[[LedgerStore, Reader, Any], bool]] = {
     ParticipantRead: _may_read_participant,
     FlowRead: _may_read_flow,
     BlockRead: _may_read_blocks,
+    TradeRead: lambda store, reader, thing: reader.oversees(thing.state),
+    # A recall is a public safety notice: every active participant reads what is
+    # recalled and why; who holds the goods is cut to what the reader oversees.
+    RecallRead: lambda store, reader, thing: reader.active,
+    ImportRead: lambda store, reader, thing: _may_read_import(store, reader, thing.id),
 }
+
+
+def _may_read_import(store: LedgerStore, reader: Reader, import_id: bytes) -> bool:
+    from ._recall import import_record
+
+    record = import_record(store.db, import_id)
+    return record is None or record.importer == reader.id or reader.oversees(record.state)
+
+
+def recall_view_for(reader: Reader, view: dict[str, Any], own_codes: int) -> dict[str, Any]:
+    """A recall's holders view (ledger/_recall.recall_holders) cut to the reader: the
+    overseers of a state see its holders, the filer and producer see counts per state,
+    any other reader sees only how many codes it holds itself."""
+    states = view["states"]
+    if reader.oversees_all:
+        return view
+    out = {k: v for k, v in view.items() if k != "states"}
+    shown: dict[str, Any] = {}
+    for state, per in states.items():
+        if reader.oversees(state):
+            shown[state] = per
+        elif reader.id in (view.get("filer"), view.get("producer")):
+            shown[state] = {"codes": per["codes"]}
+    out["states"] = shown
+    out["held_by_you"] = own_codes
+    return out
 
 
 # -- a code's parties and what each may see of its history --------------------------------

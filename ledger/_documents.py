@@ -83,6 +83,11 @@ class DocType(enum.StrEnum):
     WRITE_OFF = "write_off"  # emitted or applied codes that never entered circulation
     REMARK = "remark"  # a new code replaces a damaged one, which is written off
     REAGGREGATE = "reaggregate"  # add to or take out of an aggregate without unpacking it
+    # Recall across the union and customs imports (issue 13, ledger/_recall.py).
+    RECALL = "recall"
+    RELEASE_RECALL = "release_recall"
+    IMPORT = "import"
+    CONFIRM_IMPORT = "confirm_import"
 
 
 class Field(enum.Enum):
@@ -154,6 +159,25 @@ PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
         ("sscc", Field.CODE), ("add", Field.CODES_OPT), ("remove", Field.CODES_OPT),
         ("details", Field.DETAILS),
     ),
+    # One selector of three: a batch, an expiry range (YYMMDD, inclusive) or listed codes.
+    DocType.RECALL: (
+        ("gtin", Field.GTIN),
+        ("batch", Field.TEXT),
+        ("expiry_from", Field.TEXT),
+        ("expiry_to", Field.TEXT),
+        ("codes", Field.CODES_OPT),
+        ("reason", Field.TEXT),
+    ),
+    DocType.RELEASE_RECALL: (("recall", Field.HASH), ("note", Field.TEXT)),
+    # Goods from outside the union: the customs declaration number, the country of
+    # origin (ISO 3166 alpha-2) and the codes emitted to the importer.
+    DocType.IMPORT: (
+        ("declaration", Field.TEXT),
+        ("country", Field.STATE),
+        ("codes", Field.CODES),
+        ("attributes", Field.ATTRIBUTES),
+    ),
+    DocType.CONFIRM_IMPORT: (("import", Field.HASH),),
 }
 
 # Business dates and documents on the business documents of before (issue 13): each

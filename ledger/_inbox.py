@@ -24,7 +24,7 @@ Deterministic like the rest of ledger/: no clock, no set iteration order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ._documents import DocType, Document, SignedDocument
@@ -32,6 +32,7 @@ from ._encoding import unpack_trusted
 from ._identity import participant_id
 from ._reasons import Result
 from ._records import (
+    P_CODE,
     P_DOC,
     P_PARTICIPANT,
     P_SHIPMENT,
@@ -55,11 +56,18 @@ CODES_SUSPENDED = "codes_suspended"  # to each holder of a code the regulator fr
 CODES_RELEASED = "codes_released"  # to each holder of a code the regulator released
 REGISTERED = "registered"  # to the participant registered
 REVOKED = "revoked"  # to the participant revoked
+CODES_RECALLED = "codes_recalled"  # to each current holder of a code a recall matches
+RECALL_RELEASED = "recall_released"  # to each current holder of a code a released recall matched
+IMPORT_CONFIRMED = "import_confirmed"  # to the importer whose customs import its regulator confirmed
 
 INBOX_KINDS = (
     INCOMING_SHIPMENT, SHIPMENT_ACCEPTED, SHIPMENT_PARTIALLY_ACCEPTED, SHIPMENT_REJECTED, SHIPMENT_CANCELLED,
-    CODES_EMITTED, CODES_SUSPENDED, CODES_RELEASED, REGISTERED, REVOKED,
+    CODES_EMITTED, CODES_SUSPENDED, CODES_RELEASED, REGISTERED, REVOKED, CODES_RECALLED, RECALL_RELEASED,
+    IMPORT_CONFIRMED,
 )
+# Scan the state's keys in [start, stop) in key order (a recall's holders come from the
+# lot index, ledger/_recall.py); None where the caller has no ordered view of the state.
+Scan = Callable[[bytes, bytes], Iterator[bytes]]
 
 # A code inside aggregates is held by the owner of its outermost aggregate; four levels
 # of aggregation and the code itself (ledger/_state.py AGGREGATION_LEVELS_MAX).
@@ -96,7 +104,7 @@ class Involvement:
 
 def involvement(
     doc: Document, doc_id: bytes, signer: ParticipantRecord, read: Read, height: int, position: int,
-    decode: Callable[[bytes], ParticipantRecord] = ParticipantRecord.unpack,
+    decode: Callable[[bytes], ParticipantRecord] = ParticipantRecord.unpack, scan: Scan | None = None,
 ) -> Involvement | None:
     """What an applied document addresses, read from the state it left; None when it
     names nobody but its signer (introduce, aggregate, retire, ...). `decode` reads a
@@ -108,14 +116,14 @@ def involvement(
     handler = _ADDRESSEES.get(doc.type)
     if handler is None:
         return None
-    notices, states, resolves = handler(doc, _Reads(read, decode))
+    notices, states, resolves = handler(doc, _Reads(read, decode, scan))
     # Nobody is notified of their own document; each participant once per document.
     kept: dict[str, Notice] = {}
     for notice in notices:
         if notice.participant != doc.signer and notice.participant not in kept:
             kept[notice.participant] = notice
     all_states = tuple(dict.fromkeys((signer.state, *states)))
-    stored = doc.type in (DocType.SUSPEND, DocType.RELEASE)
+    stored = doc.type in _STORED
     return Involvement(height, position, doc_id, tuple(kept.values()), all_states, resolves, stored)
 
 
@@ -125,11 +133,14 @@ _Found = tuple[list[Notice], list[str], tuple[tuple[str, int, int], ...]]
 class _Reads:
     """The state as the document left it, and how to decode a participant from it."""
 
-    __slots__ = ("get", "decode")
+    __slots__ = ("get", "decode", "scan")
 
-    def __init__(self, get: Read, decode: Callable[[bytes], ParticipantRecord]) -> None:
+    def __init__(
+        self, get: Read, decode: Callable[[bytes], ParticipantRecord], scan: Scan | None = None
+    ) -> None:
         self.get = get
         self.decode = decode
+        self.scan = scan
 
     def __call__(self, key: bytes) -> bytes | None:
         return self.get(key)
@@ -211,6 +222,51 @@ def _holder(read: Read, key: str) -> str:
     return ""
 
 
+def _recall_holders(kind: str) -> Callable[[Document, Read], _Found]:
+    """A recall, or its release, names the current holder of each code it matches,
+    found through the lot index (never a scan of all codes). This runs once per matched
+    code (a million for a large recall), so the loop reads records as plain lists."""
+
+    def found(doc: Document, read: Read) -> _Found:
+        from ._recall import matched_codes
+
+        scan = read.scan if isinstance(read, _Reads) else None
+        get = read.get if isinstance(read, _Reads) else read
+        holders: dict[str, None] = {}
+        for key in matched_codes(doc, get, scan):
+            raw = get(P_CODE + key.encode())
+            if raw is None:
+                continue
+            record = unpack_trusted(raw)
+            if record[1] in _OUT_OF_CIRCULATION:  # sold, destroyed: nobody holds it
+                continue
+            owner = record[2] if not record[3] else _holder(get, key)
+            if owner:
+                holders.setdefault(owner, None)
+        notices = [Notice(h, kind) for h in holders]
+        states = [s for h in holders for s in _state_of(read, h)]
+        return notices, states, ()
+
+    return found
+
+
+# Statuses of codes out of circulation for good (retired: sold, destroyed, exported, ...).
+_OUT_OF_CIRCULATION = frozenset(("retired", "written_off"))
+
+
+def _import_confirmed(doc: Document, read: Read) -> _Found:
+    from ._recall import P_IMPORT, ImportRecord
+
+    raw = read(P_IMPORT + doc.payload[0])
+    if raw is None:  # an applied confirmation always finds its import
+        return [], [], ()
+    record = ImportRecord.unpack(raw)
+    return [Notice(record.importer, IMPORT_CONFIRMED)], [record.state], ()
+
+
+# Documents whose parties depend on the moment (the holders of codes), so are stored.
+_STORED = frozenset((DocType.SUSPEND, DocType.RELEASE, DocType.RECALL, DocType.RELEASE_RECALL))
+
 _ADDRESSEES: dict[DocType, Callable[[Document, Read], _Found]] = {
     DocType.REGISTER_PARTICIPANT: _register,
     DocType.REVOKE_PARTICIPANT: _revoke,
@@ -220,6 +276,9 @@ _ADDRESSEES: dict[DocType, Callable[[Document, Read], _Found]] = {
     DocType.CANCEL_SHIPMENT: _shipment_end(lambda s: (s.receiver, SHIPMENT_CANCELLED)),
     DocType.SUSPEND: _holders(CODES_SUSPENDED),
     DocType.RELEASE: _holders(CODES_RELEASED),
+    DocType.RECALL: _recall_holders(CODES_RECALLED),
+    DocType.RELEASE_RECALL: _recall_holders(RECALL_RELEASED),
+    DocType.CONFIRM_IMPORT: _import_confirmed,
 }
 
 

@@ -63,6 +63,10 @@ class Reason(enum.StrEnum):
     # A read the access rule (ledger/_access.py) does not allow this reader; never a
     # document's result.
     NOT_ENTITLED = "not_entitled"
+    # Recalls and customs imports (issue 13, ledger/_recall.py).
+    RECALLED = "recalled"  # a move of a code an active recall holds, other than the allowed ones
+    UNKNOWN_RECALL = "unknown_recall"  # a release of a recall the chain does not hold
+    UNKNOWN_IMPORT = "unknown_import"  # a confirmation of an import the chain does not hold
 
 
 @dataclass(frozen=True, slots=True)

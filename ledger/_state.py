@@ -18,16 +18,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
+from . import _recall as recall
 from ._admission import RECORDED_REFUSALS, admission
 from ._catalogue import (
     TNVED_RE,
     ProductGroup,
     ProductRecord,
-    attributes_key,
     attributes_problem,
     product_key,
 )
-from ._codes import CodeError, Sscc, is_valid_gtin, parse_key
+from ._catalogue import attributes_key as catalogue_attributes_key
+from ._codes import CodeError, Sscc, check_attribute, is_valid_gtin, parse_key
 from ._documents import (
     CODES_PER_DOCUMENT_MAX,
     PAYLOADS,
@@ -237,13 +238,15 @@ class StateMachine:
         ctx = _Context(self, overlay, height, time_ms)
         known = decoded or {}
         involved: list[Involvement] = []
+        # Recalls find their holders through the lot index (ledger/_recall.py).
+        scan = recall.overlay_scan(reader, lambda: (overlay.block,)) if hasattr(reader, "iterator") else None
         for position, wire in enumerate(documents[:within]):
             signed, result = ctx.run(wire, position, verified, known.get(wire))
             signed_documents.append(signed)
             results.append(result)
             if result is APPLIED and signed is not None:
                 found = involvement(signed.document, signed.id, ctx.signer, overlay.get, height, position,
-                                    self.participant_record)
+                                    self.participant_record, scan)
                 if found is not None:
                     involved.append(found)
         for wire in documents[within:]:
@@ -626,6 +629,7 @@ def _introduce(ctx: _Context) -> None:
     groups: dict[str, ProductGroup] = {}
     checked: set[str] = set()
     packed = pack_trusted(attributes) if attributes else b""
+    recalls = recall.RecallCheck(ctx.ov.get)
     for key, record in _owned_and_free(ctx, keys, "was emitted to someone else"):
         if record.status == APPLIED_TO_GOODS and not attributes:
             # Printed with its attributes (`apply`): those are what the group's rule reads.
@@ -633,6 +637,7 @@ def _introduce(ctx: _Context) -> None:
             continue
         if record.status not in (EMITTED, APPLIED_TO_GOODS):
             raise Rejected(Reason.WRONG_STATUS, f"{key} is {record.status}, not emitted")
+        _refuse_recalled(recalls, key, attributes)
         gtin = key[2:16]  # an emitted code is a unit: "01" GTIN "21" serial
         if gtin not in checked:
             group = ctx.product_group(gtin, groups) if ctx.sm.groups else None
@@ -641,7 +646,7 @@ def _introduce(ctx: _Context) -> None:
         record.status = INTRODUCED
         ctx.put_code(key, record)
         if packed:
-            ctx.ov.put(attributes_key(key), packed)
+            recall.store_attributes(ctx.ov.put, key, attributes, packed)
         ctx.history(key)
 
 
@@ -720,7 +725,9 @@ def _ship(ctx: _Context) -> None:
     writes = ctx.ov.doc
     history = ctx.history_value("")
     suffix = ctx.history_suffix
-    for _key, encoded, record in ctx.movables(list(items)):
+    moving = ctx.movables(list(items))
+    _refuse_recalled_moves(ctx, [key for key, _, _ in moving], receiver_id)
+    for _key, encoded, record in moving:
         record[4] = shipment_id  # CodeRecord.shipment, by index on this hot path
         writes[P_CODE + encoded] = pack_trusted(record)
         writes[P_HISTORY + encoded + suffix] = history
@@ -784,11 +791,14 @@ def _accept(ctx: _Context) -> None:
         rest = [k for k in shipment.items if k not in seen]
     else:
         accepted, rest = list(shipment.items), []
+    _refuse_recalled_moves(ctx, accepted, ctx.doc.signer)
     _release_items(ctx, accepted, ctx.doc.signer)
     _release_items(ctx, rest, None)
     shipment.status = PARTIALLY_ACCEPTED if rest else ACCEPTED
     shipment.accepted = accepted
     ctx.ov.put(P_SHIPMENT + shipment_id, shipment.pack())
+    if shipment.from_state != shipment.to_state and accepted:
+        _trade_records(ctx, shipment_id, shipment)
 
 
 def _retire(ctx: _Context) -> None:
@@ -799,10 +809,13 @@ def _retire(ctx: _Context) -> None:
         ctx.require_role(BUSINESS_ROLES, "retiring goods")
     seen: set[str] = set()
     groups: dict[str, ProductGroup] = {}
+    recalls = recall.RecallCheck(ctx.ov.get)
     for key in keys:
         record = ctx.movable(key, seen)
         if record.kind != UNIT:
             raise Rejected(Reason.WRONG_STATUS, f"{key} is an aggregate: disaggregate it first")
+        if reason != RECALL_DESTRUCTION:
+            _refuse_recalled(recalls, key)
         if ctx.sm.groups:
             group = ctx.product_group(key[2:16], groups)
             if reason not in group.withdrawal_reasons:
@@ -819,9 +832,11 @@ def _retire(ctx: _Context) -> None:
 
 def _return(ctx: _Context) -> None:
     ctx.require_role(RETAILERS, "a return")
+    recalls = recall.RecallCheck(ctx.ov.get)
     for key, record in _owned_and_free(ctx, ctx.doc.payload[0], "was sold by someone else"):
         if record.status != RETIRED or record.retire_reason != "retail_sale":
             raise Rejected(Reason.WRONG_STATUS, f"{key} was not sold at retail")
+        _refuse_recalled(recalls, key)
         record.status = INTRODUCED
         record.retire_reason = ""
         ctx.put_code(key, record)
@@ -976,7 +991,7 @@ def _check_supporting_document(ctx: _Context, reason: str) -> None:
 
 
 def _stored_attributes(ctx: _Context, key: str) -> list[list[str]]:
-    raw = ctx.ov.get(attributes_key(key))
+    raw = ctx.ov.get(catalogue_attributes_key(key))
     return unpack_trusted(raw) if raw is not None else []
 
 
@@ -1011,7 +1026,8 @@ def _apply(ctx: _Context) -> None:
         record.status = APPLIED_TO_GOODS
         ctx.put_code(key, record)
         if packed:
-            ctx.ov.put(attributes_key(key), packed)
+            # Through the recall's lot index (batch, expiry), as introduce and import do.
+            recall.store_attributes(ctx.ov.put, key, attributes, packed)
         ctx.history(key)
 
 
@@ -1063,7 +1079,7 @@ def _remark(ctx: _Context) -> None:
     if ctx.sm.groups:
         _check_attributes(attributes, ctx.product_group(old_key[2:16], {}))
     if attributes:
-        ctx.ov.put(attributes_key(new_key), pack_trusted(attributes))
+        recall.store_attributes(ctx.ov.put, new_key, attributes, pack_trusted(attributes))
     new.status = INTRODUCED
     ctx.put_code(new_key, new)
     old.status = WRITTEN_OFF
@@ -1202,6 +1218,218 @@ LIFECYCLE_HANDLERS: dict[DocType, Callable[[_Context], None]] = {
 }
 
 
+# -- Recall across the union and customs imports (issue 13; ledger/_recall.py) ------------
+
+# The one `retire` reason a recalled code may take besides going back to its producer
+# (and `write_off`, when it exists): its destruction.
+RECALL_DESTRUCTION = "destroyed"
+IMPORTED = "imported"  # emitted codes a customs `import` names, until its regulator confirms
+_RECALL_ERRORS = (CodeError,)
+
+
+def _refuse_recalled(check: recall.RecallCheck, key: str, attributes: list[list[str]] | None = None) -> None:
+    """Refuse a move of a code an active recall holds (`check`: one per document).
+    `attributes` are those the document is about to store (an emitted code is matched
+    by what it will carry)."""
+    if not check.active:
+        return
+    found = check.recall_of(key)
+    if found is None and attributes:
+        gtin = recall.gtin_of(key)
+        values = {ai: value for ai, value in attributes}
+        for recall_id, batch, lo, hi, listed in check.entries(gtin) if gtin else []:
+            if not listed and (values.get(recall.BATCH_AI) == batch if batch
+                               else lo <= values.get(recall.EXPIRY_AI, "") <= hi):
+                found = (bytes(recall_id), gtin)
+                break
+    if found is not None:
+        raise Rejected(Reason.RECALLED, f"{key} is recalled by {found[0].hex()}")
+
+
+def _refuse_recalled_moves(ctx: _Context, keys: Sequence[str], to: str) -> None:
+    """A shipment or acceptance of recalled codes goes only to the GTIN's producer."""
+    check = recall.RecallCheck(ctx.ov.get)
+    if not check.active:
+        return
+    producers: dict[str, str] = {}
+    for key in keys:
+        found = check.recall_of(key)
+        if found is None:
+            continue
+        recall_id, gtin = found
+        if gtin not in producers:
+            raw = ctx.ov.get(product_key(gtin))
+            producers[gtin] = ProductRecord.unpack(raw).producer if raw is not None else ""
+        if producers[gtin] != to:
+            raise Rejected(
+                Reason.RECALLED, f"{key} is recalled by {recall_id.hex()}: it goes back to its producer only"
+            )
+
+
+def _recall_handler(ctx: _Context) -> None:
+    """The producer of a registered GTIN, or its state's regulator, recalls a batch, an
+    expiry range or listed codes of it (applied lazily: see ledger/_recall.py)."""
+    gtin, batch, lo, hi, codes, reason = ctx.doc.payload
+    raw = ctx.ov.get(product_key(gtin))
+    if raw is None:
+        raise Rejected(Reason.UNKNOWN_PRODUCT, f"GTIN {gtin} is not in the product catalogue")
+    product = ProductRecord.unpack(raw)
+    signer = ctx.doc.signer
+    if signer != product.producer:
+        state = ctx.regulator_state()
+        if state != product.state:
+            raise Rejected(Reason.WRONG_STATE, f"{gtin} is made in {product.state}: its regulator recalls it")
+    if not reason.strip():
+        raise Rejected(Reason.BAD_ATTRIBUTE, "a recall says why")
+    selectors = [bool(batch), bool(lo or hi), bool(codes)]
+    if sum(selectors) != 1:
+        raise Rejected(Reason.BAD_ATTRIBUTE, "a recall names one of: a batch, an expiry range, listed codes")
+    try:
+        if batch:
+            check_attribute(recall.BATCH_AI, batch)
+        elif lo or hi:
+            check_attribute(recall.EXPIRY_AI, lo)
+            check_attribute(recall.EXPIRY_AI, hi)
+    except _RECALL_ERRORS as exc:
+        raise Rejected(Reason.BAD_ATTRIBUTE, exc.message) from exc
+    if (lo or hi) and lo > hi:
+        raise Rejected(Reason.BAD_ATTRIBUTE, f"the expiry range {lo}..{hi} is empty")
+    recall_id = ctx.doc_id
+    for key in _distinct(codes):
+        if recall.gtin_of(key) != gtin:
+            raise Rejected(Reason.INVALID_CODE, f"{key} is not a unit of GTIN {gtin}")
+        ctx.code(key)  # refuses a code never emitted
+        ctx.ov.put(recall.P_RECALL_CODE + key.encode() + SEP + recall_id, b"")
+    if codes:
+        ctx.ov.put(recall.P_RECALL + recall_id + b"/codes", pack_trusted(list(codes)))
+    entries_key = recall.P_RECALL_GTIN + gtin.encode()
+    raw_entries = ctx.ov.get(entries_key)
+    entries = list(unpack_trusted(raw_entries)) if raw_entries is not None else []
+    if len(entries) >= recall.RECALLS_PER_GTIN_MAX:
+        raise Rejected(Reason.WRONG_STATUS, f"GTIN {gtin} has {len(entries)} active recalls already")
+    record = recall.RecallRecord(gtin, batch, lo, hi, len(codes), reason, signer, product.state,
+                                 product.producer, ctx.height, recall.ACTIVE)
+    entries.append(record.entry(recall_id))
+    ctx.ov.put(entries_key, pack_trusted(entries))
+    _count_active(ctx, +1)
+    ctx.ov.put(recall.P_RECALL + recall_id, record.pack())
+
+
+def _count_active(ctx: _Context, step: int) -> None:
+    raw = ctx.ov.get(recall.P_RECALL_GTIN)
+    count = (unpack_trusted(raw) if raw is not None else 0) + step
+    ctx.ov.put(recall.P_RECALL_GTIN, pack_trusted(count))
+
+
+def _release_recall(ctx: _Context) -> None:
+    """Its filer, or the regulator of the producer's state, ends a recall: a producer does
+    not undo a recall its regulator ordered."""
+    recall_id, note = ctx.doc.payload
+    raw = ctx.ov.get(recall.P_RECALL + recall_id)
+    if raw is None:
+        raise Rejected(Reason.UNKNOWN_RECALL, f"no recall {recall_id.hex()}")
+    record = recall.RecallRecord.unpack(raw)
+    if record.status != recall.ACTIVE:
+        raise Rejected(Reason.WRONG_STATUS, f"recall {recall_id.hex()} is {record.status}")
+    signer = ctx.doc.signer
+    if signer != record.filer and ctx.regulator_state() != record.state:
+        raise Rejected(Reason.WRONG_STATE, f"only the regulator of {record.state} releases this recall")
+    entries_key = recall.P_RECALL_GTIN + record.gtin.encode()
+    raw_entries = ctx.ov.get(entries_key)
+    stored = unpack_trusted(raw_entries) if raw_entries is not None else []
+    entries = [e for e in stored if e[0] != recall_id]
+    if entries:
+        ctx.ov.put(entries_key, pack_trusted(entries))
+    else:
+        ctx.ov.delete(entries_key)
+    _count_active(ctx, -1)
+    record.status = recall.RELEASED
+    record.released_by = signer
+    record.released_height = ctx.height
+    record.release_note = note
+    record.release_document = ctx.doc_id
+    ctx.ov.put(recall.P_RECALL + recall_id, record.pack())
+
+
+def _import(ctx: _Context) -> None:
+    """An importer declares goods from outside the union (customs declaration number,
+    country of origin) under codes emitted to it; they wait, status imported, until its
+    regulator confirms the declaration."""
+    ctx.require_role(frozenset(("importer",)), "a customs import")
+    declaration, country, keys, attributes = ctx.doc.payload
+    if not declaration.strip():
+        raise Rejected(Reason.BAD_ATTRIBUTE, "an import names its customs declaration")
+    if country in ctx.sm.member_states:
+        raise Rejected(Reason.WRONG_STATE, f"{country} is a member state: its goods come by shipment")
+    packed = pack_trusted(attributes) if attributes else b""
+    checked: set[str] = set()
+    recalls = recall.RecallCheck(ctx.ov.get)
+    for key, record in _owned_and_free(ctx, keys, "was emitted to someone else"):
+        if record.status != EMITTED:
+            raise Rejected(Reason.WRONG_STATUS, f"{key} is {record.status}, not emitted")
+        gtin = key[2:16]
+        if gtin not in checked and ctx.sm.groups:
+            raw = ctx.ov.get(product_key(gtin))
+            if raw is None:
+                raise Rejected(Reason.UNKNOWN_PRODUCT, f"GTIN {gtin} is not in the product catalogue")
+            _check_attributes(attributes, ctx.sm.groups.get(ProductRecord.unpack(raw).group))
+            checked.add(gtin)
+        _refuse_recalled(recalls, key, attributes)
+        record.status = IMPORTED
+        ctx.put_code(key, record)
+        if packed:
+            recall.store_attributes(ctx.ov.put, key, attributes, packed)
+        ctx.history(key)
+    counts = recall.unit_counts(recall.stored_children(ctx.ov.get), keys)
+    state = ctx.signer.state
+    ctx.ov.put(recall.P_IMPORT + ctx.doc_id, recall.ImportRecord(
+        ctx.doc.signer, state, declaration, country, list(keys), counts, ctx.height, recall.PENDING).pack())
+    importer = [ctx.doc.signer, ctx.signer.name, state]
+    ctx.ov.put(recall.trade_key(state, recall.IMPORT, ctx.height, ctx.position), recall.trade_record(
+        "customs", ["", "", country], importer, counts, ctx.doc_id, b"", declaration))
+
+
+def _confirm_import(ctx: _Context) -> None:
+    """The regulator of the importer's state confirms the declaration: the goods enter
+    circulation."""
+    state = ctx.regulator_state()
+    (import_id,) = ctx.doc.payload
+    raw = ctx.ov.get(recall.P_IMPORT + import_id)
+    if raw is None:
+        raise Rejected(Reason.UNKNOWN_IMPORT, f"no import {import_id.hex()}")
+    record = recall.ImportRecord.unpack(raw)
+    if record.state != state:
+        raise Rejected(
+            Reason.WRONG_STATE, f"the import is declared in {record.state}, whose regulator confirms"
+        )
+    if record.status != recall.PENDING:
+        raise Rejected(Reason.WRONG_STATUS, f"import {import_id.hex()} is {record.status}")
+    for key in record.codes:
+        code = ctx.code(key)
+        if code.status == IMPORTED:  # a regulator may have suspended it meanwhile: it stays so
+            code.status = INTRODUCED
+            ctx.put_code(key, code)
+            ctx.history(key)
+    record.status = recall.CONFIRMED
+    record.confirmed_by = ctx.doc.signer
+    record.confirmed_height = ctx.height
+    ctx.ov.put(recall.P_IMPORT + import_id, record.pack())
+
+
+def _trade_records(ctx: _Context, shipment_id: bytes, shipment: ShipmentRecord) -> None:
+    """An accepted cross-border shipment: an export record for the origin state and an
+    import record for the destination, counting only the accepted items."""
+    counts = recall.unit_counts(recall.stored_children(ctx.ov.get), shipment.accepted)
+    exporter = ctx.participant(shipment.shipper)
+    importer = ctx.participant(shipment.receiver)
+    value = recall.trade_record(
+        "union", [shipment.shipper, exporter.name, shipment.from_state],
+        [shipment.receiver, importer.name, shipment.to_state], counts, ctx.doc_id, shipment_id,
+    )
+    ctx.ov.put(recall.trade_key(shipment.from_state, recall.EXPORT, ctx.height, ctx.position), value)
+    ctx.ov.put(recall.trade_key(shipment.to_state, recall.IMPORT, ctx.height, ctx.position), value)
+
+
 HANDLERS: dict[DocType, Callable[[_Context], None]] = {
     DocType.REGISTER_PARTICIPANT: _register,
     DocType.REVOKE_PARTICIPANT: _revoke,
@@ -1221,6 +1449,10 @@ HANDLERS: dict[DocType, Callable[[_Context], None]] = {
     DocType.REGISTER_PRODUCT: _register_product,
     DocType.GRANT_AUDIT: lambda ctx: _audit_grant(ctx, True),
     DocType.REVOKE_AUDIT: lambda ctx: _audit_grant(ctx, False),
+    DocType.RECALL: _recall_handler,
+    DocType.RELEASE_RECALL: _release_recall,
+    DocType.IMPORT: _import,
+    DocType.CONFIRM_IMPORT: _confirm_import,
 }
 # The lifecycle of real goods (issue 13): the new types, and the business details
 # (dates not after the block time, commercial fields on shipments only) checked

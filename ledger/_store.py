@@ -29,6 +29,7 @@ from ._governance import governed_params
 from ._identity import Verifier
 from ._inbox import INCOMING_SHIPMENT, InboxEntry, Involvement
 from ._membership import Membership, governed_membership
+from ._recall import RecallCheck
 from ._records import (
     AGGREGATE,
     META_GENESIS,
@@ -583,6 +584,10 @@ class LedgerStore:
             attributes = self.attributes(key)
             if attributes:
                 view["attributes"] = Scanned(parsed, tuple((ai, v) for ai, v in attributes)).attributes_json()
+        # The recall that holds the code, or a unit inside the aggregate (docs/RECALL.md).
+        recalled = RecallCheck(self.db.get).recall_of(key)
+        if recalled is not None:
+            view["recalled_by"] = recalled[0].hex()
         return view
 
     def product(self, gtin: str) -> dict[str, Any] | None:

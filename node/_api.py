@@ -374,6 +374,8 @@ async def get_check(request: web.Request, a: Args) -> web.Response:
         out["gtin"] = view["gtin"]
     else:
         out["sscc"] = view["sscc"]
+    if "recalled_by" in view:  # a recall is a public safety notice (docs/RECALL.md)
+        out["recalled"] = True
     return respond(request, out)
 
 

@@ -89,6 +89,8 @@ HTTP_STATUS: dict[str, int] = {
     "feed_busy": 429,
     "unknown_product": 404,
     "unknown_evidence": 404,
+    "unknown_recall": 404,
+    "unknown_import": 404,
     "method_not_allowed": 405,
     "duplicate": 409,
     # A provenance bundle whose blocks are not final yet: ask again shortly.

@@ -70,7 +70,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "code": _STR, "kind": {"enum": ["unit", "aggregate"]}, "status": _STR, "owner": _PID,
         "owner_state": _nullable(_STR), "aggregate": _nullable(_STR), "outermost_aggregate": _nullable(_STR),
         "in_transit": _nullable(_HEX64), "suspended": {"type": "boolean"}, "retire_reason": _nullable(_STR),
-    }, {"gtin": _STR, "serial": _STR, "sscc": _STR, "children": _UINT}),
+    }, {"gtin": _STR, "serial": _STR, "sscc": _STR, "children": _UINT, "recalled_by": _HEX64}),
     "History": _object({
         "code": _STR,
         "entries": {"type": "array", "items": _object({
@@ -79,7 +79,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "next": _nullable({"type": "string", "pattern": "^[0-9]+\\.[0-9]+$"}),
     }, {"final_height": _UINT}),
     "Check": {**_object({"code": _STR, "status": _STR, "suspended": {"type": "boolean"}},
-                        {"gtin": _STR, "sscc": _STR}),
+                        {"gtin": _STR, "sscc": _STR, "recalled": {"type": "boolean"}}),
               "additionalProperties": False},
     "Participant": _object({
         "id": _PID, "public_key": _HEX64, "state": _STR, "roles": {"type": "array", "items": _STR},

@@ -18,12 +18,16 @@ from ledger import (
     FlowRead,
     HistoryRead,
     HoldingsRead,
+    ImportRead,
     ParticipantRead,
+    RecallRead,
     ShipmentRead,
+    TradeRead,
 )
 
 from . import _api as h
 from . import _feed_api as feed
+from . import _recall_api as rc
 from ._errors import Refusal
 from ._feed import EVENT_STREAM, EVENTS_PAGE_MAX, LONG_POLL_WAIT_MS_DEFAULT, LONG_POLL_WAIT_MS_MAX
 from ._http import (
@@ -146,6 +150,32 @@ ROUTES: tuple[Route, ...] = (
                   Param("until", HEIGHT, "last block height (default: the head)"),
                   LIMIT),
           signed=True, reads=lambda a: FlowRead(a["from_state"], a["to_state"])),
+    # Recalls, customs imports and the union's trade records (issue 13, node/_recall_api.py).
+    Route("GET", "/v1/trade", rc.get_trade, "A member state's export or import records",
+          answers=(Ok(200, "records in chain order: accepted cross-border shipments and customs imports",
+                      {"type": "object", "required": ["state", "direction", "records"]}),),
+          params=(Param("state", STATE, "the member state whose records are listed", required=True),
+                  Param("direction", Choice(("export", "import")), "exports from or imports into it",
+                        required=True),
+                  Param("since", HEIGHT, "first block height", default=0),
+                  Param("until", HEIGHT, "last block height (default: the head)"),
+                  LIMIT),
+          signed=True, reads=lambda a: TradeRead(a["state"])),
+    Route("GET", "/v1/recalls", rc.get_recalls, "Recalls, by id",
+          answers=(Ok(200, "a page of recalls", {"type": "object", "required": ["recalls", "next"]}),),
+          params=(Param("status", Choice(("active", "released", "all")), "which recalls", default="all"),
+                  Param("after", HEX_ID, "page after this recall id (the `next` of the previous page)"),
+                  LIMIT),
+          signed=True),
+    Route("GET", "/v1/recalls/{id}", rc.get_recall, "A recall and the holders of what it matches, per state",
+          answers=(Ok(200, "the recall; holders of the states the reader oversees",
+                      {"type": "object", "required": ["id", "gtin", "status", "codes", "states"]}),),
+          params=(path("id", HEX_ID, "recall id (the id of the recall document)"),), signed=True,
+          reasons=("unknown_recall",), reads=lambda a: RecallRead(a["id"])),
+    Route("GET", "/v1/imports/{id}", rc.get_import, "A customs import and its confirmation",
+          answers=(Ok(200, "the import", {"type": "object", "required": ["id", "importer", "status"]}),),
+          params=(path("id", HEX_ID, "import id (the id of the import document)"),), signed=True,
+          reasons=("unknown_import",), reads=lambda a: ImportRead(a["id"])),
     Route("GET", "/v1/blocks", h.get_blocks, "Block headers (JSON) or whole blocks streamed (msgpack)",
           answers=(Ok(200, "JSON: at most 1,000 headers; msgpack: a stream of [block, [attestations]]",
                       {"type": "array", "items": {"$ref": "#/components/schemas/BlockHeader"}},

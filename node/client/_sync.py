@@ -265,6 +265,27 @@ class SyncNodeClient(_Face):
     ) -> list[dict[str, Any]]:
         return self.run(flows_plan(from_state, to_state, since, until, limit))
 
+    # Recalls, customs imports and trade records (issue 13).
+
+    def trade(self, state: str, direction: str, since: int = 0, until: int | None = None,
+              limit: int = 100) -> dict[str, Any]:
+        query = {"state": state, "direction": direction, "since": str(since), "limit": str(limit)}
+        if until is not None:
+            query["until"] = str(until)
+        return self.run(_object(Request("GET", with_query("/v1/trade", query))))
+
+    def recalls_page(self, status: str = "all", after: str | None = None, limit: int = 100) -> dict[str, Any]:
+        query = {"status": status, "limit": str(limit)}
+        if after:
+            query["after"] = after
+        return self.run(_object(Request("GET", with_query("/v1/recalls", query))))
+
+    def recall(self, recall_id: str) -> dict[str, Any]:
+        return self.run(_object(Request("GET", f"/v1/recalls/{recall_id}")))
+
+    def customs_import(self, import_id: str) -> dict[str, Any]:
+        return self.run(_object(Request("GET", f"/v1/imports/{import_id}")))
+
     def block(self, height: int) -> dict[str, Any]:
         return self.run(_object(Request("GET", f"/v1/blocks/{height}")))
 

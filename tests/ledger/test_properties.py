@@ -17,7 +17,8 @@ from testnet import product_groups
 from .world import World, make_genesis
 
 SSCCS = ["00157035381410375177", "00046800294609000015"]
-ACTIONS = ("ship", "accept", "reject", "cancel", "aggregate", "disaggregate", "retire", "return", "suspend")
+ACTIONS = ("ship", "accept", "reject", "cancel", "aggregate", "disaggregate", "retire", "return", "suspend",
+           "recall", "release_recall")
 # The lifecycle of real goods (issue 13): print reports, write-offs, re-marking,
 # reaggregation, per-child acceptance and withdrawals with their supporting documents.
 LIFECYCLE_ACTIONS = ("apply", "write_off", "remark", "reaggregate", "accept_children", "withdraw")
@@ -25,7 +26,8 @@ ACT = [["doc_date", 1_790_000_000_000], ["doc_number", "A-1"], ["doc_type", "act
 
 
 def _random_block(
-    world: World, draw: st.DrawFn, people: list[KeyPair], codes: list[str], shipments: list[SignedDocument]
+    world: World, draw: st.DrawFn, people: list[KeyPair], codes: list[str], shipments: list[SignedDocument],
+    recalls: list[SignedDocument],
 ) -> list[SignedDocument]:
     """A block of random documents, mostly from whoever owns the goods they name, so
     that most of them apply and the rest are refused for a variety of reasons."""
@@ -58,7 +60,16 @@ def _random_block(
         elif action == "disaggregate":
             doc = world.doc(actor, DocType.DISAGGREGATE, sscc=draw(st.sampled_from(SSCCS)))
         elif action == "retire":
-            doc = world.doc(actor, DocType.RETIRE, reason="retail_sale", codes=items)
+            reason = draw(st.sampled_from(["retail_sale", "destroyed"]))
+            doc = world.doc(actor, DocType.RETIRE, reason=reason, codes=items)
+        elif action == "recall":  # listed units, by the producer (refused on a chain without the catalogue)
+            units = [k for k in items if k.startswith("01")] or codes[:1]
+            doc = world.doc(people[0], DocType.RECALL, gtin=units[0][2:16], batch="", expiry_from="",
+                            expiry_to="", codes=units, reason="test")
+            recalls.append(doc)
+        elif action == "release_recall" and recalls:
+            target_recall = draw(st.sampled_from(recalls))
+            doc = world.doc(people[0], DocType.RELEASE_RECALL, recall=target_recall.id, note="")
         elif action == "return":
             doc = world.doc(actor, DocType.RETURN, codes=items)
         else:
@@ -131,7 +142,7 @@ def _check_invariants(store: LedgerStore) -> None:
     assert len(in_pending) == len(set(in_pending))
     for key, record in codes.items():
         owners = held_by.get(key, [])
-        loose_and_live = not record.parent and record.status in ("emitted", "applied", "introduced")
+        loose_and_live = not record.parent and record.status in ("emitted", "applied", "introduced", "imported")
         # Every loose live code has exactly one holder, and it is the owner of record.
         assert owners == ([record.owner] if loose_and_live else []), (key, owners, record)
         if record.shipment:
@@ -167,8 +178,9 @@ def test_random_documents_keep_invariants_and_replay_to_the_same_hashes(data: st
         world.apply_ok(world.doc(people[0], DocType.AGGREGATE, sscc=SSCCS[0], codes=codes[:3]))
         setup_height = world.store.head.height
         shipments: list[SignedDocument] = []
+        recalls: list[SignedDocument] = []
         for _ in range(data.draw(st.integers(3, 12))):
-            world.apply(*_random_block(world, data.draw, people, codes, shipments))
+            world.apply(*_random_block(world, data.draw, people, codes, shipments, recalls))
             _check_invariants(world.store)
         # Replay every block, from genesis, into a fresh store: same hash at every height.
         replay = LedgerStore(Path(tmp) / "b", world.genesis, sync=False)

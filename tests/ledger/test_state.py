@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,6 +206,12 @@ def _reg(state: str) -> KeyPair:
     return seeded_key(f"regulator-{state}")
 
 
+def _confirm(world: World, key: KeyPair) -> SignedDocument:
+    """A confirm_import of an import that does not exist ("import" is a Python keyword)."""
+    fields: dict[str, Any] = {"import": bytes(32)}
+    return world.doc(key, DocType.CONFIRM_IMPORT, **fields)
+
+
 P = "producer"
 UNKNOWN = "01" + GTIN_2 + "21" + "NOPE"
 CASES = [
@@ -299,6 +306,15 @@ CASES = [
     Case("revoke audit by the granting regulator", lambda w, k, c: w.doc(_reg("KZ"), DocType.REVOKE_AUDIT, participant=k["auditor"].participant_id), Reason.APPLIED),
     Case("revoke audit never granted", lambda w, k, c: w.doc(_reg("RU"), DocType.REVOKE_AUDIT, participant=k["auditor"].participant_id), Reason.WRONG_STATUS),
     Case("revoke audit by a business", lambda w, k, c: w.doc(k[P], DocType.REVOKE_AUDIT, participant=k["auditor"].participant_id), Reason.FORBIDDEN_ROLE),
+    # recall, customs import (issue 13; the rest of their table in test_recall.py and test_trade.py,
+    # on a chain with the catalogue): this chain has none, so nothing can be recalled
+    Case("recall without a catalogue", lambda w, k, c: w.doc(k[P], DocType.RECALL, gtin=GTIN, batch="L1", expiry_from="", expiry_to="", codes=[], reason="r"), Reason.UNKNOWN_PRODUCT),
+    Case("release unknown recall", lambda w, k, c: w.doc(_reg("RU"), DocType.RELEASE_RECALL, recall=bytes(32), note=""), Reason.UNKNOWN_RECALL),
+    Case("import by a producer", lambda w, k, c: w.doc(k[P], DocType.IMPORT, declaration="D1", country="CN", codes=c["emitted"][:1]), Reason.FORBIDDEN_ROLE),
+    Case("import not own", lambda w, k, c: w.doc(k["importer"], DocType.IMPORT, declaration="D1", country="CN", codes=c["emitted"][:1]), Reason.NOT_OWNER),
+    Case("import introduced", lambda w, k, c: w.doc(k["importer"], DocType.IMPORT, declaration="D1", country="CN", codes=c["loose"][:1]), Reason.NOT_OWNER),
+    Case("confirm unknown import", lambda w, k, c: _confirm(w, _reg("RU")), Reason.UNKNOWN_IMPORT),
+    Case("confirm import by a business", lambda w, k, c: _confirm(w, k[P]), Reason.FORBIDDEN_ROLE),
 ]
 
 

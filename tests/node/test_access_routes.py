@@ -148,6 +148,12 @@ TABLE = (
     Row("shipment (ship2)", lambda i: f"/v1/shipments/{i['ship2']}", frozenset({"wholesaler", "retailer"} | OVERSEERS)),
     Row("flows KZ->RU", lambda i: "/v1/flows?from_state=KZ&to_state=RU", frozenset(OVERSEERS)),
     Row("flows AM->AM", lambda i: "/v1/flows?from_state=AM&to_state=AM", frozenset({"regulator-AM", "union_auditor"})),
+    # The union's trade records (issue 13): the overseers of the state listed.
+    Row("trade KZ exports", lambda i: "/v1/trade?state=KZ&direction=export",
+        frozenset({"regulator-KZ", "union_auditor", "state_auditor"})),
+    Row("trade RU imports", lambda i: "/v1/trade?state=RU&direction=import",
+        frozenset({"regulator-RU", "union_auditor"})),
+    Row("recalls", lambda i: "/v1/recalls", frozenset(SIGNED)),
     Row("block headers", lambda i: "/v1/blocks?from=1", frozenset(SIGNED)),
     Row("block stream", lambda i: "/v1/blocks?from=1&to=2", frozenset(BLOCK_READERS), accept=MSGPACK),
     Row("block", lambda i: "/v1/blocks/1", frozenset(BLOCK_READERS)),
