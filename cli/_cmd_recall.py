@@ -24,6 +24,7 @@ from ._options import (
     node_option,
     print_json,
     report,
+    wait_mode,
     wait_options,
 )
 from .documents import check_gtin
@@ -73,7 +74,7 @@ def recall() -> None:
 @_submitting
 def file_recall(gtin: str, batch: str, expiry_from: str, expiry_to: str, reason: str, codes: tuple[str, ...],
                 codes_file: IO[bytes] | None, node: str, key: Path, genesis: Path | None, wait: bool,
-                timeout: float, as_json: bool) -> None:
+                final: bool, timeout: float, as_json: bool) -> None:
     """File a recall (the producer, or the regulator of its state); print its id.
 
     Name one of: --batch, --expiry-from with --expiry-to, or the listed CODES.
@@ -84,7 +85,7 @@ def file_recall(gtin: str, batch: str, expiry_from: str, expiry_to: str, reason:
         raise click.UsageError("name one of: --batch, --expiry-from/--expiry-to, or codes")
     if (expiry_from or expiry_to) and not (_YYMMDD.fullmatch(expiry_from) and _YYMMDD.fullmatch(expiry_to)):
         raise click.BadParameter("both ends of the range, as YYMMDD", param_hint="--expiry-from/--expiry-to")
-    session = make_session(node, key, genesis, wait, timeout)
+    session = make_session(node, key, genesis, wait_mode(wait, final), timeout)
     outcome = session.submit(
         ledger.DocType.RECALL, gtin=check_gtin(gtin), batch=batch, expiry_from=expiry_from,
         expiry_to=expiry_to, codes=keys, reason=reason,
@@ -96,10 +97,10 @@ def file_recall(gtin: str, batch: str, expiry_from: str, expiry_to: str, reason:
 @click.argument("recall_id", metavar="ID")
 @click.option("--note", default="", help="Why the goods are free again, for the record.")
 @_submitting
-def release(recall_id: str, note: str, node: str, key: Path, genesis: Path | None, wait: bool, timeout: float,
-            as_json: bool) -> None:
+def release(recall_id: str, note: str, node: str, key: Path, genesis: Path | None, wait: bool, final: bool,
+            timeout: float, as_json: bool) -> None:
     """End a recall (its filer, or the regulator of the producer's state)."""
-    session = make_session(node, key, genesis, wait, timeout)
+    session = make_session(node, key, genesis, wait_mode(wait, final), timeout)
     outcome = session.submit(ledger.DocType.RELEASE_RECALL, recall=_id(recall_id, "a recall"), note=note)
     report(outcome, as_json)
 
@@ -214,7 +215,7 @@ def customs_import() -> None:
 @_submitting
 def declare(declaration: str, country: str, attributes: tuple[str, ...], codes: tuple[str, ...],
             codes_file: IO[bytes] | None, node: str, key: Path, genesis: Path | None, wait: bool,
-            timeout: float, as_json: bool) -> None:
+            final: bool, timeout: float, as_json: bool) -> None:
     """Declare imported goods under codes emitted to you (an importer); print the import id.
     They stay out of circulation until your regulator confirms the declaration."""
     pairs = []
@@ -223,7 +224,7 @@ def declare(declaration: str, country: str, attributes: tuple[str, ...], codes: 
         if not sep:
             raise click.BadParameter(f"{item!r} is not AI=VALUE", param_hint="--attribute")
         pairs.append([ai, value])
-    session = make_session(node, key, genesis, wait, timeout)
+    session = make_session(node, key, genesis, wait_mode(wait, final), timeout)
     outcome = session.submit(
         ledger.DocType.IMPORT, declaration=declaration, country=country.upper(),
         codes=gather_codes(codes, codes_file), attributes=sorted(pairs),
@@ -234,11 +235,11 @@ def declare(declaration: str, country: str, attributes: tuple[str, ...], codes: 
 @customs_import.command("confirm")
 @click.argument("import_id", metavar="ID")
 @_submitting
-def confirm(import_id: str, node: str, key: Path, genesis: Path | None, wait: bool, timeout: float,
-            as_json: bool) -> None:
+def confirm(import_id: str, node: str, key: Path, genesis: Path | None, wait: bool, final: bool,
+            timeout: float, as_json: bool) -> None:
     """Confirm an import's declaration (the regulator of the importer's state): its goods
     enter circulation."""
-    session = make_session(node, key, genesis, wait, timeout)
+    session = make_session(node, key, genesis, wait_mode(wait, final), timeout)
     fields: dict[str, Any] = {"import": _id(import_id, "an import")}
     report(session.submit(ledger.DocType.CONFIRM_IMPORT, **fields), as_json)
 

@@ -50,7 +50,7 @@ from ._records import P_CHILDREN, P_CODE, SEP, u32, u64
 
 P_LOT = b"l"  # GTIN, AI (10|17), value 0x00 code key -> b"": the lot index
 P_RECALL = b"r"  # recall id (its document id) -> RecallRecord
-P_RECALL_GTIN = b"m"  # GTIN -> [[recall id, batch, expiry from, expiry to, listed], ...] active
+P_RECALL_GTIN = b"f"  # GTIN -> [[recall id, batch, expiry from, expiry to, listed], ...] active
 P_RECALL_CODE = b"w"  # code key 0x00 recall id -> b"": a code a recall lists
 P_TRADE = b"y"  # state, direction (E|I), height, position -> TradeRecord
 P_IMPORT = b"u"  # import id (its document id) -> ImportRecord
@@ -252,7 +252,9 @@ def derive_trade_record(ship: Any, accept: Any, exporter: tuple[str, str], impor
     documents' inclusion proofs (ledger.verify_inclusion_proof) recomputes the record
     with this and compares it with what a node lists (docs/RECALL.md)."""
     ship_doc, accept_doc = ship.document, accept.document
-    receiver, items = ship_doc.payload
+    # The business details (issue 13) trail the payloads when given; the record does not
+    # depend on them.
+    receiver, items = ship_doc.payload[:2]
     chosen = accept_doc.payload[1]
     accepted = list(chosen) if chosen else list(items)
     return trade_record(

@@ -15,6 +15,10 @@ from testnet import product_groups
 
 from .world import GTIN, World, make_genesis, seeded_key
 
+# The supporting document (act) every withdrawal but a sale needs (issue 13), dated
+# before any block of these tests.
+ACT = [["doc_date", 1_790_000_000_000], ["doc_number", "A-1"], ["doc_type", "act"]]
+
 STATES = ("AM", "BY", "KZ", "KG", "RU")
 BATCH = "LOT42"
 OTHER_BATCH = "LOT43"
@@ -89,15 +93,15 @@ def test_recall_across_five_states(tmp_path: Path) -> None:
         assert _one(w, w.doc(holder, DocType.SHIP, receiver=neighbour.participant_id,
                              codes=recalled[:1])) is Reason.RECALLED
         for why in ("lost", "expired", "export_outside_union"):
-            assert _one(w, w.doc(holder, DocType.RETIRE, reason=why, codes=recalled[:1])) is Reason.RECALLED
+            assert _one(w, w.doc(holder, DocType.RETIRE, reason=why, codes=recalled[:1], details=ACT)) is Reason.RECALLED
         # The other batch moves freely.
-        assert _one(w, w.doc(holder, DocType.RETIRE, reason="lost", codes=[u.other[i]])) is Reason.APPLIED
+        assert _one(w, w.doc(holder, DocType.RETIRE, reason="lost", codes=[u.other[i]], details=ACT)) is Reason.APPLIED
         # Back towards the producer: allowed; its acceptance too.
         back = w.doc(holder, DocType.SHIP, receiver=producer, codes=recalled[:1])
         assert _one(w, back) is Reason.APPLIED
         assert _one(w, w.doc(u.producer, DocType.ACCEPT, shipment=back.id, codes=[])) is Reason.APPLIED
         # Destruction: allowed.
-        assert _one(w, w.doc(holder, DocType.RETIRE, reason="destroyed", codes=recalled[1:])) is Reason.APPLIED
+        assert _one(w, w.doc(holder, DocType.RETIRE, reason="destroyed", codes=recalled[1:], details=ACT)) is Reason.APPLIED
     # The code in transit to KZ: its receiver may not accept it, only reject it.
     kz = u.holders["KZ"]
     assert _one(w, w.doc(kz, DocType.ACCEPT, shipment=u.transit, codes=[])) is Reason.RECALLED
@@ -182,12 +186,12 @@ def test_expiry_and_listed_recalls_match_only_their_codes(tmp_path: Path) -> Non
     w = u.w
     am = u.holders["AM"]
     assert u.recall(_reg("RU"), expiry_from="280101", expiry_to="280101")[0] is Reason.APPLIED
-    assert _one(w, w.doc(am, DocType.RETIRE, reason="lost", codes=[u.other[0]])) is Reason.RECALLED
-    assert _one(w, w.doc(am, DocType.RETIRE, reason="lost", codes=[u.lot[0]])) is Reason.APPLIED
+    assert _one(w, w.doc(am, DocType.RETIRE, reason="lost", codes=[u.other[0]], details=ACT)) is Reason.RECALLED
+    assert _one(w, w.doc(am, DocType.RETIRE, reason="lost", codes=[u.lot[0]], details=ACT)) is Reason.APPLIED
     assert u.recall(u.producer, codes=[u.lot[1]])[0] is Reason.APPLIED
-    assert _one(w, w.doc(am, DocType.RETIRE, reason="lost", codes=[u.lot[1]])) is Reason.RECALLED
+    assert _one(w, w.doc(am, DocType.RETIRE, reason="lost", codes=[u.lot[1]], details=ACT)) is Reason.RECALLED
     by = u.holders["BY"]
-    assert _one(w, w.doc(by, DocType.RETIRE, reason="lost", codes=[u.lot[2]])) is Reason.APPLIED
+    assert _one(w, w.doc(by, DocType.RETIRE, reason="lost", codes=[u.lot[2]], details=ACT)) is Reason.APPLIED
     # A listed code of another GTIN is refused.
     assert u.recall(u.producer, codes=["01" + "02900002317701" + "21" + "X" * 13])[0] is Reason.INVALID_CODE
 
@@ -226,7 +230,7 @@ def test_replay_of_a_recall_chain_gives_the_same_hash(tmp_path: Path) -> None:
     for run in ("a", "b"):
         u = Union(tmp_path / run)
         u.recall(_reg("RU"), batch=BATCH)
-        _one(u.w, u.w.doc(u.holders["AM"], DocType.RETIRE, reason="lost", codes=[u.lot[0]]))
+        _one(u.w, u.w.doc(u.holders["AM"], DocType.RETIRE, reason="lost", codes=[u.lot[0]], details=ACT))
         hashes.append(u.w.store.head.state_hash)
     assert hashes[0] == hashes[1]
 
