@@ -22,6 +22,8 @@ export from height H replays blocks 1..H-1 through it without writing rows.
 
 from __future__ import annotations
 
+import calendar
+import datetime
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -61,6 +63,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("codes", pa.int32()), ("named", pa.int32()), ("shipment", pa.string()), ("receiver", pa.string()),
         ("receiver_state", pa.string()), ("gtin", pa.string()), ("sscc", pa.string()),
         ("retire_reason", pa.string()), ("participant", pa.string()), ("bytes", pa.int32()),
+        # The attributes a document printed or brought into circulation with its codes
+        # (introduce, apply, import: AI 17 expiry, AI 10 batch), for the expiry reports.
+        ("expiry", pa.date32()), ("batch", pa.string()),
     ]),
     "code_events": pa.schema([
         ("code", pa.string()), ("gtin", pa.string()), ("kind", pa.string()),
@@ -403,6 +408,7 @@ class Rows:
             receiver_state=tracker.state_of(receiver) if receiver else None,
             gtin=fields.get("gtin"), sscc=fields.get("sscc"), retire_reason=fields.get("reason"),
             participant=_participant_field(doc, fields), bytes=len(wire),
+            expiry=_expiry(fields), batch=_attribute(fields, "10"),
         )
         self.tables["code_events"].extend(
             len(touched.codes), {"code": touched.codes, "sscc": touched.ssccs}, common,
@@ -451,6 +457,28 @@ class Rows:
         for pid, public_key, state, name in genesis_states:
             self.tables["participants"].add(id=pid, public_key=public_key, state=state, roles=["regulator"],
                                             name=name, registered_height=0, time=time_ms)
+
+
+def _attribute(fields: dict[str, Any], ai: str) -> str | None:
+    for pair in fields.get("attributes") or ():
+        if len(pair) == 2 and pair[0] == ai:
+            return str(pair[1])
+    return None
+
+
+def _expiry(fields: dict[str, Any]) -> datetime.date | None:
+    """AI 17 (YYMMDD) as a date: the century is 20 (as the ledger reads it, never from the
+    clock), and day 00 is the month's last day (GS1 General Specifications 3.4.5)."""
+    raw = _attribute(fields, "17")
+    if raw is None or len(raw) != 6 or not raw.isdigit():
+        return None
+    year, month, day = 2000 + int(raw[:2]), int(raw[2:4]), int(raw[4:])
+    if not 1 <= month <= 12:
+        return None
+    last = calendar.monthrange(year, month)[1]
+    if day == 0:
+        day = last
+    return datetime.date(year, month, day) if day <= last else None
 
 
 def _named_codes(fields: dict[str, Any]) -> int:

@@ -152,6 +152,24 @@ WHERE l.in_circulation_since IS NOT NULL
   AND date_diff('day', l.in_circulation_since, h.time) > getvariable('circulation_days_max')
 ORDER BY days DESC, l.code;
 
+-- Sales after expiry: units sold at retail (retire retail_sale or remote_sale) after the
+-- expiry date (AI 17) their print report, introduction or import gave them.
+CREATE OR REPLACE VIEW report_sales_after_expiry AS
+WITH expiry AS (
+    SELECT e.code, min(d.expiry) AS expiry
+    FROM code_events e JOIN documents d ON d.id = e.document_id
+    WHERE e.status = 'applied' AND d.expiry IS NOT NULL
+    GROUP BY e.code
+)
+SELECT s.code, s.gtin, s.signer AS seller, s.signer_state AS state, s.time AS sold, x.expiry,
+       date_diff('day', x.expiry, CAST(s.time AS DATE)) AS days_after_expiry, s.document_id
+FROM code_events s
+JOIN documents d ON d.id = s.document_id
+JOIN expiry x ON x.code = s.code
+WHERE s.type = 'retire' AND s.status = 'applied' AND d.retire_reason IN ('retail_sale', 'remote_sale')
+  AND CAST(s.time AS DATE) > x.expiry
+ORDER BY days_after_expiry DESC, s.code;
+
 -- Cross-border shipments still pending `unaccepted_days_max` days after they left.
 CREATE OR REPLACE VIEW report_unaccepted_cross_border AS
 SELECT s.id, s.from_state, s.to_state, s.shipper, s.receiver, s.items, s.units, s.time,

@@ -335,3 +335,27 @@ def test_the_console_shows_every_sql_report_over_an_export(chain: tuple[World, d
     assert not sql_reports(None)["available"] and "--data" in sql_reports(None)["how"]
     missing = sql_reports(tmp_path / "nothing-here")
     assert not missing["available"] and "export" in missing["how"]
+
+
+def test_sales_after_expiry_are_reported(tmp_path: Path) -> None:
+    """Issue 14: a unit sold at retail after the expiry date (AI 17) it entered circulation
+    with is reported; one sold before its expiry is not."""
+    world = World(tmp_path / "ledger")  # block times in September 2026
+    maker = world.register("RU", ["producer"], "Dairy")
+    shop = world.register("RU", ["retailer"], "Shop")
+    stale, fresh = world.emit("RU", maker, 1), world.emit("RU", maker, 1)
+    world.apply_ok(world.doc(maker, DocType.INTRODUCE, codes=stale, attributes=[["17", "260600"]]))
+    world.apply_ok(world.doc(maker, DocType.INTRODUCE, codes=fresh, attributes=[["17", "271231"]]))
+    shipped = world.doc(maker, DocType.SHIP, receiver=shop.participant_id, codes=stale + fresh)
+    world.apply_ok(shipped)
+    world.apply_ok(world.doc(shop, DocType.ACCEPT, shipment=shipped.id, codes=[]))
+    world.apply_ok(world.doc(shop, DocType.RETIRE, reason="retail_sale", codes=stale + fresh))
+    out = tmp_path / "export"
+    export_store(world.store, out)
+    con = engine.connect(out)
+    columns, rows = engine.run(con, engine.report_query(con, "sales_after_expiry"))
+    con.close()
+    found = [dict(zip(columns, row)) for row in rows]
+    assert [r["code"] for r in found] == stale, found
+    # Day 00 is the month's last day: June 30th, 2026.
+    assert str(found[0]["expiry"]) == "2026-06-30" and found[0]["days_after_expiry"] > 0
