@@ -121,6 +121,7 @@ from ._store import (
     StoreError,
     open_existing,
 )
+from ._undo import RollbackRefused
 
 __all__ = [
     "MEMBER_ACTIVE",
@@ -215,6 +216,7 @@ __all__ = [
     "Sscc",
     "StateMachine",
     "StoreError",
+    "RollbackRefused",
     "UnitCode",
     "Verifier",
     "attestation_message",

@@ -54,6 +54,7 @@ from ._records import (
     u64,
 )
 from ._state import Result, StateMachine, genesis_writes, state_hash_step
+from ._undo import META_FINAL, P_UNDO, RollbackRefused, UndoRecord, fold_undo, is_always_new, undo_key
 
 PAGE_LIMIT_MAX = 1000
 # A code's history follows the aggregates it was packed in, and theirs in turn. Aggregates
@@ -148,6 +149,10 @@ class LedgerStore:
         self.machine = StateMachine(genesis)
         self._params_at: tuple[int, ChainParams] | None = None
         self.head = self._open()
+        raw_final = self.db.get(META_FINAL)
+        # The final height this store was told last: blocks at or below it have no undo
+        # data and can never be rolled back (ledger/_undo.py).
+        self.final_height = int.from_bytes(raw_final, "big") if raw_final is not None else 0
 
     def close(self) -> None:
         self.db.close()
@@ -265,8 +270,15 @@ class LedgerStore:
         invariant(all(a.block_hash == block_hash for a in attestations), "attestations of another block")
         height = header.height
         new_head = Head(height, block_hash, header.state_hash, header.time_ms, header.raft_index)
-        with self.db.write_batch(sync=self.sync) as batch:
+        # A block above the final height may have to be undone: keep what it overwrites.
+        keep_undo = height > self.final_height
+        previous: list[tuple[bytes, bytes | None]] = []
+        get = self.db.get
+        # transaction=True: an exception while the batch is built writes nothing of it.
+        with self.db.write_batch(sync=self.sync, transaction=True) as batch:
             for key, value in prepared.writes.items():
+                if keep_undo:
+                    previous.append((key, None if is_always_new(key) else get(key)))
                 if value is None:
                     batch.delete(key)
                 else:
@@ -274,6 +286,10 @@ class LedgerStore:
                     # Inline rather than a second pass: this loop runs once per write.
                     if key[0] == _HISTORY_BYTE and value not in _PLAIN_HISTORY_VALUES:
                         batch.put(P_NESTING + key[1:], value)
+                        if keep_undo:
+                            previous.append((P_NESTING + key[1:], None))
+            if keep_undo:
+                batch.put(undo_key(height), UndoRecord(self.head.to_list(), previous).pack())
             prefix = P_BLOCK_DOC + u64(height)
             for position, wire in enumerate(prepared.documents):
                 batch.put(prefix + u32(position), wire)
@@ -284,6 +300,68 @@ class LedgerStore:
                 batch.put(P_ATTEST + u64(height) + attestation.state.encode(), attestation.signature)
             batch.put(META_HEAD, pack(new_head.to_list()))
         self.head = new_head
+
+    # Undoing blocks that are not final.
+
+    def set_final_height(self, height: int) -> None:
+        """The node learned that blocks up to `height` are final: they can never be rolled
+        back, so their undo data goes. Never lowers the final height."""
+        height = min(height, self.head.height)
+        if height <= self.final_height:
+            return
+        with self.db.write_batch(sync=self.sync, transaction=True) as batch:
+            for key in self.db.iterator(start=P_UNDO, stop=undo_key(height + 1), include_value=False):
+                batch.delete(key)
+            batch.put(META_FINAL, u64(height))
+        self.final_height = height
+
+    def undo_size(self) -> tuple[int, int]:
+        """(blocks, bytes) of undo data held: what the head-to-final gap costs."""
+        blocks = size = 0
+        for value in self.db.iterator(prefix=P_UNDO, include_key=False):
+            blocks += 1
+            size += len(value)
+        return blocks, size
+
+    def rollback_to(self, height: int) -> list[Block]:
+        """Undo every block above `height`, atomically, and return them (lowest first) so
+        that the caller can offer their documents again. Refused below the final height.
+
+        One synced write batch restores every key the undone blocks wrote and removes
+        their chain records, so a crash leaves either the old head or the new one."""
+        head = self.head
+        if height < self.final_height:
+            raise RollbackRefused(f"height {height} is below the final height {self.final_height}")
+        if not 0 <= height <= head.height:
+            raise RollbackRefused(f"height {height} is not at or below the head {head.height}")
+        records: list[UndoRecord] = []
+        for h in range(head.height, height, -1):
+            raw = self.db.get(undo_key(h))
+            if raw is None:
+                raise RollbackRefused(f"block {h} has no undo data: it cannot be rolled back")
+            records.append(UndoRecord.unpack(raw))
+        undone = [cast(Block, self.block(h)) for h in range(height + 1, head.height + 1)]
+        if not records:
+            return undone
+        restored = Head(*records[-1].previous_head)
+        with self.db.write_batch(sync=True, transaction=True) as batch:
+            for key, value in fold_undo(records).items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            for h in range(height + 1, head.height + 1):
+                for prefix in (P_BLOCK_DOC + u64(h), P_ATTEST + u64(h)):
+                    for key in self.db.iterator(prefix=prefix, include_value=False):
+                        batch.delete(key)
+                for key in (P_BLOCK + u64(h), P_RESULTS + u64(h), undo_key(h)):
+                    batch.delete(key)
+            if self.db.get(META_SYNC) is not None:
+                batch.put(META_SYNC, u64(height))
+            batch.put(META_HEAD, pack(restored.to_list()))
+        self.head = restored
+        self._params_at = None  # the parameters in force may differ at the restored head
+        return undone
 
     def make_durable(self) -> None:
         """Make every block written so far durable, even when blocks are written unsynced."""
