@@ -144,6 +144,7 @@ class DriverStats:
     snapshots_restored: int = 0
     # Committed CONF_CHANGE entries whose data is not a change; the core skips them too.
     conf_changes_skipped: int = 0
+    rewinds: int = 0  # log suffixes discarded on the application's word (Driver.rewind)
 
 
 @dataclass(slots=True, eq=False)
@@ -376,6 +377,32 @@ class Driver:
         except ProposalDropped:
             return False
         return True
+
+    async def rewind(self, index: LogIndex, floor: LogIndex) -> None:
+        """Discard the Raft log above `index` (never below `floor`, the index of the last
+        final entry) even where a leader committed it, persisted atomically; the
+        application must already have rolled back to `index` or below. Proposals
+        above `index` fail with ProposalDropped (their clients may submit again).
+        Raises RaftUsageError when the rewind is not allowed."""
+        self._check_running()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def request(raw: RawNode) -> None:
+            if future.done():
+                return
+            try:
+                raw.rewind(index, floor)
+            except Exception as exc:  # handed to the caller, not the driver's task
+                future.set_exception(exc)
+                return
+            self._applied = LogIndex(min(self._applied, index))
+            self.stats.rewinds += 1
+            for at in sorted(i for i in self._pending if i > index):
+                self._settle(self._pending.pop(at), ProposalDropped(f"entry {at} was rewound"))
+            future.set_result(None)
+
+        self._enqueue_request(request, future.cancel)
+        await future
 
     def receive(self, message: Message) -> None:
         """Hand an inbound message to the node; dropped (and counted) when the inbox is full."""
