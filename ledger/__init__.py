@@ -43,6 +43,7 @@ from ._documents import (
 )
 from ._encoding import DecodeLimits, pack, unpack, unpack_untrusted
 from ._errors import DecodeError, InvariantError, LedgerError, invariant
+from ._evidence import DOMAIN_APPEND, AppendEquivocation, EvidenceRefused, SignedAppend, entry_hash
 from ._genesis import MEMBER_STATES, TIME_MS_MAX, ChainParams, Genesis, MemberState
 from ._governance import (
     ACTIVE as MEMBER_ACTIVE,
@@ -217,6 +218,11 @@ __all__ = [
     "StateMachine",
     "StoreError",
     "RollbackRefused",
+    "DOMAIN_APPEND",
+    "AppendEquivocation",
+    "EvidenceRefused",
+    "SignedAppend",
+    "entry_hash",
     "UnitCode",
     "Verifier",
     "attestation_message",
