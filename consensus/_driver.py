@@ -196,6 +196,7 @@ class Driver:
         on_commit_latency: Callable[[float], None] | None = None,
         executor: concurrent.futures.Executor | None = None,
         clock_s: Callable[[], float] = time.perf_counter,
+        compaction_limit: Callable[[], LogIndex] | None = None,
     ) -> None:
         """`executor` runs the fsyncs; by default the driver starts (and stops) a thread
         of its own. `clock_s` times proposals for `on_commit_latency`. Timers and ticks
@@ -218,6 +219,9 @@ class Driver:
         # Only an executor the driver started itself is the driver's to shut down.
         self._owns_executor = executor is None
         self._clock_s = clock_s
+        # The log is never compacted past this index (Tamga: the last final entry), so
+        # that a rewind to it (`rewind`) still finds the entries it keeps.
+        self._compaction_limit = compaction_limit
         self._stopping = False
         self._stopped = False
         self._failure: BaseException | None = None
@@ -642,6 +646,8 @@ class Driver:
         # what it reports as applied may leave the log, or a crash before it processed
         # them would lose them on this node. Its snapshot() makes that prefix durable.
         index = LogIndex(min(self._applied, self._app.applied_index()))
+        if self._compaction_limit is not None:
+            index = LogIndex(min(index, self._compaction_limit()))
         if index <= self._snapshot_index:
             return
         raw.compact(index, self._app.snapshot())

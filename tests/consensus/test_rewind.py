@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
 
 from consensus import (
+    Config,
     HardState,
     LevelDBStorage,
     LogIndex,
@@ -179,3 +181,47 @@ async def test_driver_rewind_rolls_back_and_the_follower_catches_up_again(tmp_pa
         assert follower.failure is None
     finally:
         await cluster.stop_all()
+
+
+async def test_compaction_stops_at_the_limit_so_a_rewind_finds_its_entries(tmp_path: Path) -> None:
+    """With a compaction limit (the last final entry), snapshots never compact the log
+    past it, however far the application applied; a rewind to it is then possible."""
+    from consensus import Driver, DriverConfig
+    from tests.consensus.test_driver import FAST, IDS, ListApp, Network, propose_all, until
+
+    limit = [LogIndex(5)]
+    net = Network()
+    drivers = []
+    storages = []
+    apps = []
+    for node in IDS:
+        config = Config(id=node, voters=IDS, rng=random.Random(node))
+        storage = LevelDBStorage(tmp_path / f"n{node}")
+        app = ListApp()
+        driver = Driver(config, storage, net.transport(node), app,
+                        DriverConfig(tick_interval_s=FAST.tick_interval_s, snapshot_every_entries=4),
+                        compaction_limit=lambda: limit[0])
+        net.drivers[node] = driver
+        await driver.start()
+        drivers.append(driver)
+        storages.append(storage)
+        apps.append(app)
+    try:
+        await until(lambda: any(d.is_leader for d in drivers), what="a leader")
+        leader = next(d for d in drivers if d.is_leader)
+        await propose_all(leader, [b"p%d" % i for i in range(30)])
+        assert all(s.first_index() <= 6 for s in storages)
+        assert any(s.first_index() == 6 for s in storages)  # it did compact, up to the limit
+        follower = next(d for d in drivers if not d.is_leader)
+        app = apps[drivers.index(follower)]
+        await until(lambda: len(app.applied) == 30, what="the follower applied everything")
+        net.isolate(follower.node_id)
+        app.applied = [(i, d) for i, d in app.applied if i <= 5]
+        app._applied_index = LogIndex(5)
+        await follower.rewind(LogIndex(5), floor=LogIndex(5))
+        assert follower.status().last_index == 5
+    finally:
+        for d in drivers:
+            await d.stop()
+        for s in storages:
+            s.close()
