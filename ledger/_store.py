@@ -305,8 +305,8 @@ class LedgerStore:
 
     def set_final_height(self, height: int) -> None:
         """The node learned that blocks up to `height` are final: they can never be rolled
-        back, so their undo data goes. Never lowers the final height."""
-        height = min(height, self.head.height)
+        back, so their undo data goes. Never lowers the final height. It may lie above
+        the head (a node catching up): blocks applied up to it then keep no undo data."""
         if height <= self.final_height:
             return
         with self.db.write_batch(sync=self.sync, transaction=True) as batch:

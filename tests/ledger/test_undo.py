@@ -123,10 +123,11 @@ def test_final_height_prunes_undo_data_and_survives_reopening(world: World) -> N
 
 def test_a_block_applied_at_or_below_the_final_height_keeps_no_undo(world: World) -> None:
     """Catching up on blocks already known final writes no undo data for them."""
-    world.store.set_final_height(0)
-    world.store.final_height = 10  # as a node that knows more is final than it holds
+    world.store.set_final_height(10)  # as a node that knows more is final than it holds
     _people_and_codes(world)
-    assert world.store.undo_size() == (0, 0)
+    assert world.store.undo_size() == (0, 0) and world.store.head.height == 5
+    with pytest.raises(RollbackRefused):
+        world.store.rollback_to(4)
 
 
 def test_a_crash_while_building_the_rollback_batch_leaves_the_store_unchanged(
