@@ -9,25 +9,37 @@ state machine safety) do not hold for such a run, so the Raft `Checker` is off; 
 simulator checks what Tamga's finality promises instead.
 
 The finality model. Each node attests, for every entry it applies, the hash chain of
-its applied sequence up to that entry (as a block hash names the whole chain below it):
-an honest node attests at most one chain per index, ever; the hostile node attests
-every chain any node applies (the strongest attacker for safety). A chain is final
-when a Byzantine quorum of distinct nodes attested it (4 of 5), and then so is every
-entry below it. Attestations reach everyone at once (gossip is not what this campaign
-tests; see the report for what delayed gossip demands of the rule).
+its applied sequence up to that entry (as a block hash names the whole chain below it),
+and so implicitly every chain below it. The hostile node attests every chain any node
+applies (the strongest attacker for safety). A chain is final when a Byzantine quorum
+of distinct nodes attested it (4 of 5), and then so is every chain below it.
+Attestations reach everyone at once (gossip is not what this campaign tests).
+
+The attestation rule of an honest node, per index (the Raft term of the entry there is
+its round): never an entry of a lower term than one it attested there; never two
+chains of one term; another chain only once every chain it attested there is proven
+dead, or the new one is final already. A chain of term t is proven dead when k
+distinct nodes attested other chains there in terms >= t (the rule forbids each of
+them ever to attest it) and (n - k) + min(f, k) < quorum, or when the chain below it
+is dead. With "one chain per index, ever" instead, a leader that splits the honest
+nodes 2/2 leaves the index unfinalizable for ever; with the round rule the check "no
+two final entries at one index" below is what shows it safe in these campaigns.
 
 Healing. Two triggers, as in the issue: evidence against the hostile node (two honest
 nodes persisted different entries at one (term, index) of a term it led, i.e. two
 leader-signed appends), which each honest node learns after a seeded delay; and a
 quorum attesting another chain at an index the node applied. Then the node:
-  1. refuses the hostile node as leader, on evidence (`Config.leader_refused`);
+  1. on evidence, refuses the hostile node as leader (`Config.leader_refused`), and
+     refuses entries of the terms it led above what it rewinds to and above what it
+     knows is final (`Config.entry_refused`): an honest node that has not healed yet
+     may otherwise win an election with its longer log and bring them back;
   2. rolls its application back to its last final point: the highest index where its
      chain is a final chain;
   3. rewinds its Raft log to that index (`RawNode.rewind`, floor = the same index).
 Every honest log is then a prefix of the one final sequence, so Raft's log matching
-holds again among honest nodes and the next honest leader's log is a superset of
-every honest voter's; entries above the final point (honest ones too) are proposed
-again by their clients.
+(broken by the equivocation: one (term, index), two entries) holds again among the
+honest nodes, and the next honest leader's log is a superset of every honest voter's;
+entries above the final point (honest ones too) are proposed again by their clients.
 
 Checked after every event:
   no two final entries at one index (final chains all extend one another);

@@ -164,7 +164,7 @@ async def test_driver_rewind_rolls_back_and_the_follower_catches_up_again(tmp_pa
         await propose_all(leader, [b"p%d" % i for i in range(10)])
         follower = cluster.follower()
         app = cluster.apps[follower.node_id]
-        await until(lambda: len(app.applied) == 10, what="the follower applied everything")
+        await until(lambda: len(app.applied) == 10, what="the follower applied everything", timeout_s=30)
         index = LogIndex(app.applied[4][0])
         with pytest.raises(RaftUsageError):
             await follower.rewind(LogIndex(index - 1), floor=index)
@@ -177,7 +177,7 @@ async def test_driver_rewind_rolls_back_and_the_follower_catches_up_again(tmp_pa
         assert cluster.storages[follower.node_id].last_index() == index
         cluster.net.heal()
         await propose_all(leader, [b"after"])
-        await until(lambda: app.data() == cluster.apps[leader.node_id].data(), what="catch-up")
+        await until(lambda: app.data() == cluster.apps[leader.node_id].data(), what="catch-up", timeout_s=30)
         assert follower.failure is None
     finally:
         await cluster.stop_all()
@@ -207,14 +207,14 @@ async def test_compaction_stops_at_the_limit_so_a_rewind_finds_its_entries(tmp_p
         storages.append(storage)
         apps.append(app)
     try:
-        await until(lambda: any(d.is_leader for d in drivers), what="a leader")
+        await until(lambda: any(d.is_leader for d in drivers), timeout_s=30, what="a leader")
         leader = next(d for d in drivers if d.is_leader)
         await propose_all(leader, [b"p%d" % i for i in range(30)])
         assert all(s.first_index() <= 6 for s in storages)
         assert any(s.first_index() == 6 for s in storages)  # it did compact, up to the limit
         follower = next(d for d in drivers if not d.is_leader)
         app = apps[drivers.index(follower)]
-        await until(lambda: len(app.applied) == 30, what="the follower applied everything")
+        await until(lambda: len(app.applied) == 30, what="the follower applied everything", timeout_s=30)
         net.isolate(follower.node_id)
         app.applied = [(i, d) for i, d in app.applied if i <= 5]
         app._applied_index = LogIndex(5)
@@ -225,3 +225,25 @@ async def test_compaction_stops_at_the_limit_so_a_rewind_finds_its_entries(tmp_p
             await d.stop()
         for s in storages:
             s.close()
+
+
+def test_entries_of_a_refused_term_are_kept_out_and_their_holders_get_no_vote() -> None:
+    """With term 2's entries above index 3 refused (a hostile leader's, rewound away), an
+    append that carries one is dropped, and a candidate whose log ends with one gets no
+    vote or pre-vote; an entry of term 2 at or below 3, and other terms, still pass."""
+    def refused(term: int, index: int) -> bool:
+        return term == 2 and index > 3
+
+    raw, st = new_raw(2, voters=(1, 2, 3), entry_refused=refused, check_quorum=False)
+    raw.step(msg(MessageType.APP, 3, 2, 4, index=LogIndex(0), log_term=Term(0),
+                 entries=(ent(2, 1), ent(2, 2), ent(2, 3), ent(2, 4)), commit=LogIndex(0)))
+    drain(raw, st)
+    assert st.last_index() == 0 and raw.raft.refused_messages == 1
+    raw.step(msg(MessageType.APP, 3, 2, 4, index=LogIndex(0), log_term=Term(0),
+                 entries=(ent(2, 1), ent(2, 2), ent(2, 3), ent(4, 4)), commit=LogIndex(0)))
+    drain(raw, st)
+    assert st.last_index() == 4
+    raw.step(msg(MessageType.VOTE, 1, 2, 9, index=LogIndex(9), log_term=Term(2)))
+    raw.step(msg(MessageType.PRE_VOTE, 1, 2, 9, index=LogIndex(9), log_term=Term(2)))
+    answers = drain(raw, st)
+    assert [m.reject for m in answers if m.to == 1] == [True, True]
