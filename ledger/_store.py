@@ -2,8 +2,10 @@
 
 Applying a block writes its header, documents, results, every state change and every
 index in a single LevelDB write batch, so a crash leaves either the whole block or
-none of it. Opening a store checks that the head it records is a block it holds and
-that the chain it holds belongs to the genesis it is opened with.
+none of it. A block above the final height also keeps, in that batch, the undo data
+that `rollback_to` needs to take it back (ledger/_undo.py). Opening a store checks
+that the head it records is a block it holds and that the chain it holds belongs to
+the genesis it is opened with.
 """
 
 from __future__ import annotations
