@@ -1,7 +1,7 @@
 """Campaigns with a hostile leader that equivocates: finality stays safe and the honest
 nodes heal (tests/consensus/byzantine.py says what is modelled and checked).
 
-`make test` runs HOSTILE_SEEDS (100) seeds; `make sim` many more; `SIM_SEED=n` replays one."""
+`make test` runs HOSTILE_SEEDS (300, about 15 s) seeds; `make sim` many more; `SIM_SEED=n` replays one."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.consensus.byzantine import QUORUM, ByzantineSim, run_hostile
 
 pytestmark = pytest.mark.sim
 
-SEEDS = int(os.environ.get("HOSTILE_SEEDS", "100"))
+SEEDS = int(os.environ.get("HOSTILE_SEEDS", "300"))
 ONE_SEED = os.environ.get("SIM_SEED")
 FIRST_SEED = int(os.environ.get("SIM_FIRST_SEED", "0"))
 
