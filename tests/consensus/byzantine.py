@@ -202,8 +202,12 @@ class ByzantineSim(Sim):
             self._attest(node.id, app, e.index)
             if node.id != self.hostile:
                 self._attest(self.hostile, app, e.index)  # it stands behind every branch
-                if self.final.get(e.index) == app.chain_at(e.index):
+                final = self.final.get(e.index)
+                if final == app.chain_at(e.index):
                     self.kept[node.id] = max(self.kept.get(node.id, 0), e.index)
+                elif final is not None:
+                    # It applied an entry where a quorum attests another: the second trigger.
+                    self._schedule_heal(node.id, evidence=False)
 
     def _attest(self, node_id: NodeId, app: Ledger, index: int) -> None:
         """`node_id` attests the chain `app` holds at `index`, and so every chain below it
