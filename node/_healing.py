@@ -6,7 +6,10 @@ things at one slot) and a Byzantine quorum attesting another block at a height t
 applied. Then, in this order:
 
 1. the equivocating state is refused as leader (no vote, no pre-vote, its appends
-   ignored: `consensus.Config.leader_refused` asks `refused`);
+   ignored: `consensus.Config.leader_refused` asks `is_refused`), and so are the
+   entries of the term it equivocated in above the final point
+   (`consensus.Config.entry_refused` asks `entry_refused`): an honest node that has not
+   healed yet would otherwise win an election with its longer log and bring them back;
 2. the ledger rolls back to the final height in one write batch (undo data,
    `LedgerStore.rollback_to`), which refuses to go below it;
 3. the Raft log is rewound to the index of that final block (`Driver.rewind`, with the
@@ -54,16 +57,30 @@ class Healing:
         self._rewind = rewind
         self._offer_again = offer_again
         self.refused: set[str] = set()  # states refused as leader, by evidence
+        self.refused_terms: set[int] = set()  # terms in which they equivocated as leader
         self.heals = 0
 
     def is_refused(self, state: str) -> bool:
         return state in self.refused
 
-    async def on_evidence(self, state: str) -> Healed | None:
-        """A checked proof that `state`'s node equivocated: refuse it, then heal."""
+    def entry_refused(self, term: int, index: int) -> bool:
+        """Whether a Raft entry must stay out of the log: of a term a refused leader
+        equivocated in, above the last final block (final entries are taken back)."""
+        return term in self.refused_terms and index > self._final_raft_index()
+
+    def _final_raft_index(self) -> int:
+        store = self._store
+        header = store.header(min(store.final_height, store.head.height))
+        return header.raft_index if header is not None else 0
+
+    async def on_evidence(self, state: str, term: int) -> Healed | None:
+        """A checked proof that `state`'s node equivocated as leader in `term` (from an
+        AppendEquivocation; an attestation equivocation names no term): refuse it, then heal."""
         if state not in self.refused:
             log.error("evidence against %s: refused as leader; returning to the last final block", state)
         self.refused.add(state)
+        if term:
+            self.refused_terms.add(term)
         return await self.heal()
 
     async def on_conflicting_quorum(self, height: int) -> Healed | None:

@@ -48,9 +48,12 @@ async def test_evidence_refuses_the_state_rolls_back_to_final_and_rewinds_raft(t
     world.store.set_final_height(2)
     recorder = Recorder()
     healing = Healing(world.store, recorder.rewind, recorder.offer)
-    healed = await healing.on_evidence("KZ")
+    healed = await healing.on_evidence("KZ", term=3)
     assert healed is not None and (healed.from_height, healed.to_height, healed.raft_index) == (5, 2, 20)
     assert healing.is_refused("KZ") and not healing.is_refused("RU")
+    # Entries of term 3 above block 2's index stay out of the Raft log; the rest pass.
+    assert healing.entry_refused(3, 21) and not healing.entry_refused(3, 20)
+    assert not healing.entry_refused(4, 21)
     assert recorder.rewinds == [(20, 20)] and recorder.offered == later
     other = LedgerStore(tmp_path / "short", world.genesis, sync=False)
     for height in (1, 2):
