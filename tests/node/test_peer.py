@@ -107,10 +107,13 @@ async def test_raft_messages_no_peer_sends_are_dropped(ru: InProcessNode) -> Non
 
 
 async def test_a_majority_attesting_another_hash_stops_the_node(tmp_path: Path) -> None:
-    """When a majority of member states sign a different hash at our height, the node stops."""
+    """When a majority of member states sign a different hash at a height this node holds
+    as final, the node stops (a final block is never rolled back; above the final height
+    it heals instead: test_a_quorum_attesting_another_block_above_final_heals)."""
     async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
         node = ru.node
         header = node.store.apply_block([], 1, "RU").header  # a block only RU holds
+        node.store.set_final_height(1)
         keys = {s: KeyPair.load(ru.net.node(s).node_key) for s in ("BY", "KZ")}
         other = Attestation(
             "BY", header.height, b"\x01" * 32,
@@ -129,3 +132,27 @@ async def test_a_majority_attesting_another_hash_stops_the_node(tmp_path: Path) 
         assert response.status == 200  # status still tells what happened
         refused = await ru.client.post("/v1/documents", json={})
         assert refused.status == 503 and (await refused.json())["error"] == "diverged"
+
+
+async def test_a_quorum_attesting_another_block_above_final_heals(tmp_path: Path) -> None:
+    """A Byzantine quorum attesting another hash at a height above our final height: the
+    node does not stop; it rolls its ledger back to the final block, rewinds Raft there,
+    and never signs another block at the height it attested (evidence against itself)."""
+    async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
+        node = ru.node
+        header = node.store.apply_block([], 1, "RU").header  # a block only RU holds
+        node.attestations.attest(header)
+        keys = {s: KeyPair.load(ru.net.node(s).node_key) for s in ("BY", "KZ")}
+        for state in ("BY", "KZ"):
+            other = Attestation(
+                state, header.height, b"\x01" * 32,
+                keys[state].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, b"\x01" * 32])),
+            )
+            node.on_gossip(state, [msgpack.packb([GOSSIP_ATTESTATION, other.to_list()])])
+        await poll_until_async(lambda: node.healing.heals == 1, 10, "a heal")
+        assert node.fatal_error is None and not ru.app[STOP].is_set()
+        assert node.store.head.height == 0 and node.store.header(1) is None
+        assert node.healing.undone_attestations == {1: header.hash}
+        assert not node.healing.may_attest(1, b"\x02" * 32) and node.healing.may_attest(1, header.hash)
+        status = await (await ru.client.get("/v1/status")).json()
+        assert status["alarms"]["healed"]["count"] == 1
