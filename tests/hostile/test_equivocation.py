@@ -195,6 +195,22 @@ def test_an_equivocating_leader_is_refused_and_the_honest_nodes_heal(
             assert reader.document(doc_id)["status"] == "applied", (state, doc_id)
         assert all(int(v["final_height"]) < split_height for v in statuses(net).values())
 
+    # After the heal the honest nodes order and apply new documents (through each of
+    # them); one acknowledged final would have to be everywhere (none is, until the
+    # round rule: the split height stays non-final, so nothing above it is final).
+    after = []
+    for state in HONEST:
+        answer = client(net, state).submit(register(net, docs, state, f"after {state}"), wait="commit",
+                                           timeout_s=30)
+        assert answer.status == "applied", answer
+        after.append((answer.id, state))
+    poll_until(converged, LEADER_TIMEOUT_S, "the honest nodes to hold one head after new documents")
+    for state in HONEST:
+        for doc_id, signer_state in after:
+            reader = SyncNodeClient(net.node(state).api_url, key=net.regulator(signer_state),
+                                    genesis=net.genesis, chain_id=net.chain_id)
+            assert reader.document(doc_id)["status"] == "applied", (state, doc_id)
+
     # A new final block: not expected until the round rule (module docstring).
     deadline = time.monotonic() + NEW_FINAL_WAIT_S
     new_final_s = None
