@@ -67,7 +67,7 @@ from ._evidence import EvidenceStore
 from ._feed import Feed, ruled_visible
 from ._finality import Finality
 from ._gossip import GossipInbox, document_item, evidence_item, status_item
-from ._healing import Healing
+from ._healing import Healed, Healing
 from ._housekeeping import Housekeeping
 from ._membership import MembershipFollower, peer_addresses
 from ._mempool import Mempool
@@ -228,6 +228,7 @@ class Node:
                                offer_again=self._offer_again, hold=self.pipeline.hold,
                                release=self.pipeline.release, own_state=self.state)
         self._heal_task: asyncio.Task[Any] | None = None
+        self._rewound_at_start = self.healing.pending
         self._offer_at_start = self.healing.finish_at_start(raft_log)
         self.catchup = CatchUp(genesis, self.state, store, self.verifier, self.pipeline, self.links,
                                leader=lambda: self.driver.leader, fail=self.fail)
@@ -366,7 +367,7 @@ class Node:
         except Exception as exc:
             self.fail(f"healing failed: {exc!r}")
             return
-        if healed is not None:
+        if isinstance(healed, Healed):
             self.attestations.rolled_back(healed.to_height)
             self.metrics.alarms.raise_alarm(
                 "healed", healed.to_height,
@@ -375,13 +376,31 @@ class Node:
             self._wake_proposer()
 
     async def _rewind_raft(self, index: LogIndex, floor: LogIndex) -> None:
-        if self.driver.running:
-            await self.driver.rewind(index, floor)
+        # A driver that is not running raises: the marker stays, and the next start
+        # finishes the heal (Healing.finish_at_start).
+        await self.driver.rewind(index, floor)
 
     def offer_at_start(self) -> None:
-        """Documents a heal finished at start undid: offered once the node runs."""
+        """After a heal finished at start, once the driver runs: the Raft core rewinds to
+        the same index too, which marks it rewound (a leader that counted our old log
+        then probes us again: consensus REJECT_REWOUND), and the undone documents are
+        offered again."""
         wires, self._offer_at_start = self._offer_at_start, []
-        self._offer_again(wires)
+        target, self._rewound_at_start = self._rewound_at_start, None
+        if target is not None:
+            self._start_heal(self._mark_rewound(LogIndex(target), wires))
+        else:
+            self._offer_again(wires)
+
+    async def _mark_rewound(self, target: LogIndex, wires: Sequence[bytes]) -> None:
+        dropped = await self.pipeline.hold(target)
+        try:
+            # Only while the ledger holds nothing above it: Raft never goes below the ledger.
+            if self.store.head.raft_index <= target:
+                await self.driver.rewind(target, target)
+        finally:
+            self.pipeline.release()
+        self._offer_again([*wires, *dropped])
 
     def _offer_again(self, wires: Sequence[bytes]) -> None:
         """Documents of undone blocks go back through admission (the rolled-back ledger
