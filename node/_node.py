@@ -325,8 +325,23 @@ class Node:
             f"(evidence {evidence.id.hex()[:16]}); its node may not lead until the regulators clear it")
         self.links.gossip_all(evidence_item(evidence))
         self._refresh_refused()
-        if evidence.state != self.state:
+        if evidence.state != self.state and self._led_what_we_hold(evidence.state):
             self._start_heal(self.healing.on_evidence(evidence.state))
+
+    def _led_what_we_hold(self, state: str) -> bool:
+        """Whether `state`'s node leads now, or proposed a block we hold above the final
+        height: only then can our non-final branch be its equivocation. Evidence against
+        a state that only attests (a hostile follower signing two hashes) heals nothing,
+        and healing on it would let any one state roll every honest node back at will."""
+        with contextlib.suppress(KeyError):
+            if self.driver.leader == self.genesis.state(state).node_id:
+                return True
+        store = self.store
+        for height in range(store.final_height + 1, store.head.height + 1):
+            header = store.header(height)
+            if header is not None and header.proposer == state:
+                return True
+        return False
 
     def _refresh_refused(self) -> None:
         """Recompute the node ids Raft refuses as leader (cheap: a few states)."""

@@ -156,3 +156,35 @@ async def test_a_quorum_attesting_another_block_above_final_heals(tmp_path: Path
         assert not node.healing.may_attest(1, b"\x02" * 32) and node.healing.may_attest(1, header.hash)
         status = await (await ru.client.get("/v1/status")).json()
         assert status["alarms"]["healed"]["count"] == 1
+
+
+async def test_evidence_against_a_state_that_only_attests_heals_nothing(tmp_path: Path) -> None:
+    """BY signs two hashes at a height it neither leads nor proposed: evidence, shown and
+    refused as leader, but no rollback (else any one state could roll every honest node
+    back at will); the same evidence against the proposer of a non-final block heals."""
+    async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
+        node = ru.node
+        header = node.store.apply_block([], 1, "RU").header  # proposed by RU itself
+        node.attestations.attest(header)
+        key = KeyPair.load(ru.net.node("BY").node_key)
+
+        def by_attests(block_hash: bytes, height: int) -> bytes:
+            att = Attestation("BY", height, block_hash, key.sign(
+                b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([height, block_hash])))
+            return msgpack.packb([GOSSIP_ATTESTATION, att.to_list()])
+
+        # Two hashes we do not hold: block 1 stays non-final, so a heal would undo it.
+        node.on_gossip("BY", [by_attests(b"\x04" * 32, 1), by_attests(b"\x05" * 32, 1)])
+        await poll_until_async(lambda: node.evidence_against("BY"), 10, "evidence against BY")
+        await poll_until_async(lambda: node.store.head.height == 1 and node.healing.heals == 0, 1, "no heal")
+        assert node.store.head.height == 1 and node.healing.heals == 0
+        # KZ proposed block 2, which is not final: its equivocation there heals.
+        block2 = node.store.apply_block([], 2, "KZ").header
+        node.attestations.attest(block2)
+        kz = KeyPair.load(ru.net.node("KZ").node_key)
+        items = [msgpack.packb([GOSSIP_ATTESTATION, Attestation("KZ", 2, h, kz.sign(
+            b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([2, h]))).to_list()])
+            for h in (b"\x02" * 32, b"\x03" * 32)]  # not ours: block 2 stays non-final (2 of 3)
+        node.on_gossip("KZ", items)
+        await poll_until_async(lambda: node.healing.heals == 1, 10, "a heal")
+        assert node.store.head.height == 0 and node.fatal_error is None
