@@ -188,3 +188,28 @@ async def test_evidence_against_a_state_that_only_attests_heals_nothing(tmp_path
         node.on_gossip("KZ", items)
         await poll_until_async(lambda: node.healing.heals == 1, 10, "a heal")
         assert node.store.head.height == 0 and node.fatal_error is None
+
+
+async def test_a_document_whose_block_a_heal_undid_is_not_final_at_that_height(tmp_path: Path) -> None:
+    """wait=final waits for the document's height to be final; a heal may have replaced
+    the block at that height, which must not make the document look final there."""
+    async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
+        node = ru.node
+        doc = ru.docs.register(ru.regulator(), KeyPair.generate(), "RU", ["retailer"], "S")
+        header = node.store.apply_block([doc.wire()], 1, "KZ").header  # KZ proposed it
+        node.attestations.attest(header)
+        kz = KeyPair.load(ru.net.node("KZ").node_key)
+        node.on_gossip("KZ", [msgpack.packb([GOSSIP_ATTESTATION, Attestation("KZ", 1, h, kz.sign(
+            b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, h]))).to_list()])
+            for h in (b"\x02" * 32, b"\x03" * 32)])
+        await poll_until_async(lambda: node.healing.heals == 1, 10, "a heal")
+        # Another block at height 1, final (BY's and KZ's attestations: 2 of 3).
+        other = node.store.apply_block([], 2, "BY").header
+        node.attestations.attest(other, sign=node.healing.may_attest(1, other.hash))
+        assert not node.store.has_attestation(1, "RU")  # RU attested the undone block there
+        by = KeyPair.load(ru.net.node("BY").node_key)
+        for state, key in (("BY", by), ("KZ", kz)):
+            node.attestations.receive(state, Attestation(state, 1, other.hash, key.sign(
+                b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, other.hash]))))
+        await poll_until_async(lambda: node.is_final(1), 10, "block 1 final")
+        assert not node.final_at(doc.id, 1)
