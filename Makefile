@@ -26,7 +26,7 @@ test: $(STAMP) lint console-deps
 	$(BIN)/pytest
 
 sim: $(STAMP)
-	SIM_SEEDS=$${SIM_SEEDS:-100000} SIM_DURATION_MS=$${SIM_DURATION_MS:-2000} $(BIN)/pytest -m sim -x
+	SIM_SEEDS=$${SIM_SEEDS:-100000} SIM_DURATION_MS=$${SIM_DURATION_MS:-2000} HOSTILE_SEEDS=$${HOSTILE_SEEDS:-5000} $(BIN)/pytest -m sim -x
 
 # The end-to-end figure of the README: a fresh three-state testnet, single-code documents.
 bench: $(STAMP)

@@ -6,7 +6,10 @@ One process, one core. Measures:
   1. single-code shipment documents applied per second (signature checks included),
      against raw Ed25519 verifications per second of the same documents' bytes;
   2. codes per second for 1,000-code shipment documents;
-  3. (--million) resident memory while 1,000,000 codes are emitted, introduced and
+  3. undo data (ledger/_undo.py) in bytes per non-final block of each kind: the final
+     height is set to the head before the measured blocks and never moved, so every
+     measured block keeps its undo record;
+  4. (--million) resident memory while 1,000,000 codes are emitted, introduced and
      shipped, sampled every 100,000 codes: it must stay flat, the state being in LevelDB.
 """
 
@@ -56,6 +59,7 @@ def bench_single(tmp: Path, count: int) -> dict[str, float]:
     producer, buyer, codes = setup(world, count)
     docs = [world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[c]) for c in codes]
     chain_id = world.genesis.chain_id
+    world.store.set_final_height(world.store.head.height)  # measured blocks only
     raw_s = apply_s = 0.0
     for i in range(0, len(docs), BLOCK_DOCUMENTS):
         block = docs[i : i + BLOCK_DOCUMENTS]
@@ -66,9 +70,17 @@ def bench_single(tmp: Path, count: int) -> dict[str, float]:
         results = world.store.apply_block(wires, block_time_ms, "RU").results
         apply_s += time.perf_counter() - start
         _all_applied(results)
+    undo = undo_per_block(world)
     world.store.close()
     raw, rate = len(docs) / raw_s, len(docs) / apply_s
-    return {"docs": len(docs), "docs_per_s": rate, "raw_verify_per_s": raw, "ratio": rate / raw}
+    return {"docs": len(docs), "docs_per_s": rate, "raw_verify_per_s": raw, "ratio": rate / raw,
+            "docs_per_block": BLOCK_DOCUMENTS, "undo_bytes_per_block": undo}
+
+
+def undo_per_block(world: World) -> float:
+    """Mean bytes of undo data per block above the final height."""
+    blocks, size = world.store.undo_size()
+    return size / blocks if blocks else 0.0
 
 
 def _all_applied(results: list[Result]) -> None:
@@ -85,13 +97,16 @@ def bench_shipments(tmp: Path, shipments: int) -> dict[str, float]:
         world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=codes[i : i + 1_000]).wire()
         for i in range(0, len(codes), 1_000)
     ]
+    world.store.set_final_height(world.store.head.height)  # measured blocks only
     start = time.perf_counter()
     for i in range(0, len(docs), 10):
         results = world.store.apply_block(docs[i : i + 10], world.next_block_time(), "RU").results
         _all_applied(results)
     elapsed = time.perf_counter() - start
+    undo = undo_per_block(world)
     world.store.close()
-    return {"codes": len(codes), "codes_per_s": len(codes) / elapsed, "docs_per_s": len(docs) / elapsed}
+    return {"codes": len(codes), "codes_per_s": len(codes) / elapsed, "docs_per_s": len(docs) / elapsed,
+            "codes_per_block": 10_000, "undo_bytes_per_block": undo}
 
 
 def bench_million(tmp: Path) -> dict[str, object]:

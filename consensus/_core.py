@@ -72,6 +72,9 @@ from ._types import (
 # A vote request sent because the leader asked us to take over (TIMEOUT_NOW): voters
 # grant it even while they still hear from the current leader.
 CAMPAIGN_TRANSFER = b"transfer"
+# Marks the rejects of a follower that rewound its log (RawNode.rewind) and has not
+# taken an append since: its leader may have it matched beyond its log now.
+REJECT_REWOUND = b"rewound"
 
 # Read requests waiting for a heartbeat quorum. Each costs a little memory until a
 # majority answers; past this many, new requests are dropped and the client retries.
@@ -122,8 +125,14 @@ class Config:
     # appends, heartbeats and snapshots are ignored, as if lost: Raft's safety does not
     # depend on any message arriving, so a local, changing answer is safe here (unlike
     # conf_change_authorized); it only keeps the peer from leading while a quorum of
-    # honest nodes refuses it. None: nobody is refused.
+    # honest nodes refuses it. TIMEOUT_NOW from it is ignored too. None: nobody is refused.
     leader_refused: Callable[[NodeId], bool] | None = None
+    # Whether an entry of this term at this index must not enter this node's log: after
+    # a rewind over a hostile leader's entries (see `RawNode.rewind`), the entries of
+    # its terms above the rewind point. Appends carrying one are dropped, and a
+    # candidate whose log ends with one gets no vote or pre-vote (it has not rewound
+    # yet, and its log would bring the hostile entries back). None: refuse nothing.
+    entry_refused: Callable[[Term, LogIndex], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.id == NONE:
@@ -266,6 +275,10 @@ class Raft:
         # Peer messages that contradicted what this node knows (ignored, and counted
         # so that tests and metrics can see a broken peer).
         self.peer_faults = 0
+        # Messages dropped because their sender is refused as leader (Config.leader_refused).
+        self.refused_messages = 0
+        # Set by a rewind until an append is taken: see REJECT_REWOUND.
+        self.rewound = False
         self._load_conf(storage)
         self._load_commit(hard, config.applied)
         self._become_follower(self.term, NONE)
@@ -496,6 +509,9 @@ class Raft:
         can_vote = (
             self.vote == m.frm or (self.vote == NONE and self.lead == NONE) or (pre and m.term > self.term)
         )
+        refused = self.config.entry_refused
+        if refused is not None and refused(m.log_term, m.index):
+            can_vote = False
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             # A granted answer carries the candidate's term, so it counts for that term.
             self._send(resp, m.frm, term=m.term)
@@ -509,6 +525,8 @@ class Raft:
 
     def step(self, m: Message) -> None:
         if self._refused_as_leader(m):
+            # Dropped before the term rules: a refused node's higher term moves nobody.
+            self.refused_messages += 1
             return
         if m.term == 0:
             pass  # a local message, or one forwarded as local (proposal, read, transfer)
@@ -532,6 +550,38 @@ class Raft:
         if judge is None or m.frm in (NONE, self.id) or m.type not in _LEADERSHIP_MESSAGES:
             return False
         return judge(m.frm)
+
+    # -- rewind ------------------------------------------------------------------------
+
+    def rewind(self, index: LogIndex, floor: LogIndex) -> HardState:
+        """Forget the log above `index`, committed or not, never below `floor`.
+
+        Raft never takes back a committed entry; this does, on purpose and narrowly:
+        the application found that a hostile leader committed entries here that can
+        never become final (Tamga: evidence of equivocation), rolled its own state back
+        to its last final point, and passes that point's index as `floor`. Returns the
+        hard state that the caller persists together with the truncation."""
+        log = self.log
+        if not floor <= index:
+            raise RaftUsageError(f"cannot rewind to {index}: below the floor {floor}")
+        if index > log.last_index():
+            raise RaftUsageError(f"cannot rewind to {index}: beyond the last index {log.last_index()}")
+        if index < log.first_index() - 1:
+            raise RaftUsageError(f"cannot rewind to {index}: compacted (first index {log.first_index()})")
+        if log.unstable_snapshot is not None or log.unstable_offset <= index:
+            raise RaftUsageError("persist the log up to the rewind index first (advance the Ready)")
+        log.unstable_entries = []
+        log.unstable_offset = LogIndex(index + 1)
+        log.committed = LogIndex(min(log.committed, index))
+        log.applied = LogIndex(min(log.applied, index))
+        self.uncommitted_size = 0
+        self.conf_log = [(at, cc) for at, cc in self.conf_log if at <= index]
+        self.tracker.set_conf(self.conf_at(index), self.id, LogIndex(index + 1))
+        # A follower of nobody, in the same term with the same vote (Raft's vote rule
+        # still holds); the next honest election decides who leads from here.
+        self._become_follower(self.term, NONE)
+        self.rewound = True
+        return HardState(self.term, self.vote, log.committed)
 
     def _on_higher_term(self, m: Message) -> bool:
         """Adopt a higher term if the message warrants it; False to ignore the message."""
@@ -606,6 +656,10 @@ class Raft:
 
     def _handle_append(self, m: Message) -> None:
         log = self.log
+        refused = self.config.entry_refused
+        if refused is not None and any(refused(e.term, e.index) for e in m.entries):
+            self.refused_messages += 1
+            return
         if m.index < log.committed:
             self._send(MessageType.APP_RESP, m.frm, index=log.committed)
             return
@@ -615,6 +669,7 @@ class Raft:
             self.peer_faults += 1
             return
         if result is not None:
+            self.rewound = False
             last_new, first_written = result
             if first_written:
                 self._note_appended(m.entries[first_written - m.index - 1 :])
@@ -629,6 +684,7 @@ class Raft:
             reject=True,
             reject_hint=hint,
             log_term=hint_term,
+            context=REJECT_REWOUND if self.rewound else b"",
         )
 
     def _handle_heartbeat(self, m: Message) -> None:
@@ -742,6 +798,13 @@ class Raft:
             self._send(MessageType.TIMEOUT_NOW, m.frm)
 
     def _handle_append_reject(self, m: Message, pr: Progress) -> None:
+        if m.context == REJECT_REWOUND and m.reject_hint < pr.match and pr.state != ProgressState.SNAPSHOT:
+            # The follower rewound (RawNode.rewind) below what it had acknowledged. Raft
+            # alone never loses a match, so a reject below it is otherwise taken as
+            # stale; ignoring this one would leave the follower stuck for ever.
+            pr.lost_entries(m.reject_hint)
+            self._send_append(m.frm)
+            return
         next_probe = m.reject_hint
         if m.log_term > 0:
             # Skip every entry of ours whose term is above the follower's term there.
@@ -1212,6 +1275,22 @@ class RawNode:
         storage.compact(index, Snapshot(meta, data))
         r.fold_conf(index)
 
+    def rewind(self, index: LogIndex, floor: LogIndex) -> None:
+        """Discard the log above `index` (>= `floor`, the last final point) even where it
+        was committed, and persist that atomically: one storage write that truncates
+        the log and lowers the commit index, synced before this returns. The
+        application must already have rolled its state back to `index` or below.
+        Only between Readies; see `Raft.rewind` for when this is legitimate."""
+        if self._outstanding is not None:
+            raise RaftUsageError("advance() the outstanding Ready before rewinding")
+        r = self.raft
+        hard = r.rewind(index, floor)
+        r.log.storage.rewind(index, hard)
+        self._applying = LogIndex(min(self._applying, index))
+        self._conf_pending = deque((at, cc) for at, cc in self._conf_pending if at <= index)
+        self._prev_hard = hard
+        self._prev_soft = SoftState(r.lead, r.role)
+
     def status(self) -> Status:
         r = self.raft
         conf = r.conf_state()
@@ -1245,7 +1324,7 @@ _LOCAL_ONLY = frozenset({MessageType.HUP})
 # What a peer sends to become or stay leader: refused from a peer the application
 # refuses as leader (Config.leader_refused).
 _LEADERSHIP_MESSAGES = frozenset({MessageType.VOTE, MessageType.PRE_VOTE, MessageType.APP,
-                                  MessageType.HEARTBEAT, MessageType.SNAP})
+                                  MessageType.HEARTBEAT, MessageType.SNAP, MessageType.TIMEOUT_NOW})
 # Requests a follower forwards to the leader unchanged, without a term (as in etcd).
 _FORWARDED = frozenset({MessageType.PROPOSE, MessageType.READ_INDEX, MessageType.TRANSFER_LEADER})
 
@@ -1264,6 +1343,7 @@ def _well_formed(m: Message, self_id: NodeId) -> bool:
         s = m.snapshot
         return s is not None and 0 < s.meta.term <= m.term and s.meta.index > 0
     return True
+
 
 
 def _normal_entries(m: Message) -> bool:

@@ -144,6 +144,7 @@ class DriverStats:
     snapshots_restored: int = 0
     # Committed CONF_CHANGE entries whose data is not a change; the core skips them too.
     conf_changes_skipped: int = 0
+    rewinds: int = 0  # log suffixes discarded on the application's word (Driver.rewind)
 
 
 @dataclass(slots=True, eq=False)
@@ -195,6 +196,7 @@ class Driver:
         on_commit_latency: Callable[[float], None] | None = None,
         executor: concurrent.futures.Executor | None = None,
         clock_s: Callable[[], float] = time.perf_counter,
+        compaction_limit: Callable[[], LogIndex] | None = None,
     ) -> None:
         """`executor` runs the fsyncs; by default the driver starts (and stops) a thread
         of its own. `clock_s` times proposals for `on_commit_latency`. Timers and ticks
@@ -217,6 +219,9 @@ class Driver:
         # Only an executor the driver started itself is the driver's to shut down.
         self._owns_executor = executor is None
         self._clock_s = clock_s
+        # The log is never compacted past this index (Tamga: the last final entry), so
+        # that a rewind to it (`rewind`) still finds the entries it keeps.
+        self._compaction_limit = compaction_limit
         self._stopping = False
         self._stopped = False
         self._failure: BaseException | None = None
@@ -376,6 +381,32 @@ class Driver:
         except ProposalDropped:
             return False
         return True
+
+    async def rewind(self, index: LogIndex, floor: LogIndex) -> None:
+        """Discard the Raft log above `index` (never below `floor`, the index of the last
+        final entry) even where a leader committed it, persisted atomically; the
+        application must already have rolled back to `index` or below. Proposals
+        above `index` fail with ProposalDropped (their clients may submit again).
+        Raises RaftUsageError when the rewind is not allowed."""
+        self._check_running()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def request(raw: RawNode) -> None:
+            if future.done():
+                return
+            try:
+                raw.rewind(index, floor)
+            except Exception as exc:  # handed to the caller, not the driver's task
+                future.set_exception(exc)
+                return
+            self._applied = LogIndex(min(self._applied, index))
+            self.stats.rewinds += 1
+            for at in sorted(i for i in self._pending if i > index):
+                self._settle(self._pending.pop(at), ProposalDropped(f"entry {at} was rewound"))
+            future.set_result(None)
+
+        self._enqueue_request(request, future.cancel)
+        await future
 
     def receive(self, message: Message) -> None:
         """Hand an inbound message to the node; dropped (and counted) when the inbox is full."""
@@ -615,6 +646,8 @@ class Driver:
         # what it reports as applied may leave the log, or a crash before it processed
         # them would lose them on this node. Its snapshot() makes that prefix durable.
         index = LogIndex(min(self._applied, self._app.applied_index()))
+        if self._compaction_limit is not None:
+            index = LogIndex(min(index, self._compaction_limit()))
         if index <= self._snapshot_index:
             return
         raw.compact(index, self._app.snapshot())

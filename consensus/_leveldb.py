@@ -304,6 +304,24 @@ class LevelDBStorage:
             del self._tail[: self._first - self._tail_start]
             self._tail_start = self._first
 
+    def rewind(self, index: LogIndex, hard_state: HardState) -> None:
+        """Drop the entries above `index` and store `hard_state` in the one batch that
+        `sync()` writes now, so a crash leaves the old log or the rewound one."""
+        if index < self._snap_meta.index:
+            raise Compacted(f"cannot rewind to {index}: compacted up to {self._snap_meta.index}")
+        for stale in range(index + 1, self._last + 1):
+            self._batch.delete(_entry_key(stale))
+        if index < self._last:
+            self._mark_unsynced(index + 1)
+        if self._tail_start <= index + 1:
+            del self._tail[index + 1 - self._tail_start :]
+        else:
+            self._tail = []
+            self._tail_start = index + 1
+        self._last = index
+        self.set_hard_state(hard_state)
+        self.sync()
+
     def _write_snapshot(self, snapshot: Snapshot) -> None:
         self._batch.put(_KEY_SNAPSHOT_META, _encode_snapshot_meta(snapshot.meta))
         self._batch.put(_KEY_SNAPSHOT_DATA, bytes([VALUE_FORMAT]) + snapshot.data)

@@ -78,6 +78,12 @@ class _State:
         self.snapshot = snapshot
         self.entries = [Entry(term, index)] + self.entries[index - self.offset() + 1 :]
 
+    def rewind(self, index: LogIndex, hard_state: HardState) -> None:
+        if index < self.offset():
+            raise Compacted(f"cannot rewind to {index}: compacted up to {self.offset()}")
+        del self.entries[index - self.offset() + 1 :]
+        self.hard_state = hard_state
+
     def copy(self) -> _State:
         return _State(self.hard_state, self.snapshot, list(self.entries))
 
@@ -148,6 +154,12 @@ class MemoryStorage:
     def compact(self, index: LogIndex, snapshot: Snapshot) -> None:
         self._live.compact(index, snapshot)
         self._record(lambda state: state.compact(index, snapshot))
+
+    def rewind(self, index: LogIndex, hard_state: HardState) -> None:
+        self._live.rewind(index, hard_state)
+        # One journaled write, so the crash model keeps both halves or neither.
+        self._record(lambda state: state.rewind(index, hard_state))
+        self.sync()
 
     def sync(self) -> None:
         self.sync_count += 1

@@ -137,6 +137,13 @@ class Progress:
         self.pending_snapshot = snapshot.meta.index
         self.transfer = SnapshotTransfer(snapshot)
 
+    def lost_entries(self, index: LogIndex) -> None:
+        """The follower no longer holds what it acknowledged beyond `index`: its
+        application rewound its log (RawNode.rewind). Probe again from there."""
+        self.match = index
+        self._reset_state(ProgressState.PROBE)
+        self.next = LogIndex(index + 1)
+
     def maybe_update(self, index: LogIndex) -> bool:
         """The follower's log matches up to `index`; False if that is old news."""
         updated = False

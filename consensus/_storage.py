@@ -64,6 +64,11 @@ class Storage(Protocol):
         """Drop entries up to `index` now covered by `snapshot` (taken by the application)."""
         ...
 
+    def rewind(self, index: LogIndex, hard_state: HardState) -> None:
+        """Drop every entry above `index` and store `hard_state`, as one write made
+        durable before returning: a crash leaves the old log or the rewound one."""
+        ...
+
     def sync(self) -> None:
         """Make every write so far durable (fsync); a no-op in memory."""
         ...

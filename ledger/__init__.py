@@ -78,6 +78,7 @@ from ._documents import (
 )
 from ._encoding import DecodeLimits, pack, unpack, unpack_untrusted
 from ._errors import DecodeError, InvariantError, LedgerError, invariant
+from ._evidence import DOMAIN_APPEND, AppendEquivocation, EvidenceRefused, SignedAppend, entry_hash
 from ._finality import (
     EVIDENCE_BYTES_MAX,
     Evidence,
@@ -184,6 +185,7 @@ from ._store import (
     StoreError,
     open_existing,
 )
+from ._undo import RollbackRefused
 
 __all__ = [
     "INBOX_KINDS",
@@ -330,6 +332,12 @@ __all__ = [
     "Sscc",
     "StateMachine",
     "StoreError",
+    "RollbackRefused",
+    "DOMAIN_APPEND",
+    "AppendEquivocation",
+    "EvidenceRefused",
+    "SignedAppend",
+    "entry_hash",
     "UnitCode",
     "Verifier",
     "attestation_message",

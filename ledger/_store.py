@@ -2,8 +2,10 @@
 
 Applying a block writes its header, documents, results, every state change and every
 index in a single LevelDB write batch, so a crash leaves either the whole block or
-none of it. Opening a store checks that the head it records is a block it holds and
-that the chain it holds belongs to the genesis it is opened with.
+none of it. A block above the final height also keeps, in that batch, the undo data
+that `rollback_to` needs to take it back (ledger/_undo.py). Opening a store checks
+that the head it records is a block it holds and that the chain it holds belongs to
+the genesis it is opened with.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from ._records import (
     u64,
 )
 from ._state import Result, StateMachine, genesis_writes, state_hash_step
+from ._undo import META_FINAL, P_UNDO, RollbackRefused, UndoRecord, fold_undo, is_always_new, undo_key
 
 PAGE_LIMIT_MAX = 1000
 # Records one catalogue page may read while filtering by group: ten pages' worth.
@@ -173,6 +176,10 @@ class LedgerStore:
         self._params_at: tuple[int, ChainParams] | None = None
         self._members_at: tuple[int, Membership] | None = None
         self.head = self._open()
+        raw_final = self.db.get(META_FINAL)
+        # The final height this store was told last: blocks at or below it have no undo
+        # data and can never be rolled back (ledger/_undo.py).
+        self.final_height = int.from_bytes(raw_final, "big") if raw_final is not None else 0
 
     def close(self) -> None:
         self.db.close()
@@ -304,7 +311,12 @@ class LedgerStore:
         invariant(all(a.block_hash == block_hash for a in attestations), "attestations of another block")
         height = header.height
         new_head = Head(height, block_hash, header.state_hash, header.time_ms, header.raft_index)
-        with self.db.write_batch(sync=self.sync) as batch:
+        # A block above the final height may have to be undone: keep what it overwrites,
+        # side indexes included (the batch records each key's old value on first touch).
+        undo = _UndoBatch(self.db) if height > self.final_height else None
+        # transaction=True: an exception while the batch is built writes nothing of it.
+        with self.db.write_batch(sync=self.sync, transaction=True) as real_batch:
+            batch: Any = real_batch if undo is None else undo.wrap(real_batch)
             for key, value in prepared.writes.items():
                 if value is None:
                     batch.delete(key)
@@ -318,17 +330,87 @@ class LedgerStore:
                         batch.put(P_PARTY + key[1:], b"")
                     elif first == _SHIPMENT_BYTE:
                         _index_receiver(batch, value)
+            _write_involved(batch, prepared.involved)
+            # Chain records named by the height: rollback removes them by prefix.
             prefix = P_BLOCK_DOC + u64(height)
             for position, wire in enumerate(prepared.documents):
-                batch.put(prefix + u32(position), wire)
+                real_batch.put(prefix + u32(position), wire)
             results = [r.to_list() for r in prepared.applied.results]
-            batch.put(P_RESULTS + u64(height), pack_trusted(results))
-            batch.put(P_BLOCK + u64(height), header.encode())
-            _write_involved(batch, prepared.involved)
+            real_batch.put(P_RESULTS + u64(height), pack_trusted(results))
+            real_batch.put(P_BLOCK + u64(height), header.encode())
+            if undo is not None:
+                real_batch.put(undo_key(height), UndoRecord(self.head.to_list(), undo.previous).pack())
             for attestation in attestations:
-                batch.put(P_ATTEST + u64(height) + attestation.state.encode(), attestation.signature)
-            batch.put(META_HEAD, pack(new_head.to_list()))
+                real_batch.put(P_ATTEST + u64(height) + attestation.state.encode(), attestation.signature)
+            real_batch.put(META_HEAD, pack(new_head.to_list()))
         self.head = new_head
+
+    # Undoing blocks that are not final.
+
+    def set_final_height(self, height: int) -> None:
+        """The node learned that blocks up to `height` are final: they can never be rolled
+        back, so their undo data goes. Never lowers the final height. It may lie above
+        the head (a node catching up): blocks applied up to it then keep no undo data."""
+        if height <= self.final_height:
+            return
+        with self.db.write_batch(sync=self.sync, transaction=True) as batch:
+            for key in self.db.iterator(start=P_UNDO, stop=undo_key(height + 1), include_value=False):
+                batch.delete(key)
+            batch.put(META_FINAL, u64(height))
+        self.final_height = height
+
+    def undo_size(self) -> tuple[int, int]:
+        """(blocks, bytes) of undo data held: what the head-to-final gap costs."""
+        blocks = size = 0
+        for value in self.db.iterator(prefix=P_UNDO, include_key=False):
+            blocks += 1
+            size += len(value)
+        return blocks, size
+
+    def rollback_to(self, height: int) -> list[Block]:
+        """Undo every block above `height`, atomically, and return them (lowest first) so
+        that the caller can offer their documents again. Refused below the final height.
+
+        One synced write batch restores every key the undone blocks wrote and removes
+        their chain records, so a crash leaves either the old head or the new one."""
+        head = self.head
+        if height < self.final_height:
+            raise RollbackRefused(f"height {height} is below the final height {self.final_height}")
+        if not 0 <= height <= head.height:
+            raise RollbackRefused(f"height {height} is not at or below the head {head.height}")
+        records: list[UndoRecord] = []
+        for h in range(head.height, height, -1):
+            raw = self.db.get(undo_key(h))
+            if raw is None:
+                raise RollbackRefused(f"block {h} has no undo data: it cannot be rolled back")
+            records.append(UndoRecord.unpack(raw))
+        undone = [cast(Block, self.block(h)) for h in range(height + 1, head.height + 1)]
+        if not records:
+            return undone
+        restored = Head(*records[-1].previous_head)
+        with self.db.write_batch(sync=True, transaction=True) as batch:
+            for key, value in fold_undo(records).items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            for h in range(height + 1, head.height + 1):
+                for prefix in (P_BLOCK_DOC + u64(h), P_ATTEST + u64(h)):
+                    for key in self.db.iterator(prefix=prefix, include_value=False):
+                        batch.delete(key)
+                for key in (P_BLOCK + u64(h), P_RESULTS + u64(h), undo_key(h)):
+                    batch.delete(key)
+            if self.db.get(META_SYNC) is not None:
+                batch.put(META_SYNC, u64(height))
+            batch.put(META_HEAD, pack(restored.to_list()))
+        self.head = restored
+        # Caches keyed by what the undone blocks changed: the parameters and membership
+        # in force, and the parties of codes, may differ at the restored head.
+        self._params_at = None
+        self._members_at = None
+        self._parties = {}
+        self._parties_head = b""
+        return undone
 
     def make_durable(self) -> None:
         """Make every block written so far durable, even when blocks are written unsynced."""
@@ -819,6 +901,36 @@ def _write_involved(batch: Any, involved: Sequence[Involvement]) -> None:
             batch.delete(P_PENDING + receiver.encode() + u64(height) + u32(position))
         if inv.stored:
             batch.put(P_INVOLVED + place, pack_trusted([list(inv.parties), list(inv.states)]))
+
+
+class _UndoBatch:
+    """A write batch that records, on the first touch of each key, the value it had
+    before the block (None: absent), for the block's undo record (ledger/_undo.py).
+    Chain keys named by the block's height are removed by prefix on rollback and are
+    written to the real batch, not through this one."""
+
+    def __init__(self, db: Any) -> None:
+        self._get = db.get
+        self._seen: set[bytes] = set()
+        self.previous: list[tuple[bytes, bytes | None]] = []
+        self._batch: Any = None
+
+    def wrap(self, batch: Any) -> _UndoBatch:
+        self._batch = batch
+        return self
+
+    def _record(self, key: bytes) -> None:
+        if key not in self._seen:
+            self._seen.add(key)
+            self.previous.append((key, None if is_always_new(key) else self._get(key)))
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._record(key)
+        self._batch.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self._record(key)
+        self._batch.delete(key)
 
 
 def _index_receiver(batch: Any, shipment_value: bytes) -> None:

@@ -313,7 +313,14 @@ async def _outcome(node: Node, admitted: tuple[bytes, Any] | Refusal, deadline: 
     height = outcome["height"]
     if final:
         outcome["final"] = await node.wait_final(height, max(0.0, deadline - time.monotonic()))
-        if not outcome["final"]:
+        if outcome["final"] and not node.final_at(doc_id, height):
+            # Block `height` was undone by a heal (it was never final) and another took
+            # its place: the document is proposed again; never say final for it here.
+            outcome["final"] = False
+            outcome["status"] = "pending"
+            outcome["message"] = ("its block was rolled back (not final) after evidence of equivocation; "
+                                  "it is proposed again: GET /v1/documents/{id} tells later")
+        elif not outcome["final"]:
             outcome["message"] = (outcome.get("message") or "") + (
                 f"; block {height} is not final yet (not attested by a Byzantine quorum of member "
                 "states within the timeout); GET /v1/documents/{id} tells later").lstrip("; ")

@@ -272,6 +272,7 @@ async def _links_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _driver_ctx(app: web.Application) -> AsyncIterator[None]:
     driver = app[NODE].driver
     await driver.start()
+    app[NODE].offer_at_start()  # documents a heal finished at start undid (node/_healing.py)
     yield
     await driver.stop()
 

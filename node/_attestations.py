@@ -3,7 +3,10 @@
 A peer's attestation of a block we hold is stored when it agrees with our hash (and
 `on_stored` tells finality about it). One that disagrees is logged and remembered;
 when a Byzantine quorum of member states attests another hash than ours at some
-height, that other block is final and this node has diverged: it stops loudly rather
+height, that other block is final. Above our final height our block was never final:
+`on_conflicting_quorum` heals (node/_healing.py: back to the last final block, then
+follow the final branch). At or below it, a block we hold as final has a final rival,
+which takes more than f hostile states: this node has diverged and stops loudly rather
 than serve or spread a wrong state. Attestations for heights we have not reached yet
 wait, bounded, until we apply that block.
 
@@ -61,6 +64,7 @@ class Attestations:
         on_stored: Callable[[int], None] = lambda height: None,
         on_evidence: Callable[[Evidence], None] = lambda evidence: None,
         wants_evidence: Callable[[str], bool] = lambda state: True,
+        on_conflicting_quorum: Callable[[int], None] | None = None,
     ) -> None:
         self._genesis = genesis
         self._state = state
@@ -73,6 +77,7 @@ class Attestations:
         self._on_stored = on_stored
         self._on_evidence = on_evidence
         self._wants_evidence = wants_evidence
+        self._on_conflicting_quorum = on_conflicting_quorum
         # (height, state) pairs we already built evidence for: a state that floods
         # conflicting attestations at a few heights costs one piece per height, not a
         # proof built and hashed per attestation (the hostile flood row: 5,000 of them).
@@ -141,10 +146,24 @@ class Attestations:
         others.setdefault(att.state, att)
         agreeing = sum(1 for other in others.values() if other.block_hash == att.block_hash)
         if agreeing >= finality_quorum(len(self._genesis.states)):
+            if self._on_conflicting_quorum is not None and att.height > self._store.final_height:
+                log.error("a Byzantine quorum attests another block at height %d, above our final height "
+                          "%d: healing", att.height, self._store.final_height)
+                self._on_conflicting_quorum(att.height)
+                return
             self._fail(
                 f"DIVERGED at block {att.height}: a Byzantine quorum of member states attested "
                 f"{att.block_hash.hex()[:16]}... (final), this node holds {header.hash.hex()[:16]}..."
             )
+
+    def rolled_back(self, height: int) -> None:
+        """The ledger rolled back to `height`: the attestations of other blocks above it
+        wait for the blocks we apply there next (the final branch's, often)."""
+        for h in sorted(h for h in self._conflicts if h > height):
+            for att in self._conflicts.pop(h).values():
+                if self._early_count < EARLY_ATTESTATIONS_MAX:
+                    self._early.setdefault(h, []).append(att)
+                    self._early_count += 1
 
     def _equivocation(self, att: Attestation, header: BlockHeader) -> None:
         """A verified attestation of another hash than ours: evidence if the same state

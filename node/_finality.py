@@ -69,7 +69,9 @@ class Finality:
             "Byzantine quorum of member states)", ["state"], registry=r).labels(state=state)
         self._gap_gauge = Gauge("tamga_finality_gap_blocks", "Head height minus final height",
                                 ["state"], registry=r).labels(state=state)
-        self.final_height = min(self._read_hint(), store.head.height)
+        # The store's final height is durable (its undo data depends on it); the hint is
+        # written every few blocks only.
+        self.final_height = min(max(self._read_hint(), store.final_height), store.head.height)
         self._hint_written = self.final_height
         self.advance()
 

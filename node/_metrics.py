@@ -149,6 +149,8 @@ ALARM_KINDS = (
     "finality_gap",
     # A member state signed two attestations for different blocks at one height: evidence.
     "equivocation",
+    # This node rolled back blocks that were not final and rewound Raft (node/_healing.py).
+    "healed",
 )
 
 

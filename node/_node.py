@@ -18,6 +18,7 @@ its constructor; parts call each other only through the callables they were give
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import random
@@ -42,6 +43,7 @@ from consensus import (
 )
 from ledger import (
     AppliedBlock,
+    DecodeError,
     Evidence,
     Genesis,
     KeyPair,
@@ -50,6 +52,7 @@ from ledger import (
     Verifier,
     conf_change_authorization,
     conf_change_follows,
+    decode_signed,
     evidence_cleared_below,
     next_conf_change,
 )
@@ -64,6 +67,7 @@ from ._evidence import EvidenceStore
 from ._feed import Feed, ruled_visible
 from ._finality import Finality
 from ._gossip import GossipInbox, document_item, evidence_item, status_item
+from ._healing import Healed, Healing
 from ._housekeeping import Housekeeping
 from ._membership import MembershipFollower, peer_addresses
 from ._mempool import Mempool
@@ -134,7 +138,8 @@ def governance_judge(genesis: Genesis) -> Callable[[ConfChange], bool]:
 
 
 def raft_config(config: NodeConfig, genesis: Genesis,
-                leader_refused: Callable[[NodeId], bool] | None = None) -> tuple[Config, DriverConfig]:
+                leader_refused: Callable[[NodeId], bool] | None = None,
+                entry_refused: Callable[[int, int], bool] | None = None) -> tuple[Config, DriverConfig]:
     raft = config.raft
     core = Config(
         conf_change_authorized=governance_judge(genesis),
@@ -142,6 +147,7 @@ def raft_config(config: NodeConfig, genesis: Genesis,
         # a change carried out once is never carried out again (a replayed removal).
         conf_change_follows=lambda prior, cc: conf_change_follows(prior, cc.context),
         leader_refused=leader_refused,
+        entry_refused=entry_refused,
         id=NodeId(genesis.state(config.state).node_id),
         voters=tuple(NodeId(s.node_id) for s in genesis.states),
         election_tick=raft.election_ticks,
@@ -202,7 +208,7 @@ class Node:
         # wakes its readers when the final height moves.
         self.feed = Feed(store, visible=ruled_visible(store), final=lambda: self.finality.final_height)
         self.finality = Finality(genesis, self.state, store, config.data_dir / "final_height", metrics,
-                                 on_final=self.feed.advanced)
+                                 on_final=self._final_moved)
         self.evidence = EvidenceStore(config.data_dir / "evidence", genesis, Verifier(),
                                       cleared_below=lambda state: evidence_cleared_below(store.db, state))
         self._refused_nodes: frozenset[int] = frozenset()
@@ -211,15 +217,29 @@ class Node:
         self.attestations = Attestations(genesis, self.state, key, store, self.verifier,
                                          self.links.gossip_all, self.links.gossip_to, self.fail,
                                          on_stored=self.finality.attested, on_evidence=self.add_evidence,
-                                         wants_evidence=self.evidence.wants)
+                                         wants_evidence=self.evidence.wants,
+                                         on_conflicting_quorum=self._conflicting_quorum)
         self.pipeline = ApplyPipeline(self.state, store, self.mempool, committed, verified, self.waiters,
                                       metrics, self._applied, self.fail)
+        self._committed = committed
+        # Healing (node/_healing.py): evidence, or a quorum attesting another block above
+        # our final height, returns the ledger and the Raft log to the last final block.
+        self.healing = Healing(store, config.data_dir / "healing", rewind=self._rewind_raft,
+                               offer_again=self._offer_again, hold=self.pipeline.hold,
+                               release=self.pipeline.release, own_state=self.state)
+        self._heal_task: asyncio.Task[Any] | None = None
+        self._rewound_at_start = self.healing.pending
+        self._offer_at_start = self.healing.finish_at_start(raft_log)
         self.catchup = CatchUp(genesis, self.state, store, self.verifier, self.pipeline, self.links,
                                leader=lambda: self.driver.leader, fail=self.fail)
-        core, driver_config = raft_config(config, genesis, leader_refused=self._leader_refused)
+        core, driver_config = raft_config(config, genesis, leader_refused=self._leader_refused,
+                                          entry_refused=self.healing.entry_refused)
+        # The Raft log is never compacted past the last final block, so that a rewind to
+        # it finds what it keeps.
         self.driver = Driver(core, raft_log, RaftTransport(genesis, self.links),
                              _RaftApplication(store, self.pipeline, self.catchup, self._wake_proposer),
-                             driver_config, on_commit_latency=metrics.commit_latency.observe)
+                             driver_config, on_commit_latency=metrics.commit_latency.observe,
+                             compaction_limit=self.healing.final_raft_index)
         self.proposer = Proposer(self.state, config.block, self.mempool, self.driver,
                                  delivered_term=lambda: self.pipeline.delivered_term,
                                  failed=lambda: self.fatal_error is not None,
@@ -267,6 +287,12 @@ class Node:
     def is_final(self, height: int) -> bool:
         return self.finality.is_final(height)
 
+    def final_at(self, doc_id: bytes, height: int) -> bool:
+        """Whether the document is in the final block at `height`: a heal may have undone
+        the block it was applied in (the document is then proposed again)."""
+        place = self.store.document_place(doc_id)
+        return place is not None and place[0][0] == height and self.finality.is_final(height)
+
     def document_status(self, doc_id: bytes) -> dict[str, Any]:
         out = self.views.document_status(doc_id)
         out["final"] = out["height"] is not None and self.finality.is_final(out["height"])
@@ -299,6 +325,23 @@ class Node:
             f"(evidence {evidence.id.hex()[:16]}); its node may not lead until the regulators clear it")
         self.links.gossip_all(evidence_item(evidence))
         self._refresh_refused()
+        if evidence.state != self.state and self._led_what_we_hold(evidence.state):
+            self._start_heal(self.healing.on_evidence(evidence.state))
+
+    def _led_what_we_hold(self, state: str) -> bool:
+        """Whether `state`'s node leads now, or proposed a block we hold above the final
+        height: only then can our non-final branch be its equivocation. Evidence against
+        a state that only attests (a hostile follower signing two hashes) heals nothing,
+        and healing on it would let any one state roll every honest node back at will."""
+        with contextlib.suppress(KeyError):
+            if self.driver.leader == self.genesis.state(state).node_id:
+                return True
+        store = self.store
+        for height in range(store.final_height + 1, store.head.height + 1):
+            header = store.header(height)
+            if header is not None and header.proposer == state:
+                return True
+        return False
 
     def _refresh_refused(self) -> None:
         """Recompute the node ids Raft refuses as leader (cheap: a few states)."""
@@ -308,6 +351,82 @@ class Node:
                 refused.add(s.node_id)
         self._refused_nodes = frozenset(refused)
         self._evidence_metric.set(len(self.evidence))
+
+    # -- healing ---------------------------------------------------------------------------
+
+    def _final_moved(self) -> None:
+        """The final height moved: the store prunes undo data below it (bounded by the
+        head-to-final gap, which has an alarm), then the event feed serves it."""
+        final = self.finality.final_height
+        self.store.set_final_height(final)
+        self.healing.final_moved(final)
+        self.feed.advanced()
+
+    def _conflicting_quorum(self, height: int) -> None:
+        self._start_heal(self.healing.on_conflicting_quorum(height))
+
+    def _start_heal(self, heal: Any) -> None:
+        """Heal in a task of its own (the trigger comes from a gossip or apply callback);
+        heals run one after another (Healing holds a lock)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            heal.close()  # no loop (a test building the node): nothing is running to heal
+            return
+        task = loop.create_task(self._heal(heal), name="healing")
+        self._heal_task = task
+
+    async def _heal(self, heal: Any) -> None:
+        try:
+            healed = await heal
+        except Exception as exc:
+            self.fail(f"healing failed: {exc!r}")
+            return
+        if isinstance(healed, Healed):
+            self.attestations.rolled_back(healed.to_height)
+            self.metrics.alarms.raise_alarm(
+                "healed", healed.to_height,
+                f"rolled back blocks {healed.to_height + 1}-{healed.from_height} (not final) and rewound "
+                f"Raft to entry {healed.raft_index}; {healed.documents_offered} documents offered again")
+            self._wake_proposer()
+
+    async def _rewind_raft(self, index: LogIndex, floor: LogIndex) -> None:
+        # A driver that is not running raises: the marker stays, and the next start
+        # finishes the heal (Healing.finish_at_start).
+        await self.driver.rewind(index, floor)
+
+    def offer_at_start(self) -> None:
+        """After a heal finished at start, once the driver runs: the Raft core rewinds to
+        the same index too, which marks it rewound (a leader that counted our old log
+        then probes us again: consensus REJECT_REWOUND), and the undone documents are
+        offered again."""
+        wires, self._offer_at_start = self._offer_at_start, []
+        target, self._rewound_at_start = self._rewound_at_start, None
+        if target is not None:
+            self._start_heal(self._mark_rewound(LogIndex(target), wires))
+        else:
+            self._offer_again(wires)
+
+    async def _mark_rewound(self, target: LogIndex, wires: Sequence[bytes]) -> None:
+        dropped = await self.pipeline.hold(target)
+        try:
+            # Only while the ledger holds nothing above it: Raft never goes below the ledger.
+            if self.store.head.raft_index <= target:
+                await self.driver.rewind(target, target)
+        finally:
+            self.pipeline.release()
+        self._offer_again([*wires, *dropped])
+
+    def _offer_again(self, wires: Sequence[bytes]) -> None:
+        """Documents of undone blocks go back through admission (the rolled-back ledger
+        decides again whether they apply) into the mempool."""
+        for wire in wires:
+            try:
+                doc_id = decode_signed(wire).id
+            except DecodeError:
+                continue
+            self._committed.discard(doc_id)
+            self.admission.admit_from_peer(wire)
 
     def _leader_refused(self, node: NodeId) -> bool:
         return node in self._refused_nodes
@@ -344,7 +463,9 @@ class Node:
 
     def _applied(self, applied: AppliedBlock, accepted: bool) -> None:
         self.feed.advanced()
-        self.attestations.attest(applied.header, sign=accepted)
+        header = applied.header
+        sign = accepted and self.healing.may_attest(header.height, header.hash)
+        self.attestations.attest(header, sign=sign)
         self.finality.advance()
         if len(self.evidence):
             self._refresh_refused()  # a CLEAR_EVIDENCE in this block lifts a refusal

@@ -169,6 +169,9 @@ class ApplyPipeline:
         self._queue: collections.deque[_Queued] = collections.deque()
         self._queue_changed = asyncio.Event()
         self._applying: int | None = None
+        # While healing (node/_healing.py): committed entries above this Raft index are
+        # not queued, since Raft still calls them committed until its rewind is done.
+        self._held_above: int | None = None
         # One worker applies blocks, so the event loop keeps answering meanwhile.
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"apply-{state}")
 
@@ -181,6 +184,8 @@ class ApplyPipeline:
             self.delivered_term = entry.term
             self._delivered_index = max(self._delivered_index, entry.index)
             if not entry.data or entry.index <= max(self._store.head.raft_index, self._last_queued):
+                continue
+            if self._held_above is not None and entry.index > self._held_above:
                 continue
             try:
                 time_ms, proposer, wires = decode_entry(entry.data)
@@ -218,7 +223,8 @@ class ApplyPipeline:
                 raise
             finally:
                 self._applying = None
-            self._queue.popleft()
+            if self._queue and self._queue[0] is item:  # `hold` may have emptied the queue
+                self._queue.popleft()
             self._queue_changed.set()
 
     async def idle(self) -> None:
@@ -226,6 +232,27 @@ class ApplyPipeline:
         while self._queue or self._applying is not None:
             self._queue_changed.clear()
             await self._queue_changed.wait()
+
+    async def hold(self, index: int) -> list[bytes]:
+        """Healing begins: stop queueing entries above `index`, drop the queued blocks
+        (all above the ledger's head) and wait for the block being applied, if any.
+        Returns the documents of the dropped blocks (they left the mempool)."""
+        self._held_above = index
+        dropped = [wire for item in self._queue for wire in item.wires if self._applying != item.index]
+        applying = [item for item in self._queue if item.index == self._applying]
+        self._queue.clear()
+        self._queue.extend(applying)
+        while self._applying is not None:
+            self._queue_changed.clear()
+            await self._queue_changed.wait()
+        self._last_queued = min(self._last_queued, index)
+        self._delivered_index = min(self._delivered_index, index)
+        return dropped
+
+    def release(self) -> None:
+        """Healing is done (Raft rewound): queue what Raft commits from here on."""
+        self._held_above = None
+        self._last_queued = min(self._last_queued, self._store.head.raft_index)
 
     def processed_index(self) -> int:
         """The Raft index up to which every entry is applied to the ledger."""

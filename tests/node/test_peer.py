@@ -107,10 +107,13 @@ async def test_raft_messages_no_peer_sends_are_dropped(ru: InProcessNode) -> Non
 
 
 async def test_a_majority_attesting_another_hash_stops_the_node(tmp_path: Path) -> None:
-    """When a majority of member states sign a different hash at our height, the node stops."""
+    """When a majority of member states sign a different hash at a height this node holds
+    as final, the node stops (a final block is never rolled back; above the final height
+    it heals instead: test_a_quorum_attesting_another_block_above_final_heals)."""
     async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
         node = ru.node
         header = node.store.apply_block([], 1, "RU").header  # a block only RU holds
+        node.store.set_final_height(1)
         keys = {s: KeyPair.load(ru.net.node(s).node_key) for s in ("BY", "KZ")}
         other = Attestation(
             "BY", header.height, b"\x01" * 32,
@@ -129,3 +132,84 @@ async def test_a_majority_attesting_another_hash_stops_the_node(tmp_path: Path) 
         assert response.status == 200  # status still tells what happened
         refused = await ru.client.post("/v1/documents", json={})
         assert refused.status == 503 and (await refused.json())["error"] == "diverged"
+
+
+async def test_a_quorum_attesting_another_block_above_final_heals(tmp_path: Path) -> None:
+    """A Byzantine quorum attesting another hash at a height above our final height: the
+    node does not stop; it rolls its ledger back to the final block, rewinds Raft there,
+    and never signs another block at the height it attested (evidence against itself)."""
+    async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
+        node = ru.node
+        header = node.store.apply_block([], 1, "RU").header  # a block only RU holds
+        node.attestations.attest(header)
+        keys = {s: KeyPair.load(ru.net.node(s).node_key) for s in ("BY", "KZ")}
+        for state in ("BY", "KZ"):
+            other = Attestation(
+                state, header.height, b"\x01" * 32,
+                keys[state].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, b"\x01" * 32])),
+            )
+            node.on_gossip(state, [msgpack.packb([GOSSIP_ATTESTATION, other.to_list()])])
+        await poll_until_async(lambda: node.healing.heals == 1, 10, "a heal")
+        assert node.fatal_error is None and not ru.app[STOP].is_set()
+        assert node.store.head.height == 0 and node.store.header(1) is None
+        assert node.healing.undone_attestations == {1: header.hash}
+        assert not node.healing.may_attest(1, b"\x02" * 32) and node.healing.may_attest(1, header.hash)
+        status = await (await ru.client.get("/v1/status")).json()
+        assert status["alarms"]["healed"]["count"] == 1
+
+
+async def test_evidence_against_a_state_that_only_attests_heals_nothing(tmp_path: Path) -> None:
+    """BY signs two hashes at a height it neither leads nor proposed: evidence, shown and
+    refused as leader, but no rollback (else any one state could roll every honest node
+    back at will); the same evidence against the proposer of a non-final block heals."""
+    async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
+        node = ru.node
+        header = node.store.apply_block([], 1, "RU").header  # proposed by RU itself
+        node.attestations.attest(header)
+        key = KeyPair.load(ru.net.node("BY").node_key)
+
+        def by_attests(block_hash: bytes, height: int) -> bytes:
+            att = Attestation("BY", height, block_hash, key.sign(
+                b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([height, block_hash])))
+            return msgpack.packb([GOSSIP_ATTESTATION, att.to_list()])
+
+        # Two hashes we do not hold: block 1 stays non-final, so a heal would undo it.
+        node.on_gossip("BY", [by_attests(b"\x04" * 32, 1), by_attests(b"\x05" * 32, 1)])
+        await poll_until_async(lambda: node.evidence_against("BY"), 10, "evidence against BY")
+        await poll_until_async(lambda: node.store.head.height == 1 and node.healing.heals == 0, 1, "no heal")
+        assert node.store.head.height == 1 and node.healing.heals == 0
+        # KZ proposed block 2, which is not final: its equivocation there heals.
+        block2 = node.store.apply_block([], 2, "KZ").header
+        node.attestations.attest(block2)
+        kz = KeyPair.load(ru.net.node("KZ").node_key)
+        items = [msgpack.packb([GOSSIP_ATTESTATION, Attestation("KZ", 2, h, kz.sign(
+            b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([2, h]))).to_list()])
+            for h in (b"\x02" * 32, b"\x03" * 32)]  # not ours: block 2 stays non-final (2 of 3)
+        node.on_gossip("KZ", items)
+        await poll_until_async(lambda: node.healing.heals == 1, 10, "a heal")
+        assert node.store.head.height == 0 and node.fatal_error is None
+
+
+async def test_a_document_whose_block_a_heal_undid_is_not_final_at_that_height(tmp_path: Path) -> None:
+    """wait=final waits for the document's height to be final; a heal may have replaced
+    the block at that height, which must not make the document look final there."""
+    async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
+        node = ru.node
+        doc = ru.docs.register(ru.regulator(), KeyPair.generate(), "RU", ["retailer"], "S")
+        header = node.store.apply_block([doc.wire()], 1, "KZ").header  # KZ proposed it
+        node.attestations.attest(header)
+        kz = KeyPair.load(ru.net.node("KZ").node_key)
+        node.on_gossip("KZ", [msgpack.packb([GOSSIP_ATTESTATION, Attestation("KZ", 1, h, kz.sign(
+            b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, h]))).to_list()])
+            for h in (b"\x02" * 32, b"\x03" * 32)])
+        await poll_until_async(lambda: node.healing.heals == 1, 10, "a heal")
+        # Another block at height 1, final (BY's and KZ's attestations: 2 of 3).
+        other = node.store.apply_block([], 2, "BY").header
+        node.attestations.attest(other, sign=node.healing.may_attest(1, other.hash))
+        assert not node.store.has_attestation(1, "RU")  # RU attested the undone block there
+        by = KeyPair.load(ru.net.node("BY").node_key)
+        for state, key in (("BY", by), ("KZ", kz)):
+            node.attestations.receive(state, Attestation(state, 1, other.hash, key.sign(
+                b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, other.hash]))))
+        await poll_until_async(lambda: node.is_final(1), 10, "block 1 final")
+        assert not node.final_at(doc.id, 1)
