@@ -56,8 +56,9 @@ def test_rollback_of_k_blocks_equals_the_ledger_of_the_first_blocks(data: st.Dat
         world = World(Path(tmp) / "a")
         people, codes = _people_and_codes(world)
         shipments: list[SignedDocument] = []
+        recalls: list[SignedDocument] = []  # recall and release documents, undone like any
         for _ in range(data.draw(st.integers(2, 8))):
-            world.apply(*_random_block(world, cast(st.DrawFn, data.draw), people, codes, shipments))
+            world.apply(*_random_block(world, cast(st.DrawFn, data.draw), people, codes, shipments, recalls))
         full = chain(world.store)
         keep = data.draw(st.integers(0, len(full) - 1))
         undone = world.store.rollback_to(keep)
@@ -68,7 +69,7 @@ def test_rollback_of_k_blocks_equals_the_ledger_of_the_first_blocks(data: st.Dat
         # A different suffix: both stores take it to the same keys again.
         world.time_ms = max(world.time_ms, world.store.head.time_ms)
         for _ in range(data.draw(st.integers(1, 4))):
-            docs = [d.wire() for d in _random_block(world, cast(st.DrawFn, data.draw), people, codes, shipments)]
+            docs = [d.wire() for d in _random_block(world, cast(st.DrawFn, data.draw), people, codes, shipments, recalls)]
             world.time_ms += 1_000
             world.store.apply_block(docs, world.time_ms, "KZ")
             short.apply_block(docs, world.time_ms, "KZ")
