@@ -22,7 +22,19 @@ from aiohttp import web
 from ledger import KeyPair
 from node import NodeClient
 from node.client import SIGNATURE_HEADER, event_pages, verify_body
-from testnet import GTIN, DocFactory, Testnet, code_key, down, init_testnet, kill, poll_until_async, start, up
+from testnet import (
+    GTIN,
+    DocFactory,
+    Testnet,
+    code_key,
+    down,
+    fetch_status,
+    init_testnet,
+    kill,
+    poll_until_async,
+    start,
+    up,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STATES = ("AM", "KZ", "RU")
@@ -194,6 +206,11 @@ class Receiver:
         return web.Response(status=204)
 
 
+def caught_up(j: Journey, state: str) -> bool:
+    here, there = fetch_status(j.net.node(state)), fetch_status(j.net.node("KZ"))
+    return bool(here and there and here.get("height", 0) >= there.get("height", 0) > 0)
+
+
 def in_order_once(delivered: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Deliveries with at-least-once repeats taken out (each repeat is of the event just before)."""
     out: list[tuple[str, str]] = []
@@ -217,6 +234,9 @@ async def test_forward_delivers_every_event_in_order_through_failures(journey: J
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}/hook"
     args = ("forward", "--to", url, "--secret-file", str(secret_file), "--cursor-file", str(cursor))
+    # RU was killed by the test before and restarted by the fixture: it serves the
+    # forwarder once it has caught up with the journey (the producer's registration).
+    await poll_until_async(lambda: caught_up(j, "RU"), 60, "RU to catch up with KZ")
     forwarder = await tamga(j, "RU", tmp_path / "forward1.log", *args)
     shipping = asyncio.create_task(ship_all(j))
     delivered = receiver.delivered
