@@ -257,9 +257,11 @@ def take_screenshots(world: World, out: Path, executable: str, work: Path) -> li
                         page.click('button[data-pair="RU-KZ"]')
                         page.wait_for_selector('[data-table="flows-shipments"]')
                     if view == "participants":
-                        wholesaler = world.ids["wholesaler"]
-                        page.click(f'button[data-holdings="{wholesaler}"]')
-                        page.wait_for_selector(f'[data-table="holdings-{wholesaler}"]')
+                        # The RU regulator reads the holdings of participants of its own
+                        # state (need to know, docs/ACCESS.md): the Russian factory's.
+                        factory = world.ids["factory"]
+                        page.click(f'button[data-holdings="{factory}"]')
+                        page.wait_for_selector(f'[data-table="holdings-{factory}"]')
                     path = out / f"{view}.png"
                     page.screenshot(path=str(path), full_page=True)
                     saved.append(path)

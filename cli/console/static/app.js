@@ -4,6 +4,16 @@
 "use strict";
 
 const DASH = "—";
+
+// A node's equivocation evidence as its status reports it ({pieces, against, refused}):
+// "none", or how many pieces and against which member states.
+function evidenceText(e) {
+  if (e === null || e === undefined) return DASH;
+  if (typeof e !== "object" || !("pieces" in e)) return JSON.stringify(e);
+  if (!e.pieces) return "none";
+  const against = Array.isArray(e.against) && e.against.length ? ` against ${e.against.join(", ")}` : "";
+  return `${e.pieces} piece${e.pieces === 1 ? "" : "s"}${against}`;
+}
 const NETWORK_POLL_MS = 2000;
 const DAY_MS = 86400000;
 const CHARTS = document.body.dataset.charts === "on" && typeof window.Chart === "function";
@@ -153,7 +163,7 @@ async function network() {
     peerText(n.peers),
     show(n.head_attested_by),
     alarmText(n.alarms),
-    n.evidence === null || n.evidence === undefined ? DASH : JSON.stringify(n.evidence),
+    evidenceText(n.evidence),
     n.error ? el("span", { class: "bad" }, n.error) : DASH,
   ]);
   const cols = ["State", "Role", { label: "Height", num: true }, { label: "Final height", num: true }, "Leader",
