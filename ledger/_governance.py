@@ -519,7 +519,10 @@ def governance_writes(
         raise GovernanceRefused(Reason.EXPIRED, "the proposal expired before it was ordered")
     pid = proposal_id(proposal_bytes)
     if reader.get(_K_PROPOSAL + pid) is not None:
-        raise GovernanceRefused(Reason.DUPLICATE, f"proposal {pid.hex()} was already carried")
+        # Not `duplicate`: that reason means a second copy of one document, whose client
+        # waited for the first; a replayed proposal is a new document, and its submitter
+        # waits for this very answer.
+        raise GovernanceRefused(Reason.ALREADY_EXISTS, f"proposal {pid.hex()} was already carried")
     verdict = quorum_verdict(genesis, proposal_bytes, genesis.chain_id, signatures, verifier)
     if verdict.problem is not None:
         raise GovernanceRefused(Reason.BAD_SIGNATURE, verdict.problem)

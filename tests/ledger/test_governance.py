@@ -83,7 +83,7 @@ def test_a_quorum_removes_a_node_and_one_fewer_does_not(tmp_path: Path) -> None:
     assert [code for _, code, _ in desired_voters(world.store.db, world.genesis)] == ["AM", "BY", "KG", "RU"]
     assert governance_applied(world.store.db, proposal.id) is not None
     # The same proposal again, even signed by all, is a replay.
-    assert _submit(world, proposal, _cosigned(world, proposal, STATES)).reason is Reason.DUPLICATE
+    assert _submit(world, proposal, _cosigned(world, proposal, STATES)).reason is Reason.ALREADY_EXISTS
 
 
 @pytest.mark.parametrize(
