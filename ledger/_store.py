@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import plyvel
 
+from . import _recall
 from ._access import DocFacts, Party, code_parties
 from ._catalogue import P_PRODUCT, ProductRecord, attributes_key, product_key
 from ._chain import Attestation, Block, BlockHeader, documents_root, results_root
@@ -27,11 +28,10 @@ from ._documents import DocType, SignedDocument, decode_signed, document_id
 from ._encoding import pack, pack_trusted, unpack_trusted
 from ._errors import DecodeError, LedgerError, invariant
 from ._genesis import ChainParams, Genesis
-from ._governance import governed_params
+from ._governance import evidence_cleared_below, governed_params, next_conf_change
 from ._identity import Verifier
 from ._inbox import INCOMING_SHIPMENT, InboxEntry, Involvement
 from ._membership import Membership, governed_membership
-from ._recall import RecallCheck
 from ._records import (
     AGGREGATE,
     META_GENESIS,
@@ -438,6 +438,36 @@ class LedgerStore:
             self._params_at = cached
         return cached[1]
 
+    # -- governance, recall and trade records, typed (node/ reads no raw keys) ----------
+
+    def evidence_cleared_below(self, state: str) -> int:
+        """The height below which the regulators cleared evidence against `state` (0: never)."""
+        return evidence_cleared_below(self.db, state)
+
+    def next_conf_change(self, voters: Sequence[int]) -> tuple[str, int, bytes] | None:
+        """The next Raft configuration change a committed governance document asks for."""
+        return next_conf_change(self.db, self.genesis, voters)
+
+    def trade(self, state: str, direction: str, since: int = 0, until: int | None = None,
+              limit: int = 100) -> list[dict[str, Any]]:
+        """A member state's export or import records, in chain order."""
+        return _recall.trade(self.db, state, direction, since, until, limit)
+
+    def recalls(self, after: bytes = b"", limit: int = 100, status: str = "") -> list[dict[str, Any]]:
+        """A page of recalls by id, optionally of one status."""
+        return _recall.recalls(self.db, after, limit, status)
+
+    def recall(self, recall_id: bytes) -> _recall.RecallRecord | None:
+        return _recall.recall_record(self.db, recall_id)
+
+    def recall_holders(self, recall_id: bytes, record: _recall.RecallRecord,
+                       state_of: Callable[[str], str]) -> dict[str, Any]:
+        """Holders of what a recall matches, by member state (from the lot index)."""
+        return _recall.recall_holders(self.db, recall_id, record, state_of)
+
+    def import_record(self, import_id: bytes) -> _recall.ImportRecord | None:
+        return _recall.import_record(self.db, import_id)
+
     def members(self) -> Membership:
         """The member table at the head: genesis's nodes, as governance documents last
         added, removed or replaced them. Read once per head."""
@@ -667,7 +697,7 @@ class LedgerStore:
             if attributes:
                 view["attributes"] = Scanned(parsed, tuple((ai, v) for ai, v in attributes)).attributes_json()
         # The recall that holds the code, or a unit inside the aggregate (docs/RECALL.md).
-        recalled = RecallCheck(self.db.get).recall_of(key)
+        recalled = _recall.RecallCheck(self.db.get).recall_of(key)
         if recalled is not None:
             view["recalled_by"] = recalled[0].hex()
         return view

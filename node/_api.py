@@ -30,7 +30,6 @@ from ledger import (
     Evidence,
     SignedDocument,
     decode_signed,
-    evidence_cleared_below,
     inclusion_proof,
     not_final_heights,
     parse_code,
@@ -551,7 +550,7 @@ async def get_evidence(request: web.Request, a: Args) -> web.Response:
 def _evidence_json(node: Node, evidence: Evidence) -> dict[str, Any]:
     """The evidence, and whether it still holds against its state (not cleared)."""
     return {**evidence.to_json(), "against": node.evidence_against(evidence.state)
-            and evidence.height >= evidence_cleared_below(node.store.db, evidence.state)}
+            and evidence.height >= node.store.evidence_cleared_below(evidence.state)}
 
 
 async def get_status(request: web.Request, a: Args) -> web.Response:

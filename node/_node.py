@@ -53,8 +53,6 @@ from ledger import (
     conf_change_authorization,
     conf_change_follows,
     decode_signed,
-    evidence_cleared_below,
-    next_conf_change,
 )
 
 from ._admission import Admission, Verified
@@ -210,7 +208,7 @@ class Node:
         self.finality = Finality(genesis, self.state, store, config.data_dir / "final_height", metrics,
                                  on_final=self._final_moved)
         self.evidence = EvidenceStore(config.data_dir / "evidence", genesis, Verifier(),
-                                      cleared_below=lambda state: evidence_cleared_below(store.db, state))
+                                      cleared_below=store.evidence_cleared_below)
         self._refused_nodes: frozenset[int] = frozenset()
         self._evidence_metric = metrics.evidence_gauge()
         self._refresh_refused()
@@ -490,7 +488,7 @@ class Node:
         driver = self.driver
         if not driver.is_leader or not driver.running or self.fatal_error is not None:
             return
-        step = next_conf_change(self.store.db, self.genesis, driver.status().voters)
+        step = self.store.next_conf_change(driver.status().voters)
         if step is None:
             return
         kind, node, certificate = step

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ledger import LedgerStore, import_record, recall_holders, recall_record, recall_view_for, recalls, trade
+from ledger import LedgerStore, recall_view_for
 
 from ._errors import Refusal
 from ._http import Args, access_rule_on, reader, respond
@@ -25,19 +25,19 @@ def _store(request: web.Request) -> LedgerStore:
 
 
 async def get_trade(request: web.Request, a: Args) -> web.Response:
-    records = trade(_store(request).db, a["state"], a["direction"], a["since"], a["until"], a["limit"])
+    records = _store(request).trade(a["state"], a["direction"], a["since"], a["until"], a["limit"])
     return respond(request, {"state": a["state"], "direction": a["direction"], "records": records})
 
 
 async def get_recalls(request: web.Request, a: Args) -> web.Response:
     status = "" if a["status"] == "all" else a["status"]
-    found = recalls(_store(request).db, a["after"] or b"", a["limit"], status)
+    found = _store(request).recalls(a["after"] or b"", a["limit"], status)
     nxt = found[-1]["id"] if len(found) == a["limit"] else None
     return respond(request, {"recalls": found, "next": nxt})
 
 
 def _recall_view(store: LedgerStore, recall_id: bytes) -> dict[str, Any] | None:
-    record = recall_record(store.db, recall_id)
+    record = store.recall(recall_id)
     if record is None:
         return None
 
@@ -47,7 +47,7 @@ def _recall_view(store: LedgerStore, recall_id: bytes) -> dict[str, Any] | None:
 
     # The holders come from the lot index and each matching code's record: one range
     # scan, bounded by the recall's size (ledger/_recall.RECALL_SCAN_MAX).
-    holders = recall_holders(store.db, recall_id, record, state_of)
+    holders = store.recall_holders(recall_id, record, state_of)
     return {"id": recall_id.hex(), **record.to_json(), **holders}
 
 
@@ -66,7 +66,7 @@ async def get_recall(request: web.Request, a: Args) -> web.Response:
 
 
 async def get_import(request: web.Request, a: Args) -> web.Response:
-    record = import_record(_store(request).db, a["id"])
+    record = _store(request).import_record(a["id"])
     if record is None:
         raise Refusal("unknown_import", f"no import {a['id'].hex()}")
     return respond(request, {"id": a["id"].hex(), **record.to_json()})

@@ -118,8 +118,9 @@ class Story:
             regulator.session.client.product(GTIN)
             say("    -> already in the catalogue")
             return
-        except ClientError:
-            pass
+        except NodeError as exc:
+            if exc.code != "unknown_product":  # only "not registered yet" means register it
+                raise
         self.expect_applied(regulator.session.submit(
             ledger.DocType.REGISTER_PRODUCT, gtin=GTIN, group="tobacco",
             name="Tula filter cigarettes, 20 pcs", tnved="2402209000", producer=producer.id,
