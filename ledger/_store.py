@@ -30,7 +30,7 @@ from ._errors import DecodeError, LedgerError, invariant
 from ._genesis import ChainParams, Genesis
 from ._governance import evidence_cleared_below, governed_params, next_conf_change
 from ._identity import Verifier
-from ._inbox import INCOMING_SHIPMENT, InboxEntry, Involvement
+from ._inbox import INCOMING_SHIPMENT, InboxEntry, Involvement, involvement
 from ._membership import Membership, governed_membership
 from ._records import (
     AGGREGATE,
@@ -894,6 +894,12 @@ class LedgerStore:
             if len(out) >= limit:
                 break
         return out
+
+    def involvement(self, signed: SignedDocument, signer: ParticipantRecord, height: int,
+                    position: int) -> Involvement | None:
+        """Whom an applied document addresses, worked out from the state it left (the
+        event feed's reading of a document; ledger/_inbox.py)."""
+        return involvement(signed.document, signed.id, signer, self.db.get, height, position)
 
     def involved(self, height: int, position: int) -> tuple[list[str], list[str]] | None:
         """The holders a suspension or release named and their member states, as stored

@@ -45,7 +45,6 @@ from ledger import (
     decode_signed,
     document_json_for,
     document_visible,
-    involvement,
     reader_of,
     withheld_details,
 )
@@ -306,7 +305,7 @@ class Feed:
             return tuple(stored[0]), tuple(dict.fromkeys((*own, *stored[1])))
         if not result.applied or signer is None:
             return (), own
-        found = involvement(signed.document, signed.id, signer, store.db.get, height, position)
+        found = store.involvement(signed, signer, height, position)
         if found is None:
             return (), own
         states = [*found.states]

@@ -207,3 +207,21 @@ def test_the_checker_allows_the_drawn_edges() -> None:
     assert _check("cli/_cmd_ops.py", "import testnet\nfrom bench.tamga_bench import run_bench\n") == []
     assert _check("node/x.py", "from node._app import create_app\nfrom consensus import RawNode\n") == []
     assert _check("tests/x.py", "from node._mempool import Mempool\nimport sys\nsys.path.insert(0, '.')\n") == []
+
+
+# The ledger's LevelDB keys are its own: outside ledger/ the store is read through typed
+# `LedgerStore` methods (issue 9), so a key layout change stays inside one package. The
+# node had drifted back to `store.db.get` twice (recall records, then the event feed).
+RAW_STORE_READERS = ("node", "cli", "testnet")
+
+
+def test_no_package_outside_the_ledger_reads_its_leveldb_handle() -> None:
+    found = []
+    for package in RAW_STORE_READERS:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (isinstance(node, ast.Attribute) and node.attr == "db"
+                        and isinstance(node.value, (ast.Name, ast.Attribute))
+                        and (getattr(node.value, "id", None) or getattr(node.value, "attr", "")).endswith("store")):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == [], f"raw LevelDB reads of the ledger store outside ledger/: {found}"
