@@ -394,3 +394,11 @@ __all__ += [
     "DETAIL_NAMES", "WITHDRAWAL_REASONS", "WRITE_OFF_REASONS", "document_json_for", "withheld_details",
     "withhold_in_json",
 ]
+
+# The governed product-group table (issue 13): genesis's, as governance documents set it.
+from ._governance import GROUP_ACTIONS, MEMBERSHIP_ACTIONS  # noqa: E402
+from ._group_table import GROUP_ACTIVE, GROUP_RETIRED, GroupTable, governed_groups  # noqa: E402
+
+__all__ += [
+    "GROUP_ACTIONS", "GROUP_ACTIVE", "GROUP_RETIRED", "GroupTable", "MEMBERSHIP_ACTIONS", "governed_groups",
+]

@@ -42,6 +42,7 @@ from ._encoding import pack_trusted, unpack_trusted
 from ._errors import DecodeError, InvariantError
 from ._genesis import ChainParams, Genesis
 from ._governance import GovernanceRefused, governance_writes, governed_params
+from ._group_table import K_GROUP_TABLE, governed_groups
 from ._identity import DOMAIN_DOCUMENT, Verifier, participant_id
 from ._inbox import Involvement, involvement
 from ._reasons import APPLIED, Reason, Result
@@ -196,6 +197,9 @@ class StateMachine:
         # The catalogue's group table; empty on a chain from before the catalogue,
         # which then keeps the rules it was built under (see _catalogue.py).
         self.groups = {g.name: g for g in genesis.product_groups}
+        # Groups closed to new products and codes (ledger/_group_table.py); like `groups`,
+        # the table in force, read at each block and after a governance document sets it.
+        self.retired_groups: frozenset[str] = frozenset()
         self._participants: dict[bytes, ParticipantRecord] = {}
 
     # The same few thousand participants sign block after block; decoding their record
@@ -230,6 +234,7 @@ class StateMachine:
         overlay = _Overlay(reader)
         # The parameters in force: genesis's, as governance documents last set them.
         self.params = governed_params(reader, self.genesis)
+        self.read_groups(reader)
         within = within_block_limits(documents, self.params)
         if verified is None:
             verified = self._verify_ahead(reader, documents[:within]).__contains__
@@ -254,6 +259,12 @@ class StateMachine:
             results.append(BLOCK_FULL_RESULT)
         return BlockOutcome(results, overlay.block, signed_documents, involved)
 
+
+    def read_groups(self, reader: Reader) -> None:
+        """Take the product-group table in force in the state `reader` reads."""
+        table = governed_groups(reader, self.genesis.product_groups)
+        self.groups = dict(table.groups)
+        self.retired_groups = table.retired
 
     def _verify_ahead(self, reader: Reader, documents: Sequence[bytes]) -> set[bytes]:
         """The verified keys of the block's documents whose signatures verify against keys known
@@ -574,7 +585,11 @@ def _emit(ctx: _Context) -> None:
     if len(gtin) != 14 or not is_valid_gtin(gtin):
         raise Rejected(Reason.INVALID_CODE, f"{gtin} is not a valid GTIN-14")
     if ctx.sm.groups:
-        _check_layout(ctx.product_group(gtin, {}), serials)
+        group = ctx.product_group(gtin, {})
+        if group.name in ctx.sm.retired_groups:
+            raise Rejected(Reason.NOT_FOR_GROUP,
+                           f"product group {group.name} is retired: it takes no new codes")
+        _check_layout(group, serials)
     prefix = "01" + gtin + "21"
     seen: set[str] = set()
     for serial in serials:
@@ -822,7 +837,7 @@ def _retire(ctx: _Context) -> None:
                 raise Rejected(
                     Reason.NOT_FOR_GROUP, f"product group {group.name} does not use the reason {reason}"
                 )
-            _check_supporting_document(ctx, reason)
+            _check_supporting_document(ctx, reason, group)
         record.status = RETIRED
         record.retire_reason = reason
         ctx.put_code(key, record)
@@ -882,6 +897,9 @@ def _governance(ctx: _Context) -> None:
         raise Rejected(refused.reason, refused.message) from None
     for key, value in writes.items():
         ctx.ov.put(key, value)
+    if K_GROUP_TABLE in writes:
+        # The documents after this one in the block follow the new table.
+        ctx.sm.read_groups(ctx.ov)
 
 
 def _register_product(ctx: _Context) -> None:
@@ -889,8 +907,13 @@ def _register_product(ctx: _Context) -> None:
     gtin, group_name, name, tnved, producer_id = ctx.doc.payload
     state = ctx.regulator_state()
     if group_name not in ctx.sm.groups:
+        # The message as before the table was governed: results (messages included) are
+        # hashed, so a chain from before replays to the same results root.
         names = ", ".join(sorted(ctx.sm.groups)) or "none: genesis has no product-group table"
         raise Rejected(Reason.INVALID_PRODUCT, f"no product group {group_name!r} (genesis names {names})")
+    if group_name in ctx.sm.retired_groups:
+        raise Rejected(Reason.INVALID_PRODUCT,
+                       f"product group {group_name} is retired: it takes no new products")
     if len(gtin) != 14 or not is_valid_gtin(gtin):
         raise Rejected(Reason.INVALID_CODE, f"{gtin} is not a valid GTIN-14")
     if not TNVED_RE.fullmatch(tnved):
@@ -940,9 +963,8 @@ def _audit_grant(ctx: _Context, grant: bool) -> None:
 # merged histories (ledger/_store.py) follow it without knowing the new types; the
 # entry's place names the document that did it.
 
-# Withdrawal reasons whose supporting document (type, number, date) the national
-# systems require: all but the sales, whose fiscal receipt is the cash register's.
-SUPPORT_NOT_NEEDED = frozenset(("retail_sale", "remote_sale"))
+# Which withdrawal reasons need a supporting document (type, number, date) is the group
+# table's (ProductGroup.reasons_needing_document), as the governance documents last set it.
 # Commercial details only a shipment carries (issue 13): the parties' business, which
 # the access rule hides from readers who are not parties (docs/ACCESS.md).
 COMMERCIAL_DETAILS = frozenset(("price", "vat"))
@@ -978,8 +1000,8 @@ def _with_details(handler: Callable[[_Context], None]) -> Callable[[_Context], N
     return run
 
 
-def _check_supporting_document(ctx: _Context, reason: str) -> None:
-    if reason in SUPPORT_NOT_NEEDED:
+def _check_supporting_document(ctx: _Context, reason: str, group: ProductGroup) -> None:
+    if not group.needs_document(reason):
         return
     details = _details_of(ctx)
     missing = [name for name in SUPPORT_DETAILS if name not in details]

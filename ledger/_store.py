@@ -29,6 +29,7 @@ from ._encoding import pack, pack_trusted, unpack_trusted
 from ._errors import DecodeError, LedgerError, invariant
 from ._genesis import ChainParams, Genesis
 from ._governance import evidence_cleared_below, governed_params, next_conf_change
+from ._group_table import GroupTable, governed_groups
 from ._identity import Verifier
 from ._inbox import INCOMING_SHIPMENT, InboxEntry, Involvement
 from ._membership import Membership, governed_membership
@@ -476,6 +477,11 @@ class LedgerStore:
             cached = (self.head.height, governed_membership(self.db, self.genesis))
             self._members_at = cached
         return cached[1]
+
+    def product_groups(self) -> GroupTable:
+        """The product-group table in force at the head: genesis's, as governance documents
+        last set it (ledger/_group_table.py)."""
+        return governed_groups(self.db, self.genesis.product_groups)
 
     def participant_record(self, pid: str) -> ParticipantRecord | None:
         """A participant's record as of the head (cached decoding), or None."""
