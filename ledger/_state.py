@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
 from . import _recall as recall
+from . import _tax_ids as tax_ids
 from ._admission import RECORDED_REFUSALS, admission
 from ._catalogue import (
     TNVED_RE,
@@ -549,13 +550,17 @@ def _first_repeat(keys: Sequence[str]) -> str:
 
 
 def _register(ctx: _Context) -> None:
-    public_key, state, roles, name = ctx.doc.payload
+    public_key, state, roles, name, tax_id = ctx.doc.payload
     if ctx.regulator_state() != state:
         raise Rejected(Reason.WRONG_STATE, f"only the regulator of {state} registers its participants")
+    # Businesses give their tax id on chains with the catalogue (ledger/_tax_ids.py).
+    problem = tax_ids.tax_id_problem(state, tax_id, roles, required=bool(ctx.sm.groups))
+    if problem is not None:
+        raise Rejected(Reason.BAD_TAX_ID, problem)
     pid = participant_id(public_key)
     if ctx.ov.get(P_PARTICIPANT + pid.encode()) is not None:
         raise Rejected(Reason.ALREADY_EXISTS, f"participant {pid} is already registered")
-    record = ParticipantRecord(public_key, state, list(roles), name, ACTIVE, ctx.height)
+    record = ParticipantRecord(public_key, state, list(roles), name, ACTIVE, ctx.height, tax_id)
     ctx.ov.put(P_PARTICIPANT + pid.encode(), record.pack())
 
 
@@ -1190,46 +1195,74 @@ def _reaggregate(ctx: _Context) -> None:
 def _accept_per_child(
     ctx: _Context, shipment_id: bytes, shipment: ShipmentRecord, chosen: Sequence[str]
 ) -> None:
-    """The receiver lists what it accepts: items of the shipment, and, after an aggregate
-    it lists, the children of that aggregate it keeps; the aggregate's other children
-    are taken out and go back to the shipper, as do the items it does not list."""
+    """The receiver lists what it accepts: items of the shipment and, under an aggregate it
+    lists, the codes inside it that it keeps, at any depth (a box on a pallet, a pack in
+    that box). Each listed code's parent is listed too, so what is kept forms trees under
+    the accepted items. An aggregate some of whose children are listed keeps those only:
+    the others are taken out of it and go back to the shipper, loose, as do the items not
+    listed; an aggregate listed without any of its children is accepted whole."""
     items = set(shipment.items)
     listed = set(_distinct(chosen))
     kept: dict[str, list[str]] = {}  # aggregate -> the children listed
-    partial = False
+    depth: dict[str, int] = {}  # aggregate -> how far below its shipment item it lies
     for key in chosen:
         if key in items:
             continue
         raw = ctx.ov.get(code_key(key))
-        record = CodeRecord.unpack(raw) if raw is not None else None
-        if record is None or not record.parent or record.parent not in items:
+        parent = CodeRecord.unpack(raw).parent if raw is not None else ""
+        below = _depth_below_item(ctx, parent, items)
+        if below is None:
             raise Rejected(Reason.NOT_IN_SHIPMENT, f"{key} is not in this shipment nor in an aggregate of it")
-        if record.parent not in listed:
-            raise Rejected(
-                Reason.NOT_IN_SHIPMENT, f"{key} is inside {record.parent}: list {record.parent} to accept it"
-            )
-        kept.setdefault(record.parent, []).append(key)
-    for sscc, keep in kept.items():
+        if parent not in listed:
+            raise Rejected(Reason.NOT_IN_SHIPMENT, f"{key} is inside {parent}: list {parent} to accept it")
+        kept.setdefault(parent, []).append(key)
+        depth[parent] = below
+    partial = False
+    # The deepest aggregates first: an aggregate's level follows its children's, which a
+    # refusal deeper down may have lowered. Every aggregate above a changed one has a
+    # listed child (the path down to it is listed), so it is in `kept` and recomputed.
+    for sscc in sorted(kept, key=lambda s: -depth[s]):
         aggregate = ctx.code(sscc)
         raw = ctx.ov.get(P_CHILDREN + sscc.encode())
         children: list[str] = unpack_trusted(raw) if raw is not None else []
-        keep_set = set(keep)
+        keep_set = set(kept[sscc])
         refused = [key for key in children if key not in keep_set]
+        remaining = [key for key in children if key in keep_set]
+        level = _level_of(ctx, remaining)
         if refused:
             partial = True
             _take_out(ctx, sscc, refused, shipment.shipper)
-            remaining = [key for key in children if key in keep_set]
-            aggregate.level = _level_of(ctx, remaining)
+            ctx.ov.put(P_CHILDREN + sscc.encode(), pack_trusted(remaining))
+        if refused or level != aggregate.level:
+            aggregate.level = level
             aggregate.count = len(remaining)
             ctx.put_code(sscc, aggregate)
-            ctx.ov.put(P_CHILDREN + sscc.encode(), pack_trusted(remaining))
     accepted = [key for key in shipment.items if key in listed]
     rest = [key for key in shipment.items if key not in listed]
+    # What stays in the accepted aggregates moves to the receiver: a recalled code among
+    # it goes only to its producer (a refused one went back to the shipper above).
+    _refuse_recalled_moves(ctx, accepted, ctx.doc.signer)
     _release_items(ctx, accepted, ctx.doc.signer)
     _release_items(ctx, rest, None)
     shipment.status = PARTIALLY_ACCEPTED if partial or rest else ACCEPTED
     shipment.accepted = list(chosen)
     ctx.ov.put(P_SHIPMENT + shipment_id, shipment.pack())
+    if shipment.from_state != shipment.to_state and accepted:
+        # Counted from the accepted items, whose aggregates now hold only what was kept.
+        _trade_records(ctx, shipment_id, shipment, accepted)
+
+
+def _depth_below_item(ctx: _Context, parent: str, items: set[str]) -> int | None:
+    """How many aggregates lie between `parent` and the shipment item around it (0 when
+    `parent` is an item); None when no item of the shipment holds it."""
+    for below in range(AGGREGATION_LEVELS_MAX + 1):
+        if not parent:
+            return None
+        if parent in items:
+            return below
+        raw = ctx.ov.get(code_key(parent))
+        parent = CodeRecord.unpack(raw).parent if raw is not None else ""
+    return None
 
 
 LIFECYCLE_HANDLERS: dict[DocType, Callable[[_Context], None]] = {
@@ -1406,9 +1439,9 @@ def _import(ctx: _Context) -> None:
     state = ctx.signer.state
     ctx.ov.put(recall.P_IMPORT + ctx.doc_id, recall.ImportRecord(
         ctx.doc.signer, state, declaration, country, list(keys), counts, ctx.height, recall.PENDING).pack())
-    importer = [ctx.doc.signer, ctx.signer.name, state]
+    importer = tax_ids.party(ctx.doc.signer, ctx.signer, state)
     ctx.ov.put(recall.trade_key(state, recall.IMPORT, ctx.height, ctx.position), recall.trade_record(
-        "customs", ["", "", country], importer, counts, ctx.doc_id, b"", declaration))
+        "customs", tax_ids.customs_party(country), importer, counts, ctx.doc_id, b"", declaration))
 
 
 def _confirm_import(ctx: _Context) -> None:
@@ -1438,16 +1471,17 @@ def _confirm_import(ctx: _Context) -> None:
     ctx.ov.put(recall.P_IMPORT + import_id, record.pack())
 
 
-def _trade_records(ctx: _Context, shipment_id: bytes, shipment: ShipmentRecord) -> None:
+def _trade_records(
+    ctx: _Context, shipment_id: bytes, shipment: ShipmentRecord, accepted: Sequence[str] | None = None
+) -> None:
     """An accepted cross-border shipment: an export record for the origin state and an
-    import record for the destination, counting only the accepted items."""
-    counts = recall.unit_counts(recall.stored_children(ctx.ov.get), shipment.accepted)
-    exporter = ctx.participant(shipment.shipper)
-    importer = ctx.participant(shipment.receiver)
-    value = recall.trade_record(
-        "union", [shipment.shipper, exporter.name, shipment.from_state],
-        [shipment.receiver, importer.name, shipment.to_state], counts, ctx.doc_id, shipment_id,
-    )
+    import record for the destination, counting only the accepted items (`accepted`:
+    the shipment's items accepted, when not `shipment.accepted`)."""
+    items = shipment.accepted if accepted is None else accepted
+    counts = recall.unit_counts(recall.stored_children(ctx.ov.get), items)
+    exporter = tax_ids.party(shipment.shipper, ctx.participant(shipment.shipper), shipment.from_state)
+    importer = tax_ids.party(shipment.receiver, ctx.participant(shipment.receiver), shipment.to_state)
+    value = recall.trade_record("union", exporter, importer, counts, ctx.doc_id, shipment_id)
     ctx.ov.put(recall.trade_key(shipment.from_state, recall.EXPORT, ctx.height, ctx.position), value)
     ctx.ov.put(recall.trade_key(shipment.to_state, recall.IMPORT, ctx.height, ctx.position), value)
 

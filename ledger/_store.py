@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import plyvel
 
-from . import _recall
+from . import _recall, _tax_ids
 from ._access import DocFacts, Party, code_parties
 from ._catalogue import P_PRODUCT, ProductRecord, attributes_key, product_key
 from ._chain import Attestation, Block, BlockHeader, documents_root, results_root
@@ -451,8 +451,9 @@ class LedgerStore:
 
     def trade(self, state: str, direction: str, since: int = 0, until: int | None = None,
               limit: int = 100) -> list[dict[str, Any]]:
-        """A member state's export or import records, in chain order."""
-        return _recall.trade(self.db, state, direction, since, until, limit)
+        """A member state's export or import records, in chain order, with the parties'
+        tax ids (ledger/_tax_ids.py)."""
+        return _tax_ids.trade(self.db, state, direction, since, until, limit)
 
     def recalls(self, after: bytes = b"", limit: int = 100, status: str = "") -> list[dict[str, Any]]:
         """A page of recalls by id, optionally of one status."""
@@ -754,6 +755,7 @@ class LedgerStore:
             "name": record.name,
             "status": record.status,
             "registered_height": record.registered_height,
+            "tax_id": record.tax_id or None,
         }
 
     def shipment(self, shipment_id: bytes) -> dict[str, Any] | None:

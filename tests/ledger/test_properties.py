@@ -16,7 +16,8 @@ from testnet import product_groups
 
 from .world import World, make_genesis
 
-SSCCS = ["00157035381410375177", "00046800294609000015"]
+# A third SSCC lets pallets hold boxes that hold units (per-child acceptance at any depth).
+SSCCS = ["00157035381410375177", "00046800294609000015", "00046800294609000022"]
 ACTIONS = ("ship", "accept", "reject", "cancel", "aggregate", "disaggregate", "retire", "return", "suspend",
            "recall", "release_recall")
 # The lifecycle of real goods (issue 13): print reports, write-offs, re-marking,
@@ -109,15 +110,25 @@ def _lifecycle_doc(
         receiver = by_id[target.document.field("receiver")]
         pallets = [c for c in target.document.field("codes") if c in SSCCS]
         if pallets and draw(st.integers(0, 4)) > 0:
-            inside = _children(world, pallets[0])
-            chosen = [pallets[0], *draw(st.lists(st.sampled_from(inside), max_size=3, unique=True))] if inside \
-                else [pallets[0]]
+            chosen = _nested_choice(world, draw, pallets[0])
         else:
             chosen = draw(st.lists(st.sampled_from(codes + SSCCS), min_size=1, max_size=4, unique=True))
         return world.doc(receiver, DocType.ACCEPT, shipment=target.id, codes=chosen)
     reason = draw(st.sampled_from(("donation", "destroyed", "confiscation", "own_use")))
     details = ACT if draw(st.booleans()) else []
     return world.doc(actor, DocType.RETIRE, reason=reason, codes=items, details=details)
+
+
+def _nested_choice(world: World, draw: st.DrawFn, sscc: str, depth: int = 0) -> list[str]:
+    """An aggregate, some of its children and, under each child that is an aggregate, some
+    of its children in turn: what a buyer lists to keep part of a pallet at any depth."""
+    inside = _children(world, sscc)
+    if not inside or depth > 4:
+        return [sscc]
+    out = [sscc]
+    for child in draw(st.lists(st.sampled_from(inside), max_size=3, unique=True)):
+        out += _nested_choice(world, draw, child, depth + 1)
+    return out
 
 
 def _check_invariants(store: LedgerStore) -> None:
@@ -157,6 +168,9 @@ def _check_invariants(store: LedgerStore) -> None:
     for sscc, record in codes.items():
         if record.kind == 1 and record.status == "introduced":
             assert record.count == sum(1 for parents in children_of.values() if sscc in parents)
+            # An aggregate's level is one above its deepest child's, however codes left it.
+            inside = [codes[k] for k, parents in children_of.items() if sscc in parents]
+            assert record.level == 1 + max((c.level for c in inside), default=0), (sscc, record)
 
 
 @given(st.data())
@@ -176,6 +190,8 @@ def test_random_documents_keep_invariants_and_replay_to_the_same_hashes(data: st
         codes += world.emit("RU", people[0], 3)  # for print reports, write-offs and re-marking
         # A pallet to begin with, so that reaggregation and per-child acceptance have one.
         world.apply_ok(world.doc(people[0], DocType.AGGREGATE, sscc=SSCCS[0], codes=codes[:3]))
+        if data.draw(st.booleans()):  # and, half the time, a pallet holding it: units in a box on a pallet
+            world.apply_ok(world.doc(people[0], DocType.AGGREGATE, sscc=SSCCS[2], codes=[SSCCS[0], codes[3]]))
         setup_height = world.store.head.height
         shipments: list[SignedDocument] = []
         recalls: list[SignedDocument] = []
