@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import DocType, KeyPair, LedgerStore, SignedDocument
+from ledger import Action, DocType, KeyPair, Layout, LedgerStore, SignedDocument, make_proposal
 from ledger._encoding import unpack_trusted
 from ledger._records import P_CHILDREN, P_CODE, P_HOLDING, P_SHIPMENT, PENDING, CodeRecord, ShipmentRecord
 from ledger._store import prefix_end
 from testnet import product_groups
 
-from .world import World, make_genesis
+from .world import CHAIN_ID, World, make_genesis
 
 # A third SSCC lets pallets hold boxes that hold units (per-child acceptance at any depth).
 SSCCS = ["00157035381410375177", "00046800294609000015", "00046800294609000022"]
@@ -22,7 +23,7 @@ ACTIONS = ("ship", "accept", "reject", "cancel", "aggregate", "disaggregate", "r
            "recall", "release_recall")
 # The lifecycle of real goods (issue 13): print reports, write-offs, re-marking,
 # reaggregation, per-child acceptance and withdrawals with their supporting documents.
-LIFECYCLE_ACTIONS = ("apply", "write_off", "remark", "reaggregate", "accept_children", "withdraw")
+LIFECYCLE_ACTIONS = ("apply", "write_off", "remark", "reaggregate", "accept_children", "withdraw", "govern_group")
 ACT = [["doc_date", 1_790_000_000_000], ["doc_number", "A-1"], ["doc_type", "act"]]
 
 
@@ -103,6 +104,8 @@ def _lifecycle_doc(
         add = draw(st.lists(st.sampled_from(codes[3:6] if draw(st.booleans()) else codes), max_size=2, unique=True))
         remove = draw(st.lists(st.sampled_from(inside or codes), max_size=max(1, len(inside) - 1), unique=True))
         return world.doc(actor, DocType.REAGGREGATE, sscc=sscc, add=add, remove=remove)
+    if action == "govern_group":
+        return _group_certificate(world, draw)
     if action == "accept_children" and shipments:
         # Mostly a pallet of the shipment with some of its children, sometimes anything.
         pending = [d for d in shipments if (world.store.shipment(d.id) or {}).get("status") == "pending"]
@@ -117,6 +120,29 @@ def _lifecycle_doc(
     reason = draw(st.sampled_from(("donation", "destroyed", "confiscation", "own_use")))
     details = ACT if draw(st.booleans()) else []
     return world.doc(actor, DocType.RETIRE, reason=reason, codes=items, details=details)
+
+
+def _group_certificate(world: World, draw: st.DrawFn) -> SignedDocument:
+    """A governance document setting water's rules (as genesis has them, without a
+    supporting document for donations, or printing serials of 7 too) or retiring it,
+    signed by three regulators (no quorum) or four; the nonce is drawn from a few, so some
+    are replays. On a chain without the catalogue it adds the group."""
+    water = next(g for g in product_groups() if g.name == "water")
+    variant = draw(st.sampled_from(("genesis", "no_deed", "short_serials", "retire")))
+    kind = Action.RETIRE_PRODUCT_GROUP if variant == "retire" else Action.SET_PRODUCT_GROUP
+    group = {
+        "genesis": water,
+        "no_deed": dataclasses.replace(water, reasons_needing_document=tuple(
+            r for r in water.reasons_needing_document or () if r != "donation")),
+        "short_serials": dataclasses.replace(water, layouts=(*water.layouts, Layout("gs1", 7, ("93",)))),
+        "retire": None,
+    }[variant]
+    proposal = make_proposal(CHAIN_ID, kind, "RU", draw(st.integers(1, 3)), world.time_ms + 600_000, group=group,
+                             group_name="water" if group is None else "")
+    signers = draw(st.sampled_from((("AM", "BY", "KG"), ("AM", "BY", "KG", "RU"))))
+    signatures = [proposal.sign(world.regulator(s)).to_list() for s in signers]
+    return world.doc(world.regulator("KZ"), DocType.GOVERNANCE, proposal=proposal.canonical_bytes(),
+                     signatures=signatures)
 
 
 def _nested_choice(world: World, draw: st.DrawFn, sscc: str, depth: int = 0) -> list[str]:
