@@ -1,8 +1,10 @@
-"""Governance by the states: membership and chain parameters change only by a quorum.
+"""Governance by the states: membership, chain parameters and the product-group table
+change only by a quorum.
 
 A governance *proposal* says what to change: add a state's node, remove it, replace its
-key and certificate, set chain parameters, or clear evidence against a state (reserved
-for the Byzantine-finality work). Its canonical bytes are signed by each member state's
+key and certificate, set chain parameters, clear evidence against a state (reserved
+for the Byzantine-finality work), or set or retire a product group of the catalogue
+(ledger/_group_table.py; `state` then names the proposing regulator's state). Its canonical bytes are signed by each member state's
 regulator (domain-separated, chain id included); a *certificate* is the proposal with
 those co-signatures. It takes effect only with valid signatures of at least
 `byzantine_quorum(n)` distinct regulators of the n member states, so that any two

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ledger import (
+    Action,
     DecodeError,
     DocType,
     KeyPair,
@@ -24,6 +25,7 @@ from ledger import (
     decode_body,
     decode_signed,
     make_document,
+    make_proposal,
     pack,
     unpack,
     withheld_details,
@@ -116,6 +118,19 @@ def by(who: str, kind: DocType, **fields: Callable[[Codes], Any] | Any) -> Calla
         values = {name: v(c) if callable(v) else v for name, v in fields.items()}
         return w.doc(k[who], kind, **values)
     return build
+
+
+def _group_doc(world: World, signers: tuple[str, ...], by: KeyPair | None = None,
+               retire: str = "") -> SignedDocument:
+    """A governance document setting dairy without its required expiry, or retiring a group."""
+    dairy = next(g for g in GROUPS if g.name == "dairy")
+    proposal = make_proposal(
+        CHAIN_ID, Action.RETIRE_PRODUCT_GROUP if retire else Action.SET_PRODUCT_GROUP, "RU", 1,
+        world.time_ms + 60_000, group=None if retire else dataclasses.replace(dairy, required=()),
+        group_name=retire,
+    )
+    signatures = [proposal.sign(_reg(s)).to_list() for s in signers]
+    return world.doc(by or _reg("KZ"), DocType.GOVERNANCE, proposal=proposal.canonical_bytes(), signatures=signatures)
 
 
 P, W, R = "producer", "wholesaler", "retailer"
@@ -233,6 +248,16 @@ CASES = [
     Case("register an auditor without a tax id", lambda w, k, c: w.doc(
         _reg("RU"), DocType.REGISTER_PARTICIPANT, public_key=seeded_key("t4").public_key, state="RU",
         roles=["auditor"], name="N"), A),
+    # governance of the group table: a quorum of regulators (4 of 5) sets or retires a group.
+    Case("set a product group with a quorum", lambda w, k, c: _group_doc(w, ("AM", "BY", "KG", "RU")), A),
+    Case("set a product group with three of five", lambda w, k, c: _group_doc(w, ("AM", "BY", "KG")),
+         Reason.NO_QUORUM),
+    Case("set a product group, submitted by a business",
+         lambda w, k, c: _group_doc(w, ("AM", "BY", "KG", "RU"), by=k[P]), Reason.FORBIDDEN_ROLE),
+    Case("retire a product group with a quorum",
+         lambda w, k, c: _group_doc(w, ("AM", "BY", "KG", "RU"), retire="water"), A),
+    Case("retire a product group the table lacks",
+         lambda w, k, c: _group_doc(w, ("AM", "BY", "KG", "RU"), retire="kvass"), Reason.INVALID_PRODUCT),
     Case("accept dated after the block", by(W, DocType.ACCEPT, shipment=lambda c: c["shipment"], codes=[],
                                             details=[["transfer_date", 1_999_999_999_999]]), Reason.FUTURE_DATE),
     # withdrawal reasons, with the supporting document where the reason needs one.
