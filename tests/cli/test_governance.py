@@ -1,10 +1,14 @@
 """`tamga governance propose|sign|submit|show` round trip against a three-state network:
-a quorum of regulators (2 of 3) changes a chain parameter; one signature does not."""
+a quorum of regulators (2 of 3) changes a chain parameter or the product-group table; one
+signature does not."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+from testnet import poll_until
 
 from .conftest import World, as_json, fails, ok
 
@@ -103,6 +107,14 @@ def test_a_quorum_sets_a_product_group_that_then_takes_products(world: World, tm
     (kvass,) = [g for g in table["groups"] if g["name"] == "kvass"]
     assert kvass["status"] == "active" and kvass["reasons_needing_document"] == ["destroyed"]
     assert "kvass" in ok(["product", "groups", *world.node_args(ru.node)]).stdout
+
+    # Every node applies the change: each lists the same table (the block's state hash,
+    # which every node attests, covers it: tests/ledger/test_group_governance.py).
+    def tables() -> list[Any]:
+        return [as_json(ok(["product", "groups", *world.node_args(r.node), "--json"]))["groups"]
+                for r in world.regulators.values()]
+
+    poll_until(lambda: all(t == table["groups"] for t in tables()), 20.0, "every node lists the new group")
     ok(product)
     assert as_json(ok(["product", "show", "02900002317701", *world.node_args(ru.node), "--json"]))[
         "group_status"] == "active"
