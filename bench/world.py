@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger import (
     DOMAIN_DOCUMENT,
     MEMBER_STATES,
+    TAXPAYING_ROLES,
     DocType,
     Genesis,
     KeyPair,
@@ -27,6 +28,7 @@ from ledger import (
     make_document,
     signing_bytes,
 )
+from testnet import demo_tax_id
 
 CHAIN_ID = "tamga-bench"
 GENESIS_TIME_MS = 1_790_000_000_000
@@ -103,6 +105,9 @@ class World:
             self.doc(
                 self.regulator(state), DocType.REGISTER_PARTICIPANT,
                 public_key=key.public_key, state=state, roles=sorted(roles), name=name,
+                # Businesses give a tax id on a chain with the catalogue (ledger/_tax_ids.py).
+                **({"tax_id": demo_tax_id(state, self._nonce)}
+                   if TAXPAYING_ROLES.intersection(roles) and self.genesis.product_groups else {}),
             )
         )
         return key

@@ -317,6 +317,8 @@ def accept(shipment: str, codes: tuple[str, ...], codes_file: IO[bytes] | None, 
            **params: Any) -> None:
     """Accept a shipment sent to you: all of it, or only the CODES given. To keep only some
     codes of a pallet, give the pallet and those codes: the rest go back to the shipper.
+    This works at any depth: give the pallet, the box and the packs of the box to keep
+    (each code's aggregate is listed too); a box listed without any of its codes is kept whole.
 
     Waits until the acceptance is final (--no-final: only committed): ownership passes.
     """

@@ -50,10 +50,11 @@ class GovernanceFileError(ledger.LedgerError):
 
 @click.group()
 def governance() -> None:
-    """Membership and chain parameters, changed only by a quorum of regulators.
+    """Membership, chain parameters and the product-group table, changed only by a quorum of regulators.
 
     \b
-    propose  write a proposal file (add, remove or replace a state's node, set parameters)
+    propose  write a proposal file (add, remove or replace a state's node, set parameters,
+             set or retire a product group)
     sign     add your regulator's co-signature to the file
     submit   file the co-signed proposal as a governance document
     show     print a proposal (file or on the chain), its signatures and whether a quorum signed
@@ -120,6 +121,29 @@ def verdict_json(
 # -- commands ------------------------------------------------------------------------------
 
 
+def _group(action: str, group_file: Path | None, group_name: str | None) -> ledger.ProductGroup | None:
+    """The group a set_product_group proposal carries, read from its JSON file."""
+    if (group_file is not None) != (action == ledger.Action.SET_PRODUCT_GROUP):
+        raise click.UsageError("set_product_group needs --group-file; other actions take none")
+    if bool(group_name) != (action == ledger.Action.RETIRE_PRODUCT_GROUP):
+        raise click.UsageError("retire_product_group needs --group; other actions take none")
+    if group_file is None:
+        return None
+    try:
+        obj = json.loads(group_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GovernanceFileError(f"cannot read {group_file}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise GovernanceFileError(f"{group_file} is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise GovernanceFileError(f"{group_file}: a product group is a JSON object")
+    obj.pop("status", None)  # a group as `tamga product groups --json` prints it
+    try:
+        return ledger.ProductGroup.from_json(obj)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise GovernanceFileError(f"{group_file}: not a product group ({exc!r})") from None
+
+
 def _params(values: tuple[str, ...]) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in values:
@@ -141,6 +165,11 @@ def _params(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--api-url", metavar="URL", help="add/replace: the node's client API URL.")
 @click.option("--param", "params", metavar="NAME=VALUE", multiple=True,
               help=f"set_params: a chain parameter ({', '.join(ledger.param_names())}); repeat for several.")
+@click.option("--group-file", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="set_product_group: the group as JSON, as genesis's product_groups write one (name, "
+                   "title, layouts, required, withdrawal_reasons, reasons_needing_document, documents); "
+                   "`tamga product groups --json` prints the table in force.")
+@click.option("--group", "group_name", metavar="NAME", help="retire_product_group: the group's name.")
 @click.option("--epoch", metavar="N", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="add/remove/replace: the membership epoch the change is made for (`membership.epoch` "
                    "in a node's status); the certificate applies only at that epoch, so it cannot be "
@@ -153,9 +182,12 @@ def _params(values: tuple[str, ...]) -> dict[str, int]:
               help="Where to write the proposal file.")
 @json_option
 def propose(action: str, state: str, node_key: str | None, tls_cert_sha256: str | None,
-            peer_address: str | None, api_url: str | None, params: tuple[str, ...], epoch: int,
-            expires_in: int, chain_id: str | None, genesis: Path | None, out: Path, as_json: bool) -> None:
-    """Write a new proposal file, with no signature yet."""
+            peer_address: str | None, api_url: str | None, params: tuple[str, ...], group_file: Path | None,
+            group_name: str | None, epoch: int, expires_in: int, chain_id: str | None, genesis: Path | None,
+            out: Path, as_json: bool) -> None:
+    """Write a new proposal file, with no signature yet.
+
+    For a product group, --state names the proposing regulator's state."""
     if chain_id is None:
         if genesis is None:
             raise click.UsageError("give --chain-id or --genesis (TAMGA_GENESIS)")
@@ -173,12 +205,14 @@ def propose(action: str, state: str, node_key: str | None, tls_cert_sha256: str 
         raise click.UsageError(f"{action} takes no node options")
     if params and action != ledger.Action.SET_PARAMS:
         raise click.UsageError(f"{action} takes no --param")
-    if epoch and action in (ledger.Action.SET_PARAMS, ledger.Action.CLEAR_EVIDENCE):
+    if epoch and action not in ledger.MEMBERSHIP_ACTIONS:
         raise click.UsageError(f"{action} takes no --epoch: only membership changes name one")
+    group = _group(action, group_file, group_name)
     # A random nonce keeps two proposals of the same change distinct documents.
     expires = int(time.time() * 1000) + expires_in * 3_600_000
     proposal = ledger.make_proposal(chain_id, action, state.upper(), secrets.randbits(63), expires, node=node,
-                                    params=_params(params), epoch=epoch)
+                                    params=_params(params), epoch=epoch, group=group,
+                                    group_name=group_name or "")
     write_file(out, proposal.canonical_bytes(), [])
     if as_json:
         print_json(file_json(proposal.canonical_bytes(), []))
@@ -277,6 +311,14 @@ def _lines(view: dict[str, Any]) -> list[tuple[str, Any]]:
         lines.append((name.replace("_", " "), value))
     for name, value in (p.get("params") or {}).items():
         lines.append((name, value))
+    group = p.get("product_group")
+    if group is not None:
+        lines.append(("product group", f"{group['name']}: {group.get('title', '')}"))
+        for name in ("layouts", "required", "withdrawal_reasons", "reasons_needing_document", "documents"):
+            if name in group:
+                lines.append((f"  {name.replace('_', ' ')}", group[name]))
+    if p.get("retire_product_group"):
+        lines.append(("retire product group", p["retire_product_group"]))
     lines.append(("signed by", [s["regulator"] for s in view["signatures"]]))
     quorum = view.get("quorum")
     if quorum is None:

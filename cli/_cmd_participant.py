@@ -42,20 +42,29 @@ def read_public_key(value: str) -> bytes:
               help="A role of the participant; repeat for several.")
 @click.option("--name", required=True, help="The participant's name, for people.")
 @click.option("--state", metavar="XX", help="Member state (default: the regulator's own).")
+@click.option("--tax-id", metavar="DIGITS",
+              help="The participant's tax id: RU INN (10 or 12 digits), KZ BIN (12), BY UNP (9), AM TIN (8), "
+                   "KG INN (14). A business needs one on a chain with the product catalogue; a regulator or "
+                   "an auditor may go without.")
 @node_option
 @key_option(required=True)
 @genesis_option()
 @wait_options
 @json_option
-def register(public_key: str, roles: tuple[str, ...], name: str, state: str | None, node: str, key: Path,
-             genesis: Path | None, wait: bool, final: bool, timeout: float, as_json: bool) -> None:
+def register(public_key: str, roles: tuple[str, ...], name: str, state: str | None, tax_id: str | None,
+             node: str, key: Path, genesis: Path | None, wait: bool, final: bool, timeout: float,
+             as_json: bool) -> None:
     """Register a participant (regulator only); print its participant id.
 
     PUBLIC_KEY is 64 hex digits, PEM, or a file such as the FILE.pub `tamga keys new` wrote.
     """
     raw = read_public_key(public_key)
+    if tax_id is not None:
+        tax_id = tax_id.strip()
+        if not tax_id.isascii() or not tax_id.isdigit():
+            raise click.BadParameter(f"{tax_id!r} is not a tax id (digits only)", param_hint="--tax-id")
     session = make_session(node, key, genesis, wait_mode(wait, final), timeout)
-    outcome = session.register(raw, roles, name, state.upper() if state else None)
+    outcome = session.register(raw, roles, name, state.upper() if state else None, tax_id)
     report(outcome, as_json, [outcome.extra["participant"]])
 
 
@@ -117,7 +126,7 @@ def show(participant_id: str, node: str, genesis: Path | None, key: Path | None,
     if as_json:
         print_json(record)
         return
-    order = ("id", "name", "state", "roles", "status", "registered_height", "public_key")
+    order = ("id", "name", "state", "tax_id", "roles", "status", "registered_height", "public_key")
     click.echo("\n".join(kv_lines([(k.replace("_", " "), record.get(k)) for k in order if k in record])))
 
 

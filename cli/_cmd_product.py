@@ -100,3 +100,27 @@ def list_products(group: str | None, after: str | None, limit: int, node: str, g
         click.echo(f"{item['gtin']}  {item['group']:<14} {item['tnved']:<10} {item['state']}  {item['name']}")
     if page.get("next"):
         click.echo(f"more after {page['next']} (--after {page['next']})", err=True)
+
+
+@product.command("groups")
+@node_option
+@key_option(required=False)
+@json_option
+def groups(node: str, genesis: Path | None, key: Path | None, as_json: bool) -> None:
+    """The product-group table in force: genesis's, as governance documents last set it."""
+    table = make_client(node, key, genesis).product_groups()
+    if as_json:
+        print_json(table)
+        return
+    for group in table.get("groups", []):
+        layouts = "; ".join(_layout_text(layout) for layout in group.get("layouts", []))
+        click.echo(f"{group['name']:<16} {group.get('status', 'active'):<8} {group.get('title', '')}")
+        lines = [
+            ("layouts", layouts),
+            ("required", ", ".join(group.get("required", [])) or "-"),
+            ("withdrawal reasons", ", ".join(group.get("withdrawal_reasons", [])) or "-"),
+            ("needing a document", ", ".join(group.get("reasons_needing_document", [])) or "-"),
+            ("documents", ", ".join(group.get("documents", [])) or "-"),
+        ]
+        click.echo("\n".join("  " + line for line in kv_lines(lines)))
+

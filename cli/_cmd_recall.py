@@ -284,5 +284,11 @@ def trade(state: str, direction: str, since: int, until: int | None, limit: int,
         units = sum(p["units"] for p in record.get("products", []))
         exporter, importer = record.get("exporter", {}), record.get("importer", {})
         click.echo(f"block {record.get('height')}  {record.get('kind'):<7} "
-                   f"{exporter.get('state')} {exporter.get('id') or '-'} -> "
-                   f"{importer.get('state')} {importer.get('id')}  {units} unit(s)  {record.get('document')}")
+                   f"{exporter.get('state')} {exporter.get('id') or '-'}{_tax_id_text(exporter)} -> "
+                   f"{importer.get('state')} {importer.get('id')}{_tax_id_text(importer)}  {units} unit(s)  "
+                   f"{record.get('document')}")
+
+
+def _tax_id_text(party: dict[str, Any]) -> str:
+    """The party's tax id (ledger/_tax_ids.py), where its registration gave one."""
+    return f" (tax id {party['tax_id']})" if party.get("tax_id") else ""

@@ -93,7 +93,8 @@ class Session:
         return str(record["state"])
 
     def register(
-        self, public_key: bytes, roles: Sequence[str], name: str, state: str | None = None
+        self, public_key: bytes, roles: Sequence[str], name: str, state: str | None = None,
+        tax_id: str | None = None,
     ) -> Outcome:
         pid = ledger.participant_id(public_key)
         return self.submit(
@@ -103,6 +104,8 @@ class Session:
             state=state or self.own_state(),
             roles=sorted(set(roles)),
             name=name,
+            # Left out when not given: a registration without one keeps the body of before.
+            **({"tax_id": tax_id} if tax_id else {}),
         )
 
     def revoke(self, pid: str) -> Outcome:

@@ -203,7 +203,7 @@ class Tracker:
         """Follow one applied document."""
         kind = doc.type
         if kind is ledger.DocType.REGISTER_PARTICIPANT:
-            public_key, state, _roles, _name = doc.payload
+            public_key, state = doc.payload[:2]
             self.states[ledger.participant_id(public_key)] = state
         elif kind is ledger.DocType.SHIP:
             receiver, items = doc.payload[:2]

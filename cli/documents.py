@@ -70,6 +70,7 @@ REASON_WORDS: dict[str, str] = {
     "recalled": "recalled: it may only go back to its producer or be destroyed",
     "unknown_recall": "unknown recall",
     "unknown_import": "unknown customs import",
+    "bad_tax_id": "tax id missing or of the wrong shape for its state",
 }
 
 

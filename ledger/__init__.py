@@ -394,3 +394,24 @@ __all__ += [
     "DETAIL_NAMES", "WITHDRAWAL_REASONS", "WRITE_OFF_REASONS", "document_json_for", "withheld_details",
     "withhold_in_json",
 ]
+
+# The governed product-group table (issue 13): genesis's, as governance documents set it.
+from ._governance import GROUP_ACTIONS, MEMBERSHIP_ACTIONS  # noqa: E402
+from ._group_table import GROUP_ACTIVE, GROUP_RETIRED, GroupTable, governed_groups  # noqa: E402
+
+__all__ += [
+    "GROUP_ACTIONS", "GROUP_ACTIVE", "GROUP_RETIRED", "GroupTable", "MEMBERSHIP_ACTIONS", "governed_groups",
+]
+
+# Tax ids of participants and the trade records that name the parties by them (issue 13).
+# derive_trade_record: this one takes the parties' tax ids and counts a per-child accept
+# at any depth; it replaces ledger._recall's in the package's names.
+from ._tax_ids import (  # noqa: E402
+    TAX_ID_DIGITS,
+    TAXPAYING_ROLES,
+    derive_trade_record,  # noqa: F811
+    kept_unit_counts,
+    tax_id_problem,
+)
+
+__all__ += ["TAX_ID_DIGITS", "TAXPAYING_ROLES", "kept_unit_counts", "tax_id_problem"]

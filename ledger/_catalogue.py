@@ -53,6 +53,15 @@ def _names(what: str, values: Any) -> tuple[str, ...]:
     return tuple(values)
 
 
+def _optional_names(what: str, values: Any) -> tuple[str, ...] | None:
+    return None if values is None else _names(what, values)
+
+
+# The rule of a table from before `reasons_needing_document`: every withdrawal reason but
+# the sales needs its supporting document.
+LEGACY_REASONS_WITHOUT_DOCUMENT = frozenset(("retail_sale", "remote_sale"))
+
+
 @dataclass(frozen=True, slots=True)
 class ProductGroup:
     """One row of the group table in genesis."""
@@ -63,6 +72,12 @@ class ProductGroup:
     required: tuple[str, ...] = ()  # attribute AIs that `introduce` must give
     withdrawal_reasons: tuple[str, ...] = ()  # the `retire` reasons the group uses
     documents: tuple[str, ...] = ()  # the document types the group uses
+    # The withdrawal reasons whose supporting document (type, number, date) the group's
+    # rules require: data, so a state that starts asking for a deed changes the table,
+    # not the code. None in a table written before the field (its genesis keeps its
+    # hash): then every reason but the sales, whose fiscal receipt is the cash
+    # register's, needs one, as the ledger required before the table said so.
+    reasons_needing_document: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
@@ -78,6 +93,17 @@ class ProductGroup:
             raise DecodeError(f"product group {self.name}: required attributes are sorted AIs among {among}")
         _names(f"product group {self.name}: withdrawal_reasons", self.withdrawal_reasons)
         _names(f"product group {self.name}: documents", self.documents)
+        if self.reasons_needing_document is not None:
+            what = f"product group {self.name}: reasons_needing_document"
+            _names(what, self.reasons_needing_document)
+            if not set(self.reasons_needing_document) <= set(self.withdrawal_reasons):
+                raise DecodeError(f"{what} must be among its withdrawal_reasons")
+
+    def needs_document(self, reason: str) -> bool:
+        """Whether a withdrawal for `reason` needs its supporting document."""
+        if self.reasons_needing_document is None:
+            return reason not in LEGACY_REASONS_WITHOUT_DOCUMENT
+        return reason in self.reasons_needing_document
 
     @property
     def attribute_ais(self) -> frozenset[str]:
@@ -97,6 +123,8 @@ class ProductGroup:
             list(self.required),
             list(self.withdrawal_reasons),
             list(self.documents),
+            # Only when the table names it, so that a genesis from before keeps its hash.
+            *([list(self.reasons_needing_document)] if self.reasons_needing_document is not None else []),
         ]
 
     def to_json(self) -> dict[str, Any]:
@@ -107,6 +135,8 @@ class ProductGroup:
             "required": list(self.required),
             "withdrawal_reasons": list(self.withdrawal_reasons),
             "documents": list(self.documents),
+            **({"reasons_needing_document": list(self.reasons_needing_document)}
+               if self.reasons_needing_document is not None else {}),
         }
 
     @classmethod
@@ -122,7 +152,36 @@ class ProductGroup:
             tuple(obj.get("required", ())),
             _names("withdrawal_reasons", obj.get("withdrawal_reasons", [])),
             _names("documents", obj.get("documents", [])),
+            _optional_names("reasons_needing_document", obj.get("reasons_needing_document")),
         )
+
+    @classmethod
+    def from_list(cls, value: Any) -> ProductGroup:
+        """A group from its canonical list form (as a governance proposal carries it),
+        with every check; anything else raises DecodeError."""
+        if not isinstance(value, list) or len(value) not in (6, 7):
+            raise DecodeError("a product group is [name, title, layouts, required, withdrawal "
+                              "reasons, documents, reasons needing a document]")
+        name, title, layouts, required, reasons, documents, *rest = value
+        if not isinstance(layouts, list) or not 0 < len(layouts) <= LAYOUTS_PER_GROUP_MAX:
+            raise DecodeError(f"a product group has 1 to {LAYOUTS_PER_GROUP_MAX} layouts")
+        parsed = []
+        for layout in layouts:
+            if (not isinstance(layout, list) or len(layout) != 3 or not isinstance(layout[0], str)
+                    or not isinstance(layout[2], list) or not all(isinstance(ai, str) for ai in layout[2])):
+                raise DecodeError("a layout is [form, serial characters, [AI, ...]]")
+            try:
+                parsed.append(Layout(layout[0], layout[1], tuple(layout[2])))
+            except CodeError as exc:
+                raise DecodeError(f"product group {name!r}: {exc.message}") from exc
+        if not isinstance(required, list) or not all(isinstance(ai, str) for ai in required):
+            raise DecodeError("required is a list of AIs")
+        group = cls(name, title, tuple(parsed), tuple(required), _names("withdrawal_reasons", reasons),
+                    _names("documents", documents),
+                    _names("reasons_needing_document", rest[0]) if rest else None)
+        if group.to_list() != value:
+            raise DecodeError("the product group's encoding is not canonical")
+        return group
 
 
 def groups_from_json(values: Any) -> tuple[ProductGroup, ...]:

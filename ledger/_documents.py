@@ -117,6 +117,10 @@ class Field(enum.Enum):
     # dates, the supporting document, commercial fields. Optional and trailing, like
     # ATTRIBUTES: left out when empty, so a document from before keeps its bytes and id.
     DETAILS = "details"
+    # A participant's tax id (INN, BIN, UNP, TIN): digits, optional and trailing like
+    # DETAILS, so a registration from before keeps its bytes; its shape per member state
+    # is the state machine's verdict (ledger/_tax_ids.py).
+    TAX_ID = "tax_id"
 
 
 PAYLOADS: dict[DocType, tuple[tuple[str, Field], ...]] = {
@@ -189,11 +193,14 @@ for _kind in (
 ):
     PAYLOADS[_kind] = (*PAYLOADS[_kind], ("details", Field.DETAILS))
 PAYLOADS[DocType.RETIRE] = (("reason", Field.WITHDRAWAL), *PAYLOADS[DocType.RETIRE][1:])
+# Tax ids (issue 13: trade records name the exporter's and importer's): an optional
+# trailing field of a registration.
+PAYLOADS[DocType.REGISTER_PARTICIPANT] = (*PAYLOADS[DocType.REGISTER_PARTICIPANT], ("tax_id", Field.TAX_ID))
 
 # Types whose last field is optional: left out of the body when empty, so a document
 # from before the field existed keeps its bytes and its id, and present only when not
 # empty, so each document has one body.
-OPTIONAL_FIELDS = frozenset((Field.ATTRIBUTES, Field.DETAILS))
+OPTIONAL_FIELDS = frozenset((Field.ATTRIBUTES, Field.DETAILS, Field.TAX_ID))
 OPTIONAL_LAST = frozenset(kind for kind, spec in PAYLOADS.items() if spec and spec[-1][1] in OPTIONAL_FIELDS)
 
 
@@ -345,6 +352,23 @@ def _check_details(name: str, value: Any) -> Any:
     return value
 
 
+# The longest tax id of a member state is Kyrgyzstan's 14-digit INN, the shortest
+# Armenia's 8-digit TIN (ledger/_tax_ids.py checks each state's shape).
+TAX_ID_DIGITS_MIN = 8
+TAX_ID_DIGITS_MAX = 14
+
+
+def _check_tax_id(name: str, value: Any) -> Any:
+    # [] is how an optional trailing field is left out (see OPTIONAL_TRAILING): no tax id.
+    # An explicit "" is refused, so that a registration without one has one body.
+    if isinstance(value, list) and not value:
+        return ""
+    if (not isinstance(value, str) or not TAX_ID_DIGITS_MIN <= len(value) <= TAX_ID_DIGITS_MAX
+            or not value.isascii() or not value.isdigit()):
+        raise DecodeError(f"{name} must be {TAX_ID_DIGITS_MIN} to {TAX_ID_DIGITS_MAX} digits")
+    return value
+
+
 _CHECKS: dict[Field, Callable[[str, Any], Any]] = {
     Field.PUBLIC_KEY: _check_bytes32,
     Field.HASH: _check_bytes32,
@@ -364,6 +388,7 @@ _CHECKS: dict[Field, Callable[[str, Any], Any]] = {
     Field.WITHDRAWAL: _check_among(WITHDRAWAL_REASONS),
     Field.WRITE_OFF_REASON: _check_among(WRITE_OFF_REASONS),
     Field.DETAILS: _check_details,
+    Field.TAX_ID: lambda name, value: _check_tax_id(name, value),
 }
 
 

@@ -1,8 +1,10 @@
-"""Governance by the states: membership and chain parameters change only by a quorum.
+"""Governance by the states: membership, chain parameters and the product-group table
+change only by a quorum.
 
 A governance *proposal* says what to change: add a state's node, remove it, replace its
-key and certificate, set chain parameters, or clear evidence against a state (reserved
-for the Byzantine-finality work). Its canonical bytes are signed by each member state's
+key and certificate, set chain parameters, clear evidence against a state (reserved
+for the Byzantine-finality work), or set or retire a product group of the catalogue
+(ledger/_group_table.py; `state` then names the proposing regulator's state). Its canonical bytes are signed by each member state's
 regulator (domain-separated, chain id included); a *certificate* is the proposal with
 those co-signatures. It takes effect only with valid signatures of at least
 `byzantine_quorum(n)` distinct regulators of the n member states, so that any two
@@ -47,9 +49,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._catalogue import ProductGroup
 from ._encoding import pack, pack_trusted, unpack, unpack_trusted
 from ._errors import DecodeError
 from ._genesis import ChainParams, Genesis, MemberState
+from ._group_table import K_GROUP_TABLE, governed_groups
 from ._identity import (
     PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,
@@ -63,6 +67,9 @@ from ._reasons import Reason
 DOMAIN_GOVERNANCE = b"tamga/governance/v1"
 # Format 2 added the membership epoch (format 1 certificates could be replayed).
 PROPOSAL_FORMAT = 2
+# Format 3: a product-group proposal, format 2's fields and the group (or the name of the
+# group retired). Only group actions use it, so every other proposal keeps its bytes.
+GROUP_PROPOSAL_FORMAT = 3
 # A proposal is a few hundred bytes; 16 KiB leaves room for many parameters and bounds
 # what a document (and a Raft configuration change) can make every node decode.
 PROPOSAL_BYTES_MAX = 16 << 10
@@ -95,8 +102,13 @@ class Action(enum.StrEnum):
     # Clears the equivocation evidence held against a state (ledger.Evidence) about
     # heights below the block that applies it: its node may lead again.
     CLEAR_EVIDENCE = "clear_evidence"
+    # The catalogue's product-group table (ledger/_group_table.py): add or replace one
+    # group, or retire one (no new products, no new codes).
+    SET_PRODUCT_GROUP = "set_product_group"
+    RETIRE_PRODUCT_GROUP = "retire_product_group"
 
 
+GROUP_ACTIONS = frozenset((Action.SET_PRODUCT_GROUP, Action.RETIRE_PRODUCT_GROUP))
 _WITH_NODE = frozenset((Action.ADD_NODE, Action.REPLACE_NODE))
 MEMBERSHIP_ACTIONS = frozenset((Action.ADD_NODE, Action.REMOVE_NODE, Action.REPLACE_NODE))
 
@@ -181,11 +193,19 @@ class Proposal:
     # The membership epoch a membership proposal is made for (0: genesis's membership);
     # other actions carry 0 and ignore it.
     epoch: int = 0
+    # set_product_group: the group; retire_product_group: the name of the group.
+    group: ProductGroup | None = None
+    group_name: str = ""
 
     def canonical_bytes(self) -> bytes:
+        subject: list[Any] = []
+        if self.action is Action.SET_PRODUCT_GROUP:
+            subject = [self.group.to_list() if self.group is not None else None]
+        elif self.action is Action.RETIRE_PRODUCT_GROUP:
+            subject = [self.group_name]
         return pack(
             [
-                PROPOSAL_FORMAT,
+                GROUP_PROPOSAL_FORMAT if self.action in GROUP_ACTIONS else PROPOSAL_FORMAT,
                 self.chain_id,
                 self.action.value,
                 self.state,
@@ -194,6 +214,7 @@ class Proposal:
                 self.node.to_list() if self.node is not None else None,
                 [[name, value] for name, value in self.params],
                 self.epoch,
+                *subject,
             ]
         )
 
@@ -218,6 +239,10 @@ class Proposal:
             out["node"] = self.node.to_json()
         if self.params:
             out["params"] = dict(self.params)
+        if self.group is not None:
+            out["product_group"] = self.group.to_json()
+        if self.group_name:
+            out["retire_product_group"] = self.group_name
         return out
 
 
@@ -234,6 +259,8 @@ def make_proposal(
     node: NodeSpec | None = None,
     params: Mapping[str, int] | None = None,
     epoch: int = 0,
+    group: ProductGroup | None = None,
+    group_name: str = "",
 ) -> Proposal:
     """A proposal with every structural check (the bytes are decoded back to be sure)."""
     try:
@@ -241,7 +268,13 @@ def make_proposal(
     except ValueError:
         raise DecodeError(f"unknown governance action {action!r}") from None
     ordered = tuple(sorted((params or {}).items()))
-    proposal = Proposal(chain_id, kind, state, nonce, expires_at_ms, node, ordered, epoch)
+    if (group is not None) != (kind is Action.SET_PRODUCT_GROUP):
+        raise DecodeError(f"{kind.value} {'needs' if kind is Action.SET_PRODUCT_GROUP else 'takes no'} group")
+    if bool(group_name) != (kind is Action.RETIRE_PRODUCT_GROUP):
+        raise DecodeError(
+            f"{kind.value} {'needs' if kind is Action.RETIRE_PRODUCT_GROUP else 'takes no'} group name"
+        )
+    proposal = Proposal(chain_id, kind, state, nonce, expires_at_ms, node, ordered, epoch, group, group_name)
     try:
         raw = proposal.canonical_bytes()
     except (TypeError, ValueError, OverflowError) as exc:
@@ -254,10 +287,11 @@ def decode_proposal(raw: bytes) -> Proposal:
     if not isinstance(raw, bytes) or len(raw) > PROPOSAL_BYTES_MAX:
         raise DecodeError(f"a proposal is at most {PROPOSAL_BYTES_MAX} bytes")
     value = unpack(raw)
-    if not isinstance(value, list) or len(value) != 9:
-        raise DecodeError("a proposal is an array of 9 fields")
-    version, chain_id, action, state, nonce, expires, node, params, epoch = value
-    if version != PROPOSAL_FORMAT or type(version) is not int:
+    if not isinstance(value, list) or len(value) not in (9, 10):
+        raise DecodeError("a proposal is an array of 9 fields (10 for a product group)")
+    version, chain_id, action, state, nonce, expires, node, params, epoch, *subject = value
+    expected = GROUP_PROPOSAL_FORMAT if subject else PROPOSAL_FORMAT
+    if version != expected or type(version) is not int:
         raise DecodeError(f"unsupported proposal format {version!r}")
     if not isinstance(chain_id, str) or not 0 < len(chain_id) <= 64:
         raise DecodeError("chain_id must be text of 1 to 64 characters")
@@ -276,10 +310,23 @@ def decode_proposal(raw: bytes) -> Proposal:
     checked = _check_params(params, kind)
     if epoch and kind not in MEMBERSHIP_ACTIONS:
         raise DecodeError(f"{kind.value} carries epoch 0: only membership changes name an epoch")
-    proposal = Proposal(chain_id, kind, state, nonce, expires, spec, checked, epoch)
+    if bool(subject) != (kind in GROUP_ACTIONS):
+        raise DecodeError(f"{kind.value} {'needs' if kind in GROUP_ACTIONS else 'takes no'} product group")
+    group, group_name = _check_subject(kind, subject[0] if subject else None)
+    proposal = Proposal(chain_id, kind, state, nonce, expires, spec, checked, epoch, group, group_name)
     if proposal.canonical_bytes() != raw:
         raise DecodeError("the proposal's encoding is not canonical")
     return proposal
+
+
+def _check_subject(kind: Action, subject: Any) -> tuple[ProductGroup | None, str]:
+    if kind is Action.SET_PRODUCT_GROUP:
+        return ProductGroup.from_list(subject), ""
+    if kind is Action.RETIRE_PRODUCT_GROUP:
+        if not isinstance(subject, str) or not 0 < len(subject) <= 32:
+            raise DecodeError("retire_product_group names the group (text of 1 to 32 characters)")
+        return None, subject
+    return None, ""
 
 
 def _check_params(params: Any, kind: Action) -> tuple[tuple[str, int], ...]:
@@ -563,6 +610,8 @@ def _action_writes(
         return {_K_PARAMS: pack_trusted([[n, getattr(params, n)] for n in param_names()])}
     if action is Action.CLEAR_EVIDENCE:
         return {}  # the height it applies at is written by governance_writes
+    if action in GROUP_ACTIONS:
+        return _group_writes(genesis, reader, proposal)
     if action is Action.ADD_NODE:
         if current.status == ACTIVE:
             raise GovernanceRefused(Reason.ALREADY_EXISTS, f"{state}'s node is a member already")
@@ -580,6 +629,25 @@ def _action_writes(
     if active == [state]:
         raise GovernanceRefused(Reason.WRONG_STATUS, f"{state}'s node is the last one and cannot be removed")
     return {key: MemberRecord(REMOVED, current.node, pid, certificate).pack()}
+
+
+def _group_writes(genesis: Genesis, reader: Reader, proposal: Proposal) -> dict[bytes, bytes]:
+    """The group table with one group set or retired, written whole (ledger/_group_table.py)."""
+    table = governed_groups(reader, genesis.product_groups)
+    if proposal.group is not None:
+        try:
+            changed = table.with_group(proposal.group)
+        except DecodeError as exc:
+            raise GovernanceRefused(Reason.WRONG_STATUS, str(exc)) from None
+    else:
+        name = proposal.group_name
+        if name not in table.groups:
+            raise GovernanceRefused(Reason.INVALID_PRODUCT,
+                                    f"the table in force has no product group {name!r}")
+        if name in table.retired:
+            raise GovernanceRefused(Reason.WRONG_STATUS, f"product group {name} is retired already")
+        changed = table.without(name)
+    return {K_GROUP_TABLE: changed.pack()}
 
 
 def evidence_cleared_below(reader: Reader, state: str) -> int:
@@ -635,6 +703,7 @@ def next_conf_change(
 
 __all__ = [
     "ACTIVE",
+    "GROUP_ACTIONS",
     "DOMAIN_GOVERNANCE",
     "REMOVED",
     "Action",

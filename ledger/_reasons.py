@@ -67,6 +67,9 @@ class Reason(enum.StrEnum):
     RECALLED = "recalled"  # a move of a code an active recall holds, other than the allowed ones
     UNKNOWN_RECALL = "unknown_recall"  # a release of a recall the chain does not hold
     UNKNOWN_IMPORT = "unknown_import"  # a confirmation of an import the chain does not hold
+    # Tax ids (issue 13): a registration's tax id of the wrong shape for its state, or a
+    # business registering without one on a chain with the catalogue.
+    BAD_TAX_ID = "bad_tax_id"
 
 
 @dataclass(frozen=True, slots=True)

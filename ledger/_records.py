@@ -165,6 +165,9 @@ class ParticipantRecord:
     name: str
     status: str
     registered_height: int
+    # The tax id its registration gave (ledger/_tax_ids.py); "" when none, and then left
+    # out of the stored record, so that a record from before keeps its bytes.
+    tax_id: str = ""
 
     def pack(self) -> bytes:
         return pack_trusted(
@@ -175,6 +178,7 @@ class ParticipantRecord:
                 self.name,
                 self.status,
                 self.registered_height,
+                *([self.tax_id] if self.tax_id else []),
             ]
         )
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
 from . import _recall as recall
+from . import _tax_ids as tax_ids
 from ._admission import RECORDED_REFUSALS, admission
 from ._catalogue import (
     TNVED_RE,
@@ -42,6 +43,7 @@ from ._encoding import pack_trusted, unpack_trusted
 from ._errors import DecodeError, InvariantError
 from ._genesis import ChainParams, Genesis
 from ._governance import GovernanceRefused, governance_writes, governed_params
+from ._group_table import K_GROUP_TABLE, governed_groups
 from ._identity import DOMAIN_DOCUMENT, Verifier, participant_id
 from ._inbox import Involvement, involvement
 from ._reasons import APPLIED, Reason, Result
@@ -196,6 +198,9 @@ class StateMachine:
         # The catalogue's group table; empty on a chain from before the catalogue,
         # which then keeps the rules it was built under (see _catalogue.py).
         self.groups = {g.name: g for g in genesis.product_groups}
+        # Groups closed to new products and codes (ledger/_group_table.py); like `groups`,
+        # the table in force, read at each block and after a governance document sets it.
+        self.retired_groups: frozenset[str] = frozenset()
         self._participants: dict[bytes, ParticipantRecord] = {}
 
     # The same few thousand participants sign block after block; decoding their record
@@ -230,6 +235,7 @@ class StateMachine:
         overlay = _Overlay(reader)
         # The parameters in force: genesis's, as governance documents last set them.
         self.params = governed_params(reader, self.genesis)
+        self.read_groups(reader)
         within = within_block_limits(documents, self.params)
         if verified is None:
             verified = self._verify_ahead(reader, documents[:within]).__contains__
@@ -254,6 +260,12 @@ class StateMachine:
             results.append(BLOCK_FULL_RESULT)
         return BlockOutcome(results, overlay.block, signed_documents, involved)
 
+
+    def read_groups(self, reader: Reader) -> None:
+        """Take the product-group table in force in the state `reader` reads."""
+        table = governed_groups(reader, self.genesis.product_groups)
+        self.groups = dict(table.groups)
+        self.retired_groups = table.retired
 
     def _verify_ahead(self, reader: Reader, documents: Sequence[bytes]) -> set[bytes]:
         """The verified keys of the block's documents whose signatures verify against keys known
@@ -538,13 +550,17 @@ def _first_repeat(keys: Sequence[str]) -> str:
 
 
 def _register(ctx: _Context) -> None:
-    public_key, state, roles, name = ctx.doc.payload
+    public_key, state, roles, name, tax_id = ctx.doc.payload
     if ctx.regulator_state() != state:
         raise Rejected(Reason.WRONG_STATE, f"only the regulator of {state} registers its participants")
+    # Businesses give their tax id on chains with the catalogue (ledger/_tax_ids.py).
+    problem = tax_ids.tax_id_problem(state, tax_id, roles, required=bool(ctx.sm.groups))
+    if problem is not None:
+        raise Rejected(Reason.BAD_TAX_ID, problem)
     pid = participant_id(public_key)
     if ctx.ov.get(P_PARTICIPANT + pid.encode()) is not None:
         raise Rejected(Reason.ALREADY_EXISTS, f"participant {pid} is already registered")
-    record = ParticipantRecord(public_key, state, list(roles), name, ACTIVE, ctx.height)
+    record = ParticipantRecord(public_key, state, list(roles), name, ACTIVE, ctx.height, tax_id)
     ctx.ov.put(P_PARTICIPANT + pid.encode(), record.pack())
 
 
@@ -574,7 +590,11 @@ def _emit(ctx: _Context) -> None:
     if len(gtin) != 14 or not is_valid_gtin(gtin):
         raise Rejected(Reason.INVALID_CODE, f"{gtin} is not a valid GTIN-14")
     if ctx.sm.groups:
-        _check_layout(ctx.product_group(gtin, {}), serials)
+        group = ctx.product_group(gtin, {})
+        if group.name in ctx.sm.retired_groups:
+            raise Rejected(Reason.NOT_FOR_GROUP,
+                           f"product group {group.name} is retired: it takes no new codes")
+        _check_layout(group, serials)
     prefix = "01" + gtin + "21"
     seen: set[str] = set()
     for serial in serials:
@@ -822,7 +842,7 @@ def _retire(ctx: _Context) -> None:
                 raise Rejected(
                     Reason.NOT_FOR_GROUP, f"product group {group.name} does not use the reason {reason}"
                 )
-            _check_supporting_document(ctx, reason)
+            _check_supporting_document(ctx, reason, group)
         record.status = RETIRED
         record.retire_reason = reason
         ctx.put_code(key, record)
@@ -882,6 +902,9 @@ def _governance(ctx: _Context) -> None:
         raise Rejected(refused.reason, refused.message) from None
     for key, value in writes.items():
         ctx.ov.put(key, value)
+    if K_GROUP_TABLE in writes:
+        # The documents after this one in the block follow the new table.
+        ctx.sm.read_groups(ctx.ov)
 
 
 def _register_product(ctx: _Context) -> None:
@@ -889,8 +912,13 @@ def _register_product(ctx: _Context) -> None:
     gtin, group_name, name, tnved, producer_id = ctx.doc.payload
     state = ctx.regulator_state()
     if group_name not in ctx.sm.groups:
+        # The message as before the table was governed: results (messages included) are
+        # hashed, so a chain from before replays to the same results root.
         names = ", ".join(sorted(ctx.sm.groups)) or "none: genesis has no product-group table"
         raise Rejected(Reason.INVALID_PRODUCT, f"no product group {group_name!r} (genesis names {names})")
+    if group_name in ctx.sm.retired_groups:
+        raise Rejected(Reason.INVALID_PRODUCT,
+                       f"product group {group_name} is retired: it takes no new products")
     if len(gtin) != 14 or not is_valid_gtin(gtin):
         raise Rejected(Reason.INVALID_CODE, f"{gtin} is not a valid GTIN-14")
     if not TNVED_RE.fullmatch(tnved):
@@ -940,9 +968,8 @@ def _audit_grant(ctx: _Context, grant: bool) -> None:
 # merged histories (ledger/_store.py) follow it without knowing the new types; the
 # entry's place names the document that did it.
 
-# Withdrawal reasons whose supporting document (type, number, date) the national
-# systems require: all but the sales, whose fiscal receipt is the cash register's.
-SUPPORT_NOT_NEEDED = frozenset(("retail_sale", "remote_sale"))
+# Which withdrawal reasons need a supporting document (type, number, date) is the group
+# table's (ProductGroup.reasons_needing_document), as the governance documents last set it.
 # Commercial details only a shipment carries (issue 13): the parties' business, which
 # the access rule hides from readers who are not parties (docs/ACCESS.md).
 COMMERCIAL_DETAILS = frozenset(("price", "vat"))
@@ -978,8 +1005,8 @@ def _with_details(handler: Callable[[_Context], None]) -> Callable[[_Context], N
     return run
 
 
-def _check_supporting_document(ctx: _Context, reason: str) -> None:
-    if reason in SUPPORT_NOT_NEEDED:
+def _check_supporting_document(ctx: _Context, reason: str, group: ProductGroup) -> None:
+    if not group.needs_document(reason):
         return
     details = _details_of(ctx)
     missing = [name for name in SUPPORT_DETAILS if name not in details]
@@ -1168,46 +1195,74 @@ def _reaggregate(ctx: _Context) -> None:
 def _accept_per_child(
     ctx: _Context, shipment_id: bytes, shipment: ShipmentRecord, chosen: Sequence[str]
 ) -> None:
-    """The receiver lists what it accepts: items of the shipment, and, after an aggregate
-    it lists, the children of that aggregate it keeps; the aggregate's other children
-    are taken out and go back to the shipper, as do the items it does not list."""
+    """The receiver lists what it accepts: items of the shipment and, under an aggregate it
+    lists, the codes inside it that it keeps, at any depth (a box on a pallet, a pack in
+    that box). Each listed code's parent is listed too, so what is kept forms trees under
+    the accepted items. An aggregate some of whose children are listed keeps those only:
+    the others are taken out of it and go back to the shipper, loose, as do the items not
+    listed; an aggregate listed without any of its children is accepted whole."""
     items = set(shipment.items)
     listed = set(_distinct(chosen))
     kept: dict[str, list[str]] = {}  # aggregate -> the children listed
-    partial = False
+    depth: dict[str, int] = {}  # aggregate -> how far below its shipment item it lies
     for key in chosen:
         if key in items:
             continue
         raw = ctx.ov.get(code_key(key))
-        record = CodeRecord.unpack(raw) if raw is not None else None
-        if record is None or not record.parent or record.parent not in items:
+        parent = CodeRecord.unpack(raw).parent if raw is not None else ""
+        below = _depth_below_item(ctx, parent, items)
+        if below is None:
             raise Rejected(Reason.NOT_IN_SHIPMENT, f"{key} is not in this shipment nor in an aggregate of it")
-        if record.parent not in listed:
-            raise Rejected(
-                Reason.NOT_IN_SHIPMENT, f"{key} is inside {record.parent}: list {record.parent} to accept it"
-            )
-        kept.setdefault(record.parent, []).append(key)
-    for sscc, keep in kept.items():
+        if parent not in listed:
+            raise Rejected(Reason.NOT_IN_SHIPMENT, f"{key} is inside {parent}: list {parent} to accept it")
+        kept.setdefault(parent, []).append(key)
+        depth[parent] = below
+    partial = False
+    # The deepest aggregates first: an aggregate's level follows its children's, which a
+    # refusal deeper down may have lowered. Every aggregate above a changed one has a
+    # listed child (the path down to it is listed), so it is in `kept` and recomputed.
+    for sscc in sorted(kept, key=lambda s: -depth[s]):
         aggregate = ctx.code(sscc)
         raw = ctx.ov.get(P_CHILDREN + sscc.encode())
         children: list[str] = unpack_trusted(raw) if raw is not None else []
-        keep_set = set(keep)
+        keep_set = set(kept[sscc])
         refused = [key for key in children if key not in keep_set]
+        remaining = [key for key in children if key in keep_set]
+        level = _level_of(ctx, remaining)
         if refused:
             partial = True
             _take_out(ctx, sscc, refused, shipment.shipper)
-            remaining = [key for key in children if key in keep_set]
-            aggregate.level = _level_of(ctx, remaining)
+            ctx.ov.put(P_CHILDREN + sscc.encode(), pack_trusted(remaining))
+        if refused or level != aggregate.level:
+            aggregate.level = level
             aggregate.count = len(remaining)
             ctx.put_code(sscc, aggregate)
-            ctx.ov.put(P_CHILDREN + sscc.encode(), pack_trusted(remaining))
     accepted = [key for key in shipment.items if key in listed]
     rest = [key for key in shipment.items if key not in listed]
+    # What stays in the accepted aggregates moves to the receiver: a recalled code among
+    # it goes only to its producer (a refused one went back to the shipper above).
+    _refuse_recalled_moves(ctx, accepted, ctx.doc.signer)
     _release_items(ctx, accepted, ctx.doc.signer)
     _release_items(ctx, rest, None)
     shipment.status = PARTIALLY_ACCEPTED if partial or rest else ACCEPTED
     shipment.accepted = list(chosen)
     ctx.ov.put(P_SHIPMENT + shipment_id, shipment.pack())
+    if shipment.from_state != shipment.to_state and accepted:
+        # Counted from the accepted items, whose aggregates now hold only what was kept.
+        _trade_records(ctx, shipment_id, shipment, accepted)
+
+
+def _depth_below_item(ctx: _Context, parent: str, items: set[str]) -> int | None:
+    """How many aggregates lie between `parent` and the shipment item around it (0 when
+    `parent` is an item); None when no item of the shipment holds it."""
+    for below in range(AGGREGATION_LEVELS_MAX + 1):
+        if not parent:
+            return None
+        if parent in items:
+            return below
+        raw = ctx.ov.get(code_key(parent))
+        parent = CodeRecord.unpack(raw).parent if raw is not None else ""
+    return None
 
 
 LIFECYCLE_HANDLERS: dict[DocType, Callable[[_Context], None]] = {
@@ -1384,9 +1439,9 @@ def _import(ctx: _Context) -> None:
     state = ctx.signer.state
     ctx.ov.put(recall.P_IMPORT + ctx.doc_id, recall.ImportRecord(
         ctx.doc.signer, state, declaration, country, list(keys), counts, ctx.height, recall.PENDING).pack())
-    importer = [ctx.doc.signer, ctx.signer.name, state]
+    importer = tax_ids.party(ctx.doc.signer, ctx.signer, state)
     ctx.ov.put(recall.trade_key(state, recall.IMPORT, ctx.height, ctx.position), recall.trade_record(
-        "customs", ["", "", country], importer, counts, ctx.doc_id, b"", declaration))
+        "customs", tax_ids.customs_party(country), importer, counts, ctx.doc_id, b"", declaration))
 
 
 def _confirm_import(ctx: _Context) -> None:
@@ -1416,16 +1471,17 @@ def _confirm_import(ctx: _Context) -> None:
     ctx.ov.put(recall.P_IMPORT + import_id, record.pack())
 
 
-def _trade_records(ctx: _Context, shipment_id: bytes, shipment: ShipmentRecord) -> None:
+def _trade_records(
+    ctx: _Context, shipment_id: bytes, shipment: ShipmentRecord, accepted: Sequence[str] | None = None
+) -> None:
     """An accepted cross-border shipment: an export record for the origin state and an
-    import record for the destination, counting only the accepted items."""
-    counts = recall.unit_counts(recall.stored_children(ctx.ov.get), shipment.accepted)
-    exporter = ctx.participant(shipment.shipper)
-    importer = ctx.participant(shipment.receiver)
-    value = recall.trade_record(
-        "union", [shipment.shipper, exporter.name, shipment.from_state],
-        [shipment.receiver, importer.name, shipment.to_state], counts, ctx.doc_id, shipment_id,
-    )
+    import record for the destination, counting only the accepted items (`accepted`:
+    the shipment's items accepted, when not `shipment.accepted`)."""
+    items = shipment.accepted if accepted is None else accepted
+    counts = recall.unit_counts(recall.stored_children(ctx.ov.get), items)
+    exporter = tax_ids.party(shipment.shipper, ctx.participant(shipment.shipper), shipment.from_state)
+    importer = tax_ids.party(shipment.receiver, ctx.participant(shipment.receiver), shipment.to_state)
+    value = recall.trade_record("union", exporter, importer, counts, ctx.doc_id, shipment_id)
     ctx.ov.put(recall.trade_key(shipment.from_state, recall.EXPORT, ctx.height, ctx.position), value)
     ctx.ov.put(recall.trade_key(shipment.to_state, recall.IMPORT, ctx.height, ctx.position), value)
 

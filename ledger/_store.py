@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import plyvel
 
-from . import _recall
+from . import _recall, _tax_ids
 from ._access import DocFacts, Party, code_parties
 from ._catalogue import P_PRODUCT, ProductRecord, attributes_key, product_key
 from ._chain import Attestation, Block, BlockHeader, documents_root, results_root
@@ -29,6 +29,7 @@ from ._encoding import pack, pack_trusted, unpack_trusted
 from ._errors import DecodeError, LedgerError, invariant
 from ._genesis import ChainParams, Genesis
 from ._governance import evidence_cleared_below, governed_params, next_conf_change
+from ._group_table import GroupTable, governed_groups
 from ._identity import Verifier
 from ._inbox import INCOMING_SHIPMENT, InboxEntry, Involvement, involvement
 from ._membership import Membership, governed_membership
@@ -450,8 +451,9 @@ class LedgerStore:
 
     def trade(self, state: str, direction: str, since: int = 0, until: int | None = None,
               limit: int = 100) -> list[dict[str, Any]]:
-        """A member state's export or import records, in chain order."""
-        return _recall.trade(self.db, state, direction, since, until, limit)
+        """A member state's export or import records, in chain order, with the parties'
+        tax ids (ledger/_tax_ids.py)."""
+        return _tax_ids.trade(self.db, state, direction, since, until, limit)
 
     def recalls(self, after: bytes = b"", limit: int = 100, status: str = "") -> list[dict[str, Any]]:
         """A page of recalls by id, optionally of one status."""
@@ -476,6 +478,11 @@ class LedgerStore:
             cached = (self.head.height, governed_membership(self.db, self.genesis))
             self._members_at = cached
         return cached[1]
+
+    def product_groups(self) -> GroupTable:
+        """The product-group table in force at the head: genesis's, as governance documents
+        last set it (ledger/_group_table.py)."""
+        return governed_groups(self.db, self.genesis.product_groups)
 
     def participant_record(self, pid: str) -> ParticipantRecord | None:
         """A participant's record as of the head (cached decoding), or None."""
@@ -748,6 +755,7 @@ class LedgerStore:
             "name": record.name,
             "status": record.status,
             "registered_height": record.registered_height,
+            "tax_id": record.tax_id or None,
         }
 
     def shipment(self, shipment_id: bytes) -> dict[str, Any] | None:

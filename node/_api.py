@@ -405,12 +405,14 @@ async def get_holdings(request: web.Request, a: Args) -> web.Response:
 
 
 def product_view(node: Node, gtin: str) -> dict[str, Any] | None:
-    """A product with the rules of its group, as genesis states them."""
+    """A product with the rules of its group, as the table in force states them."""
     view = node.store.product(gtin)
     if view is None:
         return None
-    group = node.genesis.product_group(view["group"])
+    table = node.store.product_groups()
+    group = table.groups.get(view["group"])
     if group is not None:
+        view["group_status"] = table.status(group.name)
         view["layouts"] = [layout.to_json() for layout in group.layouts]
         view["required"] = list(group.required)
     return view
@@ -421,6 +423,10 @@ async def get_product(request: web.Request, a: Args) -> web.Response:
     if view is None:
         raise Refusal("unknown_product", f"GTIN {a['gtin']} is not in the product catalogue")
     return respond(request, view)
+
+
+async def get_product_groups(request: web.Request, a: Args) -> web.Response:
+    return respond(request, {"groups": node_of(request).store.product_groups().to_json()})
 
 
 async def get_products(request: web.Request, a: Args) -> web.Response:

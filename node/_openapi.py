@@ -84,7 +84,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Participant": _object({
         "id": _PID, "public_key": _HEX64, "state": _STR, "roles": {"type": "array", "items": _STR},
         "name": _STR, "status": {"enum": ["active", "revoked"]}, "registered_height": _UINT,
-    }),
+    }, {"tax_id": _nullable(_STR)}),  # INN, BIN, UNP, TIN as registered (ledger/_tax_ids.py); null: none
     "Holdings": _object({"participant": _PID, "codes": {"type": "array", "items": _STR},
                          "next": _nullable(_STR)}),
     "Shipment": _object({

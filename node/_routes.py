@@ -233,6 +233,11 @@ ROUTES: tuple[Route, ...] = (
           params=(Param("group", GROUP, "only products of this group"),
                   Param("after", GTIN, "page after this GTIN (the `next` of the previous page)"),
                   LIMIT)),
+    Route("GET", "/v1/product-groups", h.get_product_groups,
+          "The product-group table in force: genesis's, as governance documents last set it",
+          answers=(Ok(200, "every group with its layouts, attributes, withdrawal reasons, the reasons "
+                      "needing a supporting document, documents and status (active or retired)",
+                      {"type": "object", "required": ["groups"]}),)),
     Route("GET", "/v1/evidence", h.get_evidence_list,
           "Equivocation evidence this node holds: two attestations by one state for different blocks "
           "at one height", answers=(Ok(200, "every piece, by state and height", "EvidenceList"),)),

@@ -7,7 +7,7 @@ wraps these as `tamga testnet ...`; `python -m testnet.demo` tells a cross-borde
 `DocFactory` signs documents for driving a network (tests and the benchmark).
 """
 
-from ._docs import GTIN, DocFactory, code_key
+from ._docs import GTIN, DocFactory, code_key, demo_tax_id
 from ._groups import DEMO_GROUP, DEMO_TNVED, product_groups
 from ._init import (
     DEFAULT_STATES,
@@ -34,6 +34,7 @@ __all__ = [
     "Testnet",
     "TestnetError",
     "code_key",
+    "demo_tax_id",
     "down",
     "fetch_status",
     "free_ports",

@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from ledger import DocType, KeyPair, SignedDocument, make_document
+from ledger import TAX_ID_DIGITS, TAXPAYING_ROLES, DocType, KeyPair, SignedDocument, make_document
 
 from ._groups import DEMO_GROUP, DEMO_TNVED
 
@@ -27,12 +27,20 @@ def code_key(gtin: str, serial: str) -> str:
     return f"01{gtin}21{serial}"
 
 
+def demo_tax_id(state: str, n: int) -> str:
+    """An invented tax id of `state`'s shape (ledger.TAX_ID_DIGITS: RU INN of 10 digits,
+    KZ BIN of 12, BY UNP of 9, AM TIN of 8, KG INN of 14), numbered by `n`."""
+    digits = TAX_ID_DIGITS.get(state, (10,))[0]
+    return f"9{n % 10 ** (digits - 1):0{digits - 1}d}"
+
+
 class DocFactory:
     def __init__(self, chain_id: str) -> None:
         self.chain_id = chain_id
         # Nonces start from the clock so that two factories of one run never collide.
         self._nonce = itertools.count(time.time_ns())
         self._serial = itertools.count(1)
+        self._tax_ids = itertools.count(1)
         self._run = os.urandom(SERIAL_RUN_CHARS // 2).hex().upper()
 
     def doc(self, key: KeyPair, doc_type: DocType | str, *, expires_in_ms: int = EXPIRY_MS,
@@ -47,7 +55,14 @@ class DocFactory:
         return [f"{self._run}{next(self._serial):0{SERIAL_COUNTER_CHARS}d}" for _ in range(count)]
 
     def register(self, regulator: KeyPair, key: KeyPair, state: str, roles: Sequence[str],
-                 name: str) -> SignedDocument:
+                 name: str, tax_id: str | None = None) -> SignedDocument:
+        """A registration; a business gets an invented tax id of its state's shape unless
+        `tax_id` names one ("" for none: refused for a business on a chain with the catalogue)."""
+        if tax_id is None:
+            tax_id = demo_tax_id(state, next(self._tax_ids)) if TAXPAYING_ROLES.intersection(roles) else ""
+        if tax_id:
+            return self.doc(regulator, DocType.REGISTER_PARTICIPANT, public_key=key.public_key, state=state,
+                            roles=sorted(roles), name=name, tax_id=tax_id)
         return self.doc(regulator, DocType.REGISTER_PARTICIPANT, public_key=key.public_key, state=state,
                         roles=sorted(roles), name=name)
 

@@ -52,6 +52,9 @@ class Actor:
     state: str
     key_path: Path
     session: Session
+    # The business's tax id as its state writes it (ledger/_tax_ids.py): invented numbers
+    # of the right shape; a business registers with one on a chain with the catalogue.
+    tax_id: str = ""
 
     @property
     def id(self) -> str:
@@ -79,12 +82,12 @@ class Story:
         name = f"the regulator of {ledger.MEMBER_STATES[state]}"
         return Actor(name, state, key_path, Session(self.client(state, key), key))
 
-    def business(self, name: str, state: str, file: str) -> Actor:
+    def business(self, name: str, state: str, file: str, tax_id: str = "") -> Actor:
         key = ledger.KeyPair.generate()
         key_path = self.work / file
         key_path.unlink(missing_ok=True)  # a rerun in the same folder makes a new business
         key.save(key_path)
-        return Actor(name, state, key_path, Session(self.client(state, key), key))
+        return Actor(name, state, key_path, Session(self.client(state, key), key), tax_id)
 
     def tell(self, text: str) -> None:
         self.step += 1
@@ -92,8 +95,9 @@ class Story:
 
     def register(self, regulator: Actor, who: Actor, role: str) -> None:
         public_key = who.session.signer.key.public_key
-        outcome = regulator.session.register(public_key, [role], who.name, who.state)
-        self.expect_applied(outcome, f"participant {who.id}")
+        outcome = regulator.session.register(public_key, [role], who.name, who.state, who.tax_id or None)
+        tax = f", tax id {who.tax_id}" if who.tax_id else ""
+        self.expect_applied(outcome, f"participant {who.id}{tax}")
 
     def find_in_inbox(self, who: Actor, shipment_id: str) -> None:
         """The shipment among `who`'s pending inbox items (its node applies the block a
@@ -137,9 +141,11 @@ class Story:
 
     def run(self) -> dict[str, Any]:
         ru, kz, kg = self.regulator("RU"), self.regulator("KZ"), self.regulator("KG")
-        factory = self.business("Tula Tobacco Factory", "RU", "producer.key")
-        wholesaler = self.business("Almaty Distribution", "KZ", "wholesaler.key")
-        shop = self.business("Bishkek Corner Shop", "KG", "retailer.key")
+        # Invented tax ids of each state's shape: a Russian INN of 10 digits, a Kazakh BIN of
+        # 12, a Kyrgyz INN of 14; the auditor trades nothing and registers without one.
+        factory = self.business("Tula Tobacco Factory", "RU", "producer.key", "7107000017")
+        wholesaler = self.business("Almaty Distribution", "KZ", "wholesaler.key", "050140000027")
+        shop = self.business("Bishkek Corner Shop", "KG", "retailer.key", "01234200000037")
         auditor = self.business("Eurasian Audit", "RU", "auditor.key")
 
         self.tell(f'The Russian regulator registers "{factory.name}" as a producer.')
@@ -209,6 +215,11 @@ class Story:
         for f in flows[-3:]:
             items = len(f["items"])
             say(f"    block {f['height']}: shipment {short(f['id'])} of {items} item(s), {f['status']}")
+        for record in ru.session.client.trade("RU", "export").get("records", [])[-1:]:
+            exporter, importer = record["exporter"], record["importer"]
+            units = ", ".join(f"{p['units']} of {p['gtin']}" for p in record["products"])
+            say(f"    export record, block {record['height']}: {exporter['name']} (INN {exporter['tax_id']})"
+                f" to {importer['name']} (BIN {importer['tax_id']}), {units}")
 
         self.tell("The shop asks its node for the wholesaler's holdings: not its business.")
         try:

@@ -118,7 +118,9 @@ def file_demo(net: testnet.Testnet, work: Path) -> World:
         keys[who] = work / f"{who}.key"
         keys[who].unlink(missing_ok=True)
         key.save(keys[who])
-        _applied(sessions[state].register(key.public_key, [role], name, state))
+        # Invented tax ids of each state's shape: businesses register with one (ledger/_tax_ids.py).
+        tax_id = testnet.demo_tax_id(state, len(sessions))
+        _applied(sessions[state].register(key.public_key, [role], name, state, tax_id))
         session(who, state)
     ids = {who: s.participant_id for who, s in sessions.items()}
     ru, kz, factory, wholesaler, shop = (sessions[w] for w in ("RU", "KZ", "factory", "wholesaler", "shop"))

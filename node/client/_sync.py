@@ -247,6 +247,10 @@ class SyncNodeClient(_Face):
         return self.run(_object(Request("GET", f"/v1/products/{urllib.parse.quote(gtin, safe='')}",
                                         signed=False)))
 
+    def product_groups(self) -> dict[str, Any]:
+        """The product-group table in force (public)."""
+        return self.run(_object(Request("GET", "/v1/product-groups", signed=False)))
+
     def products_page(
         self, group: str | None = None, after: str | None = None, limit: int = PAGE_ITEMS_MAX
     ) -> dict[str, Any]:

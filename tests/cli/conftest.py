@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import ledger
+import testnet
 from cli.main import cli
 from testnet import DEMO_GROUP, DEMO_TNVED
 from tests.shared_data import SHARED_DATA
@@ -99,12 +101,22 @@ class World:
         return keys
 
 
+_TAX_IDS = itertools.count(1)
+
+
+def tax_id_of(state: str) -> str:
+    """A fresh invented tax id of `state`'s shape."""
+    return testnet.demo_tax_id(state, next(_TAX_IDS))
+
+
 def make_actor(tmp: Path, net: InProcessNetwork, name: str, state: str, role: str) -> Actor:
     key_path = tmp / f"{name}.pem"
     key = ledger.KeyPair.generate()
     key.save(key_path)
     regulator = net.regulator_key(state)
-    ok(["participant", "register", key.public_key.hex(), "--role", role, "--name", name,
+    # A business registers with a tax id of its state's shape (ledger/_tax_ids.py).
+    tax_id = ["--tax-id", tax_id_of(state)] if role in ledger.TAXPAYING_ROLES else []
+    ok(["participant", "register", key.public_key.hex(), "--role", role, "--name", name, *tax_id,
         *node_args(net.url(state), net.genesis_path), "--key", str(regulator)])
     return Actor(name, state, key_path, key.participant_id, net.url(state), net.genesis_path)
 

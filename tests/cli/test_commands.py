@@ -9,7 +9,7 @@ from cli import documents
 from cli.documents import REASON_WORDS
 from testnet import poll_until
 
-from .conftest import GTIN, World, as_json, fails, ok, run
+from .conftest import GTIN, World, as_json, fails, ok, run, tax_id_of
 
 GS = "\x1d"
 
@@ -31,12 +31,21 @@ def test_register_prints_the_participant_and_show_reads_it_back(world: World, tm
     key_file = tmp_path / "shop.pem"
     info = as_json(ok(["keys", "new", "--out", str(key_file), "--json"]))
     kg = world.regulators["KG"]
-    result = ok(["participant", "register", str(key_file) + ".pub", "--role", "retailer", "--role", "wholesaler",
-                 "--name", "Osh Bazaar", *kg.args()])
+    # A business without its tax id is refused on a chain with the catalogue; a tax id of
+    # another state's shape (a Russian INN of 10 digits) too.
+    args = ["participant", "register", str(key_file) + ".pub", "--role", "retailer", "--role", "wholesaler",
+            "--name", "Osh Bazaar", *kg.args()]
+    rejected(fails(args).stderr, "bad_tax_id")
+    rejected(fails([*args, "--tax-id", "7707000001"]).stderr, "bad_tax_id")
+    fails([*args, "--tax-id", "12-34"], code=2)
+    result = ok([*args, "--tax-id", "01234200000099"])
     assert result.stdout.strip() == info["participant"]
     assert result.stderr.startswith("applied: register participant")
     shown = as_json(ok(["participant", "show", info["participant"], *world.retailer.args(), "--json"]))
     assert shown["state"] == "KG" and shown["roles"] == ["retailer", "wholesaler"] and shown["status"] == "active"
+    assert shown["tax_id"] == "01234200000099"
+    text = ok(["participant", "show", info["participant"], *kg.args()]).stdout
+    assert any(line.startswith("tax id:") and line.endswith(" 01234200000099") for line in text.splitlines())
     holdings = as_json(ok(["participant", "holdings", info["participant"], *kg.args(), "--json"]))
     assert holdings["codes"] == []
 
@@ -48,7 +57,8 @@ def test_only_a_regulator_registers_and_only_once(world: World) -> None:
                     "--state", "RU", *world.producer.args()])
     rejected(result.stderr, "forbidden_role")
     again = fails(["participant", "register", ledger.KeyPair.load(world.producer.key).public_key.hex(),
-                   "--role", "producer", "--name", "again", *world.regulators["RU"].args(), "--json"])
+                   "--role", "producer", "--name", "again", "--tax-id", tax_id_of("RU"), *world.regulators["RU"].args(),
+                   "--json"])
     body = as_json(again)
     assert body["status"] == "rejected" and body["reason"] == "already_exists"
 
@@ -58,7 +68,8 @@ def test_revoked_participants_cannot_act_or_read(world: World, tmp_path: Path) -
     key_file = tmp_path / "gone.pem"
     pid = as_json(ok(["keys", "new", "--out", str(key_file), "--json"]))["participant"]
     kz = world.regulators["KZ"]
-    ok(["participant", "register", str(key_file) + ".pub", "--role", "wholesaler", "--name", "Gone", *kz.args()])
+    ok(["participant", "register", str(key_file) + ".pub", "--role", "wholesaler", "--name", "Gone",
+        "--tax-id", tax_id_of("KZ"), *kz.args()])
     fails(["participant", "revoke", pid, *world.regulators["RU"].args()])  # wrong state
     ok(["participant", "revoke", pid, *kz.args()])
     assert as_json(ok(["participant", "show", pid, *kz.args(), "--json"]))["status"] == "revoked"
@@ -103,7 +114,8 @@ def test_introduce_rejections_name_their_reason(world: World) -> None:
     other = ledger.KeyPair.generate()
     other_file = Path(str(world.producer.key) + ".other")
     other.save(other_file)
-    ok(["participant", "register", other.public_key.hex(), "--role", "importer", "--name", "Importer", *ru.args()])
+    ok(["participant", "register", other.public_key.hex(), "--role", "importer", "--name", "Importer",
+        "--tax-id", tax_id_of("RU"), *ru.args()])
     rejected(fails(["code", "introduce", emitted.stdout.strip(), *world.node_args(ru.node), "--key", str(other_file)]).stderr,
              "not_owner")
     rejected(fails(["code", "introduce", f"01{GTIN}21NEVERISSUED", *world.producer.args()]).stderr,

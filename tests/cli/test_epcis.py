@@ -333,3 +333,41 @@ def test_a_child_refused_from_a_pallet_exports_its_unpacking(tmp_path: Path, sch
     assert refused[-1]["childEPCs"] == [epcis.epc(codes[1])] and refused[-1]["disposition"] == "returned"
     kept = exported[codes[0]]["epcisBody"]["eventList"]
     assert [e["bizStep"] for e in kept][-3:] == ["shipping", "receiving", "unpacking"]
+
+
+def test_a_unit_refused_from_a_box_on_a_pallet_exports_its_unpacking(tmp_path: Path, schema: dict[str, Any]) -> None:
+    """A per-child accept at depth (a unit in a box on a pallet): the refused unit's export
+    shows the pallet's receiving and then its unpacking from the box (returned), valid
+    against the schema; the kept unit's export is valid too."""
+    from testnet import product_groups
+    from tests.ledger.world import make_genesis
+
+    world = World(tmp_path / "db", make_genesis(groups=product_groups()))
+    try:
+        producer = world.register("RU", ["producer"], "Producer")
+        buyer = world.register("KZ", ["wholesaler"], "Buyer")
+        codes = world.introduced("RU", producer, 2)
+        box, pallet = sscc("000000045"), sscc("000000046")
+        world.apply_ok(world.doc(producer, DocType.AGGREGATE, sscc=box, codes=codes))
+        world.apply_ok(world.doc(producer, DocType.AGGREGATE, sscc=pallet, codes=[box]))
+        ship = world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[pallet])
+        world.apply_ok(ship)
+        world.apply_ok(world.doc(buyer, DocType.ACCEPT, shipment=ship.id, codes=[pallet, box, codes[0]]))
+        attest_all(world)
+        exported = {}
+        for code in codes:
+            bundle = provenance(world.store, code)
+            assert bundle is not None
+            exported[code] = epcis_document(code, epcis.bundle_events(bundle, world.genesis), world.time_ms)
+    finally:
+        world.store.close()
+    for doc in exported.values():
+        validate(doc, schema)
+    refused = exported[codes[1]]["epcisBody"]["eventList"]
+    assert [e["bizStep"] for e in refused][-3:] == ["shipping", "receiving", "unpacking"]
+    assert refused[-1]["parentID"] == epcis.epc(box) and refused[-1]["disposition"] == "returned"
+    kept = exported[codes[0]]["epcisBody"]["eventList"]
+    # The kept unit's box lost its sibling: the box's unpacking shows in its story too,
+    # naming the sibling only (as for a pallet's direct children).
+    assert [e["bizStep"] for e in kept][-3:] == ["shipping", "receiving", "unpacking"]
+    assert kept[-1]["childEPCs"] == [epcis.epc(codes[1])]

@@ -1,10 +1,14 @@
 """`tamga governance propose|sign|submit|show` round trip against a three-state network:
-a quorum of regulators (2 of 3) changes a chain parameter; one signature does not."""
+a quorum of regulators (2 of 3) changes a chain parameter or the product-group table; one
+signature does not."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+from testnet import poll_until
 
 from .conftest import World, as_json, fails, ok
 
@@ -75,3 +79,53 @@ def test_a_membership_proposal_names_its_epoch(world: World, tmp_path: Path) -> 
     assert "membership epoch: 3" in ok(["governance", "show", str(file)]).stdout
     fails(["governance", "propose", "--action", "set_params", "--state", "RU", "--param", "block_documents_max=5",
            "--epoch", "1", "--genesis", world.genesis, "--out", str(tmp_path / "p.json")], code=2)
+
+
+def test_a_quorum_sets_a_product_group_that_then_takes_products(world: World, tmp_path: Path) -> None:
+    """`propose --action set_product_group --group-file` carries a group (JSON as genesis
+    writes one); with two of three signatures it is in force: `product groups` lists it,
+    a product registers under it and its codes are emitted. Retiring it needs a quorum too."""
+    group = {"name": "kvass", "title": "Kvass", "layouts": [{"form": "gs1", "serial_chars": 13, "ais": ["93"]}],
+             "required": [], "withdrawal_reasons": ["destroyed", "retail_sale"],
+             "reasons_needing_document": ["destroyed"], "documents": ["emit", "introduce", "retire", "ship"]}
+    group_file = tmp_path / "kvass-group.json"
+    group_file.write_text(json.dumps(group))
+    file = tmp_path / "kvass.json"
+    ok(["governance", "propose", "--action", "set_product_group", "--state", "RU", "--group-file", str(group_file),
+        "--genesis", world.genesis, "--out", str(file)])
+    shown = ok(["governance", "show", str(file), "--genesis", world.genesis]).stdout
+    assert "product group:" in shown and "kvass" in shown
+    ru = world.regulators["RU"]
+    product = ["product", "register", "--gtin", "02900002317701", "--group", "kvass", "--name", "Kvass 1 l",
+               "--tnved", "2206", "--producer", world.producer.id, *ru.args()]
+    assert "no product group 'kvass'" in fails(product).stderr
+    ok(["governance", "sign", str(file), "--key", str(ru.key)])
+    assert "quorum" in fails(["governance", "submit", str(file), *ru.args()]).stderr
+    ok(["governance", "sign", str(file), "--key", str(world.regulators["KZ"].key)])
+    ok(["governance", "submit", str(file), *world.regulators["KG"].args()])
+    table = as_json(ok(["product", "groups", *world.node_args(ru.node), "--json"]))
+    (kvass,) = [g for g in table["groups"] if g["name"] == "kvass"]
+    assert kvass["status"] == "active" and kvass["reasons_needing_document"] == ["destroyed"]
+    assert "kvass" in ok(["product", "groups", *world.node_args(ru.node)]).stdout
+
+    # Every node applies the change: each lists the same table (the block's state hash,
+    # which every node attests, covers it: tests/ledger/test_group_governance.py).
+    def tables() -> list[Any]:
+        return [as_json(ok(["product", "groups", *world.node_args(r.node), "--json"]))["groups"]
+                for r in world.regulators.values()]
+
+    poll_until(lambda: all(t == table["groups"] for t in tables()), 20.0, "every node lists the new group")
+    ok(product)
+    assert as_json(ok(["product", "show", "02900002317701", *world.node_args(ru.node), "--json"]))[
+        "group_status"] == "active"
+    ok(["code", "emit", "--gtin", "02900002317701", "--count", "1", "--to", world.producer.id, *ru.args()])
+    # A group takes a group file, a retirement a name; not both, nor either on other actions.
+    fails(["governance", "propose", "--action", "retire_product_group", "--state", "RU", "--group-file",
+           str(group_file), "--genesis", world.genesis, "--out", str(tmp_path / "x.json")], code=2)
+    fails(["governance", "propose", "--action", "set_params", "--state", "RU", "--group", "kvass",
+           "--param", "block_documents_max=10000", "--genesis", world.genesis, "--out", str(tmp_path / "x.json")],
+          code=2)
+    bad = tmp_path / "bad-group.json"
+    bad.write_text(json.dumps({**group, "reasons_needing_document": ["lost"]}))
+    fails(["governance", "propose", "--action", "set_product_group", "--state", "RU", "--group-file", str(bad),
+           "--genesis", world.genesis, "--out", str(tmp_path / "x.json")])

@@ -53,6 +53,12 @@ def test_trade_lists_an_accepted_cross_border_shipment(world: World) -> None:
     mine = [r for r in exports["records"] if r["shipment"] == shipment]
     assert mine and mine[0]["importer"]["id"] == world.wholesaler.id
     assert mine[0]["products"] == [{"gtin": GTIN, "units": 2}]
+    # The exporter's and importer's tax ids, as their registrations gave them.
+    for side, actor in (("exporter", world.producer), ("importer", world.wholesaler)):
+        registered = as_json(ok(["participant", "show", actor.id, *world.regulators[actor.state].args(), "--json"]))
+        assert mine[0][side]["tax_id"] == registered["tax_id"] and registered["tax_id"]
+    text = ok(["trade", "--state", "RU", "--direction", "export", *world.regulators["RU"].args()]).stdout
+    assert f"(tax id {mine[0]['importer']['tax_id']})" in text
     imports = as_json(ok(["trade", "--state", "KZ", "--direction", "import", *world.regulators["KZ"].args(),
                           "--json"]))
     assert shipment in [r["shipment"] for r in imports["records"]]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ledger import (
+    Action,
     DecodeError,
     DocType,
     KeyPair,
@@ -24,6 +25,7 @@ from ledger import (
     decode_body,
     decode_signed,
     make_document,
+    make_proposal,
     pack,
     unpack,
     withheld_details,
@@ -40,6 +42,10 @@ DAIRY_GTIN = "04609999000341"  # shared/data/codes/layouts.tsv, RU dairy
 TOBACCO_GTIN = "04609999000020"  # ... RU tobacco consumer pack
 SSCC = "00157035381410375177"
 SSCC_2 = "00046800294609000015"
+# A box of two units on a pallet with one more unit, in transit to the wholesaler: per-child
+# acceptance at any depth (a unit in a box on a pallet).
+NEST_PALLET = "00046800294609000039"
+NEST_BOX = "00046800294609000046"
 # A supporting document (type, number, date) dated before any block time of the world.
 ACT = [["doc_date", 1_790_000_000_000], ["doc_number", "A-17"], ["doc_type", "act"]]
 FUTURE = [["doc_date", 1_999_999_999_999]]
@@ -90,6 +96,12 @@ def _setup(world: World) -> tuple[Keys, Codes]:
     world.register_product("RU", p, TOBACCO_GTIN, "tobacco", "2402209000")
     c["tobacco"] = _emit(world, p, TOBACCO_GTIN, ["AAAAAAA", "BBBBBBB"])
     world.apply_ok(world.doc(p, DocType.INTRODUCE, codes=c["tobacco"][:1], attributes=[["8005", "023000"]]))
+    c["nest"] = world.introduced("RU", p, 3)
+    world.apply_ok(world.doc(p, DocType.AGGREGATE, sscc=NEST_BOX, codes=c["nest"][:2]))
+    world.apply_ok(world.doc(p, DocType.AGGREGATE, sscc=NEST_PALLET, codes=[NEST_BOX, c["nest"][2]]))
+    nested = world.doc(p, DocType.SHIP, receiver=k["wholesaler"].participant_id, codes=[NEST_PALLET])
+    world.apply_ok(nested)
+    c["nested_shipment"] = nested.id
     return k, c
 
 
@@ -106,6 +118,19 @@ def by(who: str, kind: DocType, **fields: Callable[[Codes], Any] | Any) -> Calla
         values = {name: v(c) if callable(v) else v for name, v in fields.items()}
         return w.doc(k[who], kind, **values)
     return build
+
+
+def _group_doc(world: World, signers: tuple[str, ...], by: KeyPair | None = None,
+               retire: str = "") -> SignedDocument:
+    """A governance document setting dairy without its required expiry, or retiring a group."""
+    dairy = next(g for g in GROUPS if g.name == "dairy")
+    proposal = make_proposal(
+        CHAIN_ID, Action.RETIRE_PRODUCT_GROUP if retire else Action.SET_PRODUCT_GROUP, "RU", 1,
+        world.time_ms + 60_000, group=None if retire else dataclasses.replace(dairy, required=()),
+        group_name=retire,
+    )
+    signatures = [proposal.sign(_reg(s)).to_list() for s in signers]
+    return world.doc(by or _reg("KZ"), DocType.GOVERNANCE, proposal=proposal.canonical_bytes(), signatures=signatures)
 
 
 P, W, R = "producer", "wholesaler", "retailer"
@@ -201,6 +226,38 @@ CASES = [
                                            codes=[SSCC_2, "01" + GTIN + "21" + "NEVER"]), Reason.NOT_IN_SHIPMENT),
     Case("accept per child by the shipper", by(P, DocType.ACCEPT, shipment=lambda c: c["shipment"],
                                                codes=lambda c: [SSCC_2, *c["sent"][:1]]), Reason.NOT_OWNER),
+    # accept per child at any depth: a unit in a box on a pallet.
+    Case("accept a pallet, its box and one unit of the box",
+         by(W, DocType.ACCEPT, shipment=lambda c: c["nested_shipment"],
+            codes=lambda c: [NEST_PALLET, NEST_BOX, c["nest"][2], c["nest"][0]]), A),
+    Case("accept a unit of a box without the box", by(W, DocType.ACCEPT, shipment=lambda c: c["nested_shipment"],
+                                                      codes=lambda c: [NEST_PALLET, c["nest"][0]]),
+         Reason.NOT_IN_SHIPMENT),
+    Case("accept a box without its pallet", by(W, DocType.ACCEPT, shipment=lambda c: c["nested_shipment"],
+                                               codes=[NEST_BOX]), Reason.NOT_IN_SHIPMENT),
+    # registration: a business gives its state's tax id on a chain with the catalogue.
+    Case("register a business with its INN", lambda w, k, c: w.doc(
+        _reg("RU"), DocType.REGISTER_PARTICIPANT, public_key=seeded_key("t1").public_key, state="RU",
+        roles=["retailer"], name="N", tax_id="7707000011"), A),
+    Case("register a business without a tax id", lambda w, k, c: w.doc(
+        _reg("RU"), DocType.REGISTER_PARTICIPANT, public_key=seeded_key("t2").public_key, state="RU",
+        roles=["retailer"], name="N"), Reason.BAD_TAX_ID),
+    Case("register a business with another state's shape", lambda w, k, c: w.doc(
+        _reg("RU"), DocType.REGISTER_PARTICIPANT, public_key=seeded_key("t3").public_key, state="RU",
+        roles=["retailer"], name="N", tax_id="123456789"), Reason.BAD_TAX_ID),
+    Case("register an auditor without a tax id", lambda w, k, c: w.doc(
+        _reg("RU"), DocType.REGISTER_PARTICIPANT, public_key=seeded_key("t4").public_key, state="RU",
+        roles=["auditor"], name="N"), A),
+    # governance of the group table: a quorum of regulators (4 of 5) sets or retires a group.
+    Case("set a product group with a quorum", lambda w, k, c: _group_doc(w, ("AM", "BY", "KG", "RU")), A),
+    Case("set a product group with three of five", lambda w, k, c: _group_doc(w, ("AM", "BY", "KG")),
+         Reason.NO_QUORUM),
+    Case("set a product group, submitted by a business",
+         lambda w, k, c: _group_doc(w, ("AM", "BY", "KG", "RU"), by=k[P]), Reason.FORBIDDEN_ROLE),
+    Case("retire a product group with a quorum",
+         lambda w, k, c: _group_doc(w, ("AM", "BY", "KG", "RU"), retire="water"), A),
+    Case("retire a product group the table lacks",
+         lambda w, k, c: _group_doc(w, ("AM", "BY", "KG", "RU"), retire="kvass"), Reason.INVALID_PRODUCT),
     Case("accept dated after the block", by(W, DocType.ACCEPT, shipment=lambda c: c["shipment"], codes=[],
                                             details=[["transfer_date", 1_999_999_999_999]]), Reason.FUTURE_DATE),
     # withdrawal reasons, with the supporting document where the reason needs one.
@@ -236,7 +293,7 @@ def test_lifecycle_document_table(tmp_path: Path, case: Case) -> None:
     world = catalogued(tmp_path / "db")
     keys, codes = _setup(world)
     codes["wholesaler"] = keys[W].participant_id
-    touched = [k for v in codes.values() if isinstance(v, list) for k in v] + [SSCC, SSCC_2]
+    touched = [k for v in codes.values() if isinstance(v, list) for k in v] + [SSCC, SSCC_2, NEST_PALLET, NEST_BOX]
     before = {k: world.store.code(k) for k in touched}
     (result,) = world.apply(case.build(world, keys, codes))
     assert result.reason is case.reason, result

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import DocType, KeyPair, LedgerStore, SignedDocument
+from ledger import Action, DocType, KeyPair, Layout, LedgerStore, SignedDocument, make_proposal
 from ledger._encoding import unpack_trusted
 from ledger._records import P_CHILDREN, P_CODE, P_HOLDING, P_SHIPMENT, PENDING, CodeRecord, ShipmentRecord
 from ledger._store import prefix_end
 from testnet import product_groups
 
-from .world import World, make_genesis
+from .world import CHAIN_ID, World, make_genesis
 
-SSCCS = ["00157035381410375177", "00046800294609000015"]
+# A third SSCC lets pallets hold boxes that hold units (per-child acceptance at any depth).
+SSCCS = ["00157035381410375177", "00046800294609000015", "00046800294609000022"]
 ACTIONS = ("ship", "accept", "reject", "cancel", "aggregate", "disaggregate", "retire", "return", "suspend",
            "recall", "release_recall")
 # The lifecycle of real goods (issue 13): print reports, write-offs, re-marking,
 # reaggregation, per-child acceptance and withdrawals with their supporting documents.
-LIFECYCLE_ACTIONS = ("apply", "write_off", "remark", "reaggregate", "accept_children", "withdraw")
+LIFECYCLE_ACTIONS = ("apply", "write_off", "remark", "reaggregate", "accept_children", "withdraw", "govern_group")
 ACT = [["doc_date", 1_790_000_000_000], ["doc_number", "A-1"], ["doc_type", "act"]]
 
 
@@ -102,6 +104,8 @@ def _lifecycle_doc(
         add = draw(st.lists(st.sampled_from(codes[3:6] if draw(st.booleans()) else codes), max_size=2, unique=True))
         remove = draw(st.lists(st.sampled_from(inside or codes), max_size=max(1, len(inside) - 1), unique=True))
         return world.doc(actor, DocType.REAGGREGATE, sscc=sscc, add=add, remove=remove)
+    if action == "govern_group":
+        return _group_certificate(world, draw)
     if action == "accept_children" and shipments:
         # Mostly a pallet of the shipment with some of its children, sometimes anything.
         pending = [d for d in shipments if (world.store.shipment(d.id) or {}).get("status") == "pending"]
@@ -109,15 +113,48 @@ def _lifecycle_doc(
         receiver = by_id[target.document.field("receiver")]
         pallets = [c for c in target.document.field("codes") if c in SSCCS]
         if pallets and draw(st.integers(0, 4)) > 0:
-            inside = _children(world, pallets[0])
-            chosen = [pallets[0], *draw(st.lists(st.sampled_from(inside), max_size=3, unique=True))] if inside \
-                else [pallets[0]]
+            chosen = _nested_choice(world, draw, pallets[0])
         else:
             chosen = draw(st.lists(st.sampled_from(codes + SSCCS), min_size=1, max_size=4, unique=True))
         return world.doc(receiver, DocType.ACCEPT, shipment=target.id, codes=chosen)
     reason = draw(st.sampled_from(("donation", "destroyed", "confiscation", "own_use")))
     details = ACT if draw(st.booleans()) else []
     return world.doc(actor, DocType.RETIRE, reason=reason, codes=items, details=details)
+
+
+def _group_certificate(world: World, draw: st.DrawFn) -> SignedDocument:
+    """A governance document setting water's rules (as genesis has them, without a
+    supporting document for donations, or printing serials of 7 too) or retiring it,
+    signed by three regulators (no quorum) or four; the nonce is drawn from a few, so some
+    are replays. On a chain without the catalogue it adds the group."""
+    water = next(g for g in product_groups() if g.name == "water")
+    variant = draw(st.sampled_from(("genesis", "no_deed", "short_serials", "retire")))
+    kind = Action.RETIRE_PRODUCT_GROUP if variant == "retire" else Action.SET_PRODUCT_GROUP
+    group = {
+        "genesis": water,
+        "no_deed": dataclasses.replace(water, reasons_needing_document=tuple(
+            r for r in water.reasons_needing_document or () if r != "donation")),
+        "short_serials": dataclasses.replace(water, layouts=(*water.layouts, Layout("gs1", 7, ("93",)))),
+        "retire": None,
+    }[variant]
+    proposal = make_proposal(CHAIN_ID, kind, "RU", draw(st.integers(1, 3)), world.time_ms + 600_000, group=group,
+                             group_name="water" if group is None else "")
+    signers = draw(st.sampled_from((("AM", "BY", "KG"), ("AM", "BY", "KG", "RU"))))
+    signatures = [proposal.sign(world.regulator(s)).to_list() for s in signers]
+    return world.doc(world.regulator("KZ"), DocType.GOVERNANCE, proposal=proposal.canonical_bytes(),
+                     signatures=signatures)
+
+
+def _nested_choice(world: World, draw: st.DrawFn, sscc: str, depth: int = 0) -> list[str]:
+    """An aggregate, some of its children and, under each child that is an aggregate, some
+    of its children in turn: what a buyer lists to keep part of a pallet at any depth."""
+    inside = _children(world, sscc)
+    if not inside or depth > 4:
+        return [sscc]
+    out = [sscc]
+    for child in draw(st.lists(st.sampled_from(inside), max_size=3, unique=True)):
+        out += _nested_choice(world, draw, child, depth + 1)
+    return out
 
 
 def _check_invariants(store: LedgerStore) -> None:
@@ -157,6 +194,9 @@ def _check_invariants(store: LedgerStore) -> None:
     for sscc, record in codes.items():
         if record.kind == 1 and record.status == "introduced":
             assert record.count == sum(1 for parents in children_of.values() if sscc in parents)
+            # An aggregate's level is one above its deepest child's, however codes left it.
+            inside = [codes[k] for k, parents in children_of.items() if sscc in parents]
+            assert record.level == 1 + max((c.level for c in inside), default=0), (sscc, record)
 
 
 @given(st.data())
@@ -176,6 +216,8 @@ def test_random_documents_keep_invariants_and_replay_to_the_same_hashes(data: st
         codes += world.emit("RU", people[0], 3)  # for print reports, write-offs and re-marking
         # A pallet to begin with, so that reaggregation and per-child acceptance have one.
         world.apply_ok(world.doc(people[0], DocType.AGGREGATE, sscc=SSCCS[0], codes=codes[:3]))
+        if data.draw(st.booleans()):  # and, half the time, a pallet holding it: units in a box on a pallet
+            world.apply_ok(world.doc(people[0], DocType.AGGREGATE, sscc=SSCCS[2], codes=[SSCCS[0], codes[3]]))
         setup_height = world.store.head.height
         shipments: list[SignedDocument] = []
         recalls: list[SignedDocument] = []

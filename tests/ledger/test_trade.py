@@ -110,9 +110,11 @@ def test_import_document_table(tmp_path: Path, roles: list[str], country: str, d
 
 
 def test_an_auditor_derives_the_record_from_the_two_documents(tmp_path: Path) -> None:
-    """The stored export record equals what ledger._recall.derive_trade_record computes from
-    the ship and accept documents alone (a pallet included: its contents as aggregated)."""
-    from ledger._recall import P_TRADE, derive_trade_record
+    """The stored export record equals what ledger.derive_trade_record computes from the
+    ship and accept documents alone (a pallet included: its contents as aggregated), the
+    parties named by name, state and tax id as their registrations say."""
+    from ledger import derive_trade_record
+    from ledger._recall import P_TRADE
 
     w = _world(tmp_path)
     producer = w.register("RU", ["producer"], "Maker")
@@ -125,7 +127,9 @@ def test_an_auditor_derives_the_record_from_the_two_documents(tmp_path: Path) ->
     accept = w.doc(buyer, DocType.ACCEPT, shipment=ship.id, codes=[sscc])
     w.apply_ok(accept)
     stored = [v for k, v in w.store.db.iterator(start=P_TRADE + b"RUE", stop=P_TRADE + b"RUF")]
-    derived = derive_trade_record(ship, accept, ("Maker", "RU"), ("Buyer", "KZ"),
+    tax_ids = [(w.store.participant(k.participant_id) or {})["tax_id"] for k in (producer, buyer)]
+    assert all(tax_ids)  # businesses on a chain with the catalogue register with one
+    derived = derive_trade_record(ship, accept, ("Maker", "RU", tax_ids[0]), ("Buyer", "KZ", tax_ids[1]),
                                   lambda key: codes[:3] if key == sscc else [])
     assert stored == [derived]
     (record,) = trade(w.store.db, "RU", EXPORT)

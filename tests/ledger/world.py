@@ -8,6 +8,7 @@ from typing import Any
 
 from ledger import (
     MEMBER_STATES,
+    TAXPAYING_ROLES,
     DocType,
     Genesis,
     KeyPair,
@@ -18,6 +19,7 @@ from ledger import (
     SignedDocument,
     make_document,
 )
+from testnet import demo_tax_id
 
 CHAIN_ID = "tamga-test"
 GENESIS_TIME_MS = 1_790_000_000_000
@@ -86,12 +88,19 @@ class World:
         bad = [r for r in results if not r.applied]
         assert not bad, bad
 
-    def register(self, state: str, roles: list[str], name: str = "Org") -> KeyPair:
+    def register(self, state: str, roles: list[str], name: str = "Org", tax_id: str | None = None) -> KeyPair:
+        """A participant; on a chain with the catalogue a business gets an invented tax id
+        of its state's shape unless `tax_id` names one ("" for none). A chain without it
+        registers as before, with none."""
         key = seeded_key(f"participant-{state}-{name}-{self._nonce}")
+        if tax_id is None:
+            business = TAXPAYING_ROLES.intersection(roles) and self.genesis.product_groups
+            tax_id = demo_tax_id(state, self._nonce) if business else ""
         self.apply_ok(
             self.doc(
                 self.regulator(state), DocType.REGISTER_PARTICIPANT,
                 public_key=key.public_key, state=state, roles=sorted(roles), name=name,
+                **({"tax_id": tax_id} if tax_id else {}),
             )
         )
         return key
