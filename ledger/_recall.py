@@ -19,9 +19,11 @@ behind it), and a release another million. The lazy form costs one dictionary lo
 per moved code while no recall is active for its GTIN (the benchmark measures it).
 
 The lot index (P_LOT) lists each unit under its GTIN and attribute value, for AI 10 and
-AI 17, written whenever attributes are stored (`store_attributes`). It is state (every
-node writes it in the same order) so the holders of a recall, its code counts and its
-inbox notices come from a range scan of the index, never from a scan of all codes.
+AI 17, written whenever attributes are stored (`store_attributes`); the holdings index
+(P_HOLDINGS, ledger/_holdings.py) counts the units of each lot per holder, kept by the
+state machine as goods change hands. Both are state. A recall's holders, its counts
+and its inbox notices come from one range of the holdings index (as many keys as
+holders), never from a scan of the codes it matches.
 
 Trade records
 -------------
@@ -75,8 +77,9 @@ _DIRECTION = {EXPORT: b"E", IMPORT: b"I"}
 # A GTIN with this many recalls active at once is beyond any real case; the bound keeps
 # the per-move check (which walks the list) short.
 RECALLS_PER_GTIN_MAX = 64
-# A holders view scans at most this many codes of the lot index per request; a larger
-# recall is read page by page (`after`). One million keys is a few seconds of LevelDB.
+# A listing of a recall's codes scans at most this many keys of the lot index per
+# request; a larger recall is read page by page (`after`). One million keys is a few
+# seconds of LevelDB.
 RECALL_SCAN_MAX = 1_000_000
 # A trade record's per-GTIN counts for a shipment of aggregates: at most 30,000 codes per
 # document, four levels deep, so bounded by what the shipment's aggregates hold.
