@@ -10,7 +10,14 @@ One process, one core, the ledger without a network (bench/world.py). Measures:
   2. seconds to build the per-state holders view (`GET /v1/recalls/{id}`);
   3. per-move cost of the recall check: single-code shipments applied with no recall
      active, with a recall active on another GTIN, and with one active on the same GTIN
-     for another batch (each code's attributes are read), in alternating rounds.
+     for another batch (each code's attributes are read), in alternating rounds;
+  4. per-move cost of the holdings index (ledger/_holdings.py), which changes only when
+     goods change holder: accepts of single-code shipments, of 1,000-code shipments and
+     of a pallet of 1,000 units (all with batch and expiry), beside the shipments
+     themselves, best of the rounds. Run the same script against the tree before the
+     index to compare (it measures the same documents there).
+
+    .venv/bin/python -m bench.recall_bench --skip-recall   # parts 3 and 4 only
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.world import GTIN, World, make_genesis
-from ledger import DocType, KeyPair, RecallCheck, recall_holders, recall_record
+from ledger import DocType, KeyPair, RecallCheck, gs1_check_digit, recall_holders, recall_record
 from testnet import product_groups
 
 BATCH = "LOT-1"
@@ -177,6 +184,63 @@ def bench_moves(tmp: Path, moves: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def _sscc(n: int) -> str:
+    body = f"0460700{n:010d}"
+    return "00" + body + str(gs1_check_digit(body))
+
+
+def _timed(world: World, wires: list[bytes], per_block: int) -> float:
+    """Seconds to apply `wires` in blocks of `per_block`; every document must apply."""
+    elapsed = 0.0
+    for i in range(0, len(wires), per_block):
+        block_time = world.next_block_time()
+        start = time.perf_counter()
+        results = world.store.apply_block(wires[i:i + per_block], block_time, "RU").results
+        elapsed += time.perf_counter() - start
+        bad = [x for x in results if not x.applied]
+        if bad:
+            raise RuntimeError(f"{len(bad)} documents did not apply, the first: {bad[0]}")
+    return elapsed
+
+
+def bench_accepts(tmp: Path, moves: int, rounds: int) -> dict[str, Any]:
+    """Shipments and their accepts, of units carrying a batch and an expiry: `moves`
+    single-code shipments in blocks of 1,000, ten 1,000-code shipments in blocks of ten,
+    and one pallet of 1,000 units, per round; microseconds per document (single) or per
+    code (the others), best round of each."""
+    world = _world(tmp / "accepts")
+    producer = world.register("RU", ["producer"], "Producer")
+    buyer = world.register("KZ", ["wholesaler"], "Buyer")
+    _register_product(world, producer, GTIN)
+    big = 1_000
+    best: dict[str, float] = {}
+
+    def keep(label: str, value: float) -> None:
+        best[label] = min(best.get(label, float("inf")), value)
+
+    for r in range(rounds):
+        singles = _introduce(world, producer, moves, BATCH)
+        ships = [world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[c]) for c in singles]
+        keep("ship_single_us_per_doc", _timed(world, [d.wire() for d in ships], 1_000) / moves * 1e6)
+        accepts = [world.doc(buyer, DocType.ACCEPT, shipment=d.id, codes=[]).wire() for d in ships]
+        keep("accept_single_us_per_doc", _timed(world, accepts, 1_000) / moves * 1e6)
+        lots = _introduce(world, producer, 10 * big, BATCH)
+        ships = [world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=lots[i:i + big])
+                 for i in range(0, len(lots), big)]
+        keep("ship_1000_us_per_code", _timed(world, [d.wire() for d in ships], 10) / len(lots) * 1e6)
+        accepts = [world.doc(buyer, DocType.ACCEPT, shipment=d.id, codes=[]).wire() for d in ships]
+        keep("accept_1000_us_per_code", _timed(world, accepts, 10) / len(lots) * 1e6)
+        units = _introduce(world, producer, big, BATCH)
+        pallet = _sscc(r + 1)
+        world.apply_ok(world.doc(producer, DocType.AGGREGATE, sscc=pallet, codes=units))
+        ship = world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[pallet])
+        world.apply_ok(ship)
+        accept = world.doc(buyer, DocType.ACCEPT, shipment=ship.id, codes=[]).wire()
+        keep("accept_pallet_of_1000_us_per_unit", _timed(world, [accept], 1) / big * 1e6)
+    world.store.close()
+    return {"moves_per_round": moves, "rounds": rounds, **{k: round(v, 2) for k, v in best.items()}}
+
+
 def _check_us(world: World, codes: list[str]) -> float:
     """Microseconds per code of the recall check a move makes (one RecallCheck per
     document, as the state machine does for each single-code shipment)."""
@@ -192,6 +256,7 @@ def main() -> None:
     parser.add_argument("--codes", type=int, default=1_000_000)
     parser.add_argument("--moves", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-recall", action="store_true", help="only the per-move costs (parts 3, 4)")
     args = parser.parse_args()
     report: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
@@ -200,7 +265,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         report["moves"] = bench_moves(Path(tmp), args.moves, args.rounds)
         print(json.dumps(report["moves"]), file=sys.stderr)
-        report["recall"] = bench_recall(Path(tmp), args.codes)
+        report["accepts"] = bench_accepts(Path(tmp), args.moves, args.rounds)
+        print(json.dumps(report["accepts"]), file=sys.stderr)
+        if not args.skip_recall:
+            report["recall"] = bench_recall(Path(tmp), args.codes)
     print(json.dumps(report, indent=2))
 
 

@@ -32,7 +32,6 @@ from ._encoding import unpack_trusted
 from ._identity import participant_id
 from ._reasons import Result
 from ._records import (
-    P_CODE,
     P_DOC,
     P_PARTICIPANT,
     P_SHIPMENT,
@@ -223,35 +222,21 @@ def _holder(read: Read, key: str) -> str:
 
 
 def _recall_holders(kind: str) -> Callable[[Document, Read], _Found]:
-    """A recall, or its release, names the current holder of each code it matches,
-    found through the lot index (never a scan of all codes). This runs once per matched
-    code (a million for a large recall), so the loop reads records as plain lists."""
+    """A recall, or its release, names the current holder of each code it matches and
+    the GTIN's producer, found through the holdings index (ledger/_holdings.py: as many
+    keys as holders, never a scan of the codes); listed codes through their records."""
 
     def found(doc: Document, read: Read) -> _Found:
-        from ._recall import matched_codes
+        from ._recall import notified_holders
 
         scan = read.scan if isinstance(read, _Reads) else None
         get = read.get if isinstance(read, _Reads) else read
-        holders: dict[str, None] = {}
-        for key in matched_codes(doc, get, scan):
-            raw = get(P_CODE + key.encode())
-            if raw is None:
-                continue
-            record = unpack_trusted(raw)
-            if record[1] in _OUT_OF_CIRCULATION:  # sold, destroyed: nobody holds it
-                continue
-            owner = record[2] if not record[3] else _holder(get, key)
-            if owner:
-                holders.setdefault(owner, None)
+        holders = notified_holders(doc, get, scan)
         notices = [Notice(h, kind) for h in holders]
         states = [s for h in holders for s in _state_of(read, h)]
         return notices, states, ()
 
     return found
-
-
-# Statuses of codes out of circulation for good (retired: sold, destroyed, exported, ...).
-_OUT_OF_CIRCULATION = frozenset(("retired", "written_off"))
 
 
 def _import_confirmed(doc: Document, read: Read) -> _Found:

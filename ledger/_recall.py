@@ -19,9 +19,11 @@ behind it), and a release another million. The lazy form costs one dictionary lo
 per moved code while no recall is active for its GTIN (the benchmark measures it).
 
 The lot index (P_LOT) lists each unit under its GTIN and attribute value, for AI 10 and
-AI 17, written whenever attributes are stored (`store_attributes`). It is state (every
-node writes it in the same order) so the holders of a recall, its code counts and its
-inbox notices come from a range scan of the index, never from a scan of all codes.
+AI 17, written whenever attributes are stored (`store_attributes`); the holdings index
+(P_HOLDINGS, ledger/_holdings.py) counts the units of each lot per holder, kept by the
+state machine as goods change hands. Both are state. A recall's holders, its counts
+and its inbox notices come from one range of the holdings index (as many keys as
+holders), never from a scan of the codes it matches.
 
 Trade records
 -------------
@@ -46,18 +48,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._encoding import pack_trusted, unpack_trusted
+from ._holdings import BATCH_AI as BATCH_AI  # re-exported: the state machine reads them here
+from ._holdings import EXPIRY_AI as EXPIRY_AI
+from ._holdings import (
+    GONE,
+    INDEXED_AIS,
+    counts_from_items,
+    holders_from_keys,
+    holdings_range,
+)
+from ._holdings import P_LOT as P_LOT
 from ._records import P_CHILDREN, P_CODE, SEP, u32, u64
 
-P_LOT = b"l"  # GTIN, AI (10|17), value 0x00 code key -> b"": the lot index
 P_RECALL = b"r"  # recall id (its document id) -> RecallRecord
 P_RECALL_GTIN = b"f"  # GTIN -> [[recall id, batch, expiry from, expiry to, listed], ...] active
 P_RECALL_CODE = b"w"  # code key 0x00 recall id -> b"": a code a recall lists
 P_TRADE = b"y"  # state, direction (E|I), height, position -> TradeRecord
 P_IMPORT = b"u"  # import id (its document id) -> ImportRecord
-
-BATCH_AI = "10"
-EXPIRY_AI = "17"
-INDEXED_AIS = (EXPIRY_AI, BATCH_AI)
 
 ACTIVE = "active"
 RELEASED = "released"
@@ -70,8 +77,9 @@ _DIRECTION = {EXPORT: b"E", IMPORT: b"I"}
 # A GTIN with this many recalls active at once is beyond any real case; the bound keeps
 # the per-move check (which walks the list) short.
 RECALLS_PER_GTIN_MAX = 64
-# A holders view scans at most this many codes of the lot index per request; a larger
-# recall is read page by page (`after`). One million keys is a few seconds of LevelDB.
+# A listing of a recall's codes scans at most this many keys of the lot index per
+# request; a larger recall is read page by page (`after`). One million keys is a few
+# seconds of LevelDB.
 RECALL_SCAN_MAX = 1_000_000
 # A trade record's per-GTIN counts for a shipment of aggregates: at most 30,000 codes per
 # document, four levels deep, so bounded by what the shipment's aggregates hold.
@@ -372,62 +380,85 @@ def holder_of(get: Get, key: str) -> tuple[str, str]:
     return "", status
 
 
-# Statuses in which a code is out of circulation for good: its holder has nothing to do.
-_GONE = frozenset(("retired", "written_off"))
-
-
 def recall_holders(db: Any, recall_id: bytes, record: RecallRecord,
                    state_of: Callable[[str], str]) -> dict[str, Any]:
     """Holders of the codes a recall matches, grouped by member state: per state, each
-    holder with its count, and the state's total. Codes already retired count apart."""
+    holder with its count, and the state's total. Codes already retired count apart.
+
+    A batch or an expiry range reads the holdings index (ledger/_holdings.py): as many
+    keys as holders (times days, for a range), whatever the number of codes. Listed
+    codes read each code's record: at most one document's worth."""
+    if record.selector == "codes":
+        per, retired = _listed_holders(db, recall_id, record)
+    else:
+        start, stop = holdings_range(record.gtin, record.batch, record.expiry_from, record.expiry_to)
+        per, retired = counts_from_items(db.iterator(start=start, stop=stop))
     states: dict[str, dict[str, int]] = {}
-    retired = 0
-    total = 0
-    for code in recall_codes(db, recall_id, record):
-        total += 1
-        owner, status = holder_of(db.get, code)
-        if status in _GONE or not owner:
-            retired += 1
-            continue
-        per = states.setdefault(state_of(owner), {})
-        per[owner] = per.get(owner, 0) + 1
+    for owner in sorted(per):
+        states.setdefault(state_of(owner), {})[owner] = per[owner]
     return {
-        "codes": total,
+        "codes": sum(per.values()) + retired,
         "out_of_circulation": retired,
         "states": {
-            s: {"codes": sum(per.values()),
-                "holders": [{"participant": p, "codes": per[p]} for p in sorted(per)]}
-            for s, per in sorted(states.items())
+            s: {"codes": sum(held.values()),
+                "holders": [{"participant": p, "codes": held[p]} for p in sorted(held)]}
+            for s, held in sorted(states.items())
         },
     }
+
+
+def _listed_holders(db: Any, recall_id: bytes, record: RecallRecord) -> tuple[dict[str, int], int]:
+    per: dict[str, int] = {}
+    retired = 0
+    for code in recall_codes(db, recall_id, record):
+        owner, status = holder_of(db.get, code)
+        if status in GONE or not owner:
+            retired += 1
+            continue
+        per[owner] = per.get(owner, 0) + 1
+    return per, retired
 
 
 Scan = Callable[[bytes, bytes], Iterator[bytes]]
 
 
-def matched_codes(doc: Any, get: Get, scan: Scan | None) -> Iterator[str]:
-    """The codes a recall document (or the recall a release names) matches, as the state
-    stands: its listed codes, or a range of the lot index through `scan`."""
+def notified_holders(doc: Any, get: Get, scan: Scan | None) -> list[str]:
+    """Whom a recall document (or the release of one) is addressed to, as the state
+    stands: every current holder of a code it matches, and the GTIN's producer.
+
+    The holders of a batch or an expiry range come from the holdings index through
+    `scan` (one range: as many keys as holders); those of listed codes from each
+    code's record. The producer is named even when it holds none of the codes: recalled
+    goods may move only back to it, so whoever holds them later (the producer, after an
+    accept of a returned shipment) has the recall in its inbox already."""
+    from ._catalogue import ProductRecord, product_key
     from ._documents import DocType
 
     if doc.type is DocType.RELEASE_RECALL:
         raw = get(P_RECALL + doc.payload[0])
         if raw is None:
-            return
+            return []
         record = RecallRecord.unpack(raw)
         gtin, batch, lo, hi = record.gtin, record.batch, record.expiry_from, record.expiry_to
+        producer = record.producer
         listed_raw = get(P_RECALL + doc.payload[0] + b"/codes")
         codes = list(unpack_trusted(listed_raw)) if listed_raw is not None else []
     else:
         gtin, batch, lo, hi, codes = doc.payload[:5]
+        product = get(product_key(gtin))
+        producer = ProductRecord.unpack(product).producer if product is not None else ""
+    holders: dict[str, None] = {}
     if codes:
-        yield from codes
-        return
-    if scan is None:
-        return
-    start, stop = lot_range(gtin, batch, lo, hi)
-    for key in scan(start, stop):
-        yield key[key.index(SEP, len(P_LOT) + 16) + 1:].decode()
+        for code in codes:
+            owner, status = holder_of(get, code)
+            if owner and status not in GONE:
+                holders.setdefault(owner, None)
+    elif scan is not None:
+        start, stop = holdings_range(gtin, batch, lo, hi)
+        holders.update(dict.fromkeys(holders_from_keys(scan(start, stop))))
+    if producer:
+        holders.setdefault(producer, None)
+    return list(holders)
 
 
 def lot_range(gtin: str, batch: str, lo: str, hi: str) -> tuple[bytes, bytes]:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, Protocol
 
+from . import _holdings as holdings
 from . import _recall as recall
 from . import _tax_ids as tax_ids
 from ._admission import RECORDED_REFUSALS, admission
@@ -1517,6 +1518,21 @@ HANDLERS.update(LIFECYCLE_HANDLERS)
 for _kind, _spec in PAYLOADS.items():
     if _spec and _spec[-1][1] is Field.DETAILS:
         HANDLERS[_kind] = _with_details(HANDLERS[_kind])
+
+
+def _following_holdings(handler: Callable[[_Context], None]) -> Callable[[_Context], None]:
+    def run(ctx: _Context) -> None:
+        handler(ctx)
+        holdings.follow(ctx.ov)
+
+    return run
+
+
+# Who holds how many units of each lot (ledger/_holdings.py, what a recall's holders come
+# from) follows every document type that may change a unit's holder or attributes.
+for _kind in list(HANDLERS):
+    if _kind not in holdings.HOLDERS_UNCHANGED:
+        HANDLERS[_kind] = _following_holdings(HANDLERS[_kind])
 
 __all__ = [
     "APPLIED",

@@ -45,15 +45,15 @@ def _recall_view(store: LedgerStore, recall_id: bytes) -> dict[str, Any] | None:
         participant = store.participant_record(pid)
         return participant.state if participant is not None else ""
 
-    # The holders come from the lot index and each matching code's record: one range
-    # scan, bounded by the recall's size (ledger/_recall.RECALL_SCAN_MAX).
+    # The holders come from the holdings index (ledger/_holdings.py): one range, as many
+    # keys as holders; a recall of listed codes reads their records (at most 30,000).
     holders = store.recall_holders(recall_id, record, state_of)
     return {"id": recall_id.hex(), **record.to_json(), **holders}
 
 
 async def get_recall(request: web.Request, a: Args) -> web.Response:
     store = _store(request)
-    # A recall of a million codes reads a million keys: off the event loop.
+    # Listed codes read up to 30,000 records: off the event loop.
     view = await asyncio.get_running_loop().run_in_executor(None, _recall_view, store, a["id"])
     if view is None:
         raise Refusal("unknown_recall", f"no recall {a['id'].hex()}")
