@@ -6,9 +6,10 @@ key and certificate, set chain parameters, clear evidence against a state (reser
 for the Byzantine-finality work), or set or retire a product group of the catalogue
 (ledger/_group_table.py; `state` then names the proposing regulator's state). Its
 canonical bytes are signed by each member state's regulator (domain-separated, chain
-id included); a *certificate* is the proposal with those co-signatures. It takes effect only with valid signatures of at least
-`byzantine_quorum(n)` distinct regulators of the n member states, so that any two
-certificates share more than f states, at least one of them honest.
+id included); a *certificate* is the proposal with those co-signatures. It takes effect
+only with valid signatures of at least `byzantine_quorum(n)` distinct regulators of the
+n member states, so that any two certificates share more than f states, at least one
+of them honest.
 
 The certificate travels in two places:
 
