@@ -394,3 +394,8 @@ __all__ += [
     "DETAIL_NAMES", "WITHDRAWAL_REASONS", "WRITE_OFF_REASONS", "document_json_for", "withheld_details",
     "withhold_in_json",
 ]
+
+# The round rule (issue 11): when an honest node may attest a second block at a height.
+from ._rounds import VOTES_PER_STATE_MAX, RoundBook, Verdict, Vote, proof_bound  # noqa: E402
+
+__all__ += ["VOTES_PER_STATE_MAX", "RoundBook", "Verdict", "Vote", "proof_bound"]

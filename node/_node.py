@@ -216,7 +216,8 @@ class Node:
                                          self.links.gossip_all, self.links.gossip_to, self.fail,
                                          on_stored=self.finality.attested, on_evidence=self.add_evidence,
                                          wants_evidence=self.evidence.wants,
-                                         on_conflicting_quorum=self._conflicting_quorum)
+                                         on_conflicting_quorum=self._conflicting_quorum,
+                                         hostile=self.evidence.states_against)
         self.pipeline = ApplyPipeline(self.state, store, self.mempool, committed, verified, self.waiters,
                                       metrics, self._applied, self.fail)
         self._committed = committed
@@ -226,6 +227,9 @@ class Node:
                                offer_again=self._offer_again, hold=self.pipeline.hold,
                                release=self.pipeline.release, own_state=self.state)
         self._heal_task: asyncio.Task[Any] | None = None
+        # What we attested of blocks a heal undid: the round rule must know it (issue 11).
+        for undone in self.healing.undone():
+            self.attestations.remember(undone.attestation, undone.parent)
         self._rewound_at_start = self.healing.pending
         self._offer_at_start = self.healing.finish_at_start(raft_log)
         self.catchup = CatchUp(genesis, self.state, store, self.verifier, self.pipeline, self.links,
@@ -323,6 +327,7 @@ class Node:
             f"(evidence {evidence.id.hex()[:16]}); its node may not lead until the regulators clear it")
         self.links.gossip_all(evidence_item(evidence))
         self._refresh_refused()
+        self.attestations.recheck()  # a known hostile state may complete a round-rule proof
         if evidence.state != self.state and self._led_what_we_hold(evidence.state):
             self._start_heal(self.healing.on_evidence(evidence.state))
 
@@ -462,8 +467,8 @@ class Node:
     def _applied(self, applied: AppliedBlock, accepted: bool) -> None:
         self.feed.advanced()
         header = applied.header
-        sign = accepted and self.healing.may_attest(header.height, header.hash)
-        self.attestations.attest(header, sign=sign)
+        # The round rule (ledger/_rounds.py) decides inside: at once, later, or never.
+        self.attestations.attest(header, sign=accepted)
         self.finality.advance()
         if len(self.evidence):
             self._refresh_refused()  # a CLEAR_EVIDENCE in this block lifts a refusal
