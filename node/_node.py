@@ -306,7 +306,9 @@ class Node:
         # The member table in force (governance proposals name its epoch).
         out["membership"] = self.store.members().to_json()
         out["final_height"] = self.finality.final_height
-        out["finality"] = self.finality.to_json()
+        out["finality"] = {**self.finality.to_json(),
+                           # Applied blocks this node waits to sign (the round rule's proof).
+                           "unsigned_heights": self.attestations.unsigned()[:16]}
         out["evidence"] = self.evidence.to_json()
         return out
 

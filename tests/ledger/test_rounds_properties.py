@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger import Attestation, RoundBook, Verdict, byzantine_quorum, faults_tolerated
 
-pytestmark = __import__("pytest").mark.sim
+pytestmark = pytest.mark.sim
 
 # Few blocks, so that random scripts often attest the same ones: two heights (the
 # parent rule), two rounds (a split and its replacement), two blocks per round
@@ -60,22 +61,24 @@ def final_blocks(pool: list[Attestation], quorum: int) -> dict[int, set[tuple[in
     return out
 
 
-blocks = st.tuples(st.integers(1, HEIGHTS), st.integers(1, ROUNDS), st.integers(0, LABELS - 1))
+# Height 1 most often: the split's own height, where most of the rule's cases are.
+blocks = st.tuples(st.sampled_from([1, 1, 1, 2]), st.integers(1, ROUNDS), st.integers(0, LABELS - 1))
 # A step: an honest state applies a block after learning all, some or none of the
 # attestations made so far; or a hostile state signs a block.
 events = st.lists(
     st.one_of(
-        st.tuples(st.sampled_from(["apply_seeing_all", "apply_seeing_one", "apply_seeing_none"]),
+        st.tuples(st.sampled_from(["apply_seeing_all", "apply_seeing_all", "apply_seeing_one",
+                                   "apply_seeing_none"]),
                   st.integers(0, 6), blocks, st.integers(0, 10_000)),
         st.tuples(st.just("hostile"), st.integers(0, 6), blocks, st.just(0)),
     ),
-    max_size=60,
+    max_size=30,
 )
 EVERY_BLOCK = [(h, r, label) for h in range(1, HEIGHTS + 1) for r in range(1, ROUNDS + 1) for label in range(LABELS)]
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(n=st.sampled_from([1, 2, 3, 4, 4, 5, 5, 5, 5, 6, 7]), data=st.data(), script=events)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.sampled_from([1, 2, 3, 4, 4, 5, 5, 6, 7, 7]), data=st.data(), script=events)
 def test_no_two_final_blocks_at_one_height_with_at_most_f_hostile(n: int, data: st.DataObject,
                                                                    script: list[tuple[str, int, Block, int]]) -> None:
     """Honest states follow the rule on what reached them; hostile ones (<= f) sign any block: no two final blocks at one height."""
@@ -107,5 +110,53 @@ def test_no_two_final_blocks_at_one_height_with_at_most_f_hostile(n: int, data: 
             made = node.apply(b, parents.get(b))
             if made is not None:
                 pool.append(made)
-        for height, final in final_blocks(pool, quorum).items():
-            assert len(final) == 1, (n, hostile_count, height, final)
+        check(pool, quorum, n, hostile_count)
+
+
+def check(pool: list[Attestation], quorum: int, n: int, hostile: int) -> None:
+    for height, final in final_blocks(pool, quorum).items():
+        assert len(final) == 1, (n, hostile, height, final)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.sampled_from([4, 5, 6, 7]), data=st.data())
+def test_rounds_of_leaders_hostile_or_not_never_make_two_final_blocks(n: int, data: st.DataObject) -> None:
+    """Shaped like the protocol: each round a leader (hostile: up to two versions of each block, to any honest states it likes; honest: one) hands out blocks at heights 1 and 2; honest states learn what they learn, apply, and retry what waits: no two final blocks at one height."""
+    # With the proof's hostile term dropped (dead when n - k < q), this finds two final
+    # blocks at one height (n = 4, one hostile) within its examples; so does the split
+    # table in test_rounds.py. The free-form test above is kept for odd orders.
+    f = faults_tolerated(n)
+    hostile_count = data.draw(st.integers(1, f), label="hostile")
+    states = [f"S{i}" for i in range(n)]
+    hostile, names = states[:hostile_count], states[hostile_count:]
+    honest = [Honest(s, states) for s in names]
+    quorum = byzantine_quorum(n)
+    pool: list[Attestation] = []
+    waiting: dict[str, list[tuple[Block, Block | None]]] = {s: [] for s in names}
+    for round_ in range(1, ROUNDS + 2):
+        hostile_leads = data.draw(st.booleans(), label=f"round {round_}: hostile leader")
+        versions = 2 if hostile_leads else 1
+        # A chain of two blocks per version: (1, r, v) and its child (2, r, v).
+        for s in names:
+            got = data.draw(st.integers(-1, versions - 1), label=f"{s} gets version")
+            if got >= 0:
+                waiting[s] += [((1, round_, got), None), ((2, round_, got), (1, round_, got))]
+        if hostile_leads:
+            signed = data.draw(st.sets(st.integers(0, 1)), label="hostile signs versions")
+            pool += [Attestation(h, height, round_, block_hash((height, round_, v)), b"")
+                     for h in hostile for v in signed for height in (1, 2)]
+        order = data.draw(st.permutations(range(len(honest))), label="order")
+        for i in order:
+            node = honest[i]
+            if data.draw(st.integers(0, 3), label="sees") > 0:  # mostly: gossip arrived
+                for att in pool:
+                    node.learn(att)
+            still = []
+            for b, parent in waiting[node.name]:
+                made = node.apply(b, parent)
+                if made is not None:
+                    pool.append(made)
+                elif node.book.verdict(node.name, b[0], (b[1], block_hash(b)), None) is not Verdict.NEVER:
+                    still.append((b, parent))  # waits for a proof, asked again later
+            waiting[node.name] = still[-4:]
+            check(pool, quorum, n, hostile_count)
