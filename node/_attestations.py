@@ -16,7 +16,11 @@ attested another block (before a heal undid it), only a later round's block, and
 once every block we attested there is proven dead; and only a block whose parent we
 attested or is final. When the rule says "not yet", the block waits in `_unsigned` and
 is asked about again whenever an attestation or evidence arrives, so it is signed as
-soon as the proof is complete (liveness does not depend on the order things arrive in).
+soon as the proof is complete (liveness does not depend on the order things arrive in);
+after a restart `resume` puts such blocks back. Our own attestations survive a crash:
+those of blocks we hold are in the store (and, if lost with the block in a power cut,
+made again identical from the same durable Raft entry); those of blocks a heal undid
+are in the healing file, synced before the rollback (node/_healing.py).
 
 Two attestations signed by one state for different hashes at one height in one round
 are *evidence* (ledger.Evidence): whichever arrives second, this node builds the proof
@@ -127,6 +131,24 @@ class Attestations:
         if parent is not None:
             self._book.link(att.height, (att.round, att.block_hash), parent)
 
+    def resume(self) -> None:
+        """At start, after `remember`: blocks we applied above a height where we are
+        locked (we attested a block there that a heal undid) and have not signed wait
+        again for the rule's proof, as they did before the restart. (A block whose time
+        this node refused is among them only above such a height: its alarm was raised
+        when it was applied.)"""
+        store = self._store
+        locked = [h for h in self._book.heights()
+                  if h > store.final_height and self._book.votes(h, self._state)
+                  and not store.has_attestation(h, self._state)]
+        if not locked:
+            return
+        for height in range(min(locked), store.head.height + 1):
+            header = store.header(height)
+            if header is not None and not store.has_attestation(height, self._state):
+                self._unsigned[height] = header
+        self._retry()
+
     def attest(self, header: BlockHeader, sign: bool = True) -> None:
         """Sign a block we applied when the round rule allows (else it waits for the
         proof), store and gossip the signature, then check the peers' attestations of
@@ -159,8 +181,13 @@ class Attestations:
                 self._check(other, header)
         self._retry()
 
-    def recheck(self) -> None:
-        """Something a proof may use arrived (evidence): ask again about waiting blocks."""
+    def learn_evidence(self, evidence: Evidence) -> None:
+        """Checked evidence (built here, gossiped, or kept on disk across a restart): its two
+        attestations are verified votes the round rule's proofs count, and the state is now
+        known hostile. Ask again about the blocks waiting to be signed."""
+        if evidence.height >= self._store.head.height - CONFLICT_HEIGHTS_KEPT:
+            self._book.add(evidence.first)
+            self._book.add(evidence.second)
         self._retry()
 
     def _link(self, header: BlockHeader) -> None:

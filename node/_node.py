@@ -230,6 +230,9 @@ class Node:
         # What we attested of blocks a heal undid: the round rule must know it (issue 11).
         for undone in self.healing.undone():
             self.attestations.remember(undone.attestation, undone.parent)
+        for piece in self.evidence.all():  # a hostile state's votes: it will not send them again
+            self.attestations.learn_evidence(piece)
+        self.attestations.resume()
         self._rewound_at_start = self.healing.pending
         self._offer_at_start = self.healing.finish_at_start(raft_log)
         self.catchup = CatchUp(genesis, self.state, store, self.verifier, self.pipeline, self.links,
@@ -329,7 +332,7 @@ class Node:
             f"(evidence {evidence.id.hex()[:16]}); its node may not lead until the regulators clear it")
         self.links.gossip_all(evidence_item(evidence))
         self._refresh_refused()
-        self.attestations.recheck()  # a known hostile state may complete a round-rule proof
+        self.attestations.learn_evidence(evidence)  # it may complete a round-rule proof
         if evidence.state != self.state and self._led_what_we_hold(evidence.state):
             self._start_heal(self.healing.on_evidence(evidence.state))
 
