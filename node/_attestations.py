@@ -64,6 +64,10 @@ ATTESTATIONS_RESENT = 256
 # (2) entries per member state, so the book holds at most 2 x (window + 1) x states
 # entries, however many old heights or rounds a hostile state signs attestations for.
 CONFLICT_HEIGHTS_KEPT = 1_024
+# Blocks waiting for the round rule's proof, held at once: one per height above the final
+# height, so the gap bounds them (its alarm is at 256 blocks); past this many, newer ones
+# are picked up again from the store once the held ones are signed (`_refill`).
+UNSIGNED_BLOCKS_MAX = 4_096
 
 
 class Attestations:
@@ -108,6 +112,7 @@ class Attestations:
         # Blocks we applied and would sign once the round rule allows (bounded by the
         # heights between the final height and the head: a heal drops those above it).
         self._unsigned: dict[int, BlockHeader] = {}
+        self._overflow = False  # blocks past UNSIGNED_BLOCKS_MAX were left in the store
         self._retrying = False
         self._load_book()
 
@@ -143,11 +148,22 @@ class Attestations:
                   and not store.has_attestation(h, self._state)]
         if not locked:
             return
-        for height in range(min(locked), store.head.height + 1):
+        self._refill(min(locked))
+        self._retry()
+
+    def _hold_unsigned(self, header: BlockHeader) -> None:
+        if len(self._unsigned) < UNSIGNED_BLOCKS_MAX:
+            self._unsigned[header.height] = header
+        else:
+            self._overflow = True
+
+    def _refill(self, lowest: int) -> None:
+        """Blocks from `lowest` up that we hold and have not signed wait for the rule."""
+        store = self._store
+        for height in range(lowest, store.head.height + 1):
             header = store.header(height)
             if header is not None and not store.has_attestation(height, self._state):
-                self._unsigned[height] = header
-        self._retry()
+                self._hold_unsigned(header)
 
     def attest(self, header: BlockHeader, sign: bool = True) -> None:
         """Sign a block we applied when the round rule allows (else it waits for the
@@ -162,9 +178,9 @@ class Attestations:
             if verdict is Verdict.SIGN:
                 self._sign(header)
             elif verdict is Verdict.WAIT:
-                log.warning("block %d (round %d) waits for the round rule's proof before we sign it",
-                            header.height, header.raft_term)
-                self._unsigned[header.height] = header
+                log.info("block %d (round %d) waits for the round rule's proof before we sign it",
+                         header.height, header.raft_term)
+                self._hold_unsigned(header)
             else:
                 log.warning("block %d is of round %d, not above one we attested there: not signed",
                             header.height, header.raft_term)
@@ -217,27 +233,38 @@ class Attestations:
 
     def _retry(self) -> None:
         """Ask the round rule again about the blocks waiting to be signed, lowest first
-        (a parent signed lets its child be signed in the same pass)."""
+        (a parent signed lets its child be signed in the same pass). The first that still
+        waits ends the pass: it is not final (else it could be signed), so every block
+        above it waits for it (rule 3), and one pass costs one proof, not one per block
+        of a long wait."""
         if not self._unsigned or self._retrying:
             return
         self._retrying = True
         try:
-            for height in sorted(self._unsigned):
-                header = self._unsigned[height]
-                held = self._store.header(height)
-                if held is None or held.hash != header.hash:
-                    del self._unsigned[height]  # a heal undid it
-                    continue
-                verdict = self._verdict(header)
-                if verdict is Verdict.WAIT:
-                    continue
-                del self._unsigned[height]
-                if verdict is Verdict.SIGN:
-                    log.warning("block %d (round %d): the proof is complete, we sign it",
-                                height, header.raft_term)
-                    self._sign(header)
+            while self._unsigned:
+                self._retry_pass()
+                if not (self._overflow and not self._unsigned):
+                    break
+                self._overflow = False  # all held ones signed: pick up those left in the store
+                self._refill(self._store.final_height + 1)
         finally:
             self._retrying = False
+
+    def _retry_pass(self) -> None:
+        for height in sorted(self._unsigned):
+            header = self._unsigned[height]
+            held = self._store.header(height)
+            if held is None or held.hash != header.hash:
+                del self._unsigned[height]  # a heal undid it
+                continue
+            verdict = self._verdict(header)
+            if verdict is Verdict.WAIT:
+                return
+            del self._unsigned[height]
+            if verdict is Verdict.SIGN:
+                log.warning("block %d (round %d): the proof is complete, we sign it", height,
+                            header.raft_term)
+                self._sign(header)
 
     def unsigned(self) -> list[int]:
         """Heights of blocks we applied that wait for the round rule (status and tests)."""

@@ -7,8 +7,8 @@ hands committed entries to the `ApplyPipeline`, which applies each as one block;
 `Attestations` signs each block's hash and checks the peers' signatures (a Byzantine
 quorum attesting another hash means we diverged: the node stops); `Finality` counts
 them into the final height clients may wait for; `EvidenceStore` keeps proofs that a
-state signed two blocks at one height, and Raft refuses that state's node as leader
-(`evidence_against`) until the regulators clear it; `CatchUp` fetches blocks a
+state signed two blocks at one height in one round, and Raft refuses that state's node
+as leader (`evidence_against`) until the regulators clear it; `CatchUp` fetches blocks a
 restored snapshot skipped; `GossipInbox` dispatches what peers send; `Housekeeping`
 resends, expires and gossips status; `Views` answer what the node shows.
 

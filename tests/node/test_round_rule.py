@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgpack
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ledger import Attestation, BlockHeader, KeyPair
 from ledger._chain import attestation_message
 from ledger._identity import DOMAIN_ATTESTATION
+from node import _attestations as node_attestations
 from node import create_app, load_config
 from node._gossip import GOSSIP_ATTESTATION
 from node._keys import NODE
@@ -83,3 +85,17 @@ async def test_a_waiting_block_waits_again_after_a_restart(tmp_path: Path) -> No
             assert node.store.has_attestation(1, "RU") and node.attestations.unsigned() == []
         finally:
             await client.close()
+
+
+async def test_blocks_past_the_held_bound_are_signed_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks above a waiting one wait for it (their parent unsigned); more than the held bound are picked up from the store once the held ones are signed, so none is left unsigned."""
+    monkeypatch.setattr(node_attestations, "UNSIGNED_BLOCKS_MAX", 3)
+    async with in_process_node(tmp_path, STATES, "RU") as ru:
+        node = ru.node
+        replacement = await split_and_heal(ru)
+        for i in range(5):
+            node.attestations.attest(node.store.apply_block([], 3 + i, "BY", raft_term=1).header)
+        assert node.attestations.unsigned() == [1, 2, 3]
+        node.on_gossip("BY", [item(signed(ru, "BY", 1, 1, replacement.hash))])
+        assert node.attestations.unsigned() == []
+        assert all(node.store.has_attestation(h, "RU") for h in range(1, 7))
