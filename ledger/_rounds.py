@@ -27,25 +27,28 @@ state at one height:
    states outside those k that are proven hostile (evidence against them; 0 without
    any); or when B's parent is proven dead.
 
-Why a dead block never becomes final (assuming at most f hostile states). Each of the
-k states attested some C != B at h in a round >= r. An honest one can never attest B
-afterwards (rule 1: B's round is not higher than C's, and if equal, the hash differs).
-Could it have attested B *before* C? Only by moving from B to C, which rule 2 allows
-when B was proven dead earlier (then induct on the earliest proof) or when C was final
-(then, if B also becomes final, that is two final blocks at h: see below, which rules
-this out first). So B's attesters are among the n - k states outside, plus the hostile
-states among the k: at most min(k, f - e) of them, since e hostile states are known to
-be outside. Together fewer than q: never final. For the parent clause: by rule 3 every
-honest attester of B attested B's parent P first (P cannot be final if it is dead), so
-B's attesters are P's honest attesters plus hostile states, bounded by the same count.
+Why this is safe with at most f hostile states: two claims, (a) a block proven dead
+never becomes final and (b) no two blocks at one height are both final. Suppose one
+fails, and look at the first attestation after which one does.
 
-Why two final blocks at one height need more than f hostile states. Let A and B be
-final at h, A first. The quorums that made each final (the attesters before each
-became final) share at least f + 1 states, so an honest state X. X attested both, and
-each before it was final, so rule 2's "already final" did not apply to its second one;
-it moved from the first to the second only once the first was proven dead. A dead
-block never becomes final (above); yet both are final. With more than f hostile states
-all of this fails: min(k, f - e) undercounts them.
+(a) Let B = (h, r, H) be proven dead by k states. Each attested some C != B at h in a
+round >= r, so an honest one among them never attests B after C (rule 1). Before C?
+Then it moved from B to C, which rule 2 allows only when B was proven dead earlier (take
+that earlier proof instead: the first proof has no such state) or when C was final, and
+B final too would be two final blocks at h, which (b) excludes up to the first failure.
+So B's attesters are among the n - k states outside the k, plus the hostile states
+among the k: at most min(k, f - e), since e hostile states are known to be outside.
+Fewer than q: never final. The parent clause: by rule 3, every honest state that
+attests B before B is final attested B's parent P (which is dead, so never final), so
+B's attesters are P's honest attesters plus hostile states, bounded by P's count.
+
+(b) Let A and B be final at h, A first. The quorums that made each final (the states
+that attested each before it was final) share at least f + 1 states, so an honest
+state X. X attested both, each before it was final, so rule 2's "already final" did not
+apply to its second one: it moved from the first to the second only once the first was
+proven dead, and by (a) a dead block never becomes final. With more than f hostile
+states, min(k, f - e) undercounts them and both claims fail (a 1/1 split of n = 4 with
+two hostile states finalizes both blocks: tests/ledger/test_rounds.py).
 
 Liveness after a split: every honest state that attested X at h in round r sees k
 states attest other blocks (Y, and the hostile leader's second attestation) in rounds
