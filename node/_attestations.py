@@ -166,24 +166,13 @@ class Attestations:
                 self._hold_unsigned(header)
 
     def attest(self, header: BlockHeader, sign: bool = True) -> None:
-        """Sign a block we applied when the round rule allows (else it waits for the
-        proof), store and gossip the signature, then check the peers' attestations of
-        it that arrived early or that the round book holds. `sign` is False for a block
-        this node applied but refuses to vouch for (its time): the peers' attestations
-        of it are still checked and kept."""
+        """Check the peers' attestations of a block we applied that arrived early or that
+        the round book holds, then sign it when the round rule allows (else it waits for
+        the proof), store and gossip the signature. `sign` is False for a block this node
+        applied but refuses to vouch for (its time): the peers' attestations of it are
+        still checked and kept."""
         self._link(header)
         self._unsigned.pop(header.height, None)
-        if sign:
-            verdict = self._verdict(header)
-            if verdict is Verdict.SIGN:
-                self._sign(header)
-            elif verdict is Verdict.WAIT:
-                log.info("block %d (round %d) waits for the round rule's proof before we sign it",
-                         header.height, header.raft_term)
-                self._hold_unsigned(header)
-            else:
-                log.warning("block %d is of round %d, not above one we attested there: not signed",
-                            header.height, header.raft_term)
         self._forget_below(header.height - CONFLICT_HEIGHTS_KEPT)
         # Attestations of this very block the book already holds (they came while we held
         # another block here, before a heal) now agree: store them.
@@ -195,6 +184,17 @@ class Attestations:
             self._early_count -= len(early)
             for other in early:
                 self._check(other, header)
+        if sign and not self._store.has_attestation(header.height, self._state):
+            verdict = self._verdict(header)
+            if verdict is Verdict.SIGN:
+                self._sign(header)
+            elif verdict is Verdict.WAIT:
+                log.info("block %d (round %d) waits for the round rule's proof before we sign it",
+                         header.height, header.raft_term)
+                self._hold_unsigned(header)
+            else:
+                log.warning("block %d is of round %d, not above one we attested there: not signed",
+                            header.height, header.raft_term)
         self._retry()
 
     def learn_evidence(self, evidence: Evidence) -> None:
