@@ -59,7 +59,7 @@ def show(evidence_id: str, node: str, genesis: Path | None, as_json: bool) -> No
         print_json({**piece, "verified": verified})
         return
     pairs: list[tuple[str, Any]] = [("id", piece.get("id")), ("state", piece.get("state")),
-                                    ("height", piece.get("height")),
+                                    ("height", piece.get("height")), ("round", piece.get("round")),
                                     ("holds", "yes" if piece.get("against") else "cleared by the regulators")]
     for i, att in enumerate(piece.get("attestations") or [], 1):
         pairs.append((f"attests #{i}", att.get("block_hash")))

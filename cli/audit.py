@@ -57,8 +57,9 @@ def raw_blocks(stream: Iterable[tuple[bytes, list[Any]]], first: int) -> Iterato
 def _attestation_pairs(attestations: list[Any]) -> list[tuple[str, bytes]]:
     out = []
     for item in attestations:
-        if isinstance(item, list) and len(item) == 4:
-            state, signature = item[0], item[3]
+        # [state, height, round, block hash, signature]: the header gives the rest.
+        if isinstance(item, list) and len(item) == 5:
+            state, signature = item[0], item[4]
             if isinstance(state, str) and isinstance(signature, bytes):
                 out.append((state, signature))
     return out
@@ -206,7 +207,7 @@ class Follower:
                     att = ledger.Attestation.from_json(obj)
                 except ledger.DecodeError:
                     att = None
-                fits = att is not None and att.block_hash == header.hash
+                fits = att is not None and att.names(header)
                 if att is None or not fits or not att.verify(self.genesis, self.verifier):
                     state = obj.get("state") if isinstance(obj, dict) else "?"
                     self.state.failure = ledger.AuditFailure(

@@ -415,3 +415,7 @@ from ._tax_ids import (  # noqa: E402
 )
 
 __all__ += ["TAX_ID_DIGITS", "TAXPAYING_ROLES", "kept_unit_counts", "tax_id_problem"]
+# The round rule (issue 11): when an honest node may attest a second block at a height.
+from ._rounds import VOTES_PER_STATE_MAX, RoundBook, Verdict, Vote, proof_bound  # noqa: E402
+
+__all__ += ["VOTES_PER_STATE_MAX", "RoundBook", "Verdict", "Vote", "proof_bound"]

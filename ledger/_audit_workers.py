@@ -83,7 +83,8 @@ def attestations_hold(
     except DecodeError:
         return [False] * len(pairs)  # the replay fails the block on its header first
     block_hash = decoded.hash
-    return [Attestation(s, decoded.height, block_hash, sig).verify(genesis, verifier) for s, sig in pairs]
+    return [Attestation(s, decoded.height, decoded.raft_term, block_hash, sig).verify(genesis, verifier)
+            for s, sig in pairs]
 
 
 def _work(genesis: Genesis, keys: dict[str, bytes], tasks: Any, verdicts: Any) -> None:

@@ -353,7 +353,7 @@ class Auditor:
         block_hash = header.hash
         out = []
         for i, (state, signature) in enumerate(raw):
-            att = Attestation(state, header.height, block_hash, signature)
+            att = Attestation(state, header.height, header.raft_term, block_hash, signature)
             ok = hold[i] if hold is not None else att.verify(self.genesis, self.verifier)
             if not ok:
                 ok = any(att.verify_key(key, self.genesis.chain_id, self.verifier)

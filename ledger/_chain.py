@@ -116,23 +116,41 @@ def results_root(results: Sequence[Result]) -> bytes:
     )
 
 
-def attestation_message(height: int, block_hash: bytes) -> bytes:
-    return pack([height, block_hash])
+def attestation_message(height: int, round: int, block_hash: bytes) -> bytes:
+    """What a node signs (under DOMAIN_ATTESTATION and the chain id): the block's
+    height, its round (the Raft term of the entry that carried it) and its hash. The
+    round is what lets an honest node attest a replacement block at a height after a
+    hostile leader's split without that being evidence (ledger/_rounds.py)."""
+    return pack([height, round, block_hash])
 
 
 @dataclass(frozen=True, slots=True)
 class Attestation:
-    """A member state's node saying: I applied this block and got this hash."""
+    """A member state's node saying: I applied this block, of this round, and got this
+    hash. Attestations count towards finality only for the exact (height, round,
+    block_hash) they name (ledger/_finality.py)."""
 
     state: str
     height: int
+    round: int  # the Raft term of the entry that carried the block (its header's raft_term)
     block_hash: bytes
     signature: bytes
 
     @classmethod
     def make(cls, key: KeyPair, chain_id: str, state: str, header: BlockHeader) -> Attestation:
-        message = attestation_message(header.height, header.hash)
-        return cls(state, header.height, header.hash, key.sign(DOMAIN_ATTESTATION, chain_id, message))
+        message = attestation_message(header.height, header.raft_term, header.hash)
+        return cls(state, header.height, header.raft_term, header.hash,
+                   key.sign(DOMAIN_ATTESTATION, chain_id, message))
+
+    @property
+    def block(self) -> tuple[int, int, bytes]:
+        """(height, round, block hash): what finality counts attestations of."""
+        return self.height, self.round, self.block_hash
+
+    def names(self, header: BlockHeader) -> bool:
+        """Whether this attests exactly that block (its height, round and hash)."""
+        return (self.height == header.height and self.round == header.raft_term
+                and self.block_hash == header.hash)
 
     def verify(self, genesis: Genesis, verifier: Verifier) -> bool:
         """Against the genesis key of its state (the auditor's check; a node checks
@@ -149,29 +167,31 @@ class Attestation:
             self.signature,
             DOMAIN_ATTESTATION,
             chain_id,
-            attestation_message(self.height, self.block_hash),
+            attestation_message(self.height, self.round, self.block_hash),
         )
 
     def to_list(self) -> list[Any]:
-        return [self.state, self.height, self.block_hash, self.signature]
+        return [self.state, self.height, self.round, self.block_hash, self.signature]
 
     @classmethod
     def from_list(cls, value: Any) -> Attestation:
         if (
             not isinstance(value, list)
-            or len(value) != 4
+            or len(value) != 5
             or not isinstance(value[0], str)
-            or not isinstance(value[1], int)
-            or not isinstance(value[2], bytes)
+            or not _is_int(value[1])
+            or not _is_int(value[2])
             or not isinstance(value[3], bytes)
+            or not isinstance(value[4], bytes)
         ):
-            raise DecodeError("an attestation is [state, height, block hash, signature]")
-        return cls(value[0], value[1], value[2], value[3])
+            raise DecodeError("an attestation is [state, height, round, block hash, signature]")
+        return cls(value[0], value[1], value[2], value[3], value[4])
 
     def to_json(self) -> dict[str, Any]:
         return {
             "state": self.state,
             "height": self.height,
+            "round": self.round,
             "block_hash": self.block_hash.hex(),
             "signature": self.signature.hex(),
         }
@@ -179,14 +199,22 @@ class Attestation:
     @classmethod
     def from_json(cls, obj: Any) -> Attestation:
         try:
+            height, round_ = obj["height"], obj["round"]
+            if not _is_int(height) or not _is_int(round_):
+                raise ValueError("height and round are integers")
             return cls(
                 str(obj["state"]),
-                int(obj["height"]),
+                height,
+                round_,
                 bytes.fromhex(obj["block_hash"]),
                 bytes.fromhex(obj["signature"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DecodeError(f"malformed attestation: {exc!r}") from exc
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,8 @@ from ._records import P_BLOCK_DOC, P_DOC, P_PARTICIPANT, P_RESULTS, REPLACES, Pa
 from ._state import Reason, Result
 from ._store import LedgerStore
 
-BUNDLE_VERSION = 1
+# Version 2: the attestations carried name their round (version 1 bundles do not decode).
+BUNDLE_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,7 @@ def check_attested(
     quorum of distinct member states must attest it (ledger._finality)."""
     if header.chain_id != genesis.chain_id:
         raise ProofError(f"block {header.height} belongs to chain {header.chain_id!r}")
-    verdict = finality_verdict(genesis, header.height, header.hash, attestations, verifier)
+    verdict = finality_verdict(genesis, header.height, header.raft_term, header.hash, attestations, verifier)
     if verdict.problem is not None:
         raise ProofError(verdict.message(header.height))
     if not verdict.final:
@@ -309,14 +310,13 @@ def provenance(
 
 def not_final_heights(bundle: ProvenanceBundle, genesis: Genesis) -> list[int]:
     """Heights of the bundle's blocks that its attestations do not make final (counting
-    distinct states that attest the block's hash; signatures are checked by
+    distinct states that attest the block's height, round and hash; signatures are checked by
     `verify_provenance`). A node builds a bundle from what it holds; while a block is
     still short of a Byzantine quorum, the bundle would not verify: wait, or say so."""
     out: set[int] = set()
     for proof in (*bundle.entries, *bundle.registrations):
         header = proof.header
-        agreeing = (a.state for a in proof.attestations
-                    if a.height == header.height and a.block_hash == header.hash)
+        agreeing = (a.state for a in proof.attestations if a.names(header))
         if not final_states(genesis, agreeing):
             out.add(header.height)
     return sorted(out)

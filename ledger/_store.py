@@ -420,8 +420,8 @@ class LedgerStore:
     def add_attestation(self, attestation: Attestation, verifier: Verifier) -> bool:
         """Store a verified attestation of a block we hold; False when it does not fit."""
         header = self.header(attestation.height)
-        if header is None or header.hash != attestation.block_hash:
-            return False
+        if header is None or not attestation.names(header):
+            return False  # another block, or this block's hash under another round
         if not self.members().verify_attestation(attestation, verifier):
             return False
         key = P_ATTEST + u64(attestation.height) + attestation.state.encode()
@@ -643,7 +643,7 @@ class LedgerStore:
             return []
         prefix = P_ATTEST + u64(height)
         return [
-            Attestation(k[len(prefix):].decode(), height, header.hash, v)
+            Attestation(k[len(prefix):].decode(), height, header.raft_term, header.hash, v)
             for k, v in self.db.iterator(prefix=prefix)
         ]
 

@@ -225,7 +225,6 @@ class CatchUp:
 
     def _attesting(self, header: BlockHeader, raws: list[Any]) -> list[Attestation]:
         """The valid attestations of exactly this block, one per genesis state."""
-        block_hash = header.hash
         by_state: dict[str, Attestation] = {}
         # Keys of the member table before this block (our head is the block before it):
         # a removed node's attestation, or one under a replaced key, does not verify.
@@ -235,7 +234,7 @@ class CatchUp:
                 att = Attestation.from_list(raw)
             except DecodeError:
                 continue
-            if att.state in by_state or att.height != header.height or att.block_hash != block_hash:
+            if att.state in by_state or not att.names(header):
                 continue
             if members.verify_attestation(att, self._verifier):  # an unknown state does not verify
                 by_state[att.state] = att

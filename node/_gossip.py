@@ -169,13 +169,15 @@ def decode_item(item: bytes) -> tuple[int, Any]:
 
 
 def _attestation(payload: Any) -> Attestation:
-    if not isinstance(payload, list) or len(payload) != 4:
-        raise MalformedItem("an attestation is [state, height, block hash, signature]")
-    state, height, block_hash, signature = payload
+    if not isinstance(payload, list) or len(payload) != 5:
+        raise MalformedItem("an attestation is [state, height, round, block hash, signature]")
+    state, height, round_, block_hash, signature = payload
     if type(state) is not str or len(state) != 2 or not state.isascii() or not state.isupper():
         raise MalformedItem("an attestation's state is a two-letter code")
     if type(height) is not int or not 1 <= height <= HEIGHT_MAX:
         raise MalformedItem(f"an attestation's height is an integer in [1, {HEIGHT_MAX}]")
+    if type(round_) is not int or not 0 <= round_ <= U64_MAX:
+        raise MalformedItem("an attestation's round is a Raft term, an unsigned 64-bit integer")
     if type(block_hash) is not bytes or len(block_hash) != ATTESTATION_HASH_BYTES:
         raise MalformedItem("an attestation's block hash is 32 bytes")
     if type(signature) is not bytes or len(signature) != ATTESTATION_SIGNATURE_BYTES:

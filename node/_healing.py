@@ -29,12 +29,13 @@ Raft driver starts (`finish_at_start`): the ledger is rolled back if it was not 
 the Raft storage is rewound directly, so the driver never hands the applier the entries
 that were being undone.
 
-What this node attested is never attested differently: an attestation of a block that a
-rollback undid stays remembered (in the same file) until its height is final, and a
-different block applied there later is not signed (`may_attest`). Two attestations by one
-state at one height are evidence (ledger/_finality.py), whatever the Raft round; the
-"round rule" that would let honest nodes attest again in a later round needs attestations
-that name their round, which they do not yet (see the module's report in issue 11).
+What this node attested survives a rollback and a crash: each of its attestations of a
+block that a rollback undid (height, round, hash, signature, and the block's parent) is
+kept in the same file until its height is final, and handed to the round book at start
+(`undone()`, node/_attestations.py). A different block applied there later is signed only
+as the round rule allows (ledger/_rounds.py): of a later round, and once what we attested
+there is proven dead; two attestations by one state at one height *in one round* are
+evidence (ledger/_finality.py), in different rounds they are not.
 """
 
 from __future__ import annotations
@@ -49,13 +50,24 @@ from pathlib import Path
 from typing import Any
 
 from consensus import HardState, LogIndex, Storage
-from ledger import LedgerStore
+from ledger import Attestation, LedgerStore, Vote
 
 log = logging.getLogger(__name__)
 
 # Terms refused for entries are kept while they matter (above the final point); a
 # hostile state equivocates in a handful of terms before every honest node refuses it.
 REFUSED_TERMS_MAX = 1_024
+# Our undone attestations kept per height: the round rule reads the highest rounds only
+# (ledger/_rounds.py VOTES_PER_STATE_MAX); each heal at a height adds one.
+UNDONE_PER_HEIGHT_MAX = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Undone:
+    """One of our attestations of a block a rollback undid, with that block's parent."""
+
+    attestation: Attestation
+    parent: Vote | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +102,7 @@ class Healing:
         self._own_state = own_state
         self._lock = asyncio.Lock()
         self.refused_terms: set[int] = set()  # terms in which a refused leader equivocated
-        self.undone_attestations: dict[int, bytes] = {}  # height -> block hash we attested, undone
+        self.undone_attestations: dict[int, list[Undone]] = {}  # height -> ours of undone blocks there
         self.pending: int | None = None  # Raft index of a heal not finished (the marker)
         self.heals = 0
         self._load()
@@ -109,11 +121,10 @@ class Healing:
         header = store.header(min(store.final_height, store.head.height))
         return LogIndex(header.raft_index if header is not None else 0)
 
-    def may_attest(self, height: int, block_hash: bytes) -> bool:
-        """False for a block at a height where this node attested another block that a
-        rollback undid: signing both would be evidence against us."""
-        earlier = self.undone_attestations.get(height)
-        return earlier is None or earlier == block_hash
+    def undone(self) -> list[Undone]:
+        """Our attestations of blocks a rollback undid, above the final height: the round
+        rule must know them (node/_attestations.py `remember`)."""
+        return [u for height in sorted(self.undone_attestations) for u in self.undone_attestations[height]]
 
     def final_moved(self, final_height: int) -> None:
         """Heights at or below the final height can never be applied again."""
@@ -211,8 +222,18 @@ class Healing:
             return
         for height in range(final + 1, store.head.height + 1):
             header = store.header(height)
-            if header is not None and store.has_attestation(height, self._own_state):
-                self.undone_attestations[height] = header.hash
+            if header is None or not store.has_attestation(height, self._own_state):
+                continue
+            ours = next(a for a in store.attestations(height) if a.state == self._own_state)
+            prev = store.header(height - 1)
+            parent = (prev.raft_term, prev.hash) if prev is not None and height > 1 else None
+            kept = self.undone_attestations.setdefault(height, [])
+            if all(u.attestation.block != ours.block for u in kept):
+                kept.append(Undone(ours, parent))
+                # The round rule needs the highest rounds only (ledger/_rounds.py): a node
+                # healed many times at one height keeps the last few.
+                kept.sort(key=lambda u: u.attestation.round, reverse=True)
+                del kept[UNDONE_PER_HEIGHT_MAX:]
 
     def _load(self) -> None:
         try:
@@ -225,11 +246,13 @@ class Healing:
         pending = raw.get("pending")
         self.pending = int(pending) if pending is not None else None
         self.refused_terms = {int(t) for t in raw.get("refused_terms", [])}
-        self.undone_attestations = {int(h): bytes.fromhex(v) for h, v in raw.get("attested", {}).items()}
+        self.undone_attestations = {int(h): [_undone_from_json(self._own_state, int(h), u) for u in us]
+                                    for h, us in raw.get("attested", {}).items()}
 
     def _save(self) -> None:
         data = {"pending": self.pending, "refused_terms": sorted(self.refused_terms),
-                "attested": {str(h): v.hex() for h, v in sorted(self.undone_attestations.items())}}
+                "attested": {str(h): [_undone_json(u) for u in us]
+                             for h, us in sorted(self.undone_attestations.items())}}
         tmp = self._path.with_suffix(".tmp")
         with open(tmp, "w", encoding="ascii") as f:
             json.dump(data, f)
@@ -242,3 +265,21 @@ class Healing:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _undone_json(u: Undone) -> dict[str, Any]:
+    a = u.attestation
+    return {"round": a.round, "hash": a.block_hash.hex(), "signature": a.signature.hex(),
+            "parent": [u.parent[0], u.parent[1].hex()] if u.parent is not None else None}
+
+
+def _undone_from_json(state: str, height: int, raw: Any) -> Undone:
+    if not isinstance(raw, dict):
+        # Only this node writes the file: a file of the format before rounds. Its
+        # attestations named no round and verify no more; a height is kept locked by
+        # refusing to start rather than by guessing (delete the file after a check).
+        raise RuntimeError("the healing state holds attestations without a round (an older format)")
+    parent = raw.get("parent")
+    att = Attestation(state, height, int(raw["round"]), bytes.fromhex(raw["hash"]),
+                      bytes.fromhex(raw["signature"]))
+    return Undone(att, (int(parent[0]), bytes.fromhex(parent[1])) if parent is not None else None)

@@ -7,8 +7,8 @@ hands committed entries to the `ApplyPipeline`, which applies each as one block;
 `Attestations` signs each block's hash and checks the peers' signatures (a Byzantine
 quorum attesting another hash means we diverged: the node stops); `Finality` counts
 them into the final height clients may wait for; `EvidenceStore` keeps proofs that a
-state signed two blocks at one height, and Raft refuses that state's node as leader
-(`evidence_against`) until the regulators clear it; `CatchUp` fetches blocks a
+state signed two blocks at one height in one round, and Raft refuses that state's node
+as leader (`evidence_against`) until the regulators clear it; `CatchUp` fetches blocks a
 restored snapshot skipped; `GossipInbox` dispatches what peers send; `Housekeeping`
 resends, expires and gossips status; `Views` answer what the node shows.
 
@@ -216,7 +216,8 @@ class Node:
                                          self.links.gossip_all, self.links.gossip_to, self.fail,
                                          on_stored=self.finality.attested, on_evidence=self.add_evidence,
                                          wants_evidence=self.evidence.wants,
-                                         on_conflicting_quorum=self._conflicting_quorum)
+                                         on_conflicting_quorum=self._conflicting_quorum,
+                                         hostile=self.evidence.states_against)
         self.pipeline = ApplyPipeline(self.state, store, self.mempool, committed, verified, self.waiters,
                                       metrics, self._applied, self.fail)
         self._committed = committed
@@ -226,6 +227,12 @@ class Node:
                                offer_again=self._offer_again, hold=self.pipeline.hold,
                                release=self.pipeline.release, own_state=self.state)
         self._heal_task: asyncio.Task[Any] | None = None
+        # What we attested of blocks a heal undid: the round rule must know it (issue 11).
+        for undone in self.healing.undone():
+            self.attestations.remember(undone.attestation, undone.parent)
+        for piece in self.evidence.all():  # a hostile state's votes: it will not send them again
+            self.attestations.learn_evidence(piece)
+        self.attestations.resume()
         self._rewound_at_start = self.healing.pending
         self._offer_at_start = self.healing.finish_at_start(raft_log)
         self.catchup = CatchUp(genesis, self.state, store, self.verifier, self.pipeline, self.links,
@@ -302,7 +309,9 @@ class Node:
         # The member table in force (governance proposals name its epoch).
         out["membership"] = self.store.members().to_json()
         out["final_height"] = self.finality.final_height
-        out["finality"] = self.finality.to_json()
+        out["finality"] = {**self.finality.to_json(),
+                           # Applied blocks this node waits to sign (the round rule's proof).
+                           "unsigned_heights": self.attestations.unsigned()[:16]}
         out["evidence"] = self.evidence.to_json()
         return out
 
@@ -323,6 +332,7 @@ class Node:
             f"(evidence {evidence.id.hex()[:16]}); its node may not lead until the regulators clear it")
         self.links.gossip_all(evidence_item(evidence))
         self._refresh_refused()
+        self.attestations.learn_evidence(evidence)  # it may complete a round-rule proof
         if evidence.state != self.state and self._led_what_we_hold(evidence.state):
             self._start_heal(self.healing.on_evidence(evidence.state))
 
@@ -462,8 +472,8 @@ class Node:
     def _applied(self, applied: AppliedBlock, accepted: bool) -> None:
         self.feed.advanced()
         header = applied.header
-        sign = accepted and self.healing.may_attest(header.height, header.hash)
-        self.attestations.attest(header, sign=sign)
+        # The round rule (ledger/_rounds.py) decides inside: at once, later, or never.
+        self.attestations.attest(header, sign=accepted)
         self.finality.advance()
         if len(self.evidence):
             self._refresh_refused()  # a CLEAR_EVIDENCE in this block lifts a refusal

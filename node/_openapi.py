@@ -117,7 +117,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "results_root": _HEX64, "state_hash": _HEX64, "time_ms": _UINT, "proposer": _STR,
         "raft_term": _UINT, "raft_index": _UINT, "documents": _UINT,
     }),
-    "Attestation": _object({"state": _STR, "height": _UINT, "block_hash": _HEX64, "signature": _HEX}),
+    # The round is the Raft term of the entry that carried the block (its header's raft_term).
+    "Attestation": _object({"state": _STR, "height": _UINT, "round": _UINT, "block_hash": _HEX64,
+                            "signature": _HEX}),
     "Block": _object({
         "header": _ref("BlockHeader"), "documents": {"type": "array", "items": _HEX},
         "results": {"type": "array", "items": _object(_RESULT)},
@@ -149,11 +151,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         # Every block up to final_height is attested by a Byzantine quorum; the gap to
         # `height` has an alarm (`finality_gap`) beyond gap_blocks_max.
         "final_height": _UINT,
-        "finality": _object({"final_height": _UINT, "gap_blocks": _UINT, "gap_blocks_max": _UINT}),
+        "finality": _object({"final_height": _UINT, "gap_blocks": _UINT, "gap_blocks_max": _UINT},
+                            {"unsigned_heights": {"type": "array", "items": _UINT}}),
         "evidence": _object({"pieces": _UINT, "against": {"type": "array", "items": _STR}, "refused": _UINT}),
     }),
-    # Two attestations signed by one state for different blocks at one height.
-    "Evidence": _object({"id": _HEX64, "kind": _STR, "state": _STR, "height": _UINT,
+    # Two attestations signed by one state for different blocks at one height in one round.
+    "Evidence": _object({"id": _HEX64, "kind": _STR, "state": _STR, "height": _UINT, "round": _UINT,
                          "attestations": {"type": "array", "items": _ref("Attestation")},
                          "against": _BOOL}),
     "EvidenceList": _object({"evidence": {"type": "array", "items": _ref("Evidence")}}),

@@ -270,7 +270,9 @@ class ConsoleSource:
             found = await self.client.get(f"/v1/attestations/{int(header['height'])}", signed=False)
         except ClientError:
             return None
-        return sorted({str(a.get("state")) for a in found if a.get("block_hash") == header.get("hash")})
+        return sorted({str(a.get("state")) for a in found
+                       if a.get("block_hash") == header.get("hash")
+                       and a.get("round") == header.get("raft_term")})
 
     async def _document(self, doc_id: str) -> dict[str, Any] | None:
         try:

@@ -60,11 +60,11 @@ def test_the_audit_report_checks_each_piece_of_evidence_against_genesis() -> Non
     key = seeded_key("node-KZ")
 
     def att(h: bytes) -> ledger.Attestation:
-        return ledger.Attestation("KZ", 3, h, key.sign(DOMAIN_ATTESTATION, genesis.chain_id,
-                                                       attestation_message(3, h)))
+        return ledger.Attestation("KZ", 3, 0, h, key.sign(DOMAIN_ATTESTATION, genesis.chain_id,
+                                                       attestation_message(3, 0, h)))
 
     good = ledger.Evidence.of(att(b"\x01" * 32), att(b"\x02" * 32))
-    forged = ledger.Evidence.of(att(b"\x01" * 32), ledger.Attestation("KZ", 3, b"\x03" * 32, b"\x00" * 64))
+    forged = ledger.Evidence.of(att(b"\x01" * 32), ledger.Attestation("KZ", 3, 0, b"\x03" * 32, b"\x00" * 64))
 
     class _Node:
         def evidence(self) -> list[dict[str, Any]]:

@@ -380,7 +380,7 @@ class HostilePeer:
 
     def attest(self, att: Attestation) -> Attestation:
         """Our own signature on a block hash another state attested."""
-        header = _Header(att.height, att.block_hash)
+        header = _Header(att.height, att.block_hash, att.round)
         return Attestation.make(self.node_key, self.genesis.chain_id, self.state, header)  # type: ignore[arg-type]
 
     def _id(self, peer: str) -> NodeId:
@@ -393,6 +393,7 @@ class _Header:
 
     height: int
     hash: bytes
+    raft_term: int  # the attestation's round
 
 
 def block_entry(index: int, term: int, data: bytes, kind: EntryType = EntryType.NORMAL) -> Entry:

@@ -455,7 +455,7 @@ def _(w: World) -> None:
     height = int(w.status(w.honest[0])["height"])
     items = []
     for i in range(5_000 * SCALE):
-        att = Attestation(HOSTILE, 1 + i % max(1, height), os.urandom(32), b"")
+        att = Attestation(HOSTILE, 1 + i % max(1, height), 0, os.urandom(32), b"")
         items.append(msgpack.packb([GOSSIP_ATTESTATION, w.h.attest(att).to_list()]))
     for state in w.honest:
         w.h.gossip(state, items)
@@ -747,8 +747,8 @@ def _(w: World) -> None:
 def _(w: World) -> None:
     """An attestation that claims to be another state's, signed with our key, is refused."""
     victim = w.honest[0]
-    fake = w.h.attest(Attestation(HOSTILE, 1, os.urandom(32), b""))
-    forged = Attestation(victim, 1, fake.block_hash, fake.signature)
+    fake = w.h.attest(Attestation(HOSTILE, 1, 0, os.urandom(32), b""))
+    forged = Attestation(victim, 1, 0, fake.block_hash, fake.signature)
     for state in w.honest:
         w.h.gossip(state, [msgpack.packb([GOSSIP_ATTESTATION, forged.to_list()])])
         probe(w, state)
@@ -761,7 +761,7 @@ def _(w: World) -> None:
     """Our state attests two hashes for the head: a minority's equivocation stops no node,
     and each honest node holds the evidence, which checks against genesis alone (issue 11)."""
     height = int(w.status(w.honest[0])["height"])
-    items = [msgpack.packb([GOSSIP_ATTESTATION, w.h.attest(Attestation(HOSTILE, height, os.urandom(32),
+    items = [msgpack.packb([GOSSIP_ATTESTATION, w.h.attest(Attestation(HOSTILE, height, 0, os.urandom(32),
                                                                         b"")).to_list()]) for _ in range(2)]
     for state in w.honest:
         w.h.gossip(state, items)

@@ -59,8 +59,8 @@ def test_a_majority_is_not_final_with_five_states() -> None:
 def _atts(genesis, height: int, block_hash: bytes, states) -> list[Attestation]:
     from ledger._chain import attestation_message
     from ledger._identity import DOMAIN_ATTESTATION
-    message = attestation_message(height, block_hash)
-    return [Attestation(s, height, block_hash,
+    message = attestation_message(height, 0, block_hash)
+    return [Attestation(s, height, 0, block_hash,
                         seeded_key(f"node-{s}").sign(DOMAIN_ATTESTATION, genesis.chain_id, message))
             for s in states]
 
@@ -70,12 +70,14 @@ def test_the_verdict_counts_distinct_valid_states_for_one_hash() -> None:
     genesis, verifier = make_genesis(), Verifier()
     h = b"\x11" * 32
     four = _atts(genesis, 7, h, ["AM", "BY", "KZ", "KG"])
-    assert finality_verdict(genesis, 7, h, four, verifier).final
-    assert not finality_verdict(genesis, 7, h, four[:3] + four[:1], verifier).final  # AM twice
+    assert finality_verdict(genesis, 7, 0, h, four, verifier).final
+    assert not finality_verdict(genesis, 7, 0, h, four[:3] + four[:1], verifier).final  # AM twice
     other = _atts(genesis, 7, b"\x22" * 32, ["RU"])
-    assert finality_verdict(genesis, 7, h, four + other, verifier).problem is not None
-    forged = Attestation("RU", 7, h, b"\x00" * 64)
-    verdict = finality_verdict(genesis, 7, h, four[:3] + [forged], verifier)
+    assert finality_verdict(genesis, 7, 0, h, four + other, verifier).problem is not None
+    # The same hash in another round is another block: it does not count towards this one.
+    assert finality_verdict(genesis, 7, 1, h, four, verifier).problem is not None
+    forged = Attestation("RU", 7, 0, h, b"\x00" * 64)
+    verdict = finality_verdict(genesis, 7, 0, h, four[:3] + [forged], verifier)
     assert not verdict.final and "does not verify" in (verdict.problem or "")
 
 
@@ -139,21 +141,25 @@ def test_evidence_is_canonical_and_verifies_with_genesis_alone() -> None:
 
 
 def test_evidence_refuses_what_is_not_a_conflict_or_not_signed() -> None:
-    """No evidence from one hash twice, two states, two heights, a forged signature or junk bytes."""
+    """No evidence from one hash twice, two states, two heights, two rounds, a forged signature or junk bytes."""
     genesis, verifier = make_genesis(), Verifier()
     (a,) = _atts(genesis, 9, b"\x01" * 32, ["RU"])
     (same,) = _atts(genesis, 9, b"\x01" * 32, ["RU"])
     (other_state,) = _atts(genesis, 9, b"\x02" * 32, ["KZ"])
     (other_height,) = _atts(genesis, 10, b"\x02" * 32, ["RU"])
-    for b in (same, other_state, other_height):
+    # Another hash in a later round is what the round rule lets an honest node sign.
+    other_round = Attestation("RU", 9, 1, b"\x02" * 32, b"\x00" * 64)
+    for b in (same, other_state, other_height, other_round):
         with pytest.raises(ValueError):
             Evidence.of(a, b)
-    forged = Evidence.of(a, Attestation("RU", 9, b"\x02" * 32, b"\x00" * 64))
+    forged = Evidence.of(a, Attestation("RU", 9, 0, b"\x02" * 32, b"\x00" * 64))
     assert not forged.verify(genesis, verifier)
     good = Evidence.of(a, _atts(genesis, 9, b"\x02" * 32, ["RU"])[0])
-    swapped = pack([1, good.second.to_list(), good.first.to_list()])
-    for junk in (b"", b"\xc1", swapped, good.encode() + b"\x00", pack([1, [], []]), b"\x91" * 600,
-                 pack([2, good.first.to_list(), good.second.to_list()])):
+    swapped = pack([2, good.second.to_list(), good.first.to_list()])
+    # Version 1 (attestations without a round) and unknown versions do not decode.
+    for junk in (b"", b"\xc1", swapped, good.encode() + b"\x00", pack([2, [], []]), b"\x91" * 600,
+                 pack([1, good.first.to_list(), good.second.to_list()]),
+                 pack([3, good.first.to_list(), good.second.to_list()])):
         with pytest.raises(DecodeError):
             Evidence.decode(junk)
 

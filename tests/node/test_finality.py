@@ -36,8 +36,8 @@ def kz_key(n: InProcessNode) -> KeyPair:
 
 
 def kz_attests(n: InProcessNode, height: int, block_hash: bytes) -> Attestation:
-    signature = kz_key(n).sign(DOMAIN_ATTESTATION, n.net.chain_id, attestation_message(height, block_hash))
-    return Attestation("KZ", height, block_hash, signature)
+    signature = kz_key(n).sign(DOMAIN_ATTESTATION, n.net.chain_id, attestation_message(height, 0, block_hash))
+    return Attestation("KZ", height, 0, block_hash, signature)
 
 
 def gossip_attestation(n: InProcessNode, att: Attestation) -> None:
@@ -171,7 +171,7 @@ async def test_gossiped_evidence_is_checked_before_it_is_kept(ru: InProcessNode)
     """Valid evidence from a peer is kept; a forged signature or junk bytes are not."""
     drops = ru.app[METRICS].frames_dropped._value.get()
     a, b = kz_attests(ru, 5, b"\x01" * 32), kz_attests(ru, 5, b"\x02" * 32)
-    forged = Evidence.of(a, Attestation("KZ", 5, b"\x03" * 32, b"\x00" * 64))
+    forged = Evidence.of(a, Attestation("KZ", 5, 0, b"\x03" * 32, b"\x00" * 64))
     ru.node.on_gossip("KZ", [evidence_item(forged)])
     assert len(ru.node.evidence) == 0 and ru.node.evidence.refused == 1
     ru.node.on_gossip("KZ", [msgpack.packb([GOSSIP_EVIDENCE, b"\x93" * 700]),
@@ -189,8 +189,8 @@ def test_evidence_items_decode_bounded_and_the_store_is_bounded(tmp_path: Path) 
     key = seeded_key("node-KZ")
 
     def att(height: int, h: bytes) -> Attestation:
-        message = attestation_message(height, h)
-        return Attestation("KZ", height, h, key.sign(DOMAIN_ATTESTATION, genesis.chain_id, message))
+        message = attestation_message(height, 0, h)
+        return Attestation("KZ", height, 0, h, key.sign(DOMAIN_ATTESTATION, genesis.chain_id, message))
 
     evidence = Evidence.of(att(1, b"\x01" * 32), att(1, b"\x02" * 32))
     assert decode_item(evidence_item(evidence)) == (GOSSIP_EVIDENCE, evidence)
@@ -213,8 +213,8 @@ def test_after_a_clear_new_evidence_against_the_state_is_kept_again(tmp_path: Pa
     key = seeded_key("node-KZ")
 
     def att(height: int, h: bytes) -> Attestation:
-        message = attestation_message(height, h)
-        return Attestation("KZ", height, h, key.sign(DOMAIN_ATTESTATION, genesis.chain_id, message))
+        message = attestation_message(height, 0, h)
+        return Attestation("KZ", height, 0, h, key.sign(DOMAIN_ATTESTATION, genesis.chain_id, message))
 
     cleared = [0]
     store = EvidenceStore(tmp_path / "ev", genesis, Verifier(), lambda s: cleared[0])

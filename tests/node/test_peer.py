@@ -116,14 +116,14 @@ async def test_a_majority_attesting_another_hash_stops_the_node(tmp_path: Path) 
         node.store.set_final_height(1)
         keys = {s: KeyPair.load(ru.net.node(s).node_key) for s in ("BY", "KZ")}
         other = Attestation(
-            "BY", header.height, b"\x01" * 32,
-            keys["BY"].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, b"\x01" * 32])),
+            "BY", header.height, 0, b"\x01" * 32,
+            keys["BY"].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, 0, b"\x01" * 32])),
         )
         node.on_gossip("BY", [msgpack.packb([GOSSIP_ATTESTATION, other.to_list()])])
         assert node.fatal_error is None  # one state is no majority of three
         second = Attestation(
-            "KZ", header.height, b"\x01" * 32,
-            keys["KZ"].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, b"\x01" * 32])),
+            "KZ", header.height, 0, b"\x01" * 32,
+            keys["KZ"].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, 0, b"\x01" * 32])),
         )
         node.on_gossip("KZ", [msgpack.packb([GOSSIP_ATTESTATION, second.to_list()])])
         assert node.fatal_error is not None and "DIVERGED" in node.fatal_error
@@ -137,7 +137,8 @@ async def test_a_majority_attesting_another_hash_stops_the_node(tmp_path: Path) 
 async def test_a_quorum_attesting_another_block_above_final_heals(tmp_path: Path) -> None:
     """A Byzantine quorum attesting another hash at a height above our final height: the
     node does not stop; it rolls its ledger back to the final block, rewinds Raft there,
-    and never signs another block at the height it attested (evidence against itself)."""
+    and signs another block at the height it attested only in a later round, once its
+    own is proven dead (the round rule)."""
     async with in_process_node(tmp_path, ("BY", "KZ", "RU"), "RU") as ru:
         node = ru.node
         header = node.store.apply_block([], 1, "RU").header  # a block only RU holds
@@ -145,15 +146,25 @@ async def test_a_quorum_attesting_another_block_above_final_heals(tmp_path: Path
         keys = {s: KeyPair.load(ru.net.node(s).node_key) for s in ("BY", "KZ")}
         for state in ("BY", "KZ"):
             other = Attestation(
-                state, header.height, b"\x01" * 32,
-                keys[state].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, b"\x01" * 32])),
+                state, header.height, 0, b"\x01" * 32,
+                keys[state].sign(b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, 0, b"\x01" * 32])),
             )
             node.on_gossip(state, [msgpack.packb([GOSSIP_ATTESTATION, other.to_list()])])
         await poll_until_async(lambda: node.healing.heals == 1, 10, "a heal")
         assert node.fatal_error is None and not ru.app[STOP].is_set()
         assert node.store.head.height == 0 and node.store.header(1) is None
-        assert node.healing.undone_attestations == {1: header.hash}
-        assert not node.healing.may_attest(1, b"\x02" * 32) and node.healing.may_attest(1, header.hash)
+        [undone] = node.healing.undone()
+        assert undone.attestation.block == (1, 0, header.hash) and undone.parent is None
+        # Another block at height 1 in the same round (0) is never signed (evidence against
+        # us); one of a later round is, since BY and KZ proved ours dead (2 of 3 elsewhere).
+        same_round = node.store.apply_block([], 2, "BY").header
+        node.attestations.attest(same_round)
+        assert not node.store.has_attestation(1, "RU")
+        node.store.rollback_to(0)
+        node.attestations.rolled_back(0)
+        later = node.store.apply_block([], 3, "BY", raft_term=1).header
+        node.attestations.attest(later)
+        assert node.store.has_attestation(1, "RU")
         status = await (await ru.client.get("/v1/status")).json()
         assert status["alarms"]["healed"]["count"] == 1
 
@@ -169,8 +180,8 @@ async def test_evidence_against_a_state_that_only_attests_heals_nothing(tmp_path
         key = KeyPair.load(ru.net.node("BY").node_key)
 
         def by_attests(block_hash: bytes, height: int) -> bytes:
-            att = Attestation("BY", height, block_hash, key.sign(
-                b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([height, block_hash])))
+            att = Attestation("BY", height, 0, block_hash, key.sign(
+                b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([height, 0, block_hash])))
             return msgpack.packb([GOSSIP_ATTESTATION, att.to_list()])
 
         # Two hashes we do not hold: block 1 stays non-final, so a heal would undo it.
@@ -182,8 +193,8 @@ async def test_evidence_against_a_state_that_only_attests_heals_nothing(tmp_path
         block2 = node.store.apply_block([], 2, "KZ").header
         node.attestations.attest(block2)
         kz = KeyPair.load(ru.net.node("KZ").node_key)
-        items = [msgpack.packb([GOSSIP_ATTESTATION, Attestation("KZ", 2, h, kz.sign(
-            b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([2, h]))).to_list()])
+        items = [msgpack.packb([GOSSIP_ATTESTATION, Attestation("KZ", 2, 0, h, kz.sign(
+            b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([2, 0, h]))).to_list()])
             for h in (b"\x02" * 32, b"\x03" * 32)]  # not ours: block 2 stays non-final (2 of 3)
         node.on_gossip("KZ", items)
         await poll_until_async(lambda: node.healing.heals == 1, 10, "a heal")
@@ -199,17 +210,17 @@ async def test_a_document_whose_block_a_heal_undid_is_not_final_at_that_height(t
         header = node.store.apply_block([doc.wire()], 1, "KZ").header  # KZ proposed it
         node.attestations.attest(header)
         kz = KeyPair.load(ru.net.node("KZ").node_key)
-        node.on_gossip("KZ", [msgpack.packb([GOSSIP_ATTESTATION, Attestation("KZ", 1, h, kz.sign(
-            b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, h]))).to_list()])
+        node.on_gossip("KZ", [msgpack.packb([GOSSIP_ATTESTATION, Attestation("KZ", 1, 0, h, kz.sign(
+            b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, 0, h]))).to_list()])
             for h in (b"\x02" * 32, b"\x03" * 32)])
         await poll_until_async(lambda: node.healing.heals == 1, 10, "a heal")
         # Another block at height 1, final (BY's and KZ's attestations: 2 of 3).
         other = node.store.apply_block([], 2, "BY").header
-        node.attestations.attest(other, sign=node.healing.may_attest(1, other.hash))
+        node.attestations.attest(other)  # round 0 again: the round rule refuses it
         assert not node.store.has_attestation(1, "RU")  # RU attested the undone block there
         by = KeyPair.load(ru.net.node("BY").node_key)
         for state, key in (("BY", by), ("KZ", kz)):
-            node.attestations.receive(state, Attestation(state, 1, other.hash, key.sign(
-                b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, other.hash]))))
+            node.attestations.receive(state, Attestation(state, 1, 0, other.hash, key.sign(
+                b"tamga/attestation/v1", ru.net.chain_id, msgpack.packb([1, 0, other.hash]))))
         await poll_until_async(lambda: node.is_final(1), 10, "block 1 final")
         assert not node.final_at(doc.id, 1)
