@@ -248,7 +248,10 @@ class Story:
         say(f"    -> verified blocks 1..{report.height}: {report.documents} documents "
             f"({report.applied} applied, {report.rejected} refused), every signature, permission and state "
             f"hash; {report.attestations} attestations")
-        say(f"       every block up to {report.final_height} is attested by a majority of member states")
+        states = len(self.genesis.states)
+        quorum = ledger.finality_quorum(states)
+        say(f"       every block up to {report.final_height} is final: {quorum} of the {states} "
+            "member states attest it (a Byzantine quorum: a majority would let one hostile state make two)")
 
         self.tell("The auditor takes the sold pack's provenance and checks it offline against genesis.")
         data, bundle = fetch_bundle(client, sold)
