@@ -42,9 +42,10 @@ from consensus import (
     Storage,
 )
 from ledger import (
+    AnyEvidence,
+    AppendEquivocation,
     AppliedBlock,
     DecodeError,
-    Evidence,
     Genesis,
     KeyPair,
     LedgerStore,
@@ -56,6 +57,7 @@ from ledger import (
 )
 
 from ._admission import Admission, Verified
+from ._appends import AppendSigner, SignedAppends
 from ._attestations import Attestations
 from ._catchup import PROCESSED_HEADER, CatchUp
 from ._censorship import CensorshipWatch
@@ -64,7 +66,7 @@ from ._errors import Refusal
 from ._evidence import EvidenceStore
 from ._feed import Feed, ruled_visible
 from ._finality import Finality
-from ._gossip import GossipInbox, document_item, evidence_item, status_item
+from ._gossip import GossipInbox, append_item, document_item, evidence_item, status_item
 from ._healing import Healed, Healing
 from ._housekeeping import Housekeeping
 from ._membership import MembershipFollower, peer_addresses
@@ -208,10 +210,19 @@ class Node:
         self.finality = Finality(genesis, self.state, store, config.data_dir / "final_height", metrics,
                                  on_final=self._final_moved)
         self.evidence = EvidenceStore(config.data_dir / "evidence", genesis, Verifier(),
-                                      cleared_below=store.evidence_cleared_below)
+                                      cleared_below=store.evidence_cleared_below, term_at=self._term_at)
         self._refused_nodes: frozenset[int] = frozenset()
         self._evidence_metric = metrics.evidence_gauge()
         self._refresh_refused()
+        # Leader-signed appends (node/_appends.py): as leader, every entry sent is signed
+        # once; as follower, an append is taken only with its entries signed by the
+        # sender, and what it took is gossiped so that two branches meet.
+        self.signer = AppendSigner(key, genesis.chain_id, self.state)
+        self.appends = SignedAppends(
+            self.state, genesis.chain_id, store.members, Verifier(),
+            gossip_others=lambda sender, signed: self.links.gossip_others(sender, append_item(signed)),
+            on_evidence=self.add_evidence, wants_evidence=self.evidence.wants,
+            refused=self.evidence_against, dropped=metrics.dropped)
         self.attestations = Attestations(genesis, self.state, key, store, self.verifier,
                                          self.links.gossip_all, self.links.gossip_to, self.fail,
                                          on_stored=self.finality.attested, on_evidence=self.add_evidence,
@@ -234,7 +245,7 @@ class Node:
                                           entry_refused=self.healing.entry_refused)
         # The Raft log is never compacted past the last final block, so that a rewind to
         # it finds what it keeps.
-        self.driver = Driver(core, raft_log, RaftTransport(genesis, self.links),
+        self.driver = Driver(core, raft_log, RaftTransport(genesis, self.links, wrap=self.signer.wrap),
                              _RaftApplication(store, self.pipeline, self.catchup, self._wake_proposer),
                              driver_config, on_commit_latency=metrics.commit_latency.observe,
                              compaction_limit=self.healing.final_raft_index)
@@ -245,7 +256,8 @@ class Node:
         self.admission = Admission(genesis, store, self.mempool, committed, self.verifier, verified, metrics,
                                    self._admitted)
         self.gossip = GossipInbox(metrics, lambda: store.head.height, self.admission.admit_from_peer,
-                                  self.attestations.receive, on_evidence=self.add_evidence)
+                                  self.attestations.receive, on_evidence=self.add_evidence,
+                                  on_append=self.appends.receive)
         self.views = Views(genesis, self.state, store, self.mempool, self.driver, self.links,
                            self.gossip.peers, self.pipeline.processed_index, lambda: self.fatal_error,
                            metrics.alarms)
@@ -313,18 +325,28 @@ class Node:
         cleared: its node must not lead (no vote, no pre-vote, its appends ignored)."""
         return self.evidence.against(state)
 
-    def add_evidence(self, evidence: Evidence) -> None:
+    def add_evidence(self, evidence: AnyEvidence) -> None:
         """Evidence this node built or a peer gossiped: checked, kept, shown, passed on."""
         if not self.evidence.add(evidence):
             return
+        if isinstance(evidence, AppendEquivocation):
+            height, term = self.store.head.height, evidence.term
+            what = f"two different entries as leader at Raft term {evidence.term} index {evidence.index}"
+        else:
+            height, term = evidence.height, 0
+            what = f"two different blocks at height {evidence.height}"
         self.metrics.alarms.raise_alarm(
-            "equivocation", evidence.height,
-            f"{evidence.state} signed two different blocks at height {evidence.height} "
-            f"(evidence {evidence.id.hex()[:16]}); its node may not lead until the regulators clear it")
+            "equivocation", height, f"{evidence.state} signed {what} (evidence {evidence.id.hex()[:16]}); "
+            "its node may not lead until the regulators clear it")
         self.links.gossip_all(evidence_item(evidence))
         self._refresh_refused()
         if evidence.state != self.state and self._led_what_we_hold(evidence.state):
-            self._start_heal(self.healing.on_evidence(evidence.state))
+            self._start_heal(self.healing.on_evidence(evidence.state, term))
+
+    def _term_at(self, height: int) -> int:
+        """The Raft term of the block at `height` (0: not held): clearing append evidence."""
+        header = self.store.header(height)
+        return header.raft_term if header is not None else 0
 
     def _led_what_we_hold(self, state: str) -> bool:
         """Whether `state`'s node leads now, or proposed a block we hold above the final
