@@ -152,10 +152,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "finality": _object({"final_height": _UINT, "gap_blocks": _UINT, "gap_blocks_max": _UINT}),
         "evidence": _object({"pieces": _UINT, "against": {"type": "array", "items": _STR}, "refused": _UINT}),
     }),
-    # Two attestations signed by one state for different blocks at one height.
-    "Evidence": _object({"id": _HEX64, "kind": _STR, "state": _STR, "height": _UINT,
-                         "attestations": {"type": "array", "items": _ref("Attestation")},
-                         "against": _BOOL}),
+    # Two attestations signed by one state for different blocks at one height (kind
+    # attestation_equivocation: height, attestations), or two appends its node signed as
+    # leader for different entries at one Raft (term, index) (append_equivocation: term,
+    # index, appends).
+    "Evidence": _object({"id": _HEX64, "kind": _STR, "state": _STR, "against": _BOOL}, {
+        "height": _UINT, "attestations": {"type": "array", "items": _ref("Attestation")},
+        "term": _UINT, "index": _UINT, "appends": {"type": "array", "items": _object({
+            "state": _STR, "term": _UINT, "index": _UINT, "entry_hash": _HEX64, "signature": _HEX})}}),
     "EvidenceList": _object({"evidence": {"type": "array", "items": _ref("Evidence")}}),
     # What gossip last said of a peer, and whether its link is up; a peer not heard from
     # yet has only `connected`.
