@@ -15,8 +15,10 @@ conflicting attestations at every height cannot fill the disk or the status page
 `against(state)` says whether this node holds evidence against a state that the
 member states have not cleared: a CLEAR_EVIDENCE governance document (a Byzantine
 quorum of regulators) for that state, applied at block height H, clears every piece
-about heights below H, and every append equivocation in a Raft term before the one
-block H was committed in. Evidence of a later equivocation holds again.
+about heights below H, and every append equivocation in a Raft term up to that of
+block H (in block H's own term only when another state's node proposed it: a state
+whose node leads in that term and equivocates after the clearing block is held again).
+Evidence of a later equivocation holds again.
 """
 
 from __future__ import annotations
@@ -42,14 +44,14 @@ class EvidenceStore:
 
     def __init__(self, directory: Path, genesis: Genesis, verifier: Verifier,
                  cleared_below: Callable[[str], int],
-                 term_at: Callable[[int], int] = lambda height: 0) -> None:
-        """`term_at(height)`: the Raft term the block at `height` was committed in (0 if
-        unknown), to clear append evidence of the terms before a clearing block."""
+                 block_at: Callable[[int], tuple[int, str]] = lambda height: (0, "")) -> None:
+        """`block_at(height)`: the Raft term and the proposer of the block at `height`
+        ((0, "") if not held), to clear append evidence of the terms up to a clearing block."""
         self._dir = directory
         self._genesis = genesis
         self._verifier = verifier
         self._cleared_below = cleared_below
-        self._term_at = term_at
+        self._block_at = block_at
         self._by_id: dict[bytes, AnyEvidence] = {}
         self.refused = 0  # pieces that did not verify (from peers) or did not fit the bound
         self._load()
@@ -120,9 +122,10 @@ class EvidenceStore:
             return True
         if isinstance(evidence, AppendEquivocation):
             # Raft orders terms: a term before the clearing block's came before the
-            # clearing. The clearing block's own term is that of its leader, which may be
-            # the state itself: what it signs in that term still holds (the safe side).
-            return evidence.term >= self._term_at(cleared)
+            # clearing. In the clearing block's own term only its proposer leads: if that
+            # is the state itself, what it signed in that term still holds.
+            term, proposer = self._block_at(cleared)
+            return evidence.term > term or (evidence.term == term and proposer == evidence.state)
         return evidence.height >= cleared
 
     def states_against(self) -> list[str]:

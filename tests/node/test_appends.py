@@ -244,20 +244,24 @@ def test_append_evidence_decodes_only_in_canonical_form_and_beside_attestation_e
 
 def test_the_evidence_store_keeps_append_evidence_on_disk_and_clears_it_by_term(tmp_path: Path) -> None:
     """Kept, shown and held against the state; a restart reads it back; a clearing
-    block in a later term clears it, one in the same term does not."""
+    block in a later term clears it, and one in the same term too unless the state's
+    own node proposed it (it leads that term and may equivocate after it)."""
     proof = AppendEquivocation(_header(append(7, 42, b"A")), _header(append(7, 42, b"B")))
     cleared = {"KZ": 0}
-    term_at = {10: 8, 11: 7}
+    blocks = {10: (8, "RU"), 11: (7, "KZ"), 12: (7, "RU"), 13: (6, "RU")}
     store = EvidenceStore(tmp_path, GENESIS, Verifier(), cleared_below=lambda s: cleared.get(s, 0),
-                          term_at=lambda h: term_at.get(h, 0))
+                          block_at=lambda h: blocks.get(h, (0, "")))
     assert store.add(proof) and not store.add(proof)
     assert store.against(KZ) and store.holds(proof) and [e.id for e in store.all()] == [proof.id]
     again = EvidenceStore(tmp_path, GENESIS, Verifier(), cleared_below=lambda s: 0)
     assert [e.id for e in again.all()] == [proof.id]
-    cleared["KZ"] = 11  # a clearing block committed in term 7: the equivocation's own term
+    cleared["KZ"] = 11  # cleared in term 7, the equivocation's own, in a block KZ proposed
     assert store.against(KZ)
-    cleared["KZ"] = 10  # in term 8, after it
-    assert not store.against(KZ) and not store.holds(proof)
+    cleared["KZ"] = 13  # in term 6, before it
+    assert store.against(KZ)
+    for after in (10, 12):  # in term 8; in term 7 under another leader
+        cleared["KZ"] = after
+        assert not store.against(KZ) and not store.holds(proof)
     forged = AppendEquivocation(_header(append(7, 43, b"A")),
                                 SignedAppend.make(key_of(RU), CHAIN_ID, KZ, 7, 43, b"B"))
     cleared["KZ"] = 0
