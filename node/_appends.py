@@ -103,8 +103,17 @@ def carries_entries(message: Message) -> bool:
 
 
 def pack_envelope(raw: bytes, signatures: Sequence[bytes]) -> bytes:
-    out: bytes = msgpack.packb([raw, list(signatures)], use_bin_type=True)
-    return out
+    """msgpack's encoding of [raw, signatures], built with one copy of `raw` (an append
+    may carry megabytes of blocks; msgpack's packer would copy them as its buffer grows)."""
+    size = len(raw)
+    if size < 1 << 8:
+        header = b"\xc4" + size.to_bytes(1, "big")
+    elif size < 1 << 16:
+        header = b"\xc5" + size.to_bytes(2, "big")
+    else:
+        header = b"\xc6" + size.to_bytes(4, "big")
+    tail: bytes = msgpack.packb(list(signatures), use_bin_type=True)
+    return b"".join((bytes((ENVELOPE_FIRST_BYTE,)), header, raw, tail))
 
 
 def unwrap(item: bytes) -> tuple[Message, list[bytes] | None]:

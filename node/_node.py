@@ -39,6 +39,7 @@ from consensus import (
     Entry,
     LogIndex,
     NodeId,
+    RaftUsageError,
     Snapshot,
     Storage,
 )
@@ -389,6 +390,10 @@ class Node:
                 await self.driver.rewind(target, floor)
                 log.warning("dropped the Raft log above entry %d: it held %s's equivocated entry at term %d "
                             "index %d", target, evidence.state, evidence.term, index)
+        except RaftUsageError as exc:
+            # Not now (the log moved meanwhile): the entry stays, as it would without
+            # signed appends, and a later heal of this term takes it out.
+            log.error("could not drop %s's equivocated entry at index %d: %s", evidence.state, index, exc)
         finally:
             self.pipeline.release()
         self._offer_again(dropped)

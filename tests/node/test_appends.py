@@ -303,3 +303,10 @@ def test_an_envelope_of_the_wrong_shape_is_a_malformed_message() -> None:
         unwrap(b"\x92\xc1")
     with pytest.raises(MalformedMessage):
         unwrap(pack_envelope(b"not a message", []))
+
+
+def test_the_envelope_is_msgpack_of_the_message_and_its_signatures() -> None:
+    """Built with one copy of the message, it is byte for byte msgpack's [message, signatures]."""
+    for size in (0, 255, 256, 65_535, 65_536, 1 << 20):
+        raw, signatures = b"m" * size, [bytes([i]) * 64 for i in range(3)]
+        assert pack_envelope(raw, signatures) == msgpack.packb([raw, signatures], use_bin_type=True)
