@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from consensus import Entry, EntryType, LogIndex, Message, MessageType, NodeId, Term, encode_message
-from ledger import KeyPair, SignedAppend
+from ledger import AppendEquivocation, KeyPair, SignedAppend
 from node._appends import entry_digest, pack_envelope
-from node._gossip import append_item
+from node._gossip import append_item, evidence_item
 from node._keys import METRICS
 from node._tls import client_context
 from node._transport import pack_frame
@@ -100,3 +100,20 @@ async def test_a_signed_append_reaches_raft_and_a_conflicting_header_is_evidence
     assert full["bytes"] and len(full["appends"]) == 2
     status = await (await ru.client.get("/v1/status")).json()
     assert status["evidence"]["against"] == ["KZ"]
+
+
+async def test_append_evidence_gossiped_as_evidence_is_checked_kept_and_shown(ru: InProcessNode, kz: KZ) -> None:
+    """The evidence item path carries the append kind: a proof gossiped whole (here by
+    KZ itself; any peer relays it) is checked against genesis and held; a forged one
+    (the second signature by another key) is refused and counted, never held."""
+    a, b = kz.append(9, b"block A"), kz.append(9, b"block B")
+    forged = AppendEquivocation(kz.signed(a), kz.signed(b, key=KeyPair.generate()))
+    await kz.send("gossip", [evidence_item(forged)])
+    await poll_until_async(lambda: ru.node.evidence.refused >= 1, 10, "the forged proof refused")
+    assert not ru.node.evidence_against("KZ")
+    proof = AppendEquivocation(kz.signed(a), kz.signed(b))
+    await kz.send("gossip", [evidence_item(proof)])
+    await poll_until_async(lambda: ru.node.evidence_against("KZ"), 10, "evidence against KZ")
+    (piece,) = (await (await ru.client.get("/v1/evidence")).json())["evidence"]
+    assert piece["id"] == proof.id.hex() and piece["kind"] == "append_equivocation"
+
