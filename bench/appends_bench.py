@@ -32,7 +32,7 @@ from consensus import (
     encode_message,
 )
 from ledger import KeyPair, Member, Membership, SignedAppend, Verifier
-from node._appends import AppendSigner, SignedAppends, entry_digest, unwrap
+from node import AppendSigner, SignedAppends, entry_digest, unwrap
 
 CHAIN_ID = "bench"
 SIZES = (1 << 10, 64 << 10, 1 << 20)
