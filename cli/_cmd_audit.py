@@ -143,8 +143,10 @@ def _print_report(result: ledger.AuditReport, as_json: bool,
         for piece in evidence or []:
             holds = "holds" if piece["against"] else "cleared"
             checked = "verified against genesis" if piece["verified"] else "DOES NOT VERIFY"
-            click.echo(f"evidence: {piece['state']} signed two blocks at height {piece['height']} "
-                       f"({holds}; {checked}) {piece['id']}")
+            what = (f"two entries as Raft leader at term {piece.get('term')} index {piece.get('index')}"
+                    if piece.get("kind") == "append_equivocation"
+                    else f"two blocks at height {piece.get('height')}")
+            click.echo(f"evidence: {piece['state']} signed {what} ({holds}; {checked}) {piece['id']}")
     if not result.ok:
         failure = result.failure
         assert failure is not None

@@ -245,7 +245,8 @@ EVIDENCE_SHOWN_MAX = 256
 
 def checked_evidence(client: SyncNodeClient, genesis: ledger.Genesis) -> list[dict[str, Any]]:
     """The equivocation evidence a node holds, each piece checked here against genesis
-    (`verified`): the audit report shows which states signed two blocks at one height."""
+    (`verified`): the audit report shows which states signed two blocks at one height, or
+    two entries at one Raft (term, index) as leader."""
     out = []
     verifier = ledger.Verifier()
     # A node sends what it likes: look at the first pieces only (a few per state is all an
@@ -253,11 +254,13 @@ def checked_evidence(client: SyncNodeClient, genesis: ledger.Genesis) -> list[di
     for piece in client.evidence()[:EVIDENCE_SHOWN_MAX]:
         try:
             full = client.evidence_piece(str(piece.get("id", "")))
-            parsed = ledger.Evidence.decode(bytes.fromhex(str(full.get("bytes", ""))))
+            parsed = ledger.decode_evidence(bytes.fromhex(str(full.get("bytes", ""))))
             verified = parsed.verify(genesis, verifier)
         except (ClientError, ledger.DecodeError, ValueError):
             verified = False
-        out.append({"id": piece.get("id"), "state": piece.get("state"), "height": piece.get("height"),
+        # Two attestations name a height; two signed appends a Raft term and index.
+        where: dict[str, Any] = {k: piece.get(k) for k in ("height", "term", "index") if k in piece}
+        out.append({"id": piece.get("id"), "kind": piece.get("kind"), "state": piece.get("state"), **where,
                     "against": bool(piece.get("against")), "verified": verified})
     return out
 

@@ -78,7 +78,15 @@ from ._documents import (
 )
 from ._encoding import DecodeLimits, pack, unpack, unpack_untrusted
 from ._errors import DecodeError, InvariantError, LedgerError, invariant
-from ._evidence import DOMAIN_APPEND, AppendEquivocation, EvidenceRefused, SignedAppend, entry_hash
+from ._evidence import (
+    DOMAIN_APPEND,
+    AnyEvidence,
+    AppendEquivocation,
+    EvidenceRefused,
+    SignedAppend,
+    decode_evidence,
+    entry_hash,
+)
 from ._finality import (
     EVIDENCE_BYTES_MAX,
     Evidence,
@@ -338,6 +346,8 @@ __all__ = [
     "EvidenceRefused",
     "SignedAppend",
     "entry_hash",
+    "AnyEvidence",
+    "decode_evidence",
     "UnitCode",
     "Verifier",
     "attestation_message",

@@ -7,12 +7,17 @@ ledger, gossips documents, attestations and status, and stops loudly if it diver
 """
 
 from ._app import EXIT_DIVERGED, StartError, create_app, run_node, serve
+from ._appends import AppendSigner, SignedAppends, entry_digest, unwrap
 from ._config import ConfigError, NodeConfig, load_config, parse_config, render_config
 from ._node import VERSION, Node, decode_entry, encode_entry
 from ._tls import TlsError, api_ssl_context, cert_fingerprint_pem, make_certificate
 from .client import ClientError, NodeClient, NodeError, SyncNodeClient
 
 __all__ = [
+    "AppendSigner",
+    "SignedAppends",
+    "entry_digest",
+    "unwrap",
     "EXIT_DIVERGED",
     "VERSION",
     "ClientError",

@@ -23,11 +23,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ledger import (
     END,
+    AnyEvidence,
     BlockRead,
     CodeError,
     DecodeError,
     DecodeLimits,
-    Evidence,
     SignedDocument,
     decode_signed,
     inclusion_proof,
@@ -553,10 +553,9 @@ async def get_evidence(request: web.Request, a: Args) -> web.Response:
     return respond(request, {**_evidence_json(node, evidence), "bytes": evidence.encode().hex()})
 
 
-def _evidence_json(node: Node, evidence: Evidence) -> dict[str, Any]:
-    """The evidence, and whether it still holds against its state (not cleared)."""
-    return {**evidence.to_json(), "against": node.evidence_against(evidence.state)
-            and evidence.height >= node.store.evidence_cleared_below(evidence.state)}
+def _evidence_json(node: Node, evidence: AnyEvidence) -> dict[str, Any]:
+    """The evidence (of either kind), and whether it still holds against its state (not cleared)."""
+    return {**evidence.to_json(), "against": node.evidence.holds(evidence)}
 
 
 async def get_status(request: web.Request, a: Args) -> web.Response:

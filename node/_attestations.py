@@ -33,6 +33,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from ledger import (
+    AnyEvidence,
     Attestation,
     BlockHeader,
     Evidence,
@@ -197,11 +198,13 @@ class Attestations:
                             header.height, header.raft_term)
         self._retry()
 
-    def learn_evidence(self, evidence: Evidence) -> None:
-        """Checked evidence (built here, gossiped, or kept on disk across a restart): its two
-        attestations are verified votes the round rule's proofs count, and the state is now
-        known hostile. Ask again about the blocks waiting to be signed."""
-        if evidence.height >= self._store.head.height - CONFLICT_HEIGHTS_KEPT:
+    def learn_evidence(self, evidence: AnyEvidence) -> None:
+        """Checked evidence (built here, gossiped, or kept on disk across a restart): the
+        state is now known hostile (`hostile()`), and an attestation equivocation's two
+        attestations are verified votes the round rule's proofs count. Ask again about the
+        blocks waiting to be signed."""
+        kept_from = self._store.head.height - CONFLICT_HEIGHTS_KEPT
+        if isinstance(evidence, Evidence) and evidence.height >= kept_from:
             self._book.add(evidence.first)
             self._book.add(evidence.second)
         self._retry()

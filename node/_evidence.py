@@ -1,7 +1,9 @@
 """Equivocation evidence this node holds: kept on disk, shown, and held against a state.
 
-Evidence (ledger.Evidence) is two attestations signed by one state's node for
-different blocks at one height; anyone checks it with genesis alone. This node keeps
+Evidence is two attestations signed by one state's node for different blocks at one
+height (ledger.Evidence), or two appends its node signed as leader for different
+entries at one Raft (term, index) (ledger.AppendEquivocation); anyone checks either with
+genesis alone. This node keeps
 each piece it built or received (after checking it) as one small file under
 `<data dir>/evidence/`, named by its id, written atomically and fsynced, since it is
 what stops the state's node from leading again after a restart.
@@ -13,7 +15,10 @@ conflicting attestations at every height cannot fill the disk or the status page
 `against(state)` says whether this node holds evidence against a state that the
 member states have not cleared: a CLEAR_EVIDENCE governance document (a Byzantine
 quorum of regulators) for that state, applied at block height H, clears every piece
-about heights below H. Evidence of a later equivocation holds again.
+about heights below H, and every append equivocation in a Raft term up to that of
+block H (in block H's own term only when another state's node proposed it: a state
+whose node leads in that term and equivocates after the clearing block is held again).
+Evidence of a later equivocation holds again.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ledger import DecodeError, Evidence, Genesis, Verifier
+from ledger import AnyEvidence, AppendEquivocation, DecodeError, Genesis, Verifier, decode_evidence
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +43,23 @@ class EvidenceStore:
     """The evidence this node holds, by id, on disk and in memory."""
 
     def __init__(self, directory: Path, genesis: Genesis, verifier: Verifier,
-                 cleared_below: Callable[[str], int]) -> None:
+                 cleared_below: Callable[[str], int],
+                 block_at: Callable[[int], tuple[int, str]] = lambda height: (0, "")) -> None:
+        """`block_at(height)`: the Raft term and the proposer of the block at `height`
+        ((0, "") if not held), to clear append evidence of the terms up to a clearing block."""
         self._dir = directory
         self._genesis = genesis
         self._verifier = verifier
         self._cleared_below = cleared_below
-        self._by_id: dict[bytes, Evidence] = {}
+        self._block_at = block_at
+        self._by_id: dict[bytes, AnyEvidence] = {}
         self.refused = 0  # pieces that did not verify (from peers) or did not fit the bound
         self._load()
 
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def add(self, evidence: Evidence) -> bool:
+    def add(self, evidence: AnyEvidence) -> bool:
         """Keep a piece of evidence that verifies; True when it is new (gossip it then)."""
         if evidence.id in self._by_id:
             return False
@@ -58,9 +67,9 @@ class EvidenceStore:
         # signature checks. Only pieces that still hold count: after the regulators
         # clear a state, new evidence against it must be kept again.
         cleared = self._cleared_below(evidence.state)
-        if evidence.height < cleared:
-            return False  # about heights the regulators cleared: nothing to hold
-        holding = [e for e in self._by_id.values() if e.state == evidence.state and e.height >= cleared]
+        if not self._holds(evidence, cleared):
+            return False  # about what the regulators cleared: nothing to hold
+        holding = [e for e in self._by_id.values() if e.state == evidence.state and self._holds(e, cleared)]
         if len(holding) >= EVIDENCE_PER_STATE_MAX:
             self.refused += 1
             return False
@@ -75,8 +84,8 @@ class EvidenceStore:
     def _prune_cleared(self, state: str, cleared: int) -> None:
         """Keep at most the bound of cleared pieces per state too (the latest), so that
         clearing and equivocating again, round after round, stays bounded on disk."""
-        old = sorted((e for e in self._by_id.values() if e.state == state and e.height < cleared),
-                     key=lambda e: (e.height, e.id))
+        old = sorted((e for e in self._by_id.values() if e.state == state and not self._holds(e, cleared)),
+                     key=_order)
         for gone in old[: max(0, len(old) - EVIDENCE_PER_STATE_MAX + 1)]:
             del self._by_id[gone.id]
             with contextlib.suppress(OSError):
@@ -86,21 +95,38 @@ class EvidenceStore:
         """Whether a new piece against `state` would be kept (below the bound): when not,
         the caller need not build one."""
         cleared = self._cleared_below(state)
-        holding = sum(1 for e in self._by_id.values() if e.state == state and e.height >= cleared)
+        holding = sum(1 for e in self._by_id.values() if e.state == state and self._holds(e, cleared))
         return holding < EVIDENCE_PER_STATE_MAX
 
-    def get(self, evidence_id: bytes) -> Evidence | None:
+    def get(self, evidence_id: bytes) -> AnyEvidence | None:
         return self._by_id.get(evidence_id)
 
-    def all(self) -> list[Evidence]:
-        """Every piece, by state, then height, then id: the same order on every node."""
-        return sorted(self._by_id.values(), key=lambda e: (e.state, e.height, e.id))
+    def all(self) -> list[AnyEvidence]:
+        """Every piece, by state, then kind, then height or index, then id: the same
+        order on every node."""
+        return sorted(self._by_id.values(), key=_order)
 
     def against(self, state: str) -> bool:
         """Whether evidence against `state` holds: some piece about a height at or above
-        the height where the member states last cleared it."""
+        the height where the member states last cleared it (or, for an append
+        equivocation, about a term no earlier than that clearing block's)."""
         cleared = self._cleared_below(state)
-        return any(e.state == state and e.height >= cleared for e in self._by_id.values())
+        return any(e.state == state and self._holds(e, cleared) for e in self._by_id.values())
+
+    def holds(self, evidence: AnyEvidence) -> bool:
+        """Whether this piece still counts against its state (the regulators did not clear it)."""
+        return self._holds(evidence, self._cleared_below(evidence.state))
+
+    def _holds(self, evidence: AnyEvidence, cleared: int) -> bool:
+        if cleared <= 0:
+            return True
+        if isinstance(evidence, AppendEquivocation):
+            # Raft orders terms: a term before the clearing block's came before the
+            # clearing. In the clearing block's own term only its proposer leads: if that
+            # is the state itself, what it signed in that term still holds.
+            term, proposer = self._block_at(cleared)
+            return evidence.term > term or (evidence.term == term and proposer == evidence.state)
+        return evidence.height >= cleared
 
     def states_against(self) -> list[str]:
         return sorted({e.state for e in self._by_id.values() if self.against(e.state)})
@@ -120,14 +146,14 @@ class EvidenceStore:
                 continue
             path = self._dir / name
             try:
-                evidence = Evidence.decode(path.read_bytes())
+                evidence = decode_evidence(path.read_bytes())
             except (OSError, DecodeError) as exc:
                 log.error("ignoring the evidence file %s: %s", path, exc)
                 continue
             if evidence.verify(self._genesis, self._verifier):
                 self._by_id[evidence.id] = evidence
 
-    def _write(self, evidence: Evidence) -> None:
+    def _write(self, evidence: AnyEvidence) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
         path = self._dir / (evidence.id.hex() + _SUFFIX)
         tmp = path.with_suffix(".tmp")
@@ -140,6 +166,12 @@ class EvidenceStore:
         except OSError as exc:
             # Kept in memory all the same: it still counts until the node restarts.
             log.error("cannot keep evidence %s on disk: %s", evidence.id.hex()[:16], exc.strerror)
+
+
+def _order(evidence: AnyEvidence) -> tuple[str, int, int, bytes]:
+    if isinstance(evidence, AppendEquivocation):
+        return evidence.state, 1, evidence.index, evidence.id
+    return evidence.state, 0, evidence.height, evidence.id
 
 
 __all__ = ["EVIDENCE_PER_STATE_MAX", "EvidenceStore"]

@@ -1,7 +1,8 @@
 """Gossip between member-state nodes: the items, and what we learn from each peer.
 
 A gossip item is a msgpack array whose first element says its kind: a document, an
-attestation, a node's status, or equivocation evidence. Items arrive in frames from each peer's gossip
+attestation, a node's status, equivocation evidence (of either kind), or a signed append
+header a follower accepted from its leader (node/_appends.py). Items arrive in frames from each peer's gossip
 websocket; `GossipInbox` decodes each with bounds and hands it to the part that
 handles it. A malformed item is dropped and counted, never raised.
 """
@@ -16,7 +17,16 @@ from typing import Any
 
 import msgpack
 
-from ledger import EVIDENCE_BYTES_MAX, Attestation, DecodeError, DecodeLimits, Evidence, unpack_untrusted
+from ledger import (
+    EVIDENCE_BYTES_MAX,
+    AnyEvidence,
+    Attestation,
+    DecodeError,
+    DecodeLimits,
+    SignedAppend,
+    decode_evidence,
+    unpack_untrusted,
+)
 
 from ._metrics import Metrics
 
@@ -27,6 +37,7 @@ GOSSIP_DOCUMENT = 0
 GOSSIP_ATTESTATION = 1
 GOSSIP_STATUS = 2
 GOSSIP_EVIDENCE = 3
+GOSSIP_APPEND = 4
 # A status's version string is for people; a longer one is cut.
 VERSION_CHARS_MAX = 64
 # Heights are signed 64-bit in the store's keys; terms and node ids are Raft's uint64.
@@ -56,8 +67,13 @@ def attestation_item(att: Attestation) -> bytes:
     return out
 
 
-def evidence_item(evidence: Evidence) -> bytes:
+def evidence_item(evidence: AnyEvidence) -> bytes:
     out: bytes = msgpack.packb([GOSSIP_EVIDENCE, evidence.encode()], use_bin_type=True)
+    return out
+
+
+def append_item(signed: SignedAppend) -> bytes:
+    out: bytes = msgpack.packb([GOSSIP_APPEND, signed.to_list()], use_bin_type=True)
     return out
 
 
@@ -101,13 +117,15 @@ class GossipInbox:
         head_height: Callable[[], int],
         on_document: Callable[[bytes], None],
         on_attestation: Callable[[str, Attestation], None],
-        on_evidence: Callable[[Evidence], None] = lambda evidence: None,
+        on_evidence: Callable[[AnyEvidence], None] = lambda evidence: None,
+        on_append: Callable[[str, SignedAppend], None] = lambda peer, signed: None,
     ) -> None:
         self._metrics = metrics
         self._head_height = head_height
         self._on_document = on_document
         self._on_attestation = on_attestation
         self._on_evidence = on_evidence
+        self._on_append = on_append
         self.peers: dict[str, PeerStatus] = {}
 
     def receive(self, peer: str, items: list[bytes]) -> None:
@@ -127,6 +145,8 @@ class GossipInbox:
                     self._on_attestation(peer, payload)
                 elif kind == GOSSIP_EVIDENCE:
                     self._on_evidence(payload)  # checked against genesis before it is kept
+                elif kind == GOSSIP_APPEND:
+                    self._on_append(peer, payload)  # checked against the member table there
                 else:
                     self._on_status(peer, payload)
             # A peer's bytes must never end the socket handler, even where a handler
@@ -164,7 +184,11 @@ def decode_item(item: bytes) -> tuple[int, Any]:
         # two signatures, checked by the handler; its shape is checked here, bounded.
         if type(payload) is not bytes or len(payload) > EVIDENCE_BYTES_MAX:
             raise MalformedItem(f"gossiped evidence is at most {EVIDENCE_BYTES_MAX} bytes")
-        return kind, Evidence.decode(payload)
+        return kind, decode_evidence(payload)
+    if kind == GOSSIP_APPEND:
+        # Any state's signed append, relayed by the follower that accepted it: its shape
+        # here (SignedAppend.from_list checks every field), its signature by the handler.
+        return kind, SignedAppend.from_list(payload)
     raise MalformedItem(f"unknown gossip kind {kind}")
 
 

@@ -30,6 +30,7 @@ import aiohttp
 import msgpack
 
 from consensus import (
+    NONE,
     ConfChange,
     ConfChangeType,
     Config,
@@ -38,13 +39,15 @@ from consensus import (
     Entry,
     LogIndex,
     NodeId,
+    RaftUsageError,
     Snapshot,
     Storage,
 )
 from ledger import (
+    AnyEvidence,
+    AppendEquivocation,
     AppliedBlock,
     DecodeError,
-    Evidence,
     Genesis,
     KeyPair,
     LedgerStore,
@@ -56,6 +59,7 @@ from ledger import (
 )
 
 from ._admission import Admission, Verified
+from ._appends import AppendSigner, SignedAppends, entry_digest
 from ._attestations import Attestations
 from ._catchup import PROCESSED_HEADER, CatchUp
 from ._censorship import CensorshipWatch
@@ -64,7 +68,7 @@ from ._errors import Refusal
 from ._evidence import EvidenceStore
 from ._feed import Feed, ruled_visible
 from ._finality import Finality
-from ._gossip import GossipInbox, document_item, evidence_item, status_item
+from ._gossip import GossipInbox, append_item, document_item, evidence_item, status_item
 from ._healing import Healed, Healing
 from ._housekeeping import Housekeeping
 from ._membership import MembershipFollower, peer_addresses
@@ -83,6 +87,10 @@ log = logging.getLogger(__name__)
 RAFT_MESSAGE_BYTES_MAX = 8 << 20
 RAFT_INFLIGHT_MESSAGES_MAX = 64
 RAFT_UNCOMMITTED_BYTES_MAX = 256 << 20
+# How long append evidence waits for the equivocated entry to reach Raft's storage
+# before looking for it there (it is persisted within milliseconds of arriving).
+EQUIVOCATED_PERSIST_WAIT_S = 2.0
+EQUIVOCATED_PERSIST_POLL_S = 0.02
 
 __all__ = ["PROCESSED_HEADER", "VERSION", "Node", "decode_entry", "encode_entry"]
 
@@ -208,10 +216,19 @@ class Node:
         self.finality = Finality(genesis, self.state, store, config.data_dir / "final_height", metrics,
                                  on_final=self._final_moved)
         self.evidence = EvidenceStore(config.data_dir / "evidence", genesis, Verifier(),
-                                      cleared_below=store.evidence_cleared_below)
+                                      cleared_below=store.evidence_cleared_below, block_at=self._block_at)
         self._refused_nodes: frozenset[int] = frozenset()
         self._evidence_metric = metrics.evidence_gauge()
         self._refresh_refused()
+        # Leader-signed appends (node/_appends.py): as leader, every entry sent is signed
+        # once; as follower, an append is taken only with its entries signed by the
+        # sender, and what it took is gossiped so that two branches meet.
+        self.signer = AppendSigner(key, genesis.chain_id, self.state)
+        self.appends = SignedAppends(
+            self.state, genesis.chain_id, store.members, Verifier(),
+            gossip_others=lambda sender, signed: self.links.gossip_others(sender, append_item(signed)),
+            on_evidence=self.add_evidence, wants_evidence=self.evidence.wants,
+            refused=self.evidence_against, dropped=metrics.dropped)
         self.attestations = Attestations(genesis, self.state, key, store, self.verifier,
                                          self.links.gossip_all, self.links.gossip_to, self.fail,
                                          on_stored=self.finality.attested, on_evidence=self.add_evidence,
@@ -235,13 +252,14 @@ class Node:
         self.attestations.resume()
         self._rewound_at_start = self.healing.pending
         self._offer_at_start = self.healing.finish_at_start(raft_log)
+        self._raft_log = raft_log
         self.catchup = CatchUp(genesis, self.state, store, self.verifier, self.pipeline, self.links,
                                leader=lambda: self.driver.leader, fail=self.fail)
         core, driver_config = raft_config(config, genesis, leader_refused=self._leader_refused,
-                                          entry_refused=self.healing.entry_refused)
+                                          entry_refused=self._entry_refused)
         # The Raft log is never compacted past the last final block, so that a rewind to
         # it finds what it keeps.
-        self.driver = Driver(core, raft_log, RaftTransport(genesis, self.links),
+        self.driver = Driver(core, raft_log, RaftTransport(genesis, self.links, wrap=self.signer.wrap),
                              _RaftApplication(store, self.pipeline, self.catchup, self._wake_proposer),
                              driver_config, on_commit_latency=metrics.commit_latency.observe,
                              compaction_limit=self.healing.final_raft_index)
@@ -252,7 +270,8 @@ class Node:
         self.admission = Admission(genesis, store, self.mempool, committed, self.verifier, verified, metrics,
                                    self._admitted)
         self.gossip = GossipInbox(metrics, lambda: store.head.height, self.admission.admit_from_peer,
-                                  self.attestations.receive, on_evidence=self.add_evidence)
+                                  self.attestations.receive, on_evidence=self.add_evidence,
+                                  on_append=self.appends.receive)
         self.views = Views(genesis, self.state, store, self.mempool, self.driver, self.links,
                            self.gossip.peers, self.pipeline.processed_index, lambda: self.fatal_error,
                            metrics.alarms)
@@ -322,19 +341,92 @@ class Node:
         cleared: its node must not lead (no vote, no pre-vote, its appends ignored)."""
         return self.evidence.against(state)
 
-    def add_evidence(self, evidence: Evidence) -> None:
+    def add_evidence(self, evidence: AnyEvidence) -> None:
         """Evidence this node built or a peer gossiped: checked, kept, shown, passed on."""
         if not self.evidence.add(evidence):
             return
+        if isinstance(evidence, AppendEquivocation):
+            height, term = self.store.head.height, evidence.term
+            what = f"two different entries as leader at Raft term {evidence.term} index {evidence.index}"
+        else:
+            height, term = evidence.height, 0
+            what = f"two different blocks at height {evidence.height}"
         self.metrics.alarms.raise_alarm(
-            "equivocation", evidence.height,
-            f"{evidence.state} signed two different blocks at height {evidence.height} "
-            f"(evidence {evidence.id.hex()[:16]}); its node may not lead until the regulators clear it")
+            "equivocation", height, f"{evidence.state} signed {what} (evidence {evidence.id.hex()[:16]}); "
+            "its node may not lead until the regulators clear it")
         self.links.gossip_all(evidence_item(evidence))
         self._refresh_refused()
         self.attestations.learn_evidence(evidence)  # it may complete a round-rule proof
-        if evidence.state != self.state and self._led_what_we_hold(evidence.state):
-            self._start_heal(self.healing.on_evidence(evidence.state))
+        if evidence.state == self.state:
+            return
+        led = self._led_what_we_hold(evidence.state)
+        heal = self.healing.on_evidence(evidence.state, term) if led else None
+        if isinstance(evidence, AppendEquivocation):
+            self._start_heal(self._heal_appends(heal, evidence))
+        elif heal is not None:
+            self._start_heal(heal)
+
+    async def _heal_appends(self, heal: Any, evidence: AppendEquivocation) -> Healed | None:
+        """Heal on append evidence (when the state led what we hold), then take the
+        equivocated entry out of our Raft log if it is there. Signed appends catch a
+        leader before what it sent commits: the ledger then holds nothing above its
+        final block and the heal rewinds nothing, but the Raft log may end in the
+        leader's entry, which another honest node holds differently at the same (term,
+        index) (Raft's log matching cannot tell them apart), and which every node that
+        followed that leader refuses in votes (`entry_refused`)."""
+        healed: Healed | None = await heal if heal is not None else None
+        await self._drop_equivocated(evidence)
+        return healed
+
+    async def _drop_equivocated(self, evidence: AppendEquivocation) -> None:
+        index = LogIndex(evidence.index)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + EQUIVOCATED_PERSIST_WAIT_S
+        # The entry may be in Raft's log but not yet persisted: wait for it, bounded.
+        while self._raft_log.last_index() < index:
+            if not self.driver.running or self.driver.status().last_index < index or loop.time() > deadline:
+                return
+            await asyncio.sleep(EQUIVOCATED_PERSIST_POLL_S)
+        held = self._raft_log.entries(index, LogIndex(index + 1))
+        signed = {evidence.first.entry_hash, evidence.second.entry_hash}
+        if not held or held[0].term != evidence.term or entry_digest(held[0]) not in signed:
+            return  # not the equivocated entry (another term's, or an honest one)
+        floor = self.healing.final_raft_index()
+        target = LogIndex(max(index - 1, floor))
+        dropped = await self.pipeline.hold(target)
+        try:
+            # Only while the ledger holds nothing above it: Raft never goes below the ledger.
+            if self.store.head.raft_index <= target:
+                await self.driver.rewind(target, floor)
+                log.warning("dropped the Raft log above entry %d: it held %s's equivocated entry at term %d "
+                            "index %d", target, evidence.state, evidence.term, index)
+        except RaftUsageError as exc:
+            # Not now (the log moved meanwhile): the entry stays, as it would without
+            # signed appends, and a later heal of this term takes it out.
+            log.error("could not drop %s's equivocated entry at index %d: %s", evidence.state, index, exc)
+        finally:
+            self.pipeline.release()
+        self._offer_again(dropped)
+
+    def _entry_refused(self, term: int, index: int) -> bool:
+        """Healing refuses the entries of a term a refused leader equivocated in; but an
+        honest node that never followed that leader may be elected in the same term
+        number (it refused the leader before taking its append), and its entries of that
+        term are its own: the one this node follows now, in that term, not refused."""
+        if not self.healing.entry_refused(term, index):
+            return False
+        try:
+            status = self.driver.status()
+        except RuntimeError:
+            return True  # not started: nothing to judge by
+        honest_leader = status.leader != NONE and status.leader not in self._refused_nodes
+        return not (status.term == term and honest_leader)
+
+    def _block_at(self, height: int) -> tuple[int, str]:
+        """The Raft term and proposer of the block at `height` ((0, ""): not held), which
+        tell what append evidence a clearing block there clears."""
+        header = self.store.header(height)
+        return (header.raft_term, header.proposer) if header is not None else (0, "")
 
     def _led_what_we_hold(self, state: str) -> bool:
         """Whether `state`'s node leads now, or proposed a block we hold above the final

@@ -155,10 +155,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             {"unsigned_heights": {"type": "array", "items": _UINT}}),
         "evidence": _object({"pieces": _UINT, "against": {"type": "array", "items": _STR}, "refused": _UINT}),
     }),
-    # Two attestations signed by one state for different blocks at one height in one round.
-    "Evidence": _object({"id": _HEX64, "kind": _STR, "state": _STR, "height": _UINT, "round": _UINT,
-                         "attestations": {"type": "array", "items": _ref("Attestation")},
-                         "against": _BOOL}),
+    # Two attestations signed by one state for different blocks at one height in one round
+    # (kind attestation_equivocation: height, round, attestations), or two appends its
+    # node signed as leader for different entries at one Raft (term, index)
+    # (append_equivocation: term, index, appends).
+    "Evidence": _object({"id": _HEX64, "kind": _STR, "state": _STR, "against": _BOOL}, {
+        "height": _UINT, "round": _UINT, "attestations": {"type": "array", "items": _ref("Attestation")},
+        "term": _UINT, "index": _UINT, "appends": {"type": "array", "items": _object({
+            "state": _STR, "term": _UINT, "index": _UINT, "entry_hash": _HEX64, "signature": _HEX})}}),
     "EvidenceList": _object({"evidence": {"type": "array", "items": _ref("Evidence")}}),
     # What gossip last said of a peer, and whether its link is up; a peer not heard from
     # yet has only `connected`.

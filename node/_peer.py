@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import WSMsgType, web
 
-from consensus import MalformedMessage, MessageType, decode_message
+from consensus import MalformedMessage, MessageType
 
 from ._api import stream_blocks
+from ._appends import AppendRefused, unwrap
 from ._errors import Refusal
 from ._http import MSGPACK, Args, Integer, Ok, Param, Route, add_routes, respond
 from ._keys import METRICS, NODE, TRUST
@@ -84,7 +85,8 @@ async def _frames(request: web.Request, ws: web.WebSocketResponse, what: str) ->
 
 
 async def raft_socket(request: web.Request) -> web.WebSocketResponse:
-    """Frames of Raft messages from one peer, handed to our driver."""
+    """Frames of Raft messages from one peer, handed to our driver. An append with
+    entries reaches it only with every entry signed by the sender (node/_appends.py)."""
     node = request.app[NODE]
     peer = _peer_of(request)
     peer_id = node.genesis.state(peer).node_id
@@ -94,7 +96,7 @@ async def raft_socket(request: web.Request) -> web.WebSocketResponse:
         driver = node.driver
         for item in items:
             try:
-                message = decode_message(item)
+                message, signatures = unwrap(item)
             except MalformedMessage as exc:
                 _drop(request, peer, "raft_message", f"malformed raft message: {exc}")
                 continue
@@ -104,6 +106,15 @@ async def raft_socket(request: web.Request) -> web.WebSocketResponse:
                 continue
             if message.type in NOT_FROM_PEERS:
                 _drop(request, peer, "raft_type", f"a {message.type.name} message, which no peer sends")
+                continue
+            try:
+                node.appends.check(peer, message, signatures)
+            except AppendRefused as exc:
+                _drop(request, peer, exc.reason, str(exc))
+                continue
+            except Exception:  # a peer's bytes must not end this handler, whatever our bug
+                request.app[METRICS].dropped("append_check")
+                log.exception("checking the signatures of an append from %s failed; dropped", peer)
                 continue
             # Whatever a well-formed message makes the driver do, a peer's bytes must not
             # end this handler (and with it every later message from that peer).

@@ -280,6 +280,12 @@ class PeerLinks:
         for link in self.gossip.values():
             link.put(item)
 
+    def gossip_others(self, sender: str, item: bytes) -> None:
+        """To every peer but `sender` (what a follower learned from its leader)."""
+        for peer, link in self.gossip.items():
+            if peer != sender:
+                link.put(item)
+
     def gossip_to(self, peer: str, item: bytes) -> None:
         link = self.gossip.get(peer)
         if link is not None:
@@ -302,10 +308,14 @@ class PeerLinks:
 
 
 class RaftTransport:
-    """The driver's transport: each message goes on the Raft link to its node."""
+    """The driver's transport: each message goes on the Raft link to its node, as the
+    frame item `wrap` makes of it (the node's: appends go in an envelope with their
+    entries' signatures, node/_appends.py; consensus knows nothing of it)."""
 
-    def __init__(self, genesis: Genesis, links: PeerLinks) -> None:
+    def __init__(self, genesis: Genesis, links: PeerLinks,
+                 wrap: Callable[[Message], bytes] = encode_message) -> None:
         self._links = links
+        self._wrap = wrap
         self._state_of = {s.node_id: s.code for s in genesis.states}
 
     def send(self, messages: Sequence[Message]) -> None:
@@ -313,4 +323,4 @@ class RaftTransport:
         for m in messages:
             link = raft.get(self._state_of.get(m.to, ""))
             if link is not None:
-                link.put(encode_message(m))
+                link.put(self._wrap(m))

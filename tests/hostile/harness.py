@@ -41,10 +41,10 @@ from consensus import (
     Snapshot,
     SnapshotMeta,
     Term,
-    decode_message,
     encode_message,
 )
-from ledger import Attestation, KeyPair
+from ledger import Attestation, KeyPair, SignedAppend
+from node._appends import carries_entries, entry_digest, pack_envelope, unwrap
 from node._tls import client_context, load_trust, server_context
 from node._transport import pack_frame
 from testnet import Testnet, fetch_status, poll_until
@@ -163,7 +163,7 @@ class HostilePeer:
                 continue
             with contextlib.suppress(Exception):
                 for item in msgpack.unpackb(msg.data, raw=False):
-                    self._note_raft(decode_message(item))
+                    self._note_raft(unwrap(item)[0])
         return ws
 
     async def _serve_gossip(self, request: web.Request) -> web.WebSocketResponse:
@@ -241,8 +241,22 @@ class HostilePeer:
         frames = [pack_frame(list(items[i:i + per_frame])) for i in range(0, len(items), per_frame)]
         self.send_raw(peer, kind, frames)
 
-    def send_raft(self, peer: str, messages: Sequence[Message]) -> None:
-        self.send_items(peer, "raft", [encode_message(m) for m in messages])
+    def send_raft(self, peer: str, messages: Sequence[Message], sign: bool = True) -> None:
+        """Raft messages, appends with their entries signed by our node key (`sign`)."""
+        self.send_items(peer, "raft", [self.wrap(m) if sign else encode_message(m) for m in messages])
+
+    def sign_append(self, entry: Entry) -> SignedAppend:
+        """Our node key's statement that we appended `entry` at its (term, index)."""
+        return SignedAppend.of_hash(self.node_key, self.genesis.chain_id, self.state, int(entry.term),
+                                    int(entry.index), entry_digest(entry))
+
+    def wrap(self, m: Message) -> bytes:
+        """The frame item for `m`: an append's entries signed with our node key, as an
+        honest leader's are (the honest nodes take no append without), but whatever we
+        appended before at the same (term, index): the harness equivocates at will."""
+        if not carries_entries(m):
+            return encode_message(m)
+        return pack_envelope(encode_message(m), [self.sign_append(e).signature for e in m.entries])
 
     def gossip(self, peer: str, items: Sequence[bytes]) -> None:
         self.send_items(peer, "gossip", items)
