@@ -37,6 +37,7 @@ from consensus import (
     Driver,
     DriverConfig,
     Entry,
+    EntryType,
     LogIndex,
     NodeId,
     RaftUsageError,
@@ -397,6 +398,12 @@ class Node:
         try:
             # Only while the ledger holds nothing above it: Raft never goes below the ledger.
             if self.store.head.raft_index <= target:
+                # The documents in the entries taken out go back through admission like
+                # those of undone blocks: an honest follower may have forwarded them to
+                # the hostile leader, whose clients wait for them (a hostile leader's own
+                # inventions are refused there or applied once: ids are idempotent).
+                above = LogIndex(self._raft_log.last_index() + 1)
+                dropped += self._entry_documents(LogIndex(target + 1), above)
                 await self.driver.rewind(target, floor)
                 log.warning("dropped the Raft log above entry %d: it held %s's equivocated entry at term %d "
                             "index %d", target, evidence.state, evidence.term, index)
@@ -407,6 +414,20 @@ class Node:
         finally:
             self.pipeline.release()
         self._offer_again(dropped)
+
+    def _entry_documents(self, lo: LogIndex, hi: LogIndex) -> list[bytes]:
+        """The document wires of the block entries in Raft's log in [lo, hi)."""
+        wires: list[bytes] = []
+        if hi <= lo:
+            return wires
+        for entry in self._raft_log.entries(lo, hi):
+            if entry.type is not EntryType.NORMAL or not entry.data:
+                continue
+            try:
+                wires.extend(decode_entry(entry.data)[2])
+            except DecodeError:
+                continue  # not a block: nothing to offer
+        return wires
 
     def _entry_refused(self, term: int, index: int) -> bool:
         """Healing refuses the entries of a term a refused leader equivocated in; but an

@@ -245,6 +245,17 @@ class HostilePeer:
         """Raft messages, appends with their entries signed by our node key (`sign`)."""
         self.send_items(peer, "raft", [self.wrap(m) if sign else encode_message(m) for m in messages])
 
+    def send_raft_at_once(self, messages: dict[str, Sequence[Message]]) -> None:
+        """Raft messages to several peers, signed and framed first and then written to
+        every socket concurrently: an equivocation must reach each follower before the
+        followers' own gossip of what they took can warn the others."""
+        frames = {peer: [pack_frame([self.wrap(m) for m in msgs])] for peer, msgs in messages.items()}
+
+        async def go() -> None:
+            await asyncio.gather(*(self._send(peer, "raft", fr) for peer, fr in frames.items()))
+
+        self.call(go())
+
     def sign_append(self, entry: Entry) -> SignedAppend:
         """Our node key's statement that we appended `entry` at its (term, index)."""
         return SignedAppend.of_hash(self.node_key, self.genesis.chain_id, self.state, int(entry.term),
