@@ -636,16 +636,68 @@ def _parse_element_string(text: str) -> Scanned:
     text = text.lstrip(GS)  # FNC1 in first position arrives as GS.
     if len(text) == 18 and text.isdigit():
         return Scanned(Sscc(text))
+    match = _UNIT_ES_RE.fullmatch(text)
+    if match is not None and _gtin_ok(match[1]):
+        return _unit_element_string(match, len(text))
     fixed = _fixed_form(text)
     if fixed is not None:
         return fixed
-    fur = _FUR_RE.fullmatch(text)
+    fur = _FUR_RE.fullmatch(text) if len(text) == _FUR_CHARS else None
     if fur is not None:
         return Scanned(FurSign(*fur.groups()), form="fur")
     pairs, unterminated = _read_elements(text)
     seen = {ai for ai, _ in pairs}
     suspect = unterminated == "21" or ("92" in seen and "91" not in seen)
     return _build(pairs, serial_suspect=suspect, unterminated=unterminated)
+
+
+# The shapes nearly every scanner and system delivers, read with one regular expression
+# each: a unit's element string with no tail, the Russian crypto pair (91 + 92) or the
+# short tail (93); the same in parentheses; and a Digital Link on a host's root path
+# with no query. They read exactly what the general path reads (which a test checks over
+# the shared tables and random inputs); anything else (attributes, other forms, every
+# refusal but a swallowed tail) takes the general path, which says what is wrong.
+_CRYPTO_VALUE = _CSET82 + f"{{1,{TAIL_CHARS_MAX}}}"
+_UNIT_ES_RE = re.compile(
+    rf"01([0-9]{{14}})21({_CSET82}{{1,{SERIAL_CHARS_MAX}}})"
+    rf"(?:\x1d91({_CRYPTO_VALUE})\x1d92({_CRYPTO_VALUE})|\x1d93({_CRYPTO_VALUE}))?\x1d*"
+)
+# In parentheses: no value holds a parenthesis, so none can hide an AI.
+_HRI_CHAR = r"""[!"%&'*-?A-Z_a-z]"""
+_HRI_VALUE = _HRI_CHAR + f"{{1,{TAIL_CHARS_MAX}}}"
+_UNIT_HRI_RE = re.compile(
+    rf"\(01\)([0-9]{{14}})\(21\)({_HRI_CHAR}{{1,{SERIAL_CHARS_MAX}}})"
+    rf"(?:\(91\)({_HRI_VALUE})\(92\)({_HRI_VALUE})|\(93\)({_HRI_VALUE}))?"
+)
+# A serial path segment with nothing to percent-decode and nothing urlsplit would drop
+# or split on; a host with nothing urlsplit refuses (brackets) or drops (tab, CR, LF).
+_LINK_SERIAL = r"""[!"&-.0-9:->A-Z_a-z]"""
+_UNIT_LINK_RE = re.compile(
+    rf"[Hh][Tt][Tt][Pp][Ss]?://[^/?#\[\]\t\r\n]*/01/([0-9]{{14}})/21/({_LINK_SERIAL}{{1,{SERIAL_CHARS_MAX}}})"
+)
+_FUR_CHARS = 20  # CC-TTTTMM-SSSSSSSSSS
+
+
+def _unit_element_string(match: re.Match[str], length: int) -> Scanned:
+    """A unit's element string that `_UNIT_ES_RE` matched, with a valid GTIN."""
+    gtin, serial, key91, _, tail93 = match.groups()
+    if key91 is not None:
+        return Scanned(UnitCode(gtin, serial), (), _RUSSIAN_CRYPTO)
+    if tail93 is not None:
+        return Scanned(UnitCode(gtin, serial), (), _SHORT_TAIL)
+    if match.end(2) == length:  # the serial ran to the end: a dropped GS may hide behind it
+        _refuse_hidden_tail(serial)
+    return Scanned(UnitCode(gtin, serial))
+
+
+def _unit_in_parentheses(match: re.Match[str]) -> Scanned:
+    gtin, serial, key91, _, tail93 = match.groups()
+    crypto = _RUSSIAN_CRYPTO if key91 is not None else _SHORT_TAIL if tail93 is not None else ()
+    return Scanned(UnitCode(gtin, serial), (), crypto)
+
+
+_RUSSIAN_CRYPTO = ("91", "92")
+_SHORT_TAIL = ("93",)
 
 
 def _fixed_form(text: str) -> Scanned | None:
@@ -861,6 +913,9 @@ def _hidden_tail_at(serial: str) -> int | None:
 
 def _parse_hri(text: str) -> Scanned:
     text = text.replace(" ", "")
+    match = _UNIT_HRI_RE.fullmatch(text)
+    if match is not None and _gtin_ok(match[1]):
+        return _unit_in_parentheses(match)
     matches = list(_HRI_AI_RE.finditer(text))
     if not matches or matches[0].start() != 0:
         raise CodeError(
@@ -872,6 +927,9 @@ def _parse_hri(text: str) -> Scanned:
 
 
 def _parse_digital_link(text: str) -> Scanned:
+    match = _UNIT_LINK_RE.fullmatch(text)
+    if match is not None and _gtin_ok(match[1]):
+        return Scanned(UnitCode(match[1], match[2]))
     try:
         parts = urlsplit(text)
     except ValueError as exc:

@@ -426,3 +426,30 @@ def test_the_refused_moves_leave_the_index_alone(tmp_path: Path) -> None:
     (result,) = w.apply(w.doc(am, DocType.ACCEPT, shipment=shipment.id, codes=[u.b1[0], u.b2[0]]))
     assert result.reason is Reason.NOT_IN_SHIPMENT
     assert index(w.store) == before == recount(w.store)
+
+
+def test_customs_imports_enter_the_index_and_follow_the_goods(tmp_path: Path) -> None:
+    """Units an importer declares with their batch count for it from the import on, stay
+    with it through the confirmation, and move with an accept; a recall finds it."""
+    w = World(tmp_path, make_genesis(groups=product_groups()))
+    importer = w.register("KZ", ["importer"], "Importer")
+    buyer = w.register("AM", ["wholesaler"], "Buyer")
+    w.register_product("KZ", importer, GTIN, "medicines", "3004")
+    codes = w.emit("KZ", importer, 4)
+    declared = w.doc(importer, DocType.IMPORT, declaration="10702010/301126/0000001", country="CN", codes=codes,
+                     attributes=[["10", "IMP-1"], ["17", "280101"]])
+    w.apply_ok(declared)
+    assert index(w.store) == recount(w.store) and len(index(w.store)) == 2
+    w.apply_ok(w.doc(seeded_key("regulator-KZ"), DocType.CONFIRM_IMPORT, **{"import": declared.id}))
+    assert index(w.store) == recount(w.store)
+    ship = w.doc(importer, DocType.SHIP, receiver=buyer.participant_id, codes=codes[:3])
+    w.apply_ok(ship)
+    w.apply_ok(w.doc(buyer, DocType.ACCEPT, shipment=ship.id, codes=[]))
+    assert index(w.store) == recount(w.store)
+    recall = w.doc(importer, DocType.RECALL, gtin=GTIN, batch="IMP-1", expiry_from="", expiry_to="", codes=[],
+                   reason="contamination")
+    w.apply_ok(recall)
+    record = RecallRecord.unpack(w.store.db.get(P_RECALL + recall.id))
+    view = recall_holders(w.store.db, recall.id, record, lambda pid: "AM" if pid == buyer.participant_id else "KZ")
+    assert view == brute_force_view(w.store, GTIN, "IMP-1")
+    assert view["states"]["AM"]["holders"] == [{"participant": buyer.participant_id, "codes": 3}]
