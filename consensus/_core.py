@@ -83,6 +83,10 @@ READ_REQUESTS_MAX = 4096
 # Snapshot chunks sent ahead of the follower's acknowledgement. A small window keeps a
 # fast link busy without holding many megabytes in flight per follower.
 SNAPSHOT_WINDOW_CHUNKS = 4
+# A campaign skips at most this many refused terms (Config.term_refused): the node keeps
+# at most 1,024 refused terms (node/_healing.py REFUSED_TERMS_MAX), so this always finds
+# a free one, and a judge that refuses everything cannot loop for ever.
+TERMS_SKIPPED_MAX = 2048
 
 Step = Callable[[Message], None]
 
@@ -133,6 +137,15 @@ class Config:
     # candidate whose log ends with one gets no vote or pre-vote (it has not rewound
     # yet, and its log would bring the hostile entries back). None: refuse nothing.
     entry_refused: Callable[[Term, LogIndex], bool] | None = None
+    # Whether a term is one a refused (hostile) node claimed leadership in. Raft
+    # followers take a leader's term without checking its election, so a hostile node
+    # may append in term t without having won it; an honest node elected in that same
+    # term afterwards would propose blocks of the same round as the hostile ones, and an
+    # honest node that attested a hostile block there could never attest its (the round
+    # rule: one block per round, ledger/_rounds.py). So no node campaigns in a refused
+    # term (it skips to the next one that is not) and none grants a vote or pre-vote for
+    # one. Skipping terms and refusing votes are always safe in Raft. None: refuse none.
+    term_refused: Callable[[Term], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.id == NONE:
@@ -419,9 +432,20 @@ class Raft:
         self.role = Role.PRE_CANDIDATE
         self._step = self._step_candidate
 
+    def _next_campaign_term(self) -> Term:
+        """The term a campaign stands in: the next one that is not refused."""
+        term = Term(self.term + 1)
+        refused = self.config.term_refused
+        if refused is not None:
+            for _ in range(TERMS_SKIPPED_MAX):
+                if not refused(term):
+                    break
+                term = Term(term + 1)
+        return term
+
     def _become_candidate(self) -> None:
         invariant(self.role != Role.LEADER, "a leader cannot become a candidate")
-        self._reset(Term(self.term + 1))
+        self._reset(self._next_campaign_term())
         self.vote = self.id
         self.role = Role.CANDIDATE
         self._step = self._step_candidate
@@ -481,7 +505,7 @@ class Raft:
     def _campaign(self, pre: bool, transfer: bool) -> None:
         if pre:
             self._become_pre_candidate()
-            vote_type, term = MessageType.PRE_VOTE, Term(self.term + 1)
+            vote_type, term = MessageType.PRE_VOTE, self._next_campaign_term()
         else:
             self._become_candidate()
             vote_type, term = MessageType.VOTE, self.term
@@ -511,6 +535,9 @@ class Raft:
         )
         refused = self.config.entry_refused
         if refused is not None and refused(m.log_term, m.index):
+            can_vote = False
+        term_refused = self.config.term_refused
+        if term_refused is not None and term_refused(m.term):
             can_vote = False
         if can_vote and self.log.is_up_to_date(m.index, m.log_term):
             # A granted answer carries the candidate's term, so it counts for that term.

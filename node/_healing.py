@@ -109,6 +109,19 @@ class Healing:
 
     # -- what Raft and the attester ask ------------------------------------------------
 
+    def refuse_terms(self, terms: set[int]) -> None:
+        """Terms a state proven hostile claimed leadership in: their entries above the
+        final block stay out of the log (`entry_refused`), and no honest node campaigns
+        or votes in them (`term_refused`). Kept across restarts, bounded."""
+        if terms - self.refused_terms:
+            self.refused_terms |= terms
+            while len(self.refused_terms) > REFUSED_TERMS_MAX:
+                self.refused_terms.discard(min(self.refused_terms))
+            self._save()
+
+    def term_refused(self, term: int) -> bool:
+        return term in self.refused_terms
+
     def entry_refused(self, term: int, index: int) -> bool:
         """Whether a Raft entry must stay out of the log: of a term a refused leader
         equivocated in, above the last final block (final entries are never taken back)."""
@@ -146,11 +159,7 @@ class Healing:
             header = store.header(height)
             if header is not None and header.proposer == state:
                 terms.add(header.raft_term)
-        if terms - self.refused_terms:
-            self.refused_terms |= terms
-            while len(self.refused_terms) > REFUSED_TERMS_MAX:
-                self.refused_terms.discard(min(self.refused_terms))
-            self._save()
+        self.refuse_terms(terms)
         log.error("evidence against %s (terms %s refused above the final block): returning to the last "
                   "final block", state, sorted(terms))
         return await self.heal()

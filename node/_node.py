@@ -146,7 +146,8 @@ def governance_judge(genesis: Genesis) -> Callable[[ConfChange], bool]:
 
 def raft_config(config: NodeConfig, genesis: Genesis,
                 leader_refused: Callable[[NodeId], bool] | None = None,
-                entry_refused: Callable[[int, int], bool] | None = None) -> tuple[Config, DriverConfig]:
+                entry_refused: Callable[[int, int], bool] | None = None,
+                term_refused: Callable[[int], bool] | None = None) -> tuple[Config, DriverConfig]:
     raft = config.raft
     core = Config(
         conf_change_authorized=governance_judge(genesis),
@@ -155,6 +156,7 @@ def raft_config(config: NodeConfig, genesis: Genesis,
         conf_change_follows=lambda prior, cc: conf_change_follows(prior, cc.context),
         leader_refused=leader_refused,
         entry_refused=entry_refused,
+        term_refused=term_refused,
         id=NodeId(genesis.state(config.state).node_id),
         voters=tuple(NodeId(s.node_id) for s in genesis.states),
         election_tick=raft.election_ticks,
@@ -257,7 +259,8 @@ class Node:
         self.catchup = CatchUp(genesis, self.state, store, self.verifier, self.pipeline, self.links,
                                leader=lambda: self.driver.leader, fail=self.fail)
         core, driver_config = raft_config(config, genesis, leader_refused=self._leader_refused,
-                                          entry_refused=self._entry_refused)
+                                          entry_refused=self._entry_refused,
+                                          term_refused=self.healing.term_refused)
         # The Raft log is never compacted past the last final block, so that a rewind to
         # it finds what it keeps.
         self.driver = Driver(core, raft_log, RaftTransport(genesis, self.links, wrap=self.signer.wrap),
@@ -360,6 +363,11 @@ class Node:
         self.attestations.learn_evidence(evidence)  # it may complete a round-rule proof
         if evidence.state == self.state:
             return
+        # The term it equivocated in is refused at once, whether or not it led what we
+        # hold: an honest node elected in that same term would propose blocks of the
+        # hostile ones' round (consensus Config.term_refused).
+        self.healing.refuse_terms({evidence.term if isinstance(evidence, AppendEquivocation)
+                                   else evidence.first.round})
         led = self._led_what_we_hold(evidence.state)
         heal = self.healing.on_evidence(evidence.state, term) if led else None
         if isinstance(evidence, AppendEquivocation):
@@ -593,6 +601,15 @@ class Node:
         self.censorship.ordered(applied.document_ids, time.monotonic())
         self.membership.follow()
         self.follow_governance()
+        proposer = header.proposer
+        if (proposer != self.state and header.height > self.store.final_height
+                and proposer in self.evidence.states_against()):
+            # A block of a state we hold evidence against, applied after the evidence
+            # came: its entry was in flight when the proof arrived (signed appends catch a
+            # leader before its block applies, and the entry could not be taken out yet).
+            # It cannot be trusted to become final: back to the last final block.
+            log.error("applied block %d proposed by %s, which equivocated: healing", header.height, proposer)
+            self._start_heal(self.healing.on_evidence(proposer, header.raft_term))
 
     def _campaign(self) -> None:
         """Stand for election against a censoring leader (a pre-vote campaign, which

@@ -233,12 +233,20 @@ def test_an_equivocating_leader_is_refused_and_the_honest_nodes_heal(
         return len(heads) == 1 and next(iter(heads))[0] >= split_height
 
     poll_until(converged, LEADER_TIMEOUT_S, "the honest nodes to hold one head")
+    def reader(state: str, signer_state: str) -> SyncNodeClient:
+        # Read as the regulator that registered it (the access rule: docs/ACCESS.md).
+        return SyncNodeClient(net.node(state).api_url, key=net.regulator(signer_state),
+                              genesis=net.genesis, chain_id=net.chain_id)
+
     for state in HONEST:
-        for doc_id, signer_state in [*final_before, (doc_a.id.hex(), "AM"), (doc_b.id.hex(), "RU")]:
-            # Read as the regulator that registered it (the access rule: docs/ACCESS.md).
-            reader = SyncNodeClient(net.node(state).api_url, key=net.regulator(signer_state),
-                                    genesis=net.genesis, chain_id=net.chain_id)
-            assert reader.document(doc_id)["status"] == "applied", (state, doc_id)
+        for doc_id, signer_state in final_before:
+            assert reader(state, signer_state).document(doc_id)["status"] == "applied", (state, doc_id)
+    # The split blocks' documents were taken out (rolled back, or their Raft entries
+    # dropped) and offered again: they come back in a block of the honest leader's.
+    for state in HONEST:
+        for doc_id, signer_state in [(doc_a.id.hex(), "AM"), (doc_b.id.hex(), "RU")]:
+            poll_until(lambda: reader(state, signer_state).document(doc_id)["status"] == "applied",  # noqa: B023
+                       AFTER_TIMEOUT_S, f"{state} to apply the split document {doc_id[:16]} again")
 
     # One final block at the split height on every honest node, attested by a Byzantine
     # quorum in one round: the honest leader's of a later round, or (when the race let
@@ -282,9 +290,7 @@ def test_an_equivocating_leader_is_refused_and_the_honest_nodes_heal(
     # node (and final there), and every honest node shows the evidence against KZ.
     for state in HONEST:
         for doc_id, signer_state in [*final_before, *final_during, *final_after]:
-            reader = SyncNodeClient(net.node(state).api_url, key=net.regulator(signer_state),
-                                    genesis=net.genesis, chain_id=net.chain_id)
-            shown = reader.document(doc_id)
+            shown = reader(state, signer_state).document(doc_id)
             assert shown["status"] == "applied" and shown["final"], (state, doc_id, shown)
     for state, view in statuses(net).items():
         assert HOSTILE in view["evidence"]["against"], state
