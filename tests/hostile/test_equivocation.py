@@ -241,12 +241,10 @@ def test_an_equivocating_leader_is_refused_and_the_honest_nodes_heal(
     for state in HONEST:
         for doc_id, signer_state in final_before:
             assert reader(state, signer_state).document(doc_id)["status"] == "applied", (state, doc_id)
-    # The split blocks' documents were taken out (rolled back, or their Raft entries
-    # dropped) and offered again: they come back in a block of the honest leader's.
-    for state in HONEST:
-        for doc_id, signer_state in [(doc_a.id.hex(), "AM"), (doc_b.id.hex(), "RU")]:
-            poll_until(lambda: reader(state, signer_state).document(doc_id)["status"] == "applied",  # noqa: B023
-                       AFTER_TIMEOUT_S, f"{state} to apply the split document {doc_id[:16]} again")
+    # The split blocks' documents (doc_a, doc_b) were put in Raft entries by the hostile
+    # leader itself and acknowledged to nobody: the nodes that rolled them back offer
+    # them again, but nothing promises they come back (doc_b may exist on no honest node
+    # at all when the appends were caught first), so they are not checked here.
 
     # One final block at the split height on every honest node, attested by a Byzantine
     # quorum in one round: the honest leader's of a later round, or (when the race let
