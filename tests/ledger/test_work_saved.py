@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from ledger import Auditor, DocType, LedgerStore
+from ledger import Auditor, DocType, LedgerStore, decode_signed
 from ledger import _state as state_module
+from ledger._encoding import unpack_trusted
+from ledger._records import P_CODE
 
 from .world import World
 
@@ -51,14 +53,14 @@ def test_undo_data_reuses_the_values_the_execution_read(world: World) -> None:
     buyer = world.register("KZ", ["wholesaler"], "B")
     codes = world.introduced("RU", producer, 50)
     ship = world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=codes)
-    before = {state_module.P_CODE + c.encode(): world.store.db.get(state_module.P_CODE + c.encode()) for c in codes}
+    before = {P_CODE + c.encode(): world.store.db.get(P_CODE + c.encode()) for c in codes}
     counting = CountingDB(world.store.db)
     world.store.db = counting
     try:
         world.apply_ok(ship)
     finally:
         world.store.db = counting._db
-    code_reads = [k for k in counting.gets if k.startswith(state_module.P_CODE)]
+    code_reads = [k for k in counting.gets if k.startswith(P_CODE)]
     assert len(code_reads) == len(codes) == len(set(code_reads))
     # And the undo data holds the values before the block: the rollback restores them.
     assert set(code_reads) == set(before)
@@ -108,7 +110,7 @@ def test_a_block_checked_here_decodes_each_document_once(
     wires = [world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[c]).wire() for c in codes]
     decodes: list[bytes] = []
     unpacked: list[bytes] = []
-    real_decode, real_unpack = state_module.decode_signed, state_module.unpack_trusted
+    real_decode, real_unpack = decode_signed, unpack_trusted
 
     def decode(wire: bytes) -> Any:
         decodes.append(wire)
