@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ledger import Auditor, DocType, LedgerStore, decode_signed
+from ledger import Auditor, DocType, LedgerStore, Verifier, decode_signed
 from ledger import _state as state_module
 from ledger._encoding import unpack_trusted
 from ledger._records import P_CODE
@@ -127,3 +127,29 @@ def test_a_block_checked_here_decodes_each_document_once(
     assert all(r.applied for r in applied.results)
     assert sorted(decodes) == sorted(wires)
     assert not set(unpacked) & set(wires)  # no second, partial decode for the checks
+
+
+def test_audit_workers_learn_keys_registered_in_blocks_not_yet_replayed(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With workers, the replay checks no document signature itself, even of signers
+    registered in blocks the replay had not reached when the workers got the documents
+    (before: the replay checked every such document itself)."""
+    producer = world.register("RU", ["producer"], "P")
+    buyer = world.register("KZ", ["wholesaler"], "B")
+    codes = world.introduced("RU", producer, 6)
+    world.apply_ok(*[world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=[c]) for c in codes])
+    world.store.close()
+    checked_here: list[bytes] = []
+    real = Verifier.verify
+
+    def verify(self: Verifier, public_key: bytes, signature: bytes, *args: Any) -> bool:
+        checked_here.append(signature)
+        return real(self, public_key, signature, *args)
+
+    monkeypatch.setattr(Verifier, "verify", verify)  # in this process only: workers are spawned
+    with Auditor(world.genesis, tmp_path / "replica", workers=2) as auditor:
+        report = auditor.verify_data_dir(world.store.path)
+    assert report.ok and report.applied == report.documents
+    assert checked_here == []
+    world.store = LedgerStore(world.store.path, world.genesis, sync=False)
