@@ -54,14 +54,6 @@ log = logging.getLogger(__name__)
 # Committed blocks waiting for the applier. Enough to keep it busy through a burst,
 # few enough that memory stays bounded (a block is at most a few MiB).
 APPLY_QUEUE_MAX = 64
-# A block this small is applied on the event loop's thread: a few milliseconds at most
-# (16 single-code documents, each possibly verified here, or a few hundred codes),
-# which costs the loop less than handing the block to the worker thread and taking
-# the interpreter lock back from it (the state machine holds that lock throughout, so
-# the thread buys no parallelism, only the hand-off and lock switches; profiled at
-# 5 to 10% of a node's busy samples under one document per request).
-INLINE_APPLY_DOCUMENTS_MAX = 16
-INLINE_APPLY_BYTES_MAX = 16 << 10
 
 
 def encode_entry(time_ms: int, proposer: str, wires: Sequence[bytes]) -> bytes:
@@ -182,7 +174,6 @@ class ApplyPipeline:
         self._held_above: int | None = None
         # One worker applies blocks, so the event loop keeps answering meanwhile.
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"apply-{state}")
-        self._executing = asyncio.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -289,8 +280,7 @@ class ApplyPipeline:
 
     async def execute(self, wires: list[bytes], time_ms: int, proposer: str, term: int, index: int,
                       decoded: dict[bytes, SignedDocument] | None = None) -> AppliedBlock:
-        """Apply one block: a small one here, a larger one on the worker thread (so that
-        the event loop keeps answering meanwhile)."""
+        """Apply one block on the worker thread."""
         loop = asyncio.get_running_loop()
         verified = self._verified.__contains__
         store = self._store
@@ -299,12 +289,7 @@ class ApplyPipeline:
             return store.apply_block(wires, time_ms, proposer, raft_term=term, raft_index=index,
                                      verified=verified, decoded=decoded)
 
-        # One block at a time, in the order asked (the applier's and catch-up's), as the
-        # single worker thread alone ensured before small blocks ran here.
-        async with self._executing:
-            if len(wires) <= INLINE_APPLY_DOCUMENTS_MAX and sum(map(len, wires)) <= INLINE_APPLY_BYTES_MAX:
-                return run()
-            return await loop.run_in_executor(self._pool, run)
+        return await loop.run_in_executor(self._pool, run)
 
     def _judge_time(self, proposed_ms: int, applied: AppliedBlock) -> bool:
         """Whether this node accepts the block's time; an alarm when it does not."""
