@@ -24,11 +24,12 @@ import plyvel
 
 from ._audit_workers import SignatureWorkers, Verdicts
 from ._chain import Attestation, Block, BlockHeader, documents_root
+from ._documents import DocType, decode_signed
 from ._encoding import pack, pack_trusted, unpack
 from ._errors import DecodeError
 from ._finality import final_states
 from ._genesis import Genesis
-from ._identity import Verifier
+from ._identity import PUBLIC_KEY_BYTES, Verifier, participant_id
 from ._membership import Member, membership_after, membership_changed
 from ._records import P_ATTEST, P_BLOCK, P_BLOCK_DOC, P_PARTICIPANT, P_RESULTS, ParticipantRecord, u64
 from ._state import Result
@@ -147,7 +148,9 @@ def raw_from_stream(items: Iterable[tuple[Block, list[Attestation]]]) -> Iterato
 class Auditor:
     def __init__(self, genesis: Genesis, replica: Path, workers: int = 1) -> None:
         self.genesis = genesis
-        self.replica = LedgerStore(replica, genesis, sync=False)
+        # The replica is never rolled back (a chain that changed below its head fails the
+        # checkpoint), so it keeps no undo data: a read less per changed key.
+        self.replica = LedgerStore(replica, genesis, sync=False, undo=False)
         self.verifier = Verifier()
         self.workers = max(1, workers)
         self._workers: SignatureWorkers | None = None
@@ -209,6 +212,9 @@ class Auditor:
         try:
             for raw in blocks:
                 workers = self._signature_workers()
+                registered = _registration_keys(raw.documents)
+                if registered:
+                    workers.add_keys(registered)  # queued before the block's own documents
                 workers.submit(raw.documents, raw.header, raw.attestations)
                 ahead.append(raw)
                 while _too_far_ahead(ahead):
@@ -392,6 +398,35 @@ def _too_far_ahead(ahead: deque[RawBlock]) -> bool:
 
 def _block_bytes(raw: RawBlock) -> int:
     return sum(map(len, raw.documents))
+
+
+def _registration_keys(documents: list[bytes]) -> dict[str, bytes]:
+    """The keys that registrations among these documents carry, by the participant id
+    each key gives, whether or not the registrations will apply.
+
+    The workers check a block's signatures before the replay reaches it, so a signer
+    registered a few blocks earlier was unknown to them and the replay checked its
+    documents itself (a fifth of a 30,000-document audit). An id is a hash of its key
+    (`participant_id`), and a registered participant's key is the one its id came from:
+    a signature that verifies under the key a registration names for that id is the
+    same verdict the replay reaches for a registered signer; for a signer that is not
+    registered, the replay refuses the document whatever the verdict."""
+    keys: dict[str, bytes] = {}
+    for wire in documents:
+        if _REGISTER_MARK not in wire:  # a scan in C; decoding every document costs more
+            continue
+        try:
+            document = decode_signed(wire).document
+        except DecodeError:
+            continue
+        public_key = document.payload[0] if document.type is DocType.REGISTER_PARTICIPANT else None
+        if isinstance(public_key, bytes) and len(public_key) == PUBLIC_KEY_BYTES:
+            keys[participant_id(public_key)] = public_key
+    return keys
+
+
+# The type name as msgpack encodes it within every registration's body.
+_REGISTER_MARK = pack_trusted(DocType.REGISTER_PARTICIPANT.value)
 
 
 def _registered_keys(writes: dict[bytes, bytes | None]) -> dict[str, bytes]:

@@ -38,7 +38,6 @@ from ._documents import (
     Field,
     SignedDocument,
     decode_signed,
-    document_id,
 )
 from ._encoding import pack_trusted, unpack_trusted
 from ._errors import DecodeError, InvariantError
@@ -120,17 +119,21 @@ class BlockOutcome:
     documents: list[SignedDocument | None]  # None where the bytes did not decode
     # Who each applied document addresses (ledger/_inbox.py): store-local indexes, not state.
     involved: list[Involvement] = field(default_factory=list)
+    # Values read from the stored state (None: absent), which are the values before the
+    # block: the store's undo data takes them from here instead of reading them again.
+    stored: dict[bytes, bytes | None] = field(default_factory=dict)
 
 
 class _Overlay:
     """Reads through the document's writes, then the block's, then the stored state."""
 
-    __slots__ = ("reader", "block", "doc")
+    __slots__ = ("reader", "block", "doc", "stored")
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
         self.block: dict[bytes, bytes | None] = {}
         self.doc: dict[bytes, bytes | None] = {}
+        self.stored: dict[bytes, bytes | None] = {}  # see BlockOutcome.stored
 
     def get(self, key: bytes) -> bytes | None:
         doc = self.doc
@@ -139,7 +142,8 @@ class _Overlay:
         block = self.block
         if key in block:
             return block[key]
-        return self.reader.get(key)
+        value = self.stored[key] = self.reader.get(key)
+        return value
 
     def put(self, key: bytes, value: bytes) -> None:
         self.doc[key] = value
@@ -238,12 +242,14 @@ class StateMachine:
         self.params = governed_params(reader, self.genesis)
         self.read_groups(reader)
         within = within_block_limits(documents, self.params)
+        known = decoded or {}
         if verified is None:
-            verified = self._verify_ahead(reader, documents[:within]).__contains__
+            # The documents are decoded here once, for the checks and the execution both.
+            checked, known = self._verify_ahead(reader, documents[:within], known)
+            verified = checked.__contains__
         results: list[Result] = []
         signed_documents: list[SignedDocument | None] = []
         ctx = _Context(self, overlay, height, time_ms)
-        known = decoded or {}
         involved: list[Involvement] = []
         # Recalls find their holders through the lot index (ledger/_recall.py).
         scan = recall.overlay_scan(reader, lambda: (overlay.block,)) if hasattr(reader, "iterator") else None
@@ -259,7 +265,7 @@ class StateMachine:
         for wire in documents[within:]:
             signed_documents.append(known.get(wire) or _decoded_or_none(wire))
             results.append(BLOCK_FULL_RESULT)
-        return BlockOutcome(results, overlay.block, signed_documents, involved)
+        return BlockOutcome(results, overlay.block, signed_documents, involved, overlay.stored)
 
 
     def read_groups(self, reader: Reader) -> None:
@@ -268,31 +274,37 @@ class StateMachine:
         self.groups = dict(table.groups)
         self.retired_groups = table.retired
 
-    def _verify_ahead(self, reader: Reader, documents: Sequence[bytes]) -> set[bytes]:
-        """The verified keys of the block's documents whose signatures verify against keys known
-        before the block. Checking them in one tight loop, before executing anything,
+    def _verify_ahead(
+        self, reader: Reader, documents: Sequence[bytes], decoded: Mapping[bytes, SignedDocument]
+    ) -> tuple[set[bytes], dict[bytes, SignedDocument]]:
+        """The verified keys of the block's documents whose signatures verify against keys
+        known before the block, and every document that decodes, by its wire bytes (the
+        execution reuses them). Checking them in one tight loop, before executing anything,
         keeps the signature code hot in the processor's caches. A document that does not
         even decode, or whose signer registers within this block, is left to the
         execution, which checks what is left itself."""
         ok: set[bytes] = set()
+        known = dict(decoded)
         keys: dict[str, bytes | None] = {}
         chain_id = self.chain_id
         verify = self.verifier.verify
         for wire in documents:
-            try:
-                body, signature = unpack_trusted(wire)
-                signer = unpack_trusted(body)[3]
-                if not (isinstance(body, bytes) and isinstance(signature, bytes) and isinstance(signer, str)):
+            signed = known.get(wire)
+            if signed is None:
+                try:
+                    signed = decode_signed(wire)
+                except DecodeError:
                     continue
-                if signer not in keys:
-                    raw = reader.get(P_PARTICIPANT + signer.encode())
-                    keys[signer] = self.participant_record(raw).public_key if raw is not None else None
-            except (ValueError, TypeError, IndexError, KeyError, AttributeError):
-                continue
+                known[wire] = signed
+            signer = signed.document.signer
+            if signer not in keys:
+                raw = reader.get(P_PARTICIPANT + signer.encode())
+                keys[signer] = self.participant_record(raw).public_key if raw is not None else None
             public_key = keys[signer]
-            if public_key is not None and verify(public_key, signature, DOMAIN_DOCUMENT, chain_id, body):
-                ok.add(document_id(body) + signature)
-        return ok
+            if public_key is not None and verify(public_key, signed.signature, DOMAIN_DOCUMENT, chain_id,
+                                                 signed.body):
+                ok.add(signed.verified_key)
+        return ok, known
 
 
 BLOCK_FULL_RESULT = Result(Reason.BLOCK_FULL, "the document lies beyond the block limits of genesis")
@@ -478,6 +490,7 @@ class _Context:
         _distinct(keys)
         movable_fields = [INTRODUCED, self.doc.signer, "", b"", False, 0]
         doc_writes, block_writes, read = self.ov.doc, self.ov.block, self.ov.reader.get
+        stored = self.ov.stored
         out = []
         for key in keys:
             encoded = key.encode()
@@ -487,7 +500,7 @@ class _Context:
             elif code_key_ in block_writes:
                 raw = block_writes[code_key_]
             else:
-                raw = read(code_key_)
+                raw = stored[code_key_] = read(code_key_)
             record = unpack_trusted(raw) if raw is not None else self.code(key)
             if record[1:7] != movable_fields:
                 self._refuse_unmovable(key, record)

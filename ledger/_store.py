@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -129,6 +129,8 @@ class PreparedBlock:
     documents: list[bytes]
     writes: dict[bytes, bytes | None]
     involved: Sequence[Involvement] = ()
+    # Values before the block of keys its execution read (BlockOutcome.stored).
+    stored: Mapping[bytes, bytes | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +156,14 @@ class HistoryEntry:
 class LedgerStore:
     """One member state's copy of the chain and the state it leads to."""
 
-    def __init__(self, path: Path, genesis: Genesis, sync: bool = True) -> None:
+    def __init__(self, path: Path, genesis: Genesis, sync: bool = True, undo: bool = True) -> None:
+        """`undo=False` keeps no undo data for any block: for a store that is never rolled
+        back, such as an auditor's replica (a chain that changed below its head fails the
+        audit's checkpoint instead), which then saves a read per changed key."""
         self.path = path
         self.genesis = genesis
         self.sync = sync
+        self.undo = undo
         path.mkdir(parents=True, exist_ok=True)
         try:
             self.db = plyvel.DB(
@@ -300,7 +306,7 @@ class LedgerStore:
         )
         ids = [d.id if d is not None else None for d in outcome.documents]
         return PreparedBlock(AppliedBlock(header, outcome.results, ids), list(documents), outcome.writes,
-                             outcome.involved)
+                             outcome.involved, outcome.stored)
 
     def write_block(self, prepared: PreparedBlock, attestations: Sequence[Attestation] = ()) -> None:
         """Write a prepared block and its state changes in one atomic, durable batch, with
@@ -314,7 +320,7 @@ class LedgerStore:
         new_head = Head(height, block_hash, header.state_hash, header.time_ms, header.raft_index)
         # A block above the final height may have to be undone: keep what it overwrites,
         # side indexes included (the batch records each key's old value on first touch).
-        undo = _UndoBatch(self.db) if height > self.final_height else None
+        undo = _UndoBatch(self.db, prepared.stored) if self.undo and height > self.final_height else None
         # transaction=True: an exception while the batch is built writes nothing of it.
         with self.db.write_batch(sync=self.sync, transaction=True) as real_batch:
             batch: Any = real_batch if undo is None else undo.wrap(real_batch)
@@ -355,7 +361,10 @@ class LedgerStore:
         if height <= self.final_height:
             return
         with self.db.write_batch(sync=self.sync, transaction=True) as batch:
-            for key in self.db.iterator(start=P_UNDO, stop=undo_key(height + 1), include_value=False):
+            # No block at or below the old final height kept undo data: starting above it
+            # spares a walk over the deleted records, which LevelDB keeps until it compacts.
+            start = undo_key(self.final_height + 1)
+            for key in self.db.iterator(start=start, stop=undo_key(height + 1), include_value=False):
                 batch.delete(key)
             batch.put(META_FINAL, u64(height))
         self.final_height = height
@@ -953,8 +962,12 @@ class _UndoBatch:
     Chain keys named by the block's height are removed by prefix on rollback and are
     written to the real batch, not through this one."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Any, stored: Mapping[bytes, bytes | None]) -> None:
+        """`stored`: values before the block that the execution read already; each
+        other key is read here (a LevelDB read per changed key is most of the undo cost,
+        and on a large store most of a shipment's)."""
         self._get = db.get
+        self._stored = stored
         self._seen: set[bytes] = set()
         self.previous: list[tuple[bytes, bytes | None]] = []
         self._batch: Any = None
@@ -966,7 +979,13 @@ class _UndoBatch:
     def _record(self, key: bytes) -> None:
         if key not in self._seen:
             self._seen.add(key)
-            self.previous.append((key, None if is_always_new(key) else self._get(key)))
+            if is_always_new(key):
+                previous = None
+            elif key in self._stored:
+                previous = self._stored[key]
+            else:
+                previous = self._get(key)
+            self.previous.append((key, previous))
 
     def put(self, key: bytes, value: bytes) -> None:
         self._record(key)
