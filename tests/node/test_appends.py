@@ -286,7 +286,7 @@ def _attestation_evidence() -> Evidence:
 
     class H:
         def __init__(self, hashed: bytes) -> None:
-            self.height, self.hash = 5, hashed
+            self.height, self.raft_term, self.hash = 5, 2, hashed  # one round: evidence
 
     a = Attestation.make(key_of(KZ), CHAIN_ID, KZ, H(b"\x01" * 32))  # type: ignore[arg-type]
     b = Attestation.make(key_of(KZ), CHAIN_ID, KZ, H(b"\x02" * 32))  # type: ignore[arg-type]
