@@ -175,12 +175,10 @@ from ._recall import (
     ImportRecord,
     RecallCheck,
     RecallRecord,
-    derive_trade_record,
     import_record,
     recall_holders,
     recall_record,
     recalls,
-    trade,
 )
 from ._records import ParticipantRecord
 from ._state import BlockOutcome, Reason, Result, StateMachine, state_hash_step
@@ -414,14 +412,15 @@ __all__ += [
 ]
 
 # Tax ids of participants and the trade records that name the parties by them (issue 13).
-# derive_trade_record: this one takes the parties' tax ids and counts a per-child accept
-# at any depth; it replaces ledger._recall's in the package's names.
+# derive_trade_record: the record an accept writes, recomputed by an auditor from the two
+# signed documents, the parties' tax ids and a per-child accept at any depth.
 from ._tax_ids import (  # noqa: E402
     TAX_ID_DIGITS,
     TAXPAYING_ROLES,
-    derive_trade_record,  # noqa: F811
+    derive_trade_record,
     kept_unit_counts,
     tax_id_problem,
+    trade,
 )
 
 __all__ += ["TAX_ID_DIGITS", "TAXPAYING_ROLES", "kept_unit_counts", "tax_id_problem"]

@@ -251,26 +251,6 @@ def unit_counts(children: Callable[[str], Sequence[str]], keys: Sequence[str]) -
     return [[g, counts[g]] for g in sorted(counts)]
 
 
-def derive_trade_record(ship: Any, accept: Any, exporter: tuple[str, str], importer: tuple[str, str],
-                        children: Callable[[str], Sequence[str]]) -> bytes:
-    """The trade record an accept writes, from the two signed documents alone, the
-    parties' names and states (exporter = the ship's signer, importer = its receiver;
-    (name, state) as their registrations say) and the contents of any aggregate shipped
-    (as the aggregate documents before the accept say). An auditor who checked both
-    documents' inclusion proofs (ledger.verify_inclusion_proof) recomputes the record
-    with this and compares it with what a node lists (docs/RECALL.md)."""
-    ship_doc, accept_doc = ship.document, accept.document
-    # The business details (issue 13) trail the payloads when given; the record does not
-    # depend on them.
-    receiver, items = ship_doc.payload[:2]
-    chosen = accept_doc.payload[1]
-    accepted = list(chosen) if chosen else list(items)
-    return trade_record(
-        "union", [ship_doc.signer, exporter[0], exporter[1]], [receiver, importer[0], importer[1]],
-        unit_counts(children, accepted), accept.id, ship.id,
-    )
-
-
 def _matches(get: Get, key: str, entries: list[list[Any]]) -> bytes | None:
     """The first active recall (of the code's GTIN) that matches the code, or None."""
     attributes: dict[str, str] | None = None
@@ -492,23 +472,6 @@ def overlay_scan(db: Any, pending: Callable[[], Sequence[dict[bytes, bytes | Non
 # Pages of the trade and recall listings: a regulator's screen, and what one answer may
 # cost the node (one LevelDB seek and this many keys).
 PAGE_MAX = 1000
-
-
-def trade(db: Any, state: str, direction: str, since: int = 0, until: int | None = None,
-          limit: int = 100) -> list[dict[str, Any]]:
-    """A member state's export or import records, in chain order, from height `since`."""
-    limit = max(1, min(limit, PAGE_MAX))
-    prefix = trade_prefix(state, direction)
-    stop = prefix + u64(until + 1) if until is not None else prefix + b"\xff" * 13
-    out: list[dict[str, Any]] = []
-    for key, raw in db.iterator(start=prefix + u64(since), stop=stop):
-        view = trade_json(key, raw)
-        view["state"] = state
-        view["direction"] = direction
-        out.append(view)
-        if len(out) >= limit:
-            break
-    return out
 
 
 def recall_record(db: Any, recall_id: bytes) -> RecallRecord | None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from ledger import DocType, KeyPair, Reason, SignedDocument
-from ledger._recall import EXPORT, IMPORT, import_record, trade
+from ledger._recall import EXPORT, IMPORT, import_record
+from ledger._tax_ids import trade
 from testnet import product_groups
 
 from .world import GTIN, World, make_genesis, seeded_key
@@ -34,8 +35,11 @@ def test_partial_acceptance_records_only_accepted_units(tmp_path: Path) -> None:
     (imported,) = trade(w.store.db, "KZ", IMPORT)
     for record in (export, imported):
         assert record["kind"] == "union"
-        assert record["exporter"] == {"id": producer.participant_id, "name": "Maker", "state": "RU"}
-        assert record["importer"] == {"id": buyer.participant_id, "name": "Buyer", "state": "KZ"}
+        # Each party as its registration names it, with its tax id (tests/ledger/test_tax_ids.py).
+        assert record["exporter"] == {"id": producer.participant_id, "name": "Maker", "state": "RU",
+                                      "tax_id": w.store.participant_record(producer.participant_id).tax_id}
+        assert record["importer"] == {"id": buyer.participant_id, "name": "Buyer", "state": "KZ",
+                                      "tax_id": w.store.participant_record(buyer.participant_id).tax_id}
         assert record["products"] == [{"gtin": GTIN, "units": 2}]
         assert record["document"] == accept.id.hex()
         assert record["shipment"] == ship.id.hex()
