@@ -363,11 +363,11 @@ class Node:
         self.attestations.learn_evidence(evidence)  # it may complete a round-rule proof
         if evidence.state == self.state:
             return
-        # The term it equivocated in is refused at once, whether or not it led what we
-        # hold: an honest node elected in that same term would propose blocks of the
-        # hostile ones' round (consensus Config.term_refused).
-        self.healing.refuse_terms({evidence.term if isinstance(evidence, AppendEquivocation)
-                                   else evidence.first.round})
+        if isinstance(evidence, AppendEquivocation) and self._claimed_term(evidence):
+            # The term it claimed leadership in and equivocated in is refused at once,
+            # whether or not it led what we hold: an honest node elected in that same
+            # term would propose blocks of the hostile ones' round (Config.term_refused).
+            self.healing.refuse_terms({evidence.term})
         led = self._led_what_we_hold(evidence.state)
         heal = self.healing.on_evidence(evidence.state, term) if led else None
         if isinstance(evidence, AppendEquivocation):
@@ -422,6 +422,23 @@ class Node:
         finally:
             self.pipeline.release()
         self._offer_again(dropped)
+
+    def _claimed_term(self, evidence: AppendEquivocation) -> bool:
+        """Whether the state's appends could have made it leader of their term here: not
+        when we follow another leader in that very term (a hostile state can sign two
+        appends for any term; refusing the honest leader's term would stall it, once per
+        term). Attestation evidence names a round, i.e. the term of a block the state
+        attested, not one it led: it refuses no term (healing refuses the terms of the
+        non-final blocks the state proposed)."""
+        try:
+            status = self.driver.status()
+        except RuntimeError:
+            return True  # not started: nothing to judge by
+        try:
+            claimant = NodeId(self.genesis.state(evidence.state).node_id)
+        except KeyError:
+            claimant = NONE
+        return not (status.term == evidence.term and status.leader not in (NONE, claimant))
 
     def _entry_documents(self, lo: LogIndex, hi: LogIndex) -> list[bytes]:
         """The document wires of the block entries in Raft's log in [lo, hi)."""
