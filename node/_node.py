@@ -619,7 +619,8 @@ class Node:
         self.membership.follow()
         self.follow_governance()
         proposer = header.proposer
-        if (proposer != self.state and header.height > self.store.final_height
+        # `len` first: with no evidence (every block, almost always) nothing is built.
+        if (len(self.evidence) and proposer != self.state and header.height > self.store.final_height
                 and proposer in self.evidence.states_against()):
             # A block of a state we hold evidence against, applied after the evidence
             # came: its entry was in flight when the proof arrived (signed appends catch a
