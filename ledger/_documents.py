@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._encoding import pack, unpack, unpack_unchecked
+from ._encoding import LEDGER_LIMITS, pack, unpack, unpack_unchecked
 from ._errors import DecodeError
 from ._governance import PROPOSAL_BYTES_MAX, check_cosignatures_shape
 from ._identity import (
@@ -608,6 +608,15 @@ def document_id(body: bytes) -> bytes:
 
 def decode_signed(wire: bytes) -> SignedDocument:
     """Wire bytes `[body, signature]` to a signed document (signature not yet verified)."""
+    split = _split_canonical_wire(wire)
+    if split is not None:
+        return SignedDocument(split[0], split[1], decode_body(split[0]))
+    return _decode_signed_general(wire)
+
+
+def _decode_signed_general(wire: bytes) -> SignedDocument:
+    """`decode_signed` for any bytes: what the canonical split does not take is decoded
+    as msgpack here, and refused with its reason."""
     value = unpack_unchecked(wire)
     if not isinstance(value, list) or len(value) != 2:
         raise DecodeError("a signed document is an array [body, signature]")
@@ -621,6 +630,38 @@ def decode_signed(wire: bytes) -> SignedDocument:
     if len(wire) != 1 + _bin_bytes(len(body)) + _bin_bytes(SIGNATURE_BYTES):
         raise DecodeError("encoding is not canonical")
     return SignedDocument(body, signature, decode_body(body))
+
+
+def _split_canonical_wire(wire: bytes) -> tuple[bytes, bytes] | None:
+    """The body and signature of a wire in its one canonical form: a 2-array (0x92), the
+    body as a bin of the shortest header for its length, the signature as a bin 8 of 64
+    bytes, nothing after. None for anything else, which the general decoder then decodes
+    or refuses with its reason. What this accepts is exactly what the general path
+    accepts as canonical, read without building and walking a msgpack value."""
+    if type(wire) is not bytes or not _WIRE_BYTES_MIN <= len(wire) <= LEDGER_LIMITS.bytes_max:
+        return None
+    if wire[0] != 0x92:
+        return None
+    tag = wire[1]
+    if tag == 0xC4:
+        start, n = 3, wire[2]
+    elif tag == 0xC5:
+        start, n = 4, int.from_bytes(wire[2:4], "big")
+    elif tag == 0xC6:
+        start, n = 6, int.from_bytes(wire[2:6], "big")
+    else:
+        return None
+    end = start + n
+    # The shortest header for n (canonical), the signature's header, nothing after it.
+    if _bin_bytes(n) != end - 1 or len(wire) != end + 2 + SIGNATURE_BYTES:
+        return None
+    if wire[end:end + 2] != _SIGNATURE_HEADER:
+        return None
+    return wire[start:end], wire[end + 2:]
+
+
+_SIGNATURE_HEADER = bytes([0xC4, SIGNATURE_BYTES])
+_WIRE_BYTES_MIN = 1 + 2 + 2 + SIGNATURE_BYTES  # an empty body (refused later, by decode_body)
 
 
 def _bin_bytes(n: int) -> int:

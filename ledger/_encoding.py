@@ -113,7 +113,11 @@ def unpack_untrusted(data: bytes, limits: DecodeLimits = LEDGER_LIMITS) -> Any:
             raw=False,
             use_list=True,
             strict_map_key=True,
-            list_hook=count,
+            # Each element takes at least one byte and is counted at most twice (once in
+            # its array, and once more if it is an array itself), so a value of at most
+            # half the bound in bytes cannot exceed it: counting would cost a Python call
+            # per array for nothing (most documents).
+            list_hook=None if 2 * len(data) <= limits.items_max else count,
             object_pairs_hook=None if limits.maps else _refuse_map,
             ext_hook=_refuse_ext,
             max_str_len=limits.str_bytes_max,
@@ -128,8 +132,32 @@ def unpack_untrusted(data: bytes, limits: DecodeLimits = LEDGER_LIMITS) -> Any:
     # UnicodeDecodeError are all ValueErrors; TypeError for unhashable map keys.
     except (ValueError, TypeError) as exc:
         raise DecodeError(f"not valid msgpack: {str(exc)[:200]}") from None
-    _check_value(value, limits)
+    if not _cannot_break(data, limits):
+        _check_value(value, limits)
     return value
+
+
+# Every msgpack type byte that starts a container (fixmap, fixarray, array 16/32, map
+# 16/32) and both float types.
+_CONTAINER_TAGS = bytes([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+_FLOAT_TAGS = (b"\xca", b"\xcb")
+
+
+def _cannot_break(data: bytes | bytearray | memoryview, limits: DecodeLimits) -> bool:
+    """Whether the bytes alone show that no depth, float or integer bound can be broken,
+    so that the walk over the decoded value (`_check_value`) can be skipped.
+
+    A float needs its type byte (0xca or 0xcb) somewhere in the bytes, and each
+    container its own type byte, so bytes holding neither float type byte and no more
+    container type bytes than `depth_max` hold no float and nest no deeper than allowed.
+    These bytes can also occur inside strings and byte strings; then the walk decides.
+    Integers need the walk only where the bounds are narrower than msgpack's own."""
+    if limits.int_min > _MSGPACK_INT_MIN or limits.int_max < _MSGPACK_INT_MAX:
+        return False
+    raw = bytes(data)
+    if not limits.floats and (_FLOAT_TAGS[0] in raw or _FLOAT_TAGS[1] in raw):
+        return False
+    return len(raw) - len(raw.translate(None, _CONTAINER_TAGS)) <= limits.depth_max
 
 
 def _check_value(value: Any, limits: DecodeLimits) -> None:
