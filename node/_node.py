@@ -7,10 +7,12 @@ hands committed entries to the `ApplyPipeline`, which applies each as one block;
 `Attestations` signs each block's hash and checks the peers' signatures (a Byzantine
 quorum attesting another hash means we diverged: the node stops); `Finality` counts
 them into the final height clients may wait for; `EvidenceStore` keeps proofs that a
-state signed two blocks at one height in one round, and Raft refuses that state's node
-as leader (`evidence_against`) until the regulators clear it; `CatchUp` fetches blocks a
-restored snapshot skipped; `GossipInbox` dispatches what peers send; `Housekeeping`
-resends, expires and gossips status; `Views` answer what the node shows.
+state signed two blocks at one height in one round, or two entries at one Raft term
+and index, and `Defence` acts on them: Raft refuses that state's node as leader
+(`evidence_against`) until the regulators clear it, and what it led is healed;
+`CatchUp` fetches blocks a restored snapshot skipped; `GossipInbox` dispatches what
+peers send; `Housekeeping` resends, expires and gossips status; `Views` answer what the
+node shows.
 
 Everything is built here, in dependency order, and each part gets what it needs in
 its constructor; parts call each other only through the callables they were given.
@@ -18,7 +20,6 @@ its constructor; parts call each other only through the callables they were give
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
@@ -30,25 +31,20 @@ import aiohttp
 import msgpack
 
 from consensus import (
-    NONE,
     ConfChange,
     ConfChangeType,
     Config,
     Driver,
     DriverConfig,
     Entry,
-    EntryType,
     LogIndex,
     NodeId,
-    RaftUsageError,
     Snapshot,
     Storage,
 )
 from ledger import (
     AnyEvidence,
-    AppendEquivocation,
     AppliedBlock,
-    DecodeError,
     Genesis,
     KeyPair,
     LedgerStore,
@@ -56,21 +52,21 @@ from ledger import (
     Verifier,
     conf_change_authorization,
     conf_change_follows,
-    decode_signed,
 )
 
 from ._admission import Admission, Verified
-from ._appends import AppendSigner, SignedAppends, entry_digest
+from ._appends import AppendSigner, SignedAppends
 from ._attestations import Attestations
 from ._catchup import PROCESSED_HEADER, CatchUp
 from ._censorship import CensorshipWatch
 from ._config import NodeConfig
+from ._defence import Defence, block_at
 from ._errors import Refusal
 from ._evidence import EvidenceStore
 from ._feed import Feed, ruled_visible
 from ._finality import Finality
 from ._gossip import GossipInbox, append_item, document_item, evidence_item, status_item
-from ._healing import Healed, Healing
+from ._healing import Healing
 from ._housekeeping import Housekeeping
 from ._membership import MembershipFollower, peer_addresses
 from ._mempool import Mempool
@@ -88,10 +84,6 @@ log = logging.getLogger(__name__)
 RAFT_MESSAGE_BYTES_MAX = 8 << 20
 RAFT_INFLIGHT_MESSAGES_MAX = 64
 RAFT_UNCOMMITTED_BYTES_MAX = 256 << 20
-# How long append evidence waits for the equivocated entry to reach Raft's storage
-# before looking for it there (it is persisted within milliseconds of arriving).
-EQUIVOCATED_PERSIST_WAIT_S = 2.0
-EQUIVOCATED_PERSIST_POLL_S = 0.02
 
 __all__ = ["PROCESSED_HEADER", "VERSION", "Node", "decode_entry", "encode_entry"]
 
@@ -219,10 +211,8 @@ class Node:
         self.finality = Finality(genesis, self.state, store, config.data_dir / "final_height", metrics,
                                  on_final=self._final_moved)
         self.evidence = EvidenceStore(config.data_dir / "evidence", genesis, Verifier(),
-                                      cleared_below=store.evidence_cleared_below, block_at=self._block_at)
-        self._refused_nodes: frozenset[int] = frozenset()
-        self._evidence_metric = metrics.evidence_gauge()
-        self._refresh_refused()
+                                      cleared_below=store.evidence_cleared_below,
+                                      block_at=lambda height: block_at(store, height))
         # Leader-signed appends (node/_appends.py): as leader, every entry sent is signed
         # once; as follower, an append is taken only with its entries signed by the
         # sender, and what it took is gossiped so that two branches meet.
@@ -230,11 +220,11 @@ class Node:
         self.appends = SignedAppends(
             self.state, genesis.chain_id, store.members, Verifier(),
             gossip_others=lambda sender, signed: self.links.gossip_others(sender, append_item(signed)),
-            on_evidence=self.add_evidence, wants_evidence=self.evidence.wants,
+            on_evidence=self._add_evidence, wants_evidence=self.evidence.wants,
             refused=self.evidence_against, dropped=metrics.dropped)
         self.attestations = Attestations(genesis, self.state, key, store, self.verifier,
                                          self.links.gossip_all, self.links.gossip_to, self.fail,
-                                         on_stored=self.finality.attested, on_evidence=self.add_evidence,
+                                         on_stored=self.finality.attested, on_evidence=self._add_evidence,
                                          wants_evidence=self.evidence.wants,
                                          on_conflicting_quorum=self._conflicting_quorum,
                                          hostile=self.evidence.states_against)
@@ -243,23 +233,29 @@ class Node:
         self._committed = committed
         # Healing (node/_healing.py): evidence, or a quorum attesting another block above
         # our final height, returns the ledger and the Raft log to the last final block.
-        self.healing = Healing(store, config.data_dir / "healing", rewind=self._rewind_raft,
-                               offer_again=self._offer_again, hold=self.pipeline.hold,
-                               release=self.pipeline.release, own_state=self.state)
-        self._heal_task: asyncio.Task[Any] | None = None
+        self.healing = Healing(store, config.data_dir / "healing",
+                               rewind=lambda index, floor: self.defence.rewind_raft(index, floor),
+                               offer_again=lambda wires: self.defence.offer_again(wires),
+                               hold=self.pipeline.hold, release=self.pipeline.release, own_state=self.state)
         # What we attested of blocks a heal undid: the round rule must know it (issue 11).
         for undone in self.healing.undone():
             self.attestations.remember(undone.attestation, undone.parent)
         for piece in self.evidence.all():  # a hostile state's votes: it will not send them again
             self.attestations.learn_evidence(piece)
         self.attestations.resume()
-        self._rewound_at_start = self.healing.pending
-        self._offer_at_start = self.healing.finish_at_start(raft_log)
-        self._raft_log = raft_log
+        # Evidence in; refusals, heals and a cleaned Raft log out (node/_defence.py).
+        self.defence = Defence(genesis, self.state, store, metrics, self.evidence, self.healing, raft_log,
+                               driver=lambda: self.driver, gossip_all=self.links.gossip_all,
+                               learn_evidence=self.attestations.learn_evidence,
+                               rolled_back=self.attestations.rolled_back,
+                               hold=self.pipeline.hold, release=self.pipeline.release,
+                               readmit=lambda wire: self.admission.admit_from_peer(wire),
+                               forget_committed=committed.discard, wake_proposer=self._wake_proposer,
+                               fail=self.fail)
         self.catchup = CatchUp(genesis, self.state, store, self.verifier, self.pipeline, self.links,
                                leader=lambda: self.driver.leader, fail=self.fail)
-        core, driver_config = raft_config(config, genesis, leader_refused=self._leader_refused,
-                                          entry_refused=self._entry_refused,
+        core, driver_config = raft_config(config, genesis, leader_refused=self.defence.leader_refused,
+                                          entry_refused=self.defence.entry_refused,
                                           term_refused=self.healing.term_refused)
         # The Raft log is never compacted past the last final block, so that a rewind to
         # it finds what it keeps.
@@ -274,7 +270,7 @@ class Node:
         self.admission = Admission(genesis, store, self.mempool, committed, self.verifier, verified, metrics,
                                    self._admitted)
         self.gossip = GossipInbox(metrics, lambda: store.head.height, self.admission.admit_from_peer,
-                                  self.attestations.receive, on_evidence=self.add_evidence,
+                                  self.attestations.receive, on_evidence=self._add_evidence,
                                   on_append=self.appends.receive)
         self.views = Views(genesis, self.state, store, self.mempool, self.driver, self.links,
                            self.gossip.peers, self.pipeline.processed_index, lambda: self.fatal_error,
@@ -345,160 +341,15 @@ class Node:
         cleared: its node must not lead (no vote, no pre-vote, its appends ignored)."""
         return self.evidence.against(state)
 
-    def add_evidence(self, evidence: AnyEvidence) -> None:
-        """Evidence this node built or a peer gossiped: checked, kept, shown, passed on."""
-        if not self.evidence.add(evidence):
-            return
-        if isinstance(evidence, AppendEquivocation):
-            height, term = self.store.head.height, evidence.term
-            what = f"two different entries as leader at Raft term {evidence.term} index {evidence.index}"
-        else:
-            height, term = evidence.height, 0
-            what = f"two different blocks at height {evidence.height}"
-        self.metrics.alarms.raise_alarm(
-            "equivocation", height, f"{evidence.state} signed {what} (evidence {evidence.id.hex()[:16]}); "
-            "its node may not lead until the regulators clear it")
-        self.links.gossip_all(evidence_item(evidence))
-        self._refresh_refused()
-        self.attestations.learn_evidence(evidence)  # it may complete a round-rule proof
-        if evidence.state == self.state:
-            return
-        if isinstance(evidence, AppendEquivocation) and self._claimed_term(evidence):
-            # The term it claimed leadership in and equivocated in is refused at once,
-            # whether or not it led what we hold: an honest node elected in that same
-            # term would propose blocks of the hostile ones' round (Config.term_refused).
-            self.healing.refuse_terms({evidence.term})
-        led = self._led_what_we_hold(evidence.state)
-        heal = self.healing.on_evidence(evidence.state, term) if led else None
-        if isinstance(evidence, AppendEquivocation):
-            self._start_heal(self._heal_appends(heal, evidence))
-        elif heal is not None:
-            self._start_heal(heal)
+    def offer_at_start(self) -> None:
+        self.defence.offer_at_start()
 
-    async def _heal_appends(self, heal: Any, evidence: AppendEquivocation) -> Healed | None:
-        """Heal on append evidence (when the state led what we hold), then take the
-        equivocated entry out of our Raft log if it is there. Signed appends catch a
-        leader before what it sent commits: the ledger then holds nothing above its
-        final block and the heal rewinds nothing, but the Raft log may end in the
-        leader's entry, which another honest node holds differently at the same (term,
-        index) (Raft's log matching cannot tell them apart), and which every node that
-        followed that leader refuses in votes (`entry_refused`)."""
-        healed: Healed | None = await heal if heal is not None else None
-        await self._drop_equivocated(evidence)
-        return healed
+    # Parts built before the defence reach it through these two.
+    def _add_evidence(self, evidence: AnyEvidence) -> None:
+        self.defence.add_evidence(evidence)
 
-    async def _drop_equivocated(self, evidence: AppendEquivocation) -> None:
-        index = LogIndex(evidence.index)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + EQUIVOCATED_PERSIST_WAIT_S
-        # The entry may be in Raft's log but not yet persisted: wait for it, bounded.
-        while self._raft_log.last_index() < index:
-            if not self.driver.running or self.driver.status().last_index < index or loop.time() > deadline:
-                return
-            await asyncio.sleep(EQUIVOCATED_PERSIST_POLL_S)
-        held = self._raft_log.entries(index, LogIndex(index + 1))
-        signed = {evidence.first.entry_hash, evidence.second.entry_hash}
-        if not held or held[0].term != evidence.term or entry_digest(held[0]) not in signed:
-            return  # not the equivocated entry (another term's, or an honest one)
-        floor = self.healing.final_raft_index()
-        target = LogIndex(max(index - 1, floor))
-        dropped = await self.pipeline.hold(target)
-        try:
-            # Only while the ledger holds nothing above it: Raft never goes below the ledger.
-            if self.store.head.raft_index <= target:
-                # The documents in the entries taken out go back through admission like
-                # those of undone blocks: an honest follower may have forwarded them to
-                # the hostile leader, whose clients wait for them (a hostile leader's own
-                # inventions are refused there or applied once: ids are idempotent).
-                above = LogIndex(self._raft_log.last_index() + 1)
-                dropped += self._entry_documents(LogIndex(target + 1), above)
-                await self.driver.rewind(target, floor)
-                log.warning("dropped the Raft log above entry %d: it held %s's equivocated entry at term %d "
-                            "index %d", target, evidence.state, evidence.term, index)
-        except RaftUsageError as exc:
-            # Not now (the log moved meanwhile): the entry stays, as it would without
-            # signed appends, and a later heal of this term takes it out.
-            log.error("could not drop %s's equivocated entry at index %d: %s", evidence.state, index, exc)
-        finally:
-            self.pipeline.release()
-        self._offer_again(dropped)
-
-    def _claimed_term(self, evidence: AppendEquivocation) -> bool:
-        """Whether the state's appends could have made it leader of their term here: not
-        when we follow another leader in that very term (a hostile state can sign two
-        appends for any term; refusing the honest leader's term would stall it, once per
-        term). Attestation evidence names a round, i.e. the term of a block the state
-        attested, not one it led: it refuses no term (healing refuses the terms of the
-        non-final blocks the state proposed)."""
-        try:
-            status = self.driver.status()
-        except RuntimeError:
-            return True  # not started: nothing to judge by
-        try:
-            claimant = NodeId(self.genesis.state(evidence.state).node_id)
-        except KeyError:
-            claimant = NONE
-        return not (status.term == evidence.term and status.leader not in (NONE, claimant))
-
-    def _entry_documents(self, lo: LogIndex, hi: LogIndex) -> list[bytes]:
-        """The document wires of the block entries in Raft's log in [lo, hi)."""
-        wires: list[bytes] = []
-        if hi <= lo:
-            return wires
-        for entry in self._raft_log.entries(lo, hi):
-            if entry.type is not EntryType.NORMAL or not entry.data:
-                continue
-            try:
-                wires.extend(decode_entry(entry.data)[2])
-            except DecodeError:
-                continue  # not a block: nothing to offer
-        return wires
-
-    def _entry_refused(self, term: int, index: int) -> bool:
-        """Healing refuses the entries of a term a refused leader equivocated in; but an
-        honest node that never followed that leader may be elected in the same term
-        number (it refused the leader before taking its append), and its entries of that
-        term are its own: the one this node follows now, in that term, not refused."""
-        if not self.healing.entry_refused(term, index):
-            return False
-        try:
-            status = self.driver.status()
-        except RuntimeError:
-            return True  # not started: nothing to judge by
-        honest_leader = status.leader != NONE and status.leader not in self._refused_nodes
-        return not (status.term == term and honest_leader)
-
-    def _block_at(self, height: int) -> tuple[int, str]:
-        """The Raft term and proposer of the block at `height` ((0, ""): not held), which
-        tell what append evidence a clearing block there clears."""
-        header = self.store.header(height)
-        return (header.raft_term, header.proposer) if header is not None else (0, "")
-
-    def _led_what_we_hold(self, state: str) -> bool:
-        """Whether `state`'s node leads now, or proposed a block we hold above the final
-        height: only then can our non-final branch be its equivocation. Evidence against
-        a state that only attests (a hostile follower signing two hashes) heals nothing,
-        and healing on it would let any one state roll every honest node back at will."""
-        with contextlib.suppress(KeyError):
-            if self.driver.leader == self.genesis.state(state).node_id:
-                return True
-        store = self.store
-        for height in range(store.final_height + 1, store.head.height + 1):
-            header = store.header(height)
-            if header is not None and header.proposer == state:
-                return True
-        return False
-
-    def _refresh_refused(self) -> None:
-        """Recompute the node ids Raft refuses as leader (cheap: a few states)."""
-        refused = set()
-        for s in self.genesis.states:
-            if s.code != self.state and self.evidence.against(s.code):
-                refused.add(s.node_id)
-        self._refused_nodes = frozenset(refused)
-        self._evidence_metric.set(len(self.evidence))
-
-    # -- healing ---------------------------------------------------------------------------
+    def _conflicting_quorum(self, height: int) -> None:
+        self.defence.conflicting_quorum(height)
 
     def _final_moved(self) -> None:
         """The final height moved: the store prunes undo data below it (bounded by the
@@ -507,75 +358,6 @@ class Node:
         self.store.set_final_height(final)
         self.healing.final_moved(final)
         self.feed.advanced()
-
-    def _conflicting_quorum(self, height: int) -> None:
-        self._start_heal(self.healing.on_conflicting_quorum(height))
-
-    def _start_heal(self, heal: Any) -> None:
-        """Heal in a task of its own (the trigger comes from a gossip or apply callback);
-        heals run one after another (Healing holds a lock)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            heal.close()  # no loop (a test building the node): nothing is running to heal
-            return
-        task = loop.create_task(self._heal(heal), name="healing")
-        self._heal_task = task
-
-    async def _heal(self, heal: Any) -> None:
-        try:
-            healed = await heal
-        except Exception as exc:
-            self.fail(f"healing failed: {exc!r}")
-            return
-        if isinstance(healed, Healed):
-            self.attestations.rolled_back(healed.to_height)
-            self.metrics.alarms.raise_alarm(
-                "healed", healed.to_height,
-                f"rolled back blocks {healed.to_height + 1}-{healed.from_height} (not final) and rewound "
-                f"Raft to entry {healed.raft_index}; {healed.documents_offered} documents offered again")
-            self._wake_proposer()
-
-    async def _rewind_raft(self, index: LogIndex, floor: LogIndex) -> None:
-        # A driver that is not running raises: the marker stays, and the next start
-        # finishes the heal (Healing.finish_at_start).
-        await self.driver.rewind(index, floor)
-
-    def offer_at_start(self) -> None:
-        """After a heal finished at start, once the driver runs: the Raft core rewinds to
-        the same index too, which marks it rewound (a leader that counted our old log
-        then probes us again: consensus REJECT_REWOUND), and the undone documents are
-        offered again."""
-        wires, self._offer_at_start = self._offer_at_start, []
-        target, self._rewound_at_start = self._rewound_at_start, None
-        if target is not None:
-            self._start_heal(self._mark_rewound(LogIndex(target), wires))
-        else:
-            self._offer_again(wires)
-
-    async def _mark_rewound(self, target: LogIndex, wires: Sequence[bytes]) -> None:
-        dropped = await self.pipeline.hold(target)
-        try:
-            # Only while the ledger holds nothing above it: Raft never goes below the ledger.
-            if self.store.head.raft_index <= target:
-                await self.driver.rewind(target, target)
-        finally:
-            self.pipeline.release()
-        self._offer_again([*wires, *dropped])
-
-    def _offer_again(self, wires: Sequence[bytes]) -> None:
-        """Documents of undone blocks go back through admission (the rolled-back ledger
-        decides again whether they apply) into the mempool."""
-        for wire in wires:
-            try:
-                doc_id = decode_signed(wire).id
-            except DecodeError:
-                continue
-            self._committed.discard(doc_id)
-            self.admission.admit_from_peer(wire)
-
-    def _leader_refused(self, node: NodeId) -> bool:
-        return node in self._refused_nodes
 
     def processed_index(self) -> int:
         return self.pipeline.processed_index()
@@ -613,21 +395,10 @@ class Node:
         # The round rule (ledger/_rounds.py) decides inside: at once, later, or never.
         self.attestations.attest(header, sign=accepted)
         self.finality.advance()
-        if len(self.evidence):
-            self._refresh_refused()  # a CLEAR_EVIDENCE in this block lifts a refusal
         self.censorship.ordered(applied.document_ids, time.monotonic())
         self.membership.follow()
         self.follow_governance()
-        proposer = header.proposer
-        # `len` first: with no evidence (every block, almost always) nothing is built.
-        if (len(self.evidence) and proposer != self.state and header.height > self.store.final_height
-                and proposer in self.evidence.states_against()):
-            # A block of a state we hold evidence against, applied after the evidence
-            # came: its entry was in flight when the proof arrived (signed appends catch a
-            # leader before its block applies, and the entry could not be taken out yet).
-            # It cannot be trusted to become final: back to the last final block.
-            log.error("applied block %d proposed by %s, which equivocated: healing", header.height, proposer)
-            self._start_heal(self.healing.on_evidence(proposer, header.raft_term))
+        self.defence.block_applied(header)
 
     def _campaign(self) -> None:
         """Stand for election against a censoring leader (a pre-vote campaign, which

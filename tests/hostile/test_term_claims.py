@@ -6,8 +6,8 @@ final block dropped: `consensus.Config.term_refused`), so that no honest leader 
 elected in a term a hostile node claimed. But a hostile state can sign such a pair for
 any term, the honest leader's own included; the honest leader must go on. Two guards
 give that, each enough alone (this test passes with either one disabled): a node refuses
-no term it follows another leader in (`Node._claimed_term`), and the entries of the
-leader it follows in that very term are never refused (`Node._entry_refused`).
+no term it follows another leader in (`Defence.claimed_term`), and the entries of the
+leader it follows in that very term are never refused (`Defence.entry_refused`).
 """
 
 from __future__ import annotations

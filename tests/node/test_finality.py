@@ -141,7 +141,7 @@ async def test_an_attestation_equivocation_becomes_evidence_everywhere_it_shows(
     assert len(ru.node.evidence) == 0
     gossip_attestation(ru, kz_attests(ru, 1, b"\x07" * 32))
     assert len(ru.node.evidence) == 1 and ru.node.evidence_against("KZ")
-    assert ru.node._leader_refused(ru.net.genesis.state("KZ").node_id)
+    assert ru.node.defence.leader_refused(ru.net.genesis.state("KZ").node_id)
     status = await (await ru.client.get("/v1/status")).json()
     assert status["evidence"]["against"] == ["KZ"] and status["alarms"]["equivocation"]["count"] == 1
     listing = await (await ru.client.get("/v1/evidence")).json()
