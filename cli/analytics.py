@@ -89,6 +89,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("id", pa.string()), ("public_key", pa.string()), ("state", pa.string()),
         ("roles", pa.list_(pa.string())), ("name", pa.string()), ("registered_height", pa.int64()),
         ("time", TIME),
+        # Added after the first exports: their parts lack it, and `tamga sql` reads the
+        # parts by column name (NULL there).
+        ("tax_id", pa.string()),
     ]),
 }
 TABLES = tuple(SCHEMAS)
@@ -425,7 +428,7 @@ class Rows:
             self.tables["participants"].add(
                 id=ledger.participant_id(fields["public_key"]), public_key=fields["public_key"].hex(),
                 state=fields["state"], roles=list(fields["roles"]), name=fields["name"],
-                registered_height=common["height"], time=common["time"],
+                registered_height=common["height"], time=common["time"], tax_id=fields.get("tax_id") or None,
             )
         elif doc.type is ledger.DocType.SHIP:
             self._shipment(doc, doc_id, fields, common, tracker)
@@ -456,7 +459,7 @@ class Rows:
         """Genesis's regulators, registered at height 0: (id, public key hex, state, name)."""
         for pid, public_key, state, name in genesis_states:
             self.tables["participants"].add(id=pid, public_key=public_key, state=state, roles=["regulator"],
-                                            name=name, registered_height=0, time=time_ms)
+                                            name=name, registered_height=0, time=time_ms, tax_id=None)
 
 
 def _attribute(fields: dict[str, Any], ai: str) -> str | None:

@@ -39,7 +39,9 @@ def connect(data: Path, params: Sequence[tuple[str, str]] = ()) -> duckdb.DuckDB
             if not any(files.glob("*.parquet")):
                 raise SqlError(f"{data} has no Parquet files for table {table}")
             pattern = str(files / "*.parquet").replace("'", "''")
-            con.execute(f"CREATE VIEW {table}_files AS SELECT * FROM read_parquet('{pattern}')")
+            # By name: a column added in a later version is NULL in older parts.
+            con.execute(f"CREATE VIEW {table}_files AS SELECT * FROM read_parquet('{pattern}', "
+                        "union_by_name = true)")
         con.execute(views_sql())
         for name, value in params:
             set_param(con, name, value)

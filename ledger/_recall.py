@@ -178,11 +178,15 @@ class ImportRecord:
     status: str
     confirmed_by: str = ""
     confirmed_height: int = 0
+    # The importer's tax id when its registration gave one (ledger/_tax_ids.py); written
+    # only when there is one, so records from before it pack as they did.
+    importer_tax_id: str = ""
 
     def pack(self) -> bytes:
         return pack_trusted([
             self.importer, self.state, self.declaration, self.country, self.codes, self.counts, self.height,
             self.status, self.confirmed_by, self.confirmed_height,
+            *([self.importer_tax_id] if self.importer_tax_id else []),
         ])
 
     @classmethod
@@ -195,7 +199,7 @@ class ImportRecord:
             "country": self.country, "codes": len(self.codes),
             "products": [{"gtin": g, "units": n} for g, n in self.counts], "height": self.height,
             "status": self.status, "confirmed_by": self.confirmed_by,
-            "confirmed_height": self.confirmed_height,
+            "confirmed_height": self.confirmed_height, "importer_tax_id": self.importer_tax_id or None,
         }
 
 

@@ -1452,7 +1452,8 @@ def _import(ctx: _Context) -> None:
     counts = recall.unit_counts(recall.stored_children(ctx.ov.get), keys)
     state = ctx.signer.state
     ctx.ov.put(recall.P_IMPORT + ctx.doc_id, recall.ImportRecord(
-        ctx.doc.signer, state, declaration, country, list(keys), counts, ctx.height, recall.PENDING).pack())
+        ctx.doc.signer, state, declaration, country, list(keys), counts, ctx.height, recall.PENDING,
+        importer_tax_id=ctx.signer.tax_id).pack())
     importer = tax_ids.party(ctx.doc.signer, ctx.signer, state)
     ctx.ov.put(recall.trade_key(state, recall.IMPORT, ctx.height, ctx.position), recall.trade_record(
         "customs", tax_ids.customs_party(country), importer, counts, ctx.doc_id, b"", declaration))

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import duckdb
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -359,3 +361,29 @@ def test_sales_after_expiry_are_reported(tmp_path: Path) -> None:
     assert [r["code"] for r in found] == stale, found
     # Day 00 is the month's last day: June 30th, 2026.
     assert str(found[0]["expiry"]) == "2026-06-30" and found[0]["days_after_expiry"] > 0
+
+
+def test_participants_carry_their_tax_ids_and_older_parts_still_read(tmp_path: Path) -> None:
+    """Each business's tax id as its registration gave it, NULL for the regulators and
+    for a business registered without one; an export whose earlier parts were written
+    before the column existed still reads (the column is NULL there)."""
+    world = World(tmp_path / "chain")
+    world.register("RU", ["producer"], "Maker", tax_id="7707083893")
+    world.register("KZ", ["wholesaler"], "Trader", tax_id="")
+    out = tmp_path / "export"
+    export_store(world.store, out)
+    con = engine.connect(out)
+    rows = con.execute("SELECT name, roles, tax_id FROM participants").fetchall()
+    by_name = {name: tax_id for name, _, tax_id in rows}
+    assert by_name["Maker"] == "7707083893" and by_name["Trader"] is None
+    assert [tax_id for _, roles, tax_id in rows if roles == ["regulator"]] == [None] * 5
+    con.close()
+    # An older part: the same rows without the column, beside a newer part.
+    (part,) = (out / "participants").glob("*.parquet")
+    table = pq.read_table(part)
+    pq.write_table(table.drop(["tax_id"]), part)
+    maker = table.filter(pc.equal(table["name"], "Maker"))
+    pq.write_table(maker, out / "participants" / "part-999999999998-999999999999.parquet")
+    con = engine.connect(out)
+    got = con.execute("SELECT count(*), count(tax_id), max(tax_id) FROM participants_files").fetchone()
+    assert got == (len(rows) + 1, 1, "7707083893")

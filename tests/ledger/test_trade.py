@@ -70,6 +70,9 @@ def test_import_waits_for_its_regulator(tmp_path: Path) -> None:
     w.apply_ok(doc)
     record = import_record(w.store.db, doc.id)
     assert record is not None and record.status == "pending"
+    # The declaration names its importer by tax id too, as the customs trade record does.
+    given = w.store.participant(importer.participant_id)["tax_id"]  # type: ignore[index]
+    assert given and record.importer_tax_id == given == record.to_json()["importer_tax_id"]
     assert w.store.code(codes[0])["status"] == "imported"  # type: ignore[index]
     # Until confirmed the goods are not in circulation: no shipment, no sale, no second import.
     buyer = w.register("KZ", ["wholesaler"], "Buyer")
@@ -85,6 +88,8 @@ def test_import_waits_for_its_regulator(tmp_path: Path) -> None:
     assert r.reason is Reason.WRONG_STATE
     w.apply_ok(_confirm(w, "KZ", doc.id))
     assert w.store.code(codes[0])["status"] == "introduced"  # type: ignore[index]
+    confirmed = import_record(w.store.db, doc.id)
+    assert confirmed is not None and confirmed.status != "pending" and confirmed.importer_tax_id == given
     (r,) = w.apply(_confirm(w, "KZ", doc.id))
     assert r.reason is Reason.WRONG_STATUS
     w.apply_ok(w.doc(importer, DocType.SHIP, receiver=buyer.participant_id, codes=codes))
@@ -138,3 +143,15 @@ def test_an_auditor_derives_the_record_from_the_two_documents(tmp_path: Path) ->
     assert stored == [derived]
     (record,) = trade(w.store.db, "RU", EXPORT)
     assert record["products"] == [{"gtin": GTIN, "units": 3}]
+
+
+def test_an_import_record_without_a_tax_id_packs_as_before() -> None:
+    """Records written before the importer's tax id existed, and those of importers
+    without one, keep their ten fields (the state hash of old chains is unchanged)."""
+    from ledger._encoding import unpack_trusted
+    from ledger._recall import ImportRecord
+
+    plain = ImportRecord("p", "KZ", "decl", "CN", ["c"], [[GTIN, 1]], 3, "pending")
+    assert len(unpack_trusted(plain.pack())) == 10 and ImportRecord.unpack(plain.pack()) == plain
+    taxed = ImportRecord("p", "KZ", "decl", "CN", ["c"], [[GTIN, 1]], 3, "pending", importer_tax_id="123456789012")
+    assert ImportRecord.unpack(taxed.pack()) == taxed
