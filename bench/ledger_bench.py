@@ -1,6 +1,7 @@
 """Ledger apply throughput, next to the raw Ed25519 verification rate of the same run.
 
     .venv/bin/python -m bench.ledger_bench [--transfers 20000] [--shipments 200] [--million]
+        [--preload N]
 
 One process, one core. Measures:
   1. single-code shipment documents applied per second (signature checks included),
@@ -10,7 +11,11 @@ One process, one core. Measures:
      height is set to the head before the measured blocks and never moved, so every
      measured block keeps its undo record;
   4. (--million) resident memory while 1,000,000 codes are emitted, introduced and
-     shipped, sampled every 100,000 codes: it must stay flat, the state being in LevelDB.
+     shipped, sampled every 100,000 codes: it must stay flat, the state being in LevelDB;
+  5. (--preload N) the shipments of 2. again on a store that holds N more codes, as a
+     node's store does after the node benchmark's setup (about 1.5 million codes for a
+     15-second shipment run): LevelDB reads and compactions cost more on a larger store,
+     and a node's apply runs on one.
 """
 
 from __future__ import annotations
@@ -94,10 +99,11 @@ def _all_applied(results: list[Result]) -> None:
         raise RuntimeError(f"{len(bad)} documents did not apply, the first: {bad[0]}")
 
 
-def bench_shipments(tmp: Path, shipments: int) -> dict[str, float]:
-    world = World(tmp / "ship")
+def bench_shipments(tmp: Path, shipments: int, preload: int = 0) -> dict[str, float]:
+    world = World(tmp / f"ship-{preload}")
     world.store.sync = SYNC_EACH_BLOCK
-    producer, buyer, codes = setup(world, shipments * 1_000)
+    producer, buyer, codes = setup(world, preload + shipments * 1_000)
+    codes = codes[preload:]
     docs = [
         world.doc(producer, DocType.SHIP, receiver=buyer.participant_id, codes=codes[i : i + 1_000]).wire()
         for i in range(0, len(codes), 1_000)
@@ -111,7 +117,8 @@ def bench_shipments(tmp: Path, shipments: int) -> dict[str, float]:
     undo = undo_per_block(world)
     world.store.close()
     return {"codes": len(codes), "codes_per_s": len(codes) / elapsed, "codes_per_cpu_s": len(codes) / cpu_s,
-            "docs_per_s": len(docs) / elapsed, "codes_per_block": 10_000, "undo_bytes_per_block": undo}
+            "docs_per_s": len(docs) / elapsed, "codes_per_block": 10_000, "undo_bytes_per_block": undo,
+            "codes_in_store_before": preload}
 
 
 def bench_million(tmp: Path) -> dict[str, object]:
@@ -142,6 +149,8 @@ def main() -> None:
     parser.add_argument("--transfers", type=int, default=20_000)
     parser.add_argument("--shipments", type=int, default=200)
     parser.add_argument("--million", action="store_true")
+    parser.add_argument("--preload", type=int, default=0,
+                        help="also measure shipments on a store holding N codes")
     parser.add_argument("--sync", action="store_true", help="fsync every block, as a standalone store would")
     args = parser.parse_args()
     global SYNC_EACH_BLOCK
@@ -155,6 +164,10 @@ def main() -> None:
         print(json.dumps(report["single_code_transfers"]), file=sys.stderr)
         report["shipments_1000_codes"] = bench_shipments(Path(tmp), args.shipments)
         print(json.dumps(report["shipments_1000_codes"]), file=sys.stderr)
+        if args.preload:
+            preloaded = bench_shipments(Path(tmp), args.shipments, args.preload)
+            report["shipments_1000_codes_preloaded"] = preloaded
+            print(json.dumps(preloaded), file=sys.stderr)
         if args.million:
             report["million_codes"] = bench_million(Path(tmp))
     print(json.dumps(report, indent=2))
