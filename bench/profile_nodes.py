@@ -77,7 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
-        raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
+        raise SystemExit("py-spy is not installed: .venv/bin/pip install -e '.[profile]'")
     out = args.out or Path(tempfile.mkdtemp(prefix="tamga-profile-"))
     out.mkdir(parents=True, exist_ok=True)
     record_s = max(1, int(args.duration - 8))
