@@ -112,12 +112,29 @@ class Healing:
     def refuse_terms(self, terms: set[int]) -> None:
         """Terms a state proven hostile claimed leadership in: their entries above the
         final block stay out of the log (`entry_refused`), and no honest node campaigns
-        or votes in them (`term_refused`). Kept across restarts, bounded."""
+        or votes in them (`term_refused`). Kept across restarts, bounded.
+
+        Over the bound, what goes first is what cannot matter: a term below the last
+        final block's (Raft's terms never decrease along the log, so all its entries are
+        final, and no campaign or vote stands in a past term). Then the highest: a
+        hostile state can sign evidence against itself for any number of terms, and
+        dropping the lowest, as this did before, let such a flood of invented future
+        terms push out the term it really led in. The terms it really claimed are the
+        ones nodes have reached; an invented one above them is a claim nobody took (a
+        proven state's appends are ignored)."""
         if terms - self.refused_terms:
             self.refused_terms |= terms
+            floor = self._final_term()
             while len(self.refused_terms) > REFUSED_TERMS_MAX:
-                self.refused_terms.discard(min(self.refused_terms))
+                lowest = min(self.refused_terms)
+                self.refused_terms.discard(lowest if lowest < floor else max(self.refused_terms))
             self._save()
+
+    def _final_term(self) -> int:
+        """The Raft term of the last final block's entry (0: none)."""
+        store = self._store
+        header = store.header(min(store.final_height, store.head.height))
+        return header.raft_term if header is not None else 0
 
     def term_refused(self, term: int) -> bool:
         return term in self.refused_terms

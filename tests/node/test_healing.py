@@ -9,7 +9,7 @@ import pytest
 
 from consensus import Entry, EntryType, HardState, LogIndex, MemoryStorage, Term
 from ledger import DocType, LedgerStore
-from node._healing import Healing
+from node._healing import REFUSED_TERMS_MAX, Healing
 from tests.ledger.world import World
 
 pytestmark = pytest.mark.unit
@@ -132,3 +132,24 @@ async def test_the_applier_queue_is_dropped_and_offered_again(tmp_path: Path) ->
     healed = await healing.heal()
     assert healed is not None and held == [20] and recorder.offered == [*later, b"queued"]
     world.store.close()
+
+
+async def test_a_flood_of_invented_terms_does_not_push_out_the_term_really_led(tmp_path: Path) -> None:
+    """A hostile state can sign append evidence against itself for any term. Over the
+    bound, terms below the last final block's go first (they cannot matter), then the
+    highest: the term it really led in (reached by the nodes, above the final block's)
+    stays refused whatever it invents."""
+    world, _later = five_blocks(tmp_path)  # every block of Raft term 3
+    world.store.set_final_height(2)
+    recorder = Recorder()
+    healing = Healing(world.store, tmp_path / "healing", recorder.rewind, recorder.offer, own_state="RU")
+    healing.refuse_terms({5})  # the term it really led in
+    healing.refuse_terms(set(range(1_000, 1_000 + 2 * REFUSED_TERMS_MAX)))  # invented, above it
+    assert healing.term_refused(5) and healing.entry_refused(5, 21)
+    assert len(healing.refused_terms) == REFUSED_TERMS_MAX
+    # Terms below the final block's term (3) go before any other.
+    healing.refuse_terms({1, 2})
+    assert not healing.term_refused(1) and not healing.term_refused(2) and healing.term_refused(5)
+    # Kept across a restart.
+    again = Healing(world.store, tmp_path / "healing", recorder.rewind, recorder.offer, own_state="RU")
+    assert again.term_refused(5) and len(again.refused_terms) == REFUSED_TERMS_MAX
