@@ -16,3 +16,11 @@ class Refusal(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+
+_SHOWN_CHARS_MAX = 40
+
+
+def shown(raw: str) -> str:
+    """A client's value, cut short, to quote in an error message."""
+    return repr(raw if len(raw) <= _SHOWN_CHARS_MAX else raw[:_SHOWN_CHARS_MAX] + "...")

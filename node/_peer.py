@@ -19,8 +19,8 @@ from aiohttp import WSMsgType, web
 
 from consensus import MalformedMessage, MessageType
 
-from ._api import stream_blocks
 from ._appends import AppendRefused, unwrap
+from ._chain_api import stream_blocks
 from ._errors import Refusal
 from ._http import MSGPACK, Args, Integer, Ok, Param, Route, add_routes, respond
 from ._keys import METRICS, NODE, TRUST

@@ -26,6 +26,7 @@ from ledger import (
 )
 
 from . import _api as h
+from . import _chain_api as chain
 from . import _feed_api as feed
 from . import _recall_api as rc
 from ._errors import Refusal
@@ -176,7 +177,7 @@ ROUTES: tuple[Route, ...] = (
           answers=(Ok(200, "the import", {"type": "object", "required": ["id", "importer", "status"]}),),
           params=(path("id", HEX_ID, "import id (the id of the import document)"),), signed=True,
           reasons=("unknown_import",), reads=lambda a: ImportRead(a["id"])),
-    Route("GET", "/v1/blocks", h.get_blocks, "Block headers (JSON) or whole blocks streamed (msgpack)",
+    Route("GET", "/v1/blocks", chain.get_blocks, "Block headers (JSON) or whole blocks streamed (msgpack)",
           answers=(Ok(200, "JSON: at most 1,000 headers; msgpack: a stream of [block, [attestations]]",
                       {"type": "array", "items": {"$ref": "#/components/schemas/BlockHeader"}},
                       msgpack_binary=True),),
@@ -185,20 +186,21 @@ ROUTES: tuple[Route, ...] = (
           # Headers (JSON) for every signed reader; whole blocks (msgpack) for regulators
           # and auditors only: the handler asks the rule.
           signed=True, reasons=("not_entitled",)),
-    Route("GET", "/v1/blocks/{height}", h.get_block, "One block with its documents, results and attestations",
+    Route("GET", "/v1/blocks/{height}", chain.get_block,
+          "One block with its documents, results and attestations",
           answers=(Ok(200, "the block", "Block"),),
           params=(path("height", HEIGHT, "block height"),), signed=True, reasons=("unknown_block",),
           reads=lambda a: BlockRead()),
-    Route("GET", "/v1/attestations/{height}", h.get_attestations,
+    Route("GET", "/v1/attestations/{height}", chain.get_attestations,
           "Member states' signatures of a block hash",
           answers=(Ok(200, "the block's attestations",
                       {"type": "array", "items": {"$ref": "#/components/schemas/Attestation"}}),),
           params=(path("height", HEIGHT, "block height"),), reasons=("unknown_block",)),
-    Route("GET", "/v1/proofs/documents/{id}", h.get_document_proof, "Inclusion proof of a document",
+    Route("GET", "/v1/proofs/documents/{id}", chain.get_document_proof, "Inclusion proof of a document",
           answers=(Ok(200, "ledger.InclusionProof.to_json()", "InclusionProof"),),
           params=(path("id", HEX_ID, "document id"),), signed=True, reasons=("unknown_document",),
           reads=lambda a: DocumentRead(a["id"])),
-    Route("GET", "/v1/proofs/codes/{code}", h.get_code_proof, "Provenance bundle of a code",
+    Route("GET", "/v1/proofs/codes/{code}", chain.get_code_proof, "Provenance bundle of a code",
           answers=(Ok(200, "ledger.ProvenanceBundle: to_json(), or encode() bytes in msgpack",
                       "ProvenanceBundle", msgpack_binary=True),),
           params=(path("code", CODE, "a code key or any form a scanner reads"),), signed=True,

@@ -16,8 +16,8 @@ from aiohttp import web
 from ledger import REQUEST_SKEW_MS, Genesis, KeyPair, request_headers
 from node import ConfigError, StartError, TlsError, api_ssl_context, create_app, load_config, serve
 from node._errors import Refusal
-from node._http import ReplayCache
 from node._keys import GENESIS, NODE
+from node._signed_reads import ReplayCache
 from node.client import (
     CertificateMismatch,
     ClientError,
