@@ -253,7 +253,9 @@ def _write_counts(doc: Writes, get: Get, delta: dict[tuple[bytes, str], int]) ->
         key = holdings_key(lot_, holder)
         raw = get(key)
         count = (unpack_trusted(raw) if raw is not None else 0) + step
-        invariant(count >= 0, f"the holdings index would count {count} units of {lot_!r} for {holder!r}")
+        invariant(count >= 0, f"the holdings index would count {count} units of {lot_!r} for {holder!r}: "
+                              "a data directory written before the holdings index existed (issue 13) "
+                              "holds units it never counted; re-initialise it or replay from genesis")
         doc[key] = pack_trusted(count) if count else None
 
 

@@ -453,3 +453,20 @@ def test_customs_imports_enter_the_index_and_follow_the_goods(tmp_path: Path) ->
     view = recall_holders(w.store.db, recall.id, record, lambda pid: "AM" if pid == buyer.participant_id else "KZ")
     assert view == brute_force_view(w.store, GTIN, "IMP-1")
     assert view["states"]["AM"]["holders"] == [{"participant": buyer.participant_id, "codes": 3}]
+
+
+def test_a_store_from_before_the_index_stops_with_a_message_that_says_so(tmp_path: Path) -> None:
+    """A data directory written before the holdings index counted nothing for its units:
+    the first move of one stops the apply (the same on every node) with a message that
+    names the cause and the remedy, not only the negative count."""
+    from ledger import InvariantError
+
+    u = Union(tmp_path)
+    w = u.w
+    shipment = u.ship(u.producer, u.holders["KZ"], u.b1[:1])
+    db = w.store.db
+    for key in list(db.iterator(start=P_HOLDINGS, stop=prefix_end(P_HOLDINGS), include_value=False)):
+        db.delete(key)  # as a store from before the index
+    accept = w.doc(u.holders["KZ"], DocType.ACCEPT, shipment=shipment.id, codes=[])
+    with pytest.raises(InvariantError, match="before the holdings index existed.*re-initialise"):
+        w.apply(accept)
