@@ -220,15 +220,21 @@ def trade_record(kind: str, exporter: list[str], importer: list[str], counts: li
 
 
 def trade_json(key: bytes, raw: bytes) -> dict[str, Any]:
+    """A trade record as the API lists it, each party with its tax id (None: none)."""
     kind, exporter, importer, counts, document, shipment, declaration = unpack_trusted(raw)
     return {
         "height": int.from_bytes(key[-12:-4], "big"), "position": int.from_bytes(key[-4:], "big"),
-        "kind": kind,
-        "exporter": {"id": exporter[0], "name": exporter[1], "state": exporter[2]},
-        "importer": {"id": importer[0], "name": importer[1], "state": importer[2]},
+        "kind": kind, "exporter": party_json(exporter), "importer": party_json(importer),
         "products": [{"gtin": g, "units": n} for g, n in counts],
         "document": document.hex(), "shipment": shipment.hex(), "declaration": declaration,
     }
+
+
+def party_json(value: Sequence[str]) -> dict[str, Any]:
+    """A trade record's party, [id, name, state] and the tax id when it has one
+    (ledger/_tax_ids.py `party` writes it)."""
+    return {"id": value[0], "name": value[1], "state": value[2],
+            "tax_id": value[3] if len(value) > 3 and value[3] else None}
 
 
 def stored_children(get: Get) -> Callable[[str], list[str]]:

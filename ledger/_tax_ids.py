@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _recall as recall
-from ._encoding import unpack_trusted
 from ._records import ParticipantRecord
 
 # Digits per member state (see the table above).
@@ -48,8 +47,6 @@ TAX_ID_DIGITS: dict[str, tuple[int, ...]] = {
 TAX_ID_NAMES = {"RU": "INN", "KZ": "BIN", "BY": "UNP", "AM": "TIN", "KG": "INN"}
 # Roles that must give a tax id on a chain with the catalogue.
 TAXPAYING_ROLES = frozenset(("producer", "importer", "wholesaler", "retailer"))
-# Unpacking a trade record's parties beyond a few fields would be a bug, not data.
-_PARTY_FIELDS = 4
 
 
 def tax_id_problem(state: str, tax_id: str, roles: Sequence[str], required: bool) -> str | None:
@@ -74,21 +71,6 @@ def party(pid: str, record: ParticipantRecord, state: str) -> list[str]:
     return [pid, record.name, state, *([record.tax_id] if record.tax_id else [])]
 
 
-def party_json(value: Sequence[str]) -> dict[str, Any]:
-    fields = list(value[:_PARTY_FIELDS])
-    return {"id": fields[0], "name": fields[1], "state": fields[2],
-            "tax_id": fields[3] if len(fields) > 3 and fields[3] else None}
-
-
-def trade_json(key: bytes, raw: bytes) -> dict[str, Any]:
-    """A trade record as ledger._recall lists it, with each party's tax id."""
-    view = recall.trade_json(key, raw)
-    _, exporter, importer, *_ = unpack_trusted(raw)
-    view["exporter"] = party_json(exporter)
-    view["importer"] = party_json(importer)
-    return view
-
-
 def trade(db: Any, state: str, direction: str, since: int = 0, until: int | None = None,
           limit: int = 100) -> list[dict[str, Any]]:
     """A member state's export or import records, in chain order, with tax ids."""
@@ -97,7 +79,7 @@ def trade(db: Any, state: str, direction: str, since: int = 0, until: int | None
     stop = prefix + (until + 1).to_bytes(8, "big") if until is not None else prefix + b"\xff" * 13
     out: list[dict[str, Any]] = []
     for key, raw in db.iterator(start=prefix + since.to_bytes(8, "big"), stop=stop):
-        view = trade_json(key, raw)
+        view = recall.trade_json(key, raw)
         view["state"] = state
         view["direction"] = direction
         out.append(view)
@@ -162,5 +144,4 @@ __all__ = [
     "party",
     "tax_id_problem",
     "trade",
-    "trade_json",
 ]
