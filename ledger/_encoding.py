@@ -141,6 +141,8 @@ def unpack_untrusted(data: bytes, limits: DecodeLimits = LEDGER_LIMITS) -> Any:
 # 16/32) and both float types.
 _CONTAINER_TAGS = bytes([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
 _FLOAT_TAGS = (b"\xca", b"\xcb")
+# The shortcut pays off on short values, where the walk's fixed cost dominates.
+_SCAN_BYTES_MAX = 4096
 
 
 def _cannot_break(data: bytes | bytearray | memoryview, limits: DecodeLimits) -> bool:
@@ -153,6 +155,11 @@ def _cannot_break(data: bytes | bytearray | memoryview, limits: DecodeLimits) ->
     These bytes can also occur inside strings and byte strings; then the walk decides.
     Integers need the walk only where the bounds are narrower than msgpack's own."""
     if limits.int_min > _MSGPACK_INT_MIN or limits.int_max < _MSGPACK_INT_MAX:
+        return False
+    # A long value (a batch, a large document) holds container-like bytes in its byte
+    # strings almost surely, so the walk runs anyway: copying and scanning it first
+    # would only add work proportional to its size.
+    if len(data) > _SCAN_BYTES_MAX:
         return False
     raw = bytes(data)
     if not limits.floats and (_FLOAT_TAGS[0] in raw or _FLOAT_TAGS[1] in raw):

@@ -124,7 +124,7 @@ class Healing:
         proven state's appends are ignored)."""
         if terms - self.refused_terms:
             self.refused_terms |= terms
-            floor = self._final_term()
+            floor = self._final_term() if len(self.refused_terms) > REFUSED_TERMS_MAX else 0
             while len(self.refused_terms) > REFUSED_TERMS_MAX:
                 lowest = min(self.refused_terms)
                 self.refused_terms.discard(lowest if lowest < floor else max(self.refused_terms))

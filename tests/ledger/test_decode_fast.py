@@ -148,3 +148,13 @@ def test_unpack_untrusted_decides_as_the_full_checks_do(value: Any, limits: Deco
 
 def _no_maps(pairs: Any) -> Any:
     raise DecodeError("maps")
+
+
+def test_a_long_value_is_walked_not_scanned() -> None:
+    """Past a few KiB the byte scan would only add work (byte strings that long hold
+    container-like bytes anyway): the walk decides, and still refuses what it must."""
+    long_plain = msgpack.packb([b"x" * 5_000], use_bin_type=True)
+    assert not _cannot_break(long_plain, DecodeLimits())
+    assert unpack_untrusted(long_plain) == [b"x" * 5_000]
+    with pytest.raises(DecodeError):
+        unpack_untrusted(msgpack.packb([b"x" * 5_000, 1.5], use_bin_type=True))
