@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from consensus import HardState, LogIndex, Storage
-from ledger import Attestation, LedgerStore, Vote
+from ledger import Attestation, BlockHeader, LedgerStore, Vote
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,7 @@ class Healing:
 
     def _final_term(self) -> int:
         """The Raft term of the last final block's entry (0: none)."""
-        store = self._store
-        header = store.header(min(store.final_height, store.head.height))
+        header = self._final_header()
         return header.raft_term if header is not None else 0
 
     def term_refused(self, term: int) -> bool:
@@ -147,9 +146,13 @@ class Healing:
     def final_raft_index(self) -> LogIndex:
         """The Raft index of the last final block this ledger holds: the floor of any
         rewind, and the Driver's compaction limit."""
-        store = self._store
-        header = store.header(min(store.final_height, store.head.height))
+        header = self._final_header()
         return LogIndex(header.raft_index if header is not None else 0)
+
+    def _final_header(self) -> BlockHeader | None:
+        """The header of the last final block this ledger holds."""
+        store = self._store
+        return store.header(min(store.final_height, store.head.height))
 
     def undone(self) -> list[Undone]:
         """Our attestations of blocks a rollback undid, above the final height: the round
