@@ -291,11 +291,17 @@ class Attestations:
     def receive(self, peer: str, att: Attestation) -> None:
         if att.state != peer:
             return  # each node speaks for itself only
+        # The head before the header: the apply worker may write this very block between
+        # the two reads. Read the other way round, the header was still missing and the
+        # head already past it, so the attestation was neither checked nor kept early,
+        # and lost for good (a block short of one attestation is never final here).
+        head = self._store.head.height
         header = self._store.header(att.height)
         if header is not None:
             self._check(att, header)
             return
-        head = self._store.head.height
+        # Not held when read, so above `head` (the block `attest` will take it from
+        # `_early`), or undone by a heal meanwhile (then nothing waits for it).
         soon = head < att.height <= head + EARLY_ATTESTATION_HEIGHTS_AHEAD
         if soon and self._early_count < EARLY_ATTESTATIONS_MAX:
             self._early.setdefault(att.height, []).append(att)

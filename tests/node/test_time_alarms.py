@@ -190,3 +190,33 @@ def test_the_proposer_keeps_within_the_genesis_limits_and_one_step_ahead() -> No
     assert proposer.block_time_ms() == head_ms + STEP
     clock["now"] = head_ms + 5
     assert proposer.block_time_ms() == head_ms + 5
+
+
+def test_an_attestation_arriving_while_its_block_is_written_is_kept(tmp_path: Path) -> None:
+    """The apply worker writes a block while the loop handles a peer's attestation of it.
+    Between the loop's read of the header (missing) and of the head (already past it),
+    the attestation was dropped, and that block never became final on this node (found
+    by the equivocation process test: a state's attestation of block 1 missing on one
+    node, its final height stuck at 0). Here the write lands inside the header read."""
+    world = World(tmp_path / "db")
+    atts = _attestations(world)
+    other = World(tmp_path / "other")
+    header_there = _apply_empty(other)
+    early = Attestation.make(other.node_key("AM"), other.genesis.chain_id, "AM", header_there)
+    store = world.store
+    real_header = store.header
+    written: list[Any] = []
+
+    def header_written_meanwhile(height: int) -> Any:
+        found = real_header(height)
+        if height == 1 and not written:
+            written.append(_apply_empty(world))  # the worker's write, just after this read
+        return found
+
+    store.header = header_written_meanwhile  # type: ignore[method-assign]
+    atts.receive("AM", early)
+    store.header = real_header  # type: ignore[method-assign]
+    (header,) = written
+    assert header.hash == header_there.hash
+    atts.attest(header)
+    assert sorted(a.state for a in world.store.attestations(1)) == ["AM", "RU"]
